@@ -1,0 +1,63 @@
+# The course's commands. Every target creates .venv and installs requirements.txt on first use
+# (and again whenever requirements.txt changes), so a fresh clone needs only Python 3.11+ and make.
+#
+#   make run [LESSON=01] [SOLUTION=1] [PORT=8080] [STORE=url]   serve a lesson
+#   make check LESSON=01                                       check your own work on a lesson
+#   make test                                                  check the whole course (maintainers, CI)
+#   make notebooks                                             open the walkthroughs in Jupyter
+#   make grade SUBMISSIONS="a/ b/" OUT=grades                  grade a class (instructors)
+#   make services                                              start Redis, PostgreSQL, MariaDB, memcached in containers
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+LESSON ?= 01
+PORT   ?= 8080
+HOST   ?= 127.0.0.1
+JOBS   ?= 2
+
+.PHONY: run check test notebooks grade list hint watch services venv clean
+
+# The venv is rebuilt whenever requirements.txt is newer than the stamp. A .pth file puts the
+# repository root on the venv's path, so `import course` works from notebooks/ and from anywhere.
+$(STAMP): requirements.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "This course needs Python 3.11 or newer; you have " + sys.version.split()[0])'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "Installing the course's pinned dependencies into $(VENV) (first run only, about a minute)..."
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	@$(PY) -c 'import site, pathlib; pathlib.Path(site.getsitepackages()[0], "course-root.pth").write_text(str(pathlib.Path.cwd()) + "\n")'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	@$(PY) -m course run $(LESSON) --host $(HOST) --port $(PORT) $(if $(SOLUTION),--solution) $(if $(STORE),--store $(STORE))
+
+check: $(STAMP)
+	@$(PY) -m course check $(LESSON)
+
+list: $(STAMP)
+	@$(PY) -m course list
+
+hint: $(STAMP)
+	@$(PY) -m course hint $(EXERCISE)
+
+watch: $(STAMP)
+	@$(PY) -m course watch $(LESSON)
+
+test: $(STAMP)
+	$(PY) -m pytest -n $(JOBS) $(ARGS)
+
+notebooks: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+grade: $(STAMP)
+	$(PY) -m course grade $(SUBMISSIONS) --out $(or $(OUT),grades) --jobs $(JOBS)
+
+services:
+	@command -v docker >/dev/null 2>&1 || { echo "make services needs Docker (docker compose). Without it, install redis-server, postgresql, mariadb-server and memcached from your package manager and start them on their standard ports."; exit 2; }
+	docker compose -f compose.yaml up -d
+
+clean:
+	rm -rf $(VENV) .pytest_cache .sessions

@@ -1,0 +1,46 @@
+"""Reading a ``Cookie`` header the way browsers write it, tolerant of junk.
+
+Python's ``http.cookies.SimpleCookie`` (used by Bottle and Beaker) gives up on the *whole* header
+when one piece is odd: ``SimpleCookie("null; sid=abc")`` is empty, so one stray token written by
+some script logs the user out. Browsers and express's ``cookie`` package skip the bad piece and
+keep the rest; so does this.
+"""
+from __future__ import annotations
+
+from urllib.parse import quote, unquote
+
+
+def parse_cookie_header(header: str | None) -> list[tuple[str, str]]:
+    """Every ``name=value`` pair in order, duplicates kept; pieces without ``=`` are skipped.
+
+    >>> parse_cookie_header('null; sid=abc; theme="dark"; sid=second')
+    [('sid', 'abc'), ('theme', 'dark'), ('sid', 'second')]
+    """
+    pairs = []
+    for piece in (header or "").split(";"):
+        name, eq, value = piece.partition("=")
+        name, value = name.strip(), value.strip()
+        if not eq or not name:
+            continue
+        if len(value) >= 2 and value[0] == value[-1] == '"':
+            value = value[1:-1]
+        pairs.append((name, value))
+    return pairs
+
+
+def first_cookie(header: str | None, name: str) -> str | None:
+    """The first value sent under ``name`` (express's rule for duplicates), or None."""
+    for key, value in parse_cookie_header(header):
+        if key == name:
+            return value
+    return None
+
+
+def encode_value(value: str) -> str:
+    """Percent-encode a cookie value as JavaScript's ``encodeURIComponent`` does (express does this)."""
+    return quote(value, safe="!'()*-._~")
+
+
+def decode_value(value: str) -> str:
+    """Undo ``encode_value``; a stray ``%`` is kept as it is."""
+    return unquote(value)

@@ -1,0 +1,70 @@
+"""Load a lesson's ``app.py`` by path, from the folder under test (the "target").
+
+A target is a folder holding ``NN_slug/app.py`` folders: ``solutions/`` (the reference),
+``lessons/`` (the student's own work) or any student's copy handed to the grader. Each file is
+imported under a module name of its own, so the starter, the solution and twenty students' copies
+of the same lesson can live in one process without one shadowing another (``import app`` would
+hand back whichever was imported first).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import types
+from pathlib import Path
+
+from course import ROOT
+
+
+class LessonLoadError(Exception):
+    """The lesson's app.py is missing or does not import; the message says what to do."""
+
+
+def resolve_target(target: str | Path) -> Path:
+    """``solutions`` and ``lessons`` name the repository's folders; anything else is a path.
+
+    A student's copy may be given as its root (holding ``lessons/``) or as the folder of lessons.
+    """
+    text = str(target)
+    if text in ("solutions", "lessons"):
+        return ROOT / text
+    path = Path(text).expanduser().resolve()
+    if (path / "lessons").is_dir() and not any(path.glob("[0-9][0-9]_*/app.py")):
+        path = path / "lessons"
+    return path
+
+
+def app_path(target: str | Path, slug: str) -> Path:
+    return resolve_target(target) / slug / "app.py"
+
+
+def load_app_module(target: str | Path, slug: str) -> types.ModuleType:
+    """Import ``TARGET/slug/app.py`` as a fresh module with a name unique to that file."""
+    path = app_path(target, slug)
+    if not path.is_file():
+        raise LessonLoadError(f"{path} does not exist: lesson {slug} needs an app.py there.")
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
+    name = f"course_target_{slug}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickle look modules up by name while importing
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(name, None)
+        raise LessonLoadError(
+            f"{display(path)} does not import: {type(exc).__name__}: {exc}. "
+            f"Run `python {display(path)}` to see the full error."
+        ) from exc
+    if not callable(getattr(module, "create_app", None)):
+        raise LessonLoadError(f"{display(path)} has no create_app(**options) function; every lesson needs one.")
+    return module
+
+
+def display(path: Path) -> str:
+    """A path as the reader knows it: relative to the repository when it is inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,104 @@
+"""The one HTML page every lesson's ``GET /`` draws: title, routes to try, and the inspector.
+
+The inspector shows what the browser sent (the raw ``Cookie`` header, and each cookie decoded
+where the lesson knows how) and, for server-side sessions, what the store holds for this session.
+It is plain string building with ``html.escape`` (no Bottle template, so no template cache shared
+between lessons or tests).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any, Callable, Iterable
+
+from course.cookies import parse_cookie_header
+
+
+@dataclass(frozen=True)
+class Route:
+    """A route to try: a GET is a link; anything else is a small form with ``fields``."""
+    method: str
+    path: str
+    description: str
+    fields: tuple[str, ...] = field(default_factory=tuple)
+    # a field may be "name" or "name=default"; "password" fields are drawn as password inputs
+
+
+STYLE = """
+body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0 1rem;color:#222}
+h1{font-size:1.5rem} h2{font-size:1.1rem;margin-top:1.6rem}
+code,pre{font-family:ui-monospace,monospace;font-size:.9rem}
+pre{background:#f4f4f4;padding:.6rem;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
+table{border-collapse:collapse;width:100%} td,th{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
+th{background:#fafafa} .method{font-weight:bold;width:4rem} form{display:inline}
+.inspector{border:2px solid #7a9;border-radius:6px;padding:.2rem 1rem 1rem;margin-top:1.5rem}
+.muted{color:#777}
+"""
+
+
+def _route_row(route: Route) -> str:
+    if route.method.upper() == "GET" and not route.fields:
+        action = f'<a href="{escape(route.path)}">{escape(route.path)}</a>'
+    else:
+        inputs = []
+        for spec in route.fields:
+            name, _, default = spec.partition("=")
+            kind = "password" if "password" in name else "text"
+            inputs.append(f'<input name="{escape(name)}" type="{kind}" placeholder="{escape(name)}" '
+                          f'value="{escape(default)}" size="12">')
+        action = (f'<form method="{escape(route.method.lower())}" action="{escape(route.path)}">'
+                  f'{" ".join(inputs)} <button type="submit">{escape(route.method.upper())} '
+                  f'{escape(route.path)}</button></form>')
+    return (f'<tr><td class="method">{escape(route.method.upper())}</td><td>{action}</td>'
+            f'<td>{escape(route.description)}</td></tr>')
+
+
+def render(*, lesson_id: str, title: str, intro: str = "", routes: Iterable[Route] = (),
+           cookie_header: str | None = "",
+           decode: Callable[[str, str], Any] | None = None,
+           session: Any = None, session_label: str = "What the store holds for this session",
+           extra_html: str = "") -> str:
+    """The lesson page as an HTML string.
+
+    ``decode(name, value)`` returns what the lesson can tell about a cookie (or None);
+    ``session`` is the stored session data to show (None: the lesson has no server-side session).
+    """
+    rows = "\n".join(_route_row(r) for r in routes)
+    cookie_rows = []
+    for name, value in parse_cookie_header(cookie_header):
+        try:
+            decoded = decode(name, value) if decode else None
+        except Exception as exc:  # the inspector must never break the page
+            exercise_id = getattr(exc, "exercise_id", None)
+            decoded = (f"(finish exercise {exercise_id} to decode it)" if exercise_id
+                       else f"(could not decode: {type(exc).__name__})")
+        shown = "" if decoded is None else escape(str(decoded))
+        cookie_rows.append(f"<tr><td><code>{escape(name)}</code></td><td><code>{escape(value)}</code></td>"
+                           f"<td>{shown}</td></tr>")
+    cookies_table = (
+        "<table><tr><th>name</th><th>value as sent</th><th>what the server makes of it</th></tr>"
+        + "".join(cookie_rows) + "</table>"
+        if cookie_rows else '<p class="muted">No cookies yet: try a route above, then come back.</p>'
+    )
+    store_html = ""
+    if session is not None:
+        store_html = (f"<h2>{escape(session_label)}</h2><pre>"
+                      f"{escape(json.dumps(session, indent=2, sort_keys=True, default=str))}</pre>")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Lesson {escape(lesson_id)}: {escape(title)}</title>
+<style>{STYLE}</style></head>
+<body>
+<h1>Lesson {escape(lesson_id)}: {escape(title)}</h1>
+{f"<p>{escape(intro)}</p>" if intro else ""}
+<h2>Routes to try</h2>
+<table>{rows}</table>
+{extra_html}
+<div class="inspector" id="inspector">
+<h2>What your browser sent</h2>
+<pre id="cookie-header">Cookie: {escape(cookie_header or "(no Cookie header)")}</pre>
+{cookies_table}
+{store_html}
+</div>
+</body></html>
+"""

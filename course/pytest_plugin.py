@@ -1,0 +1,161 @@
+"""The course's pytest plugin: which code is under test, the exercise marker, and the fixtures.
+
+``--target`` picks the code: ``solutions`` (the default, so a plain ``pytest`` checks the course
+itself), ``lessons`` (a student's own work), or the path of a student's copy (the grader).
+
+Each exercise test carries ``@pytest.mark.exercise("03.2")``. An exercise is worth the points
+the manifest gives it; its tests share them equally unless one says ``weight=2``. The marker's
+id must exist in the manifest (a typo fails the run instead of losing points silently).
+
+``--course-report PATH`` writes one JSON record per test (exercise, weight, outcome, message):
+what ``python -m course check``, the grader and the teeth check read.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import requests
+
+from course import manifest
+from course.loader import LessonLoadError, load_app_module, resolve_target
+from course.serving import serve
+
+TEST_FILE = re.compile(r"test_(\d\d_[a-z0-9_]+)\.py$")
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("course")
+    group.addoption("--target", default=os.environ.get("COURSE_TARGET", "solutions"),
+                    help="code under test: solutions (default), lessons, or a folder of NN_slug/app.py "
+                         "folders (a student's copy)")
+    group.addoption("--course-report", default=None, metavar="PATH",
+                    help="write a JSON record per test: exercise, weight, outcome, message")
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "exercise(id, weight=1): the test checks exercise ID of the manifest (e.g. '03.2')")
+    config.pluginmanager.register(CourseReport(config), "course-report")
+
+
+def pytest_collection_modifyitems(config, items):
+    known = {ex.id for lesson in manifest.lessons() for ex in lesson.exercises}
+    for item in items:
+        marker = item.get_closest_marker("exercise")
+        if marker is None:
+            continue
+        exercise_id = marker.args[0] if marker.args else marker.kwargs.get("id")
+        if exercise_id not in known:
+            raise pytest.UsageError(f"{item.nodeid}: exercise {exercise_id!r} is not in course/manifest.toml")
+        item.user_properties.append(("exercise", exercise_id))
+        item.user_properties.append(("weight", marker.kwargs.get("weight", 1)))
+
+
+def _message(report) -> str:
+    crash = getattr(report.longrepr, "reprcrash", None)
+    if crash is not None:
+        return crash.message
+    if isinstance(report.longrepr, tuple):       # a skip: (file, line, reason)
+        return str(report.longrepr[2])
+    return str(report.longrepr or "")
+
+
+class CourseReport:
+    """Collects one record per test, and writes them where ``--course-report`` says."""
+
+    def __init__(self, config):
+        self.config = config
+        self.records: list[dict] = []
+
+    def pytest_runtest_logreport(self, report):
+        props = dict(report.user_properties)
+        if report.when == "call":
+            outcome = report.outcome
+        elif report.when == "setup" and not report.passed:
+            outcome = "skipped" if report.skipped else "error"
+        elif report.when == "teardown" and report.failed:
+            outcome = "error"
+        else:
+            return
+        self.records.append({
+            "nodeid": report.nodeid, "exercise": props.get("exercise"), "weight": props.get("weight", 1),
+            "outcome": outcome, "message": "" if report.passed else _message(report)[:2000],
+            "duration": round(report.duration, 4),
+        })
+
+    def pytest_sessionfinish(self, session):
+        path = self.config.getoption("--course-report")
+        if path and not hasattr(self.config, "workerinput"):   # under xdist only the controller writes
+            Path(path).write_text(json.dumps({
+                "target": str(resolve_target(self.config.getoption("--target"))),
+                "tests": self.records,
+            }, indent=1), encoding="utf-8")
+
+
+# ---------------------------------------------------------------- fixtures
+
+@pytest.fixture(scope="session")
+def course_target(pytestconfig) -> Path:
+    """The folder of lessons under test (``--target``)."""
+    return resolve_target(pytestconfig.getoption("--target"))
+
+
+@pytest.fixture(scope="module")
+def lesson_slug(request) -> str:
+    """``01_raw_cookies`` for tests/test_01_raw_cookies.py."""
+    match = TEST_FILE.search(str(request.path))
+    if not match:
+        raise pytest.UsageError(f"{request.path}: lesson test files are named test_NN_slug.py")
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def app_module(course_target, lesson_slug):
+    """The lesson's app.py from the target, imported under a name of its own."""
+    try:
+        return load_app_module(course_target, lesson_slug)
+    except LessonLoadError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def serve_app():
+    """``url = serve_app(wsgi_app)``: serve any WSGI app on a free port until the test ends."""
+    contexts = []
+
+    def start(app) -> str:
+        context = serve(app)
+        url = context.__enter__()
+        contexts.append(context)
+        return url
+
+    yield start
+    for context in reversed(contexts):
+        context.__exit__(None, None, None)
+
+
+@pytest.fixture
+def server(app_module, serve_app):
+    """``url = server(**options)``: the lesson's ``create_app(**options)`` on a free port."""
+
+    def start(**options) -> str:
+        return serve_app(app_module.create_app(**options))
+
+    return start
+
+
+@pytest.fixture
+def base_url(server) -> str:
+    """The lesson's app with its default options, served on a free port."""
+    return server()
+
+
+@pytest.fixture
+def client():
+    """A ``requests.Session``: one browser with its own cookie jar."""
+    with requests.Session() as session:
+        yield session

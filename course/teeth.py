@@ -1,0 +1,160 @@
+"""The tests have teeth: every exercise test fails on the unsolved starter, and decoys fail too.
+
+Two kinds of code under test that must *not* pass:
+
+* the **starter** of each lesson as the course ships it. A student who solved lessons in their own
+  copy still has the shipped starter in git: ``course/starters.json`` records each starter's git
+  blob id, so the shipped version is read back from git whatever the working tree holds. When the
+  working file matches the record it is used directly (no git needed);
+* **decoys**: the reference solution with one typical mistake patched in, listed in
+  ``tests/decoys/NN_slug.toml``. Each must fail at least one exercise test.
+
+``python -m course freeze`` records the starters after a maintainer changes one.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from course import ROOT, manifest
+
+STARTERS_LOCK = ROOT / "course" / "starters.json"
+DECOYS_DIR = ROOT / "tests" / "decoys"
+
+
+class StarterUnavailable(Exception):
+    """The shipped starter cannot be found (changed without a freeze, or no git history)."""
+
+
+def blob_id(data: bytes) -> str:
+    """The id git gives a file's content (``git hash-object``), computed without git."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def recorded_starters() -> dict[str, str]:
+    if not STARTERS_LOCK.exists():
+        return {}
+    return json.loads(STARTERS_LOCK.read_text(encoding="utf-8"))
+
+
+def freeze() -> dict[str, str]:
+    """Record the current lessons/*/app.py as the shipped starters."""
+    lock = {lesson.slug: blob_id((ROOT / "lessons" / lesson.slug / "app.py").read_bytes())
+            for lesson in manifest.lessons() if (ROOT / "lessons" / lesson.slug / "app.py").exists()}
+    STARTERS_LOCK.write_text(json.dumps(lock, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return lock
+
+
+def shipped_starter(slug: str) -> bytes:
+    """The starter's content as the course ships it (see the module docstring)."""
+    recorded = recorded_starters().get(slug)
+    if recorded is None:
+        raise StarterUnavailable(f"course/starters.json has no entry for {slug}: "
+                                 "run `python -m course freeze` and commit the file")
+    path = ROOT / "lessons" / slug / "app.py"
+    if path.exists() and blob_id(path.read_bytes()) == recorded:
+        return path.read_bytes()
+    if os.environ.get("CI"):
+        raise StarterUnavailable(
+            f"lessons/{slug}/app.py is not the starter recorded in course/starters.json. If you changed "
+            "the starter on purpose, run `python -m course freeze` and commit course/starters.json.")
+    try:
+        return subprocess.run(["git", "cat-file", "blob", recorded], cwd=ROOT, capture_output=True,
+                              check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise StarterUnavailable(
+            f"lessons/{slug}/app.py holds your own work, and the shipped starter (git blob {recorded[:10]}) "
+            f"is not in this copy's git history ({type(exc).__name__}), so its teeth cannot be checked "
+            "here. A fresh clone checks them.") from exc
+
+
+@dataclass(frozen=True)
+class Decoy:
+    slug: str
+    name: str
+    mistake: str
+    replace: tuple[tuple[str, str], ...]
+
+    @property
+    def id(self) -> str:
+        return f"{self.slug}:{self.name}"
+
+    def apply(self, solution: str) -> str:
+        for old, new in self.replace:
+            if old not in solution:
+                raise ValueError(f"decoy {self.id!r}: the solution no longer contains {old!r}; "
+                                 f"update tests/decoys/{self.slug}.toml")
+            solution = solution.replace(old, new)
+        return solution
+
+
+def decoys() -> list[Decoy]:
+    found = []
+    for path in sorted(DECOYS_DIR.glob("*.toml")):
+        for raw in tomllib.loads(path.read_text(encoding="utf-8")).get("decoy", []):
+            found.append(Decoy(slug=path.stem, name=raw["name"], mistake=raw["mistake"],
+                               replace=tuple((r["old"], r["new"]) for r in raw["replace"])))
+    return found
+
+
+def run_exercise_tests(target: Path, slugs: list[str], report: Path, timeout: float = 600) -> list[dict]:
+    """Run the exercise tests of ``slugs`` against ``target`` in a fresh process; its records."""
+    files = [str(ROOT / "tests" / f"test_{slug}.py") for slug in slugs]
+    command = [sys.executable, "-m", "pytest", *files, "-m", "exercise", "-q", "--no-header",
+               "-p", "no:xdist", "--target", str(target), "--course-report", str(report)]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    if not report.exists():
+        raise RuntimeError(f"pytest wrote no report (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(report.read_text(encoding="utf-8"))["tests"]
+
+
+def run_starters(workdir: Path) -> tuple[list[dict], dict[str, str]]:
+    """Every lesson's exercise tests against the shipped starters: (records, unavailable)."""
+    target = workdir / "starters"
+    unavailable, slugs = {}, []
+    for lesson in manifest.lessons():
+        try:
+            content = shipped_starter(lesson.slug)
+        except StarterUnavailable as exc:
+            unavailable[lesson.slug] = str(exc)
+            continue
+        (target / lesson.slug).mkdir(parents=True, exist_ok=True)
+        (target / lesson.slug / "app.py").write_bytes(content)
+        slugs.append(lesson.slug)
+    records = run_exercise_tests(target, slugs, workdir / "starters.json") if slugs else []
+    return records, unavailable
+
+
+def run_decoys(workdir: Path, jobs: int = 2) -> dict[str, list[dict]]:
+    """Each decoy's exercise-test records. Rounds hold at most one decoy per lesson."""
+    rounds: list[dict[str, Decoy]] = []
+    for decoy in decoys():
+        for round_ in rounds:
+            if decoy.slug not in round_:
+                round_[decoy.slug] = decoy
+                break
+        else:
+            rounds.append({decoy.slug: decoy})
+
+    def run_round(index: int) -> dict[str, list[dict]]:
+        target = workdir / f"decoys-{index}"
+        for slug, decoy in rounds[index].items():
+            solution = (ROOT / "solutions" / slug / "app.py").read_text(encoding="utf-8")
+            (target / slug).mkdir(parents=True, exist_ok=True)
+            (target / slug / "app.py").write_text(decoy.apply(solution), encoding="utf-8")
+        records = run_exercise_tests(target, sorted(rounds[index]), workdir / f"decoys-{index}.json")
+        return {decoy.id: [r for r in records if f"test_{slug}.py" in r["nodeid"]]
+                for slug, decoy in rounds[index].items()}
+
+    results: dict[str, list[dict]] = {}
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        for part in pool.map(run_round, range(len(rounds))):
+            results.update(part)
+    return results

@@ -1,0 +1,86 @@
+"""What every lesson app is built from: a fresh Bottle app that answers 501 for unfinished work.
+
+A lesson's starter must run as it is. Where an exercise is not done, its code says
+``raise todo("03.2")``; the request then gets HTTP 501 and one line naming the exercise, the file
+and the function to edit, instead of a crash or a traceback.
+"""
+from __future__ import annotations
+
+import functools
+
+import bottle
+
+from course import manifest
+
+
+class ExerciseNotDone(NotImplementedError):
+    """An exercise's code is still the starter's placeholder."""
+
+    def __init__(self, exercise_id: str):
+        self.exercise_id = exercise_id
+        try:
+            ex = manifest.exercise(exercise_id)
+            where = f"edit {ex.app_path}, {ex.function}"
+        except LookupError:
+            where = "see the lesson's README"
+        super().__init__(
+            f"Exercise {exercise_id} is not done yet: {where}. "
+            f"Stuck? python -m course hint {exercise_id}"
+        )
+
+
+def todo(exercise_id: str) -> ExerciseNotDone:
+    """The placeholder of an unfinished exercise: ``raise todo("01.1")``."""
+    return ExerciseNotDone(exercise_id)
+
+
+def not_done_response(exc: ExerciseNotDone) -> bottle.HTTPResponse:
+    return bottle.HTTPResponse(str(exc) + "\n", status=501,
+                               headers={"Content-Type": "text/plain; charset=utf-8"})
+
+
+def answer_501_for_unfinished_exercises(callback):
+    """Bottle plugin: a route that raises ``todo(...)`` answers 501 with the exercise's line."""
+
+    @functools.wraps(callback)
+    def wrapper(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except ExerciseNotDone as exc:
+            return not_done_response(exc)
+
+    return wrapper
+
+
+def new_app() -> bottle.Bottle:
+    """A new Bottle app of the lesson's own (never Bottle's global default app)."""
+    app = bottle.Bottle()
+    app.install(answer_501_for_unfinished_exercises)
+    return app
+
+
+def guard(wsgi_app):
+    """WSGI wrapper: ``todo(...)`` raised in middleware (outside any route) also becomes a 501."""
+
+    def guarded(environ, start_response):
+        try:
+            return wsgi_app(environ, start_response)
+        except ExerciseNotDone as exc:
+            body = (str(exc) + "\n").encode()
+            start_response("501 Not Implemented", [("Content-Type", "text/plain; charset=utf-8"),
+                                                   ("Content-Length", str(len(body)))])
+            return [body]
+
+    return guarded
+
+
+def text(body: str, status: int = 200) -> str:
+    """Answer plain text (what most lesson routes return, so curl and tests read it easily).
+
+    It sets status and type on Bottle's ``response`` and returns the body, so cookies the route
+    set on ``response`` are kept. (Returning a ``bottle.HTTPResponse`` instead would replace
+    the response, and silently drop those cookies.)
+    """
+    bottle.response.status = status
+    bottle.response.content_type = "text/plain; charset=utf-8"
+    return body if body.endswith("\n") else body + "\n"

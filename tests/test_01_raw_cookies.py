@@ -1,0 +1,162 @@
+"""Lesson 01: a cookie is just a header.
+
+Black-box over HTTP: each test serves the lesson on a free port and talks to it with requests.
+A ``requests.Session`` (the ``client`` fixture) keeps cookies as a browser does; a raw
+``Cookie`` header plays a client that sends whatever it likes.
+"""
+import pytest
+import requests
+
+GARBAGE_VISITS = {
+    "letters": "abc",
+    "negative": "-3",
+    "decimal": "2.5",
+    "exponent": "1e3",
+    "huge": "9" * 40,
+    "ten digits": "1000000000",
+    "empty": "",
+    "arabic-indic digits": "%D9%A3",   # "٣" percent-encoded, as a browser would send it
+    "unbalanced quote": '"12',
+    "quoted negative": '"-5"',
+    "spaces inside": "1 2",
+}
+
+
+def set_cookie_headers(resp, name):
+    """The raw Set-Cookie lines for one cookie name (requests folds them into one string)."""
+    raw = resp.raw.headers.getlist("Set-Cookie") if hasattr(resp.raw.headers, "getlist") else []
+    return [line for line in raw if line.split("=", 1)[0].strip() == name]
+
+
+# ---------------------------------------------------------------- 01.1 read_count
+
+@pytest.mark.exercise("01.1")
+@pytest.mark.parametrize("value, expected", [("0", 0), ("1", 1), ("41", 41), ("999999999", 999_999_999)],
+                         ids=["zero", "one", "forty-one", "nine digits"])
+def test_read_count_accepts_small_non_negative_integers(app_module, value, expected):
+    assert app_module.read_count(value) == expected
+
+
+@pytest.mark.exercise("01.1")
+@pytest.mark.parametrize("value", [None, "", "abc", "-3", "2.5", "1e3", "9" * 40, "1000000000", "٣", "１２", " 7", '"12'],
+                         ids=["none", "empty", "letters", "negative", "decimal", "exponent", "huge",
+                              "ten digits", "arabic-indic", "fullwidth", "leading space", "quote"])
+def test_read_count_treats_anything_else_as_zero(app_module, value):
+    assert app_module.read_count(value) == 0, f"read_count({value!r}) should be 0: it is not a small count"
+
+
+@pytest.mark.exercise("01.1")
+@pytest.mark.parametrize("value", list(GARBAGE_VISITS.values()), ids=list(GARBAGE_VISITS))
+def test_a_garbage_visits_cookie_counts_as_zero_never_a_500(base_url, value):
+    resp = requests.get(base_url + "/visits", headers={"Cookie": f"visits={value}"})
+    assert resp.status_code == 200, f"Cookie visits={value!r} gave {resp.status_code}: bad input must not crash"
+    assert "You have visited 1 times" in resp.text
+
+
+# ---------------------------------------------------------------- 01.2 /visits
+
+@pytest.mark.exercise("01.2")
+def test_first_visit_counts_one_and_sets_the_cookie(base_url, client):
+    resp = client.get(base_url + "/visits")
+    assert resp.status_code == 200
+    assert "You have visited 1 times" in resp.text
+    assert client.cookies.get("visits") == "1"
+
+
+@pytest.mark.exercise("01.2")
+def test_each_visit_counts_up(base_url, client):
+    bodies = [client.get(base_url + "/visits").text for _ in range(3)]
+    assert ["You have visited %d times" % n in body for n, body in zip((1, 2, 3), bodies)] == [True] * 3, bodies
+
+
+@pytest.mark.exercise("01.2")
+def test_visits_cookie_has_path_max_age_and_httponly(base_url):
+    resp = requests.get(base_url + "/visits")
+    lines = set_cookie_headers(resp, "visits")
+    assert len(lines) == 1, f"expected one Set-Cookie for visits, got {lines}"
+    attrs = [part.strip().lower() for part in lines[0].split(";")[1:]]
+    assert "path=/" in attrs, f"Path=/ missing in {lines[0]!r}"
+    assert "max-age=31536000" in attrs, f"Max-Age of a year (31536000 s) missing in {lines[0]!r}"
+    assert "httponly" in attrs, f"HttpOnly missing in {lines[0]!r}"
+
+
+@pytest.mark.exercise("01.2")
+def test_the_server_believes_a_forged_count(base_url):
+    # The lesson's point: a plain cookie is whatever the client says it is.
+    resp = requests.get(base_url + "/visits", headers={"Cookie": "visits=1000000"})
+    assert "You have visited 1000001 times" in resp.text
+
+
+# ---------------------------------------------------------------- 01.3 /forget
+
+@pytest.mark.exercise("01.3")
+def test_forget_deletes_the_cookie_and_counting_restarts(base_url, client):
+    client.get(base_url + "/visits")
+    client.get(base_url + "/visits")
+    resp = client.get(base_url + "/forget")
+    assert resp.status_code == 200
+    lines = set_cookie_headers(resp, "visits")
+    assert lines, "GET /forget sent no Set-Cookie for visits: nothing tells the browser to drop it"
+    assert "visits" not in client.cookies, f"the browser still holds visits={client.cookies.get('visits')!r}"
+    assert "You have visited 1 times" in client.get(base_url + "/visits").text
+
+
+@pytest.mark.exercise("01.3")
+def test_forget_uses_the_same_path_as_the_cookie(base_url):
+    resp = requests.get(base_url + "/forget")
+    line = set_cookie_headers(resp, "visits")[0].lower()
+    assert "path=/" in line.replace(" ", ""), f"delete the cookie with path='/', or the browser keeps it: {line!r}"
+
+
+# ---------------------------------------------------------------- 01.4 /theme
+
+@pytest.mark.exercise("01.4")
+def test_theme_is_light_by_default(base_url):
+    resp = requests.get(base_url + "/theme")
+    assert resp.status_code == 200
+    assert "Your theme is light" in resp.text
+
+
+@pytest.mark.exercise("01.4")
+@pytest.mark.parametrize("theme", ["dark", "light"])
+def test_theme_can_be_set_and_is_remembered(base_url, client, theme):
+    resp = client.get(base_url + "/theme", params={"set": theme})
+    assert resp.status_code == 200 and f"Your theme is {theme}" in resp.text
+    assert client.cookies.get("theme") == theme
+    assert f"Your theme is {theme}" in client.get(base_url + "/theme").text
+
+
+@pytest.mark.exercise("01.4")
+@pytest.mark.parametrize("bad", ["blue", "DARK", "", "<script>alert(1)</script>"])
+def test_an_unknown_theme_is_400_and_changes_nothing(base_url, client, bad):
+    client.get(base_url + "/theme", params={"set": "dark"})
+    resp = client.get(base_url + "/theme", params={"set": bad})
+    assert resp.status_code == 400, f"?set={bad!r} gave {resp.status_code}, expected 400"
+    assert "light" in resp.text and "dark" in resp.text, "the 400 should say which themes there are"
+    assert not set_cookie_headers(resp, "theme"), "a rejected theme must not set the cookie"
+    assert "Your theme is dark" in client.get(base_url + "/theme").text
+
+
+@pytest.mark.exercise("01.4")
+def test_a_forged_theme_cookie_is_never_echoed(base_url):
+    resp = requests.get(base_url + "/theme", headers={"Cookie": "theme=<b>pwned</b>"})
+    assert resp.status_code == 200
+    assert "pwned" not in resp.text
+    assert "Your theme is light" in resp.text
+
+
+# ---------------------------------------------------------------- ready-made parts
+
+def test_index_page_lists_the_routes_and_shows_the_cookie_header(base_url):
+    resp = requests.get(base_url + "/", headers={"Cookie": "visits=7; theme=dark"})
+    assert resp.status_code == 200
+    assert resp.headers["Content-Type"].startswith("text/html")
+    for path in ("/visits", "/forget", "/theme"):
+        assert f'href="{path}' in resp.text
+    assert "visits=7; theme=dark" in resp.text, "the inspector shows the raw Cookie header"
+
+
+def test_index_page_escapes_what_the_browser_sent(base_url):
+    resp = requests.get(base_url + "/", headers={"Cookie": "x=<script>alert(1)</script>"})
+    assert resp.status_code == 200
+    assert "<script>alert(1)" not in resp.text

@@ -1,0 +1,58 @@
+"""The course checks itself: its exercise tests bite.
+
+* every exercise test fails against the shipped starter (a test that passes on unsolved code
+  proves nothing), and every exercise in the manifest has at least one test;
+* every decoy (a solution with one typical mistake, tests/decoys/) fails at least one test.
+
+The passing half, every test passes on the solutions, is the rest of the suite (--target solutions).
+"""
+import os
+
+import pytest
+
+from course import manifest, teeth
+
+LESSONS = [lesson.slug for lesson in manifest.lessons()]
+DECOYS = teeth.decoys()
+
+
+@pytest.fixture(scope="session")
+def starter_run(tmp_path_factory):
+    return teeth.run_starters(tmp_path_factory.mktemp("teeth"))
+
+
+@pytest.fixture(scope="session")
+def decoy_run(tmp_path_factory):
+    return teeth.run_decoys(tmp_path_factory.mktemp("decoys"))
+
+
+@pytest.mark.parametrize("slug", LESSONS)
+def test_every_exercise_test_fails_on_the_starter(starter_run, slug):
+    records, unavailable = starter_run
+    if slug in unavailable:
+        if os.environ.get("CI"):
+            pytest.fail(unavailable[slug])
+        pytest.skip(unavailable[slug])
+    mine = [r for r in records if f"test_{slug}.py" in r["nodeid"]]
+    assert mine, f"no exercise test of {slug} ran against its starter"
+    passing = [r["nodeid"] for r in mine if r["outcome"] in ("passed", "skipped")]
+    assert not passing, ("these exercise tests pass (or skip) on the unsolved starter, so they prove "
+                         f"nothing: {passing}")
+
+
+@pytest.mark.parametrize("slug", LESSONS)
+def test_every_exercise_has_tests(starter_run, slug):
+    records, unavailable = starter_run
+    if slug in unavailable:
+        pytest.skip(unavailable[slug])
+    tested = {r["exercise"] for r in records if f"test_{slug}.py" in r["nodeid"]}
+    untested = [ex.id for ex in manifest.lesson(slug).exercises if ex.id not in tested]
+    assert not untested, f"exercises with no test: {untested}"
+
+
+@pytest.mark.parametrize("decoy", DECOYS, ids=[d.id for d in DECOYS])
+def test_every_decoy_fails(decoy_run, decoy):
+    records = decoy_run[decoy.id]
+    assert records, f"no exercise test ran against decoy {decoy.id}"
+    failing = [r for r in records if r["outcome"] in ("failed", "error")]
+    assert failing, f"decoy {decoy.id!r} ({decoy.mistake}) passes every exercise test: add a test that catches it"
