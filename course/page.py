@@ -8,6 +8,7 @@ between lessons or tests).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Callable, Iterable
@@ -37,6 +38,11 @@ th{background:#fafafa} .method{font-weight:bold;width:4rem} form{display:inline}
 """
 
 
+def _inline(text: str) -> str:
+    """Escape ``text`` for HTML, drawing `backticked` words as code."""
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", escape(text))
+
+
 def _route_row(route: Route) -> str:
     if route.method.upper() == "GET" and not route.fields:
         action = f'<a href="{escape(route.path)}">{escape(route.path)}</a>'
@@ -51,7 +57,7 @@ def _route_row(route: Route) -> str:
                   f'{" ".join(inputs)} <button type="submit">{escape(route.method.upper())} '
                   f'{escape(route.path)}</button></form>')
     return (f'<tr><td class="method">{escape(route.method.upper())}</td><td>{action}</td>'
-            f'<td>{escape(route.description)}</td></tr>')
+            f'<td>{_inline(route.description)}</td></tr>')
 
 
 def render(*, lesson_id: str, title: str, intro: str = "", routes: Iterable[Route] = (),
@@ -90,13 +96,13 @@ def render(*, lesson_id: str, title: str, intro: str = "", routes: Iterable[Rout
 <style>{STYLE}</style></head>
 <body>
 <h1>Lesson {escape(lesson_id)}: {escape(title)}</h1>
-{f"<p>{escape(intro)}</p>" if intro else ""}
+{f"<p>{_inline(intro)}</p>" if intro else ""}
 <h2>Routes to try</h2>
 <table>{rows}</table>
 {extra_html}
 <div class="inspector" id="inspector">
 <h2>What your browser sent</h2>
-<pre id="cookie-header">Cookie: {escape(cookie_header or "(no Cookie header)")}</pre>
+<pre id="cookie-header">{"Cookie: " + escape(cookie_header) if cookie_header else "(no Cookie header: the browser has no cookie for this site yet)"}</pre>
 {cookies_table}
 {store_html}
 </div>
