@@ -104,6 +104,16 @@ def decoys() -> list[Decoy]:
     return found
 
 
+def passing_on_starter(records: list[dict]) -> list[str]:
+    """The exercise tests that did not fail: on a starter, each one is a test without teeth."""
+    return [r["nodeid"] for r in records if r["exercise"] and r["outcome"] in ("passed", "skipped")]
+
+
+def caught(records: list[dict]) -> bool:
+    """Did at least one exercise test fail (a decoy must be caught)?"""
+    return any(r["exercise"] and r["outcome"] in ("failed", "error") for r in records)
+
+
 def run_exercise_tests(target: Path, slugs: list[str], report: Path, timeout: float = 600) -> list[dict]:
     """Run the exercise tests of ``slugs`` against ``target`` in a fresh process; its records."""
     files = [str(ROOT / "tests" / f"test_{slug}.py") for slug in slugs]

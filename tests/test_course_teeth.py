@@ -35,7 +35,7 @@ def test_every_exercise_test_fails_on_the_starter(starter_run, slug):
         pytest.skip(unavailable[slug])
     mine = [r for r in records if f"test_{slug}.py" in r["nodeid"]]
     assert mine, f"no exercise test of {slug} ran against its starter"
-    passing = [r["nodeid"] for r in mine if r["outcome"] in ("passed", "skipped")]
+    passing = teeth.passing_on_starter(mine)
     assert not passing, ("these exercise tests pass (or skip) on the unsolved starter, so they prove "
                          f"nothing: {passing}")
 
@@ -54,5 +54,12 @@ def test_every_exercise_has_tests(starter_run, slug):
 def test_every_decoy_fails(decoy_run, decoy):
     records = decoy_run[decoy.id]
     assert records, f"no exercise test ran against decoy {decoy.id}"
-    failing = [r for r in records if r["outcome"] in ("failed", "error")]
-    assert failing, f"decoy {decoy.id!r} ({decoy.mistake}) passes every exercise test: add a test that catches it"
+    assert teeth.caught(records), f"decoy {decoy.id!r} ({decoy.mistake}) passes every exercise test: add a test that catches it"
+
+
+def test_the_teeth_check_itself_can_fail(tmp_path):
+    # Run lesson 01's exercise tests against the *solution* as if it were a starter or a decoy:
+    # the check must flag every test as toothless and the "decoy" as not caught.
+    records = teeth.run_exercise_tests(teeth.ROOT / "solutions", ["01_raw_cookies"], tmp_path / "r.json")
+    assert records and len(teeth.passing_on_starter(records)) == len(records)
+    assert not teeth.caught(records)
