@@ -44,3 +44,14 @@ def encode_value(value: str) -> str:
 def decode_value(value: str) -> str:
     """Undo ``encode_value``; a stray ``%`` is kept as it is."""
     return unquote(value)
+
+
+def cookie_header(environ: dict) -> str:
+    """The request's raw ``Cookie`` header, or "" — never an exception.
+
+    Read it from the WSGI environ: Bottle's ``request.get_header("Cookie")`` raises (a 500) when
+    the header holds bytes that are not UTF-8, and a client may send any bytes it likes. WSGI
+    hands headers over as latin-1; undo that and decode as UTF-8, replacing what is not.
+    """
+    raw = environ.get("HTTP_COOKIE", "")
+    return raw.encode("latin-1", "replace").decode("utf-8", "replace")

@@ -160,3 +160,10 @@ def test_index_page_escapes_what_the_browser_sent(base_url):
     resp = requests.get(base_url + "/", headers={"Cookie": "x=<script>alert(1)</script>"})
     assert resp.status_code == 200
     assert "<script>alert(1)" not in resp.text
+
+
+def test_index_page_survives_a_cookie_header_that_is_not_utf8(base_url):
+    # A client may send any bytes; Bottle's request.get_header raises on non-UTF-8 ones.
+    resp = requests.get(base_url + "/", headers={"Cookie": b"visits=\xff\xfe; theme=dark"})
+    assert resp.status_code == 200
+    assert "theme=dark" in resp.text

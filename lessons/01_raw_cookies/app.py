@@ -10,6 +10,7 @@ Check it: make check LESSON=01
 """
 from bottle import request, response  # noqa: F401  (you will need both)
 
+from course.cookies import cookie_header
 from course.page import Route, render
 from course.serving import lesson_main
 from course.web import new_app, text, todo
@@ -46,7 +47,7 @@ def create_app(**options):
                     Route("GET", "/theme", "show your theme (default light)"),
                     Route("GET", "/theme?set=dark", "remember the dark theme"),
                     Route("GET", "/theme?set=light", "remember the light theme")],
-            cookie_header=request.get_header("Cookie", ""),
+            cookie_header=cookie_header(request.environ),
             decode=describe_cookie,
         )
 

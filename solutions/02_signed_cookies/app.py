@@ -1,0 +1,177 @@
+"""Lesson 02: signed cookies, tamper-evident values.
+
+Lesson 01's server believed any ``visits`` cookie. Here the server signs the value it sends with
+an HMAC, a keyed hash only the holder of the secret can compute, and ignores any value whose
+signature does not match. The format is express's (``cookie-signature``):
+
+    visits = encodeURIComponent("s:" + value + "." + base64(HMAC-SHA256(secret, value)))
+
+The client can still *read* the count (signing is not encryption), but it can no longer change it.
+
+Run it:  python lessons/02_signed_cookies/app.py   then open http://127.0.0.1:8080/
+Check it: make check LESSON=02
+"""
+import base64
+import hashlib
+import hmac
+
+from bottle import request, response
+
+from course.cookies import cookie_header, decode_value, encode_value, first_cookie
+from course.page import Route, render
+from course.serving import lesson_main
+from course.web import new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+
+TITLE = "Signed cookies: tamper-evident values"
+# For trying the lesson on your own machine only. Anybody who knows the secret can sign any value,
+# and this one is published with the course. A real app reads its own from the environment.
+DEVELOPMENT_SECRET = "lesson-02 development secret: never use it in production"
+PREFIX = "s:"                     # marks a signed cookie value, as express does
+COOKIE = "visits"
+ONE_YEAR = 365 * 24 * 60 * 60     # seconds, for Max-Age
+MAX_VISITS = 999_999_999          # a count is at most nine ASCII digits (as in lesson 01)
+
+
+def sign(value, secret):
+    """Exercise 02.1: ``value + "." + base64(HMAC-SHA256(secret, value))``, without ``=`` padding.
+
+    >>> sign("apple", "keyboard cat")
+    'apple.D8Y+pkTAmeR0PobOhY4G97PRW+j7bUnP/5m6/On1MCU'
+    """
+    mac = hmac.new(secret.encode(), value.encode(), hashlib.sha256).digest()
+    # Standard base64 (with + and /, not the URL-safe - and _), and the trailing = dropped.
+    return value + "." + base64.b64encode(mac).decode().rstrip("=")
+
+
+def unsign(signed, secrets):
+    """Exercise 02.2: the value inside ``signed`` if one of ``secrets`` signed it, else None.
+
+    ``signed`` is ``value.signature`` (no ``s:`` prefix); ``secrets`` is one secret or a list,
+    newest first. Anything tampered, truncated, unsigned or signed with an unknown secret gives
+    None, never an exception: it comes from the client.
+    """
+    if not isinstance(signed, str) or "." not in signed:
+        return None
+    if isinstance(secrets, str):
+        secrets = [secrets]               # one secret, not a list of its characters
+    value = signed.rpartition(".")[0]     # the value may hold dots; the signature never does
+    for secret in secrets:
+        # compare_digest takes as long for a near miss as for a wild guess, so the time the
+        # server takes to answer leaks nothing. It compares bytes (str must be ASCII).
+        if hmac.compare_digest(sign(value, secret).encode(), signed.encode()):
+            return value
+    return None
+
+
+def secret_list(secret):
+    """Exercise 02.4: one secret or a list of them (newest first), as a non-empty list.
+
+    Called once by ``create_app``: a configuration mistake must stop the app at start-up,
+    not show up as odd behaviour at the first request.
+    """
+    if isinstance(secret, str):
+        secrets = [secret]
+    elif isinstance(secret, (list, tuple)):
+        secrets = list(secret)
+    else:
+        secrets = []
+    if not secrets or not all(isinstance(s, str) and s for s in secrets):
+        # Never put the secret itself in the message: error messages end up in logs.
+        raise ValueError("secret must be a non-empty string, or a non-empty list of non-empty "
+                         f"strings, newest first (got a {type(secret).__name__})")
+    return secrets
+
+
+def read_count(value):
+    """The count in a verified value, or 0 (as lesson 01: ASCII digits, at most MAX_VISITS)."""
+    if value and value.isascii() and value.isdigit() and int(value) <= MAX_VISITS:
+        return int(value)
+    return 0
+
+
+def cookie_sent(name):
+    """The first ``name`` cookie in the request, percent-decoded; None when there is none.
+
+    Two cookies of one name can arrive in one header (set for two paths, or forged): like
+    express, the first one wins. Bottle's ``request.get_cookie`` keeps the last one instead, and
+    drops every cookie when one piece of the header is junk, so this reads the header itself.
+    """
+    value = first_cookie(cookie_header(request.environ), name)
+    return None if value is None else decode_value(value)
+
+
+def create_app(secret=DEVELOPMENT_SECRET):
+    """Build the lesson's app. ``secret``: a string, or a list of strings, newest first."""
+    secrets = secret_list(secret)
+    app = new_app()
+
+    @app.get("/")
+    def index():
+        return render(
+            lesson_id="02", title=TITLE,
+            intro="The visits cookie is signed: change one character of it and the server notices.",
+            routes=[Route("GET", "/visits", "count your visits in the signed cookie `visits`"),
+                    Route("GET", "/forge", "play the attacker: set visits to 1000000, keeping the signature"),
+                    Route("GET", "/forget", "delete the `visits` cookie")],
+            cookie_header=cookie_header(request.environ),
+            decode=lambda name, value: describe_cookie(name, value, secrets),
+        )
+
+    @app.get("/visits")
+    def visits():
+        """Exercise 02.3: count this visit in the signed ``visits`` cookie."""
+        sent = cookie_sent(COOKIE) or ""
+        # Unsigned (no s: prefix), tampered, or signed with a secret we do not hold: ignored.
+        value = unsign(sent[len(PREFIX):], secrets) if sent.startswith(PREFIX) else None
+        # A good signature says the server wrote the value, not that it is a count: parse it.
+        count = read_count(value) + 1
+        # Always sign with the newest secret: a cookie signed with an older one is re-signed.
+        signed = PREFIX + sign(str(count), secrets[0])
+        response.set_cookie(COOKIE, encode_value(signed), path="/", max_age=ONE_YEAR, httponly=True)
+        return text(f"You have visited {count} times")
+
+    @app.get("/forge")
+    def forge():
+        """Ready-made: what an attacker tries, a bigger count with the old signature."""
+        sent = cookie_sent(COOKIE) or ""
+        signature = sent.rpartition(".")[2] if sent.startswith(PREFIX) and "." in sent else "forged"
+        forged = f"{PREFIX}1000000.{signature}"
+        response.set_cookie(COOKIE, encode_value(forged), path="/", max_age=ONE_YEAR, httponly=True)
+        return text(f"Your visits cookie now says {forged}. "
+                    "Visit /visits and see whether the server believes it.")
+
+    @app.get("/forget")
+    def forget():
+        """Ready-made: delete the cookie (as in lesson 01)."""
+        response.delete_cookie(COOKIE, path="/")
+        return text("Forgot your visits: the next one counts as the first")
+
+    return app
+
+
+def describe_cookie(name, value, secrets):
+    """What the inspector on ``GET /`` says about each cookie the browser sent."""
+    if name != COOKIE:
+        return None
+    value = decode_value(value)
+    if not value.startswith(PREFIX):
+        return "unsigned: ignored, the count restarts at 1"
+    claimed = value[len(PREFIX):].rpartition(".")[0]
+    verified = unsign(value[len(PREFIX):], secrets)
+    if verified is None:
+        return f"signature does not match (tampered, or an unknown secret): claims {claimed[:40]!r}, ignored"
+    newest = unsign(value[len(PREFIX):], secrets[0]) is not None
+    which = "the newest secret" if newest else "an older secret (re-signed at the next visit)"
+    return (f"valid, signed with {which}: {read_count(verified)} visits "
+            "(anyone can read it: signed, not encrypted)")
+
+
+app = create_app()
+
+
+def main(argv=None):
+    lesson_main(create_app, argv, title=f"Lesson 02: {TITLE}")
+
+
+if __name__ == "__main__":
+    main()
