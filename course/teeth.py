@@ -142,8 +142,11 @@ def run_starters(workdir: Path) -> tuple[list[dict], dict[str, str]]:
     return records, unavailable
 
 
-def run_decoys(workdir: Path, jobs: int = 2) -> dict[str, list[dict]]:
-    """Each decoy's exercise-test records. Rounds hold at most one decoy per lesson."""
+def run_decoys(workdir: Path, jobs: int = 2) -> dict[str, list[dict] | str]:
+    """Each decoy's exercise-test records (or why it could not be applied).
+
+    Rounds hold at most one decoy per lesson, and run two at a time.
+    """
     rounds: list[dict[str, Decoy]] = []
     for decoy in decoys():
         for round_ in rounds:
@@ -153,17 +156,24 @@ def run_decoys(workdir: Path, jobs: int = 2) -> dict[str, list[dict]]:
         else:
             rounds.append({decoy.slug: decoy})
 
-    def run_round(index: int) -> dict[str, list[dict]]:
-        target = workdir / f"decoys-{index}"
+    def run_round(index: int) -> dict[str, list[dict] | str]:
+        target, results, slugs = workdir / f"decoys-{index}", {}, []
         for slug, decoy in rounds[index].items():
             solution = (ROOT / "solutions" / slug / "app.py").read_text(encoding="utf-8")
+            try:
+                patched = decoy.apply(solution)
+            except ValueError as exc:       # a stale decoy fails alone, with a message saying why
+                results[decoy.id] = str(exc)
+                continue
             (target / slug).mkdir(parents=True, exist_ok=True)
-            (target / slug / "app.py").write_text(decoy.apply(solution), encoding="utf-8")
-        records = run_exercise_tests(target, sorted(rounds[index]), workdir / f"decoys-{index}.json")
-        return {decoy.id: [r for r in records if f"test_{slug}.py" in r["nodeid"]]
-                for slug, decoy in rounds[index].items()}
+            (target / slug / "app.py").write_text(patched, encoding="utf-8")
+            slugs.append(slug)
+        records = run_exercise_tests(target, slugs, workdir / f"decoys-{index}.json") if slugs else []
+        for slug in slugs:
+            results[rounds[index][slug].id] = [r for r in records if f"test_{slug}.py" in r["nodeid"]]
+        return results
 
-    results: dict[str, list[dict]] = {}
+    results: dict[str, list[dict] | str] = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         for part in pool.map(run_round, range(len(rounds))):
             results.update(part)

@@ -53,6 +53,7 @@ def test_every_exercise_has_tests(starter_run, slug):
 @pytest.mark.parametrize("decoy", DECOYS, ids=[d.id for d in DECOYS])
 def test_every_decoy_fails(decoy_run, decoy):
     records = decoy_run[decoy.id]
+    assert not isinstance(records, str), records
     assert records, f"no exercise test ran against decoy {decoy.id}"
     assert teeth.caught(records), f"decoy {decoy.id!r} ({decoy.mistake}) passes every exercise test: add a test that catches it"
 
