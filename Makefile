@@ -41,19 +41,20 @@ list: $(STAMP)
 	@$(PY) -m course list
 
 hint: $(STAMP)
-	@$(PY) -m course hint $(EXERCISE)
+	@$(PY) -m course hint $(or $(EXERCISE),$(LESSON))
 
 watch: $(STAMP)
 	@$(PY) -m course watch $(LESSON)
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) $(ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(ARGS)
 
 notebooks: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 grade: $(STAMP)
-	$(PY) -m course grade $(SUBMISSIONS) --out $(or $(OUT),grades) --jobs $(JOBS)
+	@test -n "$(SUBMISSIONS)" || { echo 'usage: make grade SUBMISSIONS="copies/*" [OUT=grades] [JOBS=2] [LESSONS=01,02] [TIMEOUT=seconds]'; exit 2; }
+	@$(PY) -m course grade $(SUBMISSIONS) --out $(or $(OUT),grades) --jobs $(JOBS) $(if $(LESSONS),--lessons $(LESSONS)) $(if $(TIMEOUT),--timeout $(TIMEOUT))
 
 services:
 	@command -v docker >/dev/null 2>&1 || { echo "make services needs Docker (docker compose). Without it, install redis-server, postgresql, mariadb-server and memcached from your package manager and start them on their standard ports."; exit 2; }

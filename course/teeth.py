@@ -125,11 +125,16 @@ def run_exercise_tests(target: Path, slugs: list[str], report: Path, timeout: fl
     return json.loads(report.read_text(encoding="utf-8"))["tests"]
 
 
-def run_starters(workdir: Path) -> tuple[list[dict], dict[str, str]]:
-    """Every lesson's exercise tests against the shipped starters: (records, unavailable)."""
+def run_starters(workdir: Path, only: set[str] | None = None) -> tuple[list[dict], dict[str, str]]:
+    """The lessons' exercise tests against the shipped starters: (records, unavailable).
+
+    ``only`` limits the run to those lesson slugs (the ones the selected tests ask about).
+    """
     target = workdir / "starters"
     unavailable, slugs = {}, []
     for lesson in manifest.lessons():
+        if only is not None and lesson.slug not in only:
+            continue
         try:
             content = shipped_starter(lesson.slug)
         except StarterUnavailable as exc:
@@ -142,13 +147,15 @@ def run_starters(workdir: Path) -> tuple[list[dict], dict[str, str]]:
     return records, unavailable
 
 
-def run_decoys(workdir: Path, jobs: int = 2) -> dict[str, list[dict] | str]:
+def run_decoys(workdir: Path, jobs: int = 2, only: set[str] | None = None) -> dict[str, list[dict] | str]:
     """Each decoy's exercise-test records (or why it could not be applied).
 
     Rounds hold at most one decoy per lesson, and run two at a time.
     """
     rounds: list[dict[str, Decoy]] = []
     for decoy in decoys():
+        if only is not None and decoy.id not in only:
+            continue
         for round_ in rounds:
             if decoy.slug not in round_:
                 round_[decoy.slug] = decoy

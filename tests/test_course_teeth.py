@@ -12,18 +12,28 @@ import pytest
 
 from course import manifest, teeth
 
+pytestmark = pytest.mark.xdist_group("teeth")   # one worker runs them, sharing the session fixtures
+
 LESSONS = [lesson.slug for lesson in manifest.lessons()]
 DECOYS = teeth.decoys()
 
 
-@pytest.fixture(scope="session")
-def starter_run(tmp_path_factory):
-    return teeth.run_starters(tmp_path_factory.mktemp("teeth"))
+def _selected(session, param):
+    """The values of ``param`` among the tests this run will execute (``-k`` and xdist aware)."""
+    return {item.callspec.params[param] for item in session.items
+            if hasattr(item, "callspec") and param in item.callspec.params}
 
 
 @pytest.fixture(scope="session")
-def decoy_run(tmp_path_factory):
-    return teeth.run_decoys(tmp_path_factory.mktemp("decoys"))
+def starter_run(request, tmp_path_factory):
+    # Only the lessons whose tests were selected: `-k 03_session_ids` runs one lesson's starter.
+    return teeth.run_starters(tmp_path_factory.mktemp("teeth"), only=_selected(request.session, "slug"))
+
+
+@pytest.fixture(scope="session")
+def decoy_run(request, tmp_path_factory):
+    chosen = {decoy.id for decoy in _selected(request.session, "decoy")}
+    return teeth.run_decoys(tmp_path_factory.mktemp("decoys"), only=chosen)
 
 
 @pytest.mark.parametrize("slug", LESSONS)
