@@ -1,0 +1,182 @@
+"""Session stores, the reference for lesson 03: the Store interface, a memory store, a counting store.
+
+The interface is express-session's, made synchronous for Python. A store keeps JSON-able dicts by
+session ID; the middleware (``course.sessions``) is its only caller.
+
+=====================  =========  ===============================================================
+method                 required?  contract
+=====================  =========  ===============================================================
+``get(sid)``           yes        the stored dict (a copy), or None: unknown, expired or destroyed
+``set(sid, data,       yes        insert or replace; ``ttl`` seconds until the record expires
+ttl=None)``                       (None: never), counted from now, as Redis ``SETEX`` does
+``destroy(sid)``       yes        remove the record (no error when there is none)
+``touch(sid,           optional   restart the record's ``ttl`` without rewriting its data (express
+ttl=None)``                       calls it instead of ``set`` for an unchanged session)
+``all()``              optional   ``{sid: data}`` of every live record
+``length()``           optional   the number of live records
+``clear()``            optional   remove every record
+=====================  =========  ===============================================================
+
+A store that cannot reach its backend raises (any exception): the middleware answers 503
+"Session store unavailable" and the next request tries again. Check for the optional methods with
+``can(store, "touch")``, not ``hasattr``: a wrapper may hide one by setting it to None.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from typing import Callable, Protocol
+
+
+class Store(Protocol):
+    """What the session middleware needs from a store (the optional methods are listed above)."""
+
+    def get(self, sid: str) -> dict | None: ...
+    def set(self, sid: str, data: dict, ttl: float | None = None) -> None: ...
+    def destroy(self, sid: str) -> None: ...
+
+
+def can(store, method: str) -> bool:
+    """Does ``store`` offer the optional ``method`` (``touch``, ``all``, ``length``, ``clear``)?"""
+    return callable(getattr(store, method, None))
+
+
+class MemoryStore:
+    """Sessions in a dict, in this process: gone when it stops, never shared with another.
+
+    Records are kept as JSON text, as express's MemoryStore does: ``get`` hands out a fresh copy
+    (a handler changing its session changes nothing here until the middleware saves it), and
+    data that cannot be stored anywhere else (a socket, a function) is refused at once.
+    Expired records are dropped when they are read; ``clock`` is injectable for tests.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic):
+        self.clock = clock
+        self._records: dict[str, tuple[str, float | None]] = {}   # sid -> (json, expires at or None)
+        self._lock = threading.Lock()
+
+    def _expires(self, ttl: float | None) -> float | None:
+        return None if ttl is None else self.clock() + ttl
+
+    def _live(self, sid: str) -> tuple[str, float | None] | None:
+        """The record if it has not expired; an expired one is deleted. Call with the lock held."""
+        record = self._records.get(sid)
+        if record is not None and record[1] is not None and record[1] <= self.clock():
+            del self._records[sid]
+            return None
+        return record
+
+    def get(self, sid: str) -> dict | None:
+        with self._lock:
+            record = self._live(sid)
+        return None if record is None else json.loads(record[0])
+
+    def set(self, sid: str, data: dict, ttl: float | None = None) -> None:
+        text = json.dumps(data)
+        with self._lock:
+            self._records[sid] = (text, self._expires(ttl))
+
+    def touch(self, sid: str, ttl: float | None = None) -> None:
+        with self._lock:
+            record = self._live(sid)
+            if record is not None:
+                self._records[sid] = (record[0], self._expires(ttl))
+
+    def destroy(self, sid: str) -> None:
+        with self._lock:
+            self._records.pop(sid, None)
+
+    def all(self) -> dict[str, dict]:
+        with self._lock:
+            live = {sid: self._live(sid) for sid in list(self._records)}
+        return {sid: json.loads(record[0]) for sid, record in live.items() if record is not None}
+
+    def length(self) -> int:
+        return len(self.all())
+
+    def clear(self) -> None:
+        with self._lock:
+            self._records.clear()
+
+
+class StoreDown(ConnectionError):
+    """What a ``CountingStore`` told to fail raises: the store is unreachable."""
+
+
+class CountingStore:
+    """Wraps any store, counts its calls, and can be told to fail: for tests and ``/store/stats``.
+
+    >>> store = CountingStore(MemoryStore())
+    >>> store.set("a", {"n": 1}); store.get("a"); store.stats()
+    {'gets': 1, 'sets': 1, 'touches': 0, 'destroys': 0, 'sessions': 1}
+    >>> store.fail("get")          # every get now raises StoreDown; store.fail() fails them all
+    >>> store.recover()
+
+    ``touch=False`` (or an inner store without ``touch``) hides ``touch``, as a store that cannot
+    touch: ``can(store, "touch")`` is then False.
+    """
+
+    METHODS = ("get", "set", "touch", "destroy")
+
+    def __init__(self, store=None, touch: bool = True):
+        self.store = MemoryStore() if store is None else store
+        self.counts: Counter = Counter()
+        self.failing: set[str] = set()
+        self._lock = threading.Lock()
+        if not (touch and can(self.store, "touch")):
+            self.touch = None          # the middleware checks can(store, "touch")
+
+    def _call(self, method: str, *args, **kwargs):
+        with self._lock:
+            self.counts[method] += 1
+        if method in self.failing:
+            raise StoreDown(f"session store is down (CountingStore told to fail on {method})")
+        return getattr(self.store, method)(*args, **kwargs)
+
+    def get(self, sid):
+        return self._call("get", sid)
+
+    def set(self, sid, data, ttl=None):
+        return self._call("set", sid, data, ttl=ttl)
+
+    def touch(self, sid, ttl=None):  # noqa: F811 - hidden per instance when the store cannot touch
+        return self._call("touch", sid, ttl=ttl)
+
+    def destroy(self, sid):
+        return self._call("destroy", sid)
+
+    # The optional methods are passed through uncounted (they are for inspectors, not requests).
+    def all(self):
+        return self.store.all()
+
+    def length(self):
+        return self.store.length() if can(self.store, "length") else len(self.store.all())
+
+    def clear(self):
+        return self.store.clear()
+
+    # Fault injection and counters.
+    def fail(self, *methods: str) -> None:
+        """Make ``methods`` (default: get, set, touch, destroy) raise ``StoreDown`` until ``recover()``."""
+        unknown = set(methods) - set(self.METHODS)
+        if unknown:
+            raise ValueError(f"unknown store methods {sorted(unknown)}; choose from {self.METHODS}")
+        self.failing = set(methods or self.METHODS)
+
+    def recover(self) -> None:
+        self.failing = set()
+
+    def reset(self) -> None:
+        """Set every counter back to 0 (the records stay)."""
+        with self._lock:
+            self.counts.clear()
+
+    def stats(self) -> dict[str, int]:
+        """``{"gets", "sets", "touches", "destroys", "sessions"}``: calls so far and live records."""
+        with self._lock:
+            counts = dict(self.counts)
+        return {"gets": counts.get("get", 0), "sets": counts.get("set", 0),
+                "touches": counts.get("touch", 0), "destroys": counts.get("destroy", 0),
+                "sessions": self.length()}
