@@ -1,0 +1,658 @@
+"""Beaker, hardened: the finished reference of lesson 05, which lessons 06, 07 and 08 build on.
+
+Beaker's ``SessionMiddleware`` is the real session library of this course, and its defaults fall
+short of what lesson 03 taught (research/beaker_probe.md measures each gap). This module closes them:
+
+* :func:`session_config` - a ``session.``-prefixed config dict with safe defaults: cookie ``sid``
+  (no framework fingerprint), ``HttpOnly``, ``SameSite=Lax``, a signing secret from
+  ``SESSION_SECRET`` (a loud :class:`InsecureSecretWarning` and a clearly named development
+  fallback when it is missing), JSON instead of pickle, and - for ``type="memory"`` - a store of
+  this app's own (:class:`CountingStore`), never Beaker's process-wide memory dict.
+* :class:`HardenedSessions` - WSGI middleware around Beaker: a ``Cookie`` header with a stray bare
+  token (``null; sid=...``) keeps the session (duplicates: the first wins, as browsers and express
+  do); an ID whose record is gone is never adopted (:class:`StrictSession`); ``rolling=True``
+  re-sends the cookie on every response that used an existing session; a session destroyed in the
+  request is never written back; a store that fails while saving answers 503, not a traceback.
+* :func:`get_session`, :func:`destroy_session` (the record removed from the store and the cookie
+  cleared), :func:`regenerate_session` (a new ID for the same data, the old record destroyed).
+* :class:`CountingStore` - an in-memory Beaker backend, one per app, that counts what Beaker asks
+  of it (``stats()``: gets, sets, touches, destroys, sessions) and can be switched off to test
+  what an app does when its store is down.
+
+Typical use (lesson 06 on)::
+
+    from course.beakerkit import HardenedSessions, session_config, get_session
+
+    def create_app(secret=None, store=None):
+        app = new_app()
+        config = session_config(secret=secret, store=store)   # store=None: a CountingStore of its own
+        ...
+        return HardenedSessions(app, config)
+
+    # in a route
+    session = get_session()
+    session["user_id"] = 1
+    session.save()            # Beaker writes only what you save() (or everything with auto=True)
+"""
+from __future__ import annotations
+
+import base64
+import contextlib
+import hmac
+import json
+import logging
+import os
+import pickle
+import re
+import sys
+import threading
+import warnings
+import zlib
+from hashlib import sha1
+from http.cookies import Morsel, SimpleCookie
+
+import bottle
+from beaker.container import NamespaceManager
+from beaker.middleware import SessionMiddleware
+from beaker.session import CookieSession, InvalidSignature, Session, SessionObject, _session_id
+from beaker.synchronization import null_synchronizer
+
+from course.cookies import parse_cookie_header
+
+__all__ = [
+    "DEV_SECRET", "InsecureSecretWarning", "session_config",
+    "StoreUnavailable", "CountingStore", "CountingNamespace",
+    "clean_cookie_header", "StrictSession", "HardenedSessions", "RAW_COOKIE_KEY",
+    "get_session", "destroy_session", "regenerate_session", "expire_cookie",
+    "session_id_from_cookie", "real_session", "CorruptSession",
+    "store_errors", "answer_503_when_the_store_is_down", "store_guard",
+]
+
+log = logging.getLogger("course.beakerkit")
+
+DEV_SECRET = "insecure-development-secret--set-SESSION_SECRET-in-production"
+"""The signing secret used when ``SESSION_SECRET`` is not set: fine on your laptop, never in
+production (anybody who reads this file can sign session IDs for your app)."""
+
+RAW_COOKIE_KEY = "course.raw_cookie_header"
+"""Where :class:`HardenedSessions` keeps the ``Cookie`` header exactly as the browser sent it
+(``environ['HTTP_COOKIE']`` holds the cleaned one); the lesson page's inspector shows this."""
+
+
+class InsecureSecretWarning(UserWarning):
+    """The session secret is missing (the development fallback is in use) or too short."""
+
+
+# ---------------------------------------------------------------- configuration
+
+def session_config(*, type: str = "memory", secret: str | None = None, key: str = "sid",  # noqa: A002
+                   httponly: bool = True, samesite: str | None = "Lax", secure: bool = False,
+                   timeout: int | None = None, **extra) -> dict:
+    """Beaker options as a ``session.``-prefixed dict, with the course's safe defaults.
+
+    Options passed this way are coerced and checked by Beaker (``"true"`` becomes ``True``, an int
+    ``cookie_expires`` becomes a timedelta); plain keyword arguments to ``SessionMiddleware`` are not.
+
+    - ``secret=None`` reads ``SESSION_SECRET`` from the environment. When it is missing, this warns
+      loudly (:class:`InsecureSecretWarning`) and signs with :data:`DEV_SECRET`. Without a secret
+      Beaker would adopt any session ID a client makes up.
+    - ``key='sid'``: Beaker's default ``beaker.session.id`` tells an attacker what runs the site.
+    - ``httponly=True`` (Beaker's default is False), ``samesite='Lax'``, ``secure=False`` (True
+      behind HTTPS; lesson 07).
+    - ``timeout``: seconds of inactivity after which the server forgets the session (None: never).
+    - ``type='memory'``: sessions in a :class:`CountingStore` of this config's own (pass
+      ``store=CountingStore()`` to keep a handle on it; it is also ``config['session.store']``).
+      Beaker's own ``memory`` type keeps every app's sessions in one process-wide dict.
+    - ``extra``: any other Beaker option, given without the prefix (``data_dir=...``, ``url=...``,
+      ``cookie_expires=3600``, ``auto=True``); ``data_serializer`` defaults to ``'json'`` (Beaker's
+      default, pickle, runs code when loading a record that an attacker managed to write).
+    """
+    if secret is None:
+        secret = os.environ.get("SESSION_SECRET") or None
+        if secret is None:
+            warnings.warn(
+                "SESSION_SECRET is not set: session cookies are signed with a development secret that "
+                "anybody can read in course/beakerkit.py. Set SESSION_SECRET to a long random value "
+                "(python -c 'import secrets; print(secrets.token_urlsafe(32))') before deploying.",
+                InsecureSecretWarning, stacklevel=2)
+            log.warning("SESSION_SECRET is not set: using the insecure development secret")
+            secret = DEV_SECRET
+    if not isinstance(secret, str) or not secret:
+        raise ValueError("secret must be a non-empty string")
+    if len(secret) < 16 and secret != DEV_SECRET:
+        warnings.warn(f"the session secret is only {len(secret)} characters long: use 32 or more random "
+                      "characters", InsecureSecretWarning, stacklevel=2)
+    config = {
+        "session.type": type,
+        "session.key": key,
+        "session.secret": secret,
+        "session.httponly": httponly,
+        "session.samesite": samesite,
+        "session.secure": secure,
+        "session.timeout": timeout,
+        "session.data_serializer": "json",
+    }
+    if type == "memory":
+        store = extra.pop("store", None)
+        if store is None:
+            store = CountingStore()
+        config["session.namespace_class"] = CountingNamespace
+        config["session.store"] = store
+    for name, value in extra.items():
+        config[name if name.startswith("session.") else "session." + name] = value
+    return config
+
+
+# ---------------------------------------------------------------- a counting, per-app store
+
+class StoreUnavailable(ConnectionError):
+    """The session store cannot be reached (raised by a :class:`CountingStore` that is down)."""
+
+
+class CountingStore:
+    """An in-memory session store for Beaker, one per app, that counts what Beaker asks of it.
+
+    Beaker's own ``memory`` type keeps sessions in a dict on the class, shared by every app in the
+    process (two test servers would share sessions). This one keeps them on the instance. Plug it
+    in with ``session_config(store=store)`` (or ``session.namespace_class=CountingNamespace`` and
+    ``session.store=store``).
+
+    - ``stats()``: ``{"gets", "sets", "touches", "destroys", "sessions"}`` since the app started (the
+      shape of lesson 04's ``/store/stats``; Beaker never touches, so ``touches`` stays 0);
+    - ``peek(session_id)``: the stored data (JSON serializer) without counting, for the inspector;
+    - ``down = True`` (or ``with store.unavailable():``): every operation raises
+      :class:`StoreUnavailable`, as a store that is down would; ``down = {"destroys"}`` (or
+      ``"gets"``, ``"sets"``) fails only those operations, e.g. a store that dies mid-request.
+    """
+
+    def __init__(self):
+        self._records: dict[str, dict] = {}
+        self._lock = threading.RLock()
+        self.counts = {"gets": 0, "sets": 0, "touches": 0, "destroys": 0}
+        self.down = False
+
+    # what Beaker's namespace calls
+    def _check(self, operation: str):
+        if self.down is True or (self.down and operation in self.down):
+            raise StoreUnavailable("the session store is unavailable")
+
+    def get(self, namespace: str, key: str):
+        with self._lock:
+            self.counts["gets"] += 1
+            self._check("gets")
+            return self._records[namespace][key]       # KeyError: Beaker's "no such record"
+
+    def contains(self, namespace: str, key: str) -> bool:
+        with self._lock:
+            self._check("gets")
+            return key in self._records.get(namespace, {})
+
+    def set(self, namespace: str, key: str, value) -> None:
+        with self._lock:
+            self.counts["sets"] += 1
+            self._check("sets")
+            self._records.setdefault(namespace, {})[key] = value
+
+    def delete(self, namespace: str, key: str) -> None:
+        with self._lock:
+            self.counts["destroys"] += 1
+            self._check("destroys")
+            record = self._records.get(namespace, {})
+            del record[key]
+            if not record:
+                self._records.pop(namespace, None)
+
+    def remove(self, namespace: str) -> None:
+        with self._lock:
+            self.counts["destroys"] += 1
+            self._check("destroys")
+            self._records.pop(namespace, None)
+
+    def keys(self, namespace: str) -> list:
+        with self._lock:
+            self._check("gets")
+            return list(self._records.get(namespace, {}))
+
+    # what the lesson shows
+    def stats(self) -> dict:
+        """The counts since the app started, and the number of stored sessions."""
+        with self._lock:
+            return {**self.counts, "sessions": len(self._records)}
+
+    def session_ids(self) -> list[str]:
+        with self._lock:
+            return list(self._records)
+
+    def holds(self, session_id: str) -> bool:
+        """Whether the store has a record under ``session_id`` (not counted)."""
+        with self._lock:
+            return "session" in self._records.get(session_id or "", {})
+
+    def peek(self, session_id: str | None):
+        """The data stored under ``session_id``, or None; not counted (for the lesson page).
+
+        Records are ``base64(serializer.dumps(data))`` as Beaker writes them, JSON or pickle. Only
+        this process's Beaker ever writes into a CountingStore, so unpickling here is safe; never
+        unpickle what another process could have written.
+        """
+        with self._lock:
+            raw = self._records.get(session_id or "", {}).get("session")
+        if raw is None:
+            return None
+        try:
+            data = base64.b64decode(raw)
+        except (ValueError, TypeError):
+            return {"(stored)": "not a Beaker record"}
+        for loads in (lambda d: json.loads(zlib.decompress(d).decode("utf-8")), pickle.loads):
+            try:
+                return loads(data)
+            except Exception:
+                continue
+        return {"(stored)": f"{len(raw)} bytes, encrypted or not readable"}
+
+    @contextlib.contextmanager
+    def unavailable(self, operations=True):
+        """``with store.unavailable(): ...``: the store is down inside the block (or only ``operations``)."""
+        self.down = set(operations) if operations is not True else True
+        try:
+            yield self
+        finally:
+            self.down = False
+
+
+class CountingNamespace(NamespaceManager):
+    """Beaker's view of one session's record in a :class:`CountingStore` (Beaker makes one per request).
+
+    Beaker creates it as ``namespace_class(session_id, data_dir=..., digest_filenames=False,
+    **namespace_args)``; the store arrives as the ``store`` option.
+    """
+
+    def __init__(self, namespace, store: CountingStore | None = None, **_ignored):
+        super().__init__(namespace)
+        if store is None:
+            raise ValueError("CountingNamespace needs the session option store=CountingStore()")
+        self.store = store
+
+    def get_creation_lock(self, key):
+        return null_synchronizer()
+
+    def __getitem__(self, key):
+        return self.store.get(self.namespace, key)
+
+    def __contains__(self, key):
+        return self.store.contains(self.namespace, key)
+
+    def has_key(self, key):
+        return key in self
+
+    def __setitem__(self, key, value):
+        self.store.set(self.namespace, key, value)
+
+    def set_value(self, key, value, expiretime=None):
+        self.store.set(self.namespace, key, value)
+
+    def __delitem__(self, key):
+        self.store.delete(self.namespace, key)
+
+    def do_remove(self):
+        self.store.remove(self.namespace)
+
+    def keys(self):
+        return self.store.keys(self.namespace)
+
+
+# ---------------------------------------------------------------- a robust Cookie header
+
+# The characters http.cookies accepts (its pattern is ASCII-only); anything else must be quoted.
+_LEGAL_NAME = re.compile(r"[\w!#%&'~`><@,:/$*+\-.^|)(?}{=]+", re.ASCII)
+_LEGAL_VALUE = re.compile(r"[\w!#%&'~`><@,:/$*+\-.^|)(?}{=\[\]]*", re.ASCII)
+_QUOTED_VALUE = re.compile(r'"(?:[^\\"]|\\.)*"')
+_RESERVED = {name.lower() for name in Morsel._reserved} | {"secure", "httponly", "partitioned"}
+
+
+def clean_cookie_header(header: str | None) -> str:
+    """The ``Cookie`` header rewritten so that Python's cookie parser keeps every good cookie.
+
+    ``http.cookies.SimpleCookie`` (used by Beaker and Bottle) drops the *whole* header at the first
+    piece it cannot parse, so ``null; sid=...`` loses the session. Here each ``name=value`` pair is
+    kept in order, a bare token or an unparseable pair is dropped alone, and of two cookies with the
+    same name the first wins (browsers send the most specific one first; express keeps the first).
+
+    >>> clean_cookie_header('null; sid=abc; theme="dark"; sid=second; path=/')
+    'sid=abc; theme=dark'
+    """
+    kept: dict[str, str] = {}
+    for name, value in parse_cookie_header(header):
+        if name in kept or not _LEGAL_NAME.fullmatch(name) or name.lower() in _RESERVED or name[0] == "$":
+            continue
+        if _LEGAL_VALUE.fullmatch(value):
+            piece = value
+        elif _QUOTED_VALUE.fullmatch(f'"{value}"'):
+            piece = f'"{value}"'
+        else:
+            continue
+        if name in SimpleCookie(f"{name}={piece}"):    # Python's parser reads this pair on its own
+            kept[name] = piece
+    return "; ".join(f"{name}={value}" for name, value in kept.items())
+
+
+# ---------------------------------------------------------------- sessions
+
+def session_id_from_cookie(header: str | None, key: str = "sid", secret: str | None = None) -> str | None:
+    """The session ID in a ``Cookie`` header when its Beaker signature is valid, else None.
+
+    Beaker signs an ID as ``hex(HMAC-SHA1(secret, id)) + id`` (40 + 32 characters), with no
+    ``s:`` prefix. Without a secret the value is the ID itself. The first ``key`` cookie counts.
+    """
+    value = None
+    for name, candidate in parse_cookie_header(header):
+        if name == key:
+            value = candidate
+            break
+    if not value:
+        return None
+    if secret is None:
+        return value
+    signature, session_id = value[:40], value[40:]
+    expected = hmac.new(secret.encode("utf-8"), session_id.encode("utf-8"), sha1).hexdigest()
+    if session_id and hmac.compare_digest(signature.encode(), expected.encode()):
+        return session_id
+    return None
+
+
+class CorruptSession(ValueError):
+    """A stored record that cannot be decoded (Beaker then starts a new session and warns)."""
+
+
+class StrictSession(Session):
+    """Beaker's ``Session``, except that an ID whose record is gone is never adopted.
+
+    Beaker loads the ID named by a validly signed cookie, and when the store has nothing under it
+    (a restart, an expired or destroyed record) it carries on with a new, empty session *under that
+    same ID* - and without a secret it does so for any ID a client makes up: session fixation. Here
+    such a session gets a fresh ID instead (sent to the browser when the session is saved).
+    """
+
+    _destroyed = False
+
+    def __init__(self, request, **options):
+        super().__init__(request, **options)
+        if self.is_new and self.id is not None and self.id == self._id_from_cookie():
+            self._create_id()               # new ID, is_new stays True; the cookie goes out on save()
+
+    def load(self):
+        # Beaker's invalidate_corrupt treats *any* error while loading as a corrupt record: a store
+        # that is down for a second would silently log everybody out. Only a record that cannot be
+        # decoded is corrupt here; a store error propagates (the app answers 503).
+        try:
+            super().load()
+        except CorruptSession:
+            raise
+        except Exception:
+            self.invalidate_corrupt = False
+            raise
+
+    def _decrypt_data(self, session_data):
+        try:
+            return super()._decrypt_data(session_data)
+        except Exception as exc:
+            raise CorruptSession(f"the stored session {self.id} cannot be decoded: {exc}") from exc
+
+    def _id_from_cookie(self):
+        cookie = getattr(self, "cookie", None)
+        morsel = cookie.get(self.key) if cookie is not None else None
+        value = morsel.value if morsel is not None else None
+        return None if value is InvalidSignature else value
+
+
+def real_session(session) -> Session:
+    """The Beaker ``Session`` behind ``environ['beaker.session']`` (a lazy proxy), loading it if needed."""
+    if isinstance(session, SessionObject):
+        return session._session()
+    return session
+
+
+def get_session(environ: dict | None = None):
+    """The Beaker session of the current request (``bottle.request.environ['beaker.session']``).
+
+    It is Beaker's lazy proxy: nothing is loaded from the store until you read or write it.
+    """
+    environ = bottle.request.environ if environ is None else environ
+    try:
+        return environ["beaker.session"]
+    except KeyError:
+        raise RuntimeError("no Beaker session in this request: wrap the app in HardenedSessions "
+                           "(or beaker.middleware.SessionMiddleware)") from None
+
+
+def expire_cookie(session) -> None:
+    """Send the session's cookie back already expired, so the browser drops it.
+
+    Beaker's ``delete()`` does this too, but then writes an empty record under the same ID.
+    """
+    real_session(session)._delete_cookie()
+
+
+def _delete_record(real: Session) -> None:
+    """Remove ``real``'s record from the store (beaker_probe §5.9). Store errors propagate."""
+    if real.is_new or not hasattr(real, "namespace"):
+        return                               # a brand-new session has no record (and no .namespace)
+    namespace = real.namespace
+    namespace.acquire_write_lock()
+    try:
+        if "session" in namespace:
+            del namespace["session"]         # NOT namespace.remove(): on memcached that is flush_all
+    finally:
+        namespace.release_write_lock()
+
+
+def _not_dirty(session) -> None:
+    if isinstance(session, SessionObject):
+        session.__dict__["_dirty"] = False   # a save() earlier in the request no longer applies
+
+
+def destroy_session(session) -> None:
+    """End the session for good: its record is removed from the store and its cookie cleared.
+
+    Afterwards, replaying the old cookie gives a new, empty session, and the store holds nothing
+    under the old ID. Nothing more is saved for this session in this request (as express, where
+    ``req.session`` is gone after ``destroy()``); to start a new one, call
+    :func:`regenerate_session` or write to it after a new request.
+
+    Beaker has no such call: ``delete()`` leaves an empty record under the same ID (and replaying
+    the cookie re-adopts it), ``invalidate()`` and ``regenerate_id()`` leave the old record, data
+    and all, loadable. Store errors are raised, not swallowed, so the caller can answer 500/503;
+    the session is then left as it was.
+
+    With ``type='cookie'`` the data lives in the browser: the cookie is cleared, but a copy kept by
+    the client stays valid until it expires (no cookie session can be revoked).
+    """
+    real = real_session(session)
+    if isinstance(real, CookieSession):
+        expire_cookie(real)                  # (needs the ID, so before clear())
+        real.clear()
+        real.is_new = True                   # Beaker would otherwise re-issue the cookie on the way out
+    else:
+        _delete_record(real)
+        real.clear()
+        real.accessed_dict = {}
+        real._create_id()                    # a new, empty, unsaved session for the rest of the request
+        expire_cookie(real)
+    real._destroyed = True
+    _not_dirty(session)
+
+
+def regenerate_session(session) -> None:
+    """A new ID for the same data (do it at login): the old record destroyed, the new cookie sent.
+
+    Beaker's ``regenerate_id()`` keeps the old record loadable, so a stolen or planted pre-login
+    cookie would still work. Here the old record is removed first (store errors propagate, and the
+    session is left as it was), then Beaker gives the session a new ID and the data is saved under
+    it when the response goes out.
+    """
+    real = real_session(session)
+    if isinstance(real, CookieSession):
+        real["_id"] = _session_id()    # CookieSession.regenerate_id() is broken in Beaker 1.14
+        real._destroyed = False
+        session.save()
+        return
+    _delete_record(real)
+    real._destroyed = False
+    real.regenerate_id()                     # new ID, data kept, Set-Cookie with the new ID
+    if isinstance(session, SessionObject):
+        session.save()                       # saved whole under the new ID when the response goes out
+    else:
+        real.save()
+
+
+def store_errors() -> tuple[type[BaseException], ...]:
+    """The exception types that mean "the session store cannot be reached", for the backends installed.
+
+    :class:`StoreUnavailable`, the built-in ``ConnectionError``/``TimeoutError``, and, when the
+    package is installed, redis-py's ``ConnectionError``/``TimeoutError``, SQLAlchemy's
+    ``OperationalError``/``InterfaceError`` and pymongo's ``ConnectionFailure``.
+    """
+    found: list[type[BaseException]] = [StoreUnavailable, ConnectionError, TimeoutError]
+    for module, names in (("redis.exceptions", ("ConnectionError", "TimeoutError")),
+                          ("sqlalchemy.exc", ("OperationalError", "InterfaceError")),
+                          ("pymongo.errors", ("ConnectionFailure", "ServerSelectionTimeoutError"))):
+        try:
+            loaded = __import__(module, fromlist=list(names))
+        except ImportError:
+            continue
+        found.extend(getattr(loaded, name) for name in names if hasattr(loaded, name))
+    return tuple(dict.fromkeys(found))
+
+
+def answer_503_when_the_store_is_down(callback):
+    """Bottle plugin: a route that hits a store error answers 503 "Session store unavailable".
+
+    ``app.install(answer_503_when_the_store_is_down)``. Loading a session happens inside the route
+    (Beaker loads lazily), so this is where a store that is down shows up; saving is handled by
+    :class:`HardenedSessions`.
+    """
+    errors = store_errors()
+
+    def wrapper(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except errors:
+            log.exception("the session store failed")
+            bottle.response.status = 503
+            bottle.response.content_type = "text/plain; charset=utf-8"
+            bottle.response.set_header("Cache-Control", "no-store")
+            return "Session store unavailable\n"
+
+    return wrapper
+
+
+def store_guard(wsgi_app):
+    """WSGI wrapper: a store error escaping ``wsgi_app`` becomes 503 "Session store unavailable".
+
+    Beaker's own ``SessionMiddleware`` saves the session in ``start_response``, after the route
+    has run, so a store that fails then escapes every route-level handler; this catches it.
+    (:class:`HardenedSessions` does the same by itself.)
+    """
+    errors = store_errors()
+
+    def guarded(environ, start_response):
+        try:
+            return wsgi_app(environ, start_response)
+        except errors:
+            log.exception("saving the session failed")
+            status, body = _store_unavailable(None, environ)
+            data = (body + "\n").encode("utf-8")
+            start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                                    ("Content-Length", str(len(data))), ("Cache-Control", "no-store")],
+                           sys.exc_info())
+            return [data]
+
+    return guarded
+
+
+# ---------------------------------------------------------------- the middleware
+
+class HardenedSessions(SessionMiddleware):
+    """Beaker's ``SessionMiddleware`` with its gaps closed (lesson 05).
+
+    ``HardenedSessions(app, config, rolling=False)``, ``config`` as :func:`session_config` makes it.
+
+    - **A robust Cookie header**: before Beaker sees it, the header is rewritten by
+      :func:`clean_cookie_header` (a stray ``null`` no longer drops the session; duplicates: the
+      first wins). The header as sent is kept in ``environ['course.raw_cookie_header']``.
+    - **Strict IDs**: sessions are :class:`StrictSession` (an ID whose record is gone gets a fresh ID).
+    - **Rolling**: with ``rolling=True`` the cookie is re-sent (with a fresh expiry, if
+      ``cookie_expires`` sets one) on every response that used an existing session.
+    - **Destroy means destroyed**: a session passed to :func:`destroy_session` is not written back.
+    - **Store errors on save**: Beaker saves in ``start_response``, where an exception becomes a
+      broken response. Here the app runs first and the session is saved after; if that fails the
+      answer is 503 "Session store unavailable" (``on_save_error(exc, environ)`` may return another
+      ``(status, body)``), with no ``Set-Cookie``; an answer that is already a 5xx is kept as it is.
+      Errors while *loading* happen inside your route: handle them there (or install
+      :func:`answer_503_when_the_store_is_down`).
+
+    The response body is collected before it is sent (fine for these lessons; no streaming).
+    """
+
+    def __init__(self, wrap_app, config=None, *, rolling: bool = False, on_save_error=None, **kwargs):
+        super().__init__(wrap_app, config, **kwargs)
+        if self.options.get("type") != "cookie":
+            self.options.setdefault("session_class", StrictSession)
+        self.rolling = rolling
+        self.on_save_error = on_save_error
+
+    def __call__(self, environ, start_response):
+        raw = environ.get("HTTP_COOKIE")
+        environ.setdefault(RAW_COOKIE_KEY, raw or "")
+        if raw is not None:
+            environ["HTTP_COOKIE"] = clean_cookie_header(raw)
+        session = SessionObject(environ, **self.options)
+        environ[self.environ_key] = session
+        environ["beaker.get_session"] = self._get_session
+
+        started: dict = {}
+        written: list[bytes] = []
+
+        def capture(status, headers, exc_info=None):
+            started.update(status=status, headers=list(headers), exc_info=exc_info)
+            return written.append
+
+        result = self.wrap_app(environ, capture)
+        try:
+            body = written + list(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        status, headers, exc_info = started["status"], started["headers"], started.get("exc_info")
+        if session.accessed():
+            try:
+                cookie = self._finish(session)
+            except Exception as exc:  # the store failed while saving
+                log.exception("saving the session failed")
+                if status[:1] == "5":          # the app already answered with an error: keep it
+                    start_response(status, [(k, v) for k, v in headers if k.lower() != "set-cookie"], exc_info)
+                    return body
+                status, text = (self.on_save_error or _store_unavailable)(exc, environ)
+                data = (text if text.endswith("\n") else text + "\n").encode("utf-8")
+                start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
+                                        ("Content-Length", str(len(data))),
+                                        ("Cache-Control", "no-store")])
+                return [data]
+            if cookie:
+                headers.append(("Set-Cookie", cookie))
+        start_response(status, headers, exc_info)
+        return body
+
+    def _finish(self, session: SessionObject) -> str | None:
+        """Save the session as Beaker would (unless destroyed); the Set-Cookie value to send, if any."""
+        real = session._session()
+        if not getattr(real, "_destroyed", False):
+            if self.rolling and not real.is_new and not isinstance(real, CookieSession):
+                real._update_cookie_out()    # re-send the cookie of an existing session
+            session.persist()
+        sent = session.__dict__["_headers"]
+        return sent.get("cookie_out") if sent.get("set_cookie") else None
+
+
+def _store_unavailable(exc, environ):
+    return "503 Service Unavailable", "Session store unavailable"
