@@ -114,11 +114,14 @@ def caught(records: list[dict]) -> bool:
     return any(r["exercise"] and r["outcome"] in ("failed", "error") for r in records)
 
 
-def run_exercise_tests(target: Path, slugs: list[str], report: Path, timeout: float = 600) -> list[dict]:
+def run_exercise_tests(target: Path, slugs: list[str], report: Path, timeout: float = 600,
+                       stop_at_first_failure: bool = False) -> list[dict]:
     """Run the exercise tests of ``slugs`` against ``target`` in a fresh process; its records."""
     files = [str(ROOT / "tests" / f"test_{slug}.py") for slug in slugs]
     command = [sys.executable, "-m", "pytest", *files, "-m", "exercise", "-q", "--no-header",
                "-p", "no:xdist", "--target", str(target), "--course-report", str(report)]
+    if stop_at_first_failure:
+        command.append("-x")
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if not report.exists():
         raise RuntimeError(f"pytest wrote no report (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -150,38 +153,24 @@ def run_starters(workdir: Path, only: set[str] | None = None) -> tuple[list[dict
 def run_decoys(workdir: Path, jobs: int = 2, only: set[str] | None = None) -> dict[str, list[dict] | str]:
     """Each decoy's exercise-test records (or why it could not be applied).
 
-    Rounds hold at most one decoy per lesson, and run two at a time.
+    One process per decoy, two at a time, each stopping at its first failing test: a decoy is
+    caught as soon as one test fails, so there is no need to run the rest (lesson 06's browser
+    tests, for one, are slow).
     """
-    rounds: list[dict[str, Decoy]] = []
-    for decoy in decoys():
-        if only is not None and decoy.id not in only:
-            continue
-        for round_ in rounds:
-            if decoy.slug not in round_:
-                round_[decoy.slug] = decoy
-                break
-        else:
-            rounds.append({decoy.slug: decoy})
+    chosen = [d for d in decoys() if only is None or d.id in only]
 
-    def run_round(index: int) -> dict[str, list[dict] | str]:
-        target, results, slugs = workdir / f"decoys-{index}", {}, []
-        for slug, decoy in rounds[index].items():
-            solution = (ROOT / "solutions" / slug / "app.py").read_text(encoding="utf-8")
-            try:
-                patched = decoy.apply(solution)
-            except ValueError as exc:       # a stale decoy fails alone, with a message saying why
-                results[decoy.id] = str(exc)
-                continue
-            (target / slug).mkdir(parents=True, exist_ok=True)
-            (target / slug / "app.py").write_text(patched, encoding="utf-8")
-            slugs.append(slug)
-        records = run_exercise_tests(target, slugs, workdir / f"decoys-{index}.json") if slugs else []
-        for slug in slugs:
-            results[rounds[index][slug].id] = [r for r in records if f"test_{slug}.py" in r["nodeid"]]
-        return results
+    def run_one(index: int) -> tuple[str, list[dict] | str]:
+        decoy = chosen[index]
+        solution = (ROOT / "solutions" / decoy.slug / "app.py").read_text(encoding="utf-8")
+        try:
+            patched = decoy.apply(solution)
+        except ValueError as exc:       # a stale decoy fails alone, with a message saying why
+            return decoy.id, str(exc)
+        target = workdir / f"decoy-{index}"
+        (target / decoy.slug).mkdir(parents=True)
+        (target / decoy.slug / "app.py").write_text(patched, encoding="utf-8")
+        return decoy.id, run_exercise_tests(target, [decoy.slug], workdir / f"decoy-{index}.json",
+                                            stop_at_first_failure=True)
 
-    results: dict[str, list[dict] | str] = {}
     with ThreadPoolExecutor(max_workers=jobs) as pool:
-        for part in pool.map(run_round, range(len(rounds))):
-            results.update(part)
-    return results
+        return dict(pool.map(run_one, range(len(chosen))))
