@@ -1,0 +1,79 @@
+"""A real browser for the tests: headless Chromium driven by Playwright, never a browser download.
+
+Lesson 06's browser test logs in through the HTML form and checks what only a browser can show:
+the session cookie is ``HttpOnly``, so page scripts (``document.cookie``) cannot read it.
+
+It uses the system's Chromium (Debian's ``chromium`` package: ``/usr/bin/chromium``; another
+path in ``COURSE_CHROMIUM``) with the ``playwright`` Python package's driver. Playwright's own
+browser downloads (``playwright install``) are never used. Without Chromium the test is skipped
+with a line saying how to install it, unless ``COURSE_REQUIRE_SERVICES=1`` (set by ``.ci/run``),
+where it fails instead: in CI a skipped browser test would hide a broken login.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from course.services import required
+
+DEFAULT_CHROMIUM = "/usr/bin/chromium"
+
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+"""What Chromium needs here: no sandbox (containers run as root), no GPU, and no traffic of its own."""
+
+HOW_TO_INSTALL = ("Chromium is not installed. Install Debian's package: `sudo apt-get install chromium` "
+                  "(or point COURSE_CHROMIUM at a Chromium binary).")
+
+
+def chromium_path() -> str | None:
+    """The Chromium binary to drive: ``COURSE_CHROMIUM``, ``/usr/bin/chromium``, or ``chromium`` on PATH."""
+    for candidate in (os.environ.get("COURSE_CHROMIUM"), DEFAULT_CHROMIUM, shutil.which("chromium")):
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def require_chromium() -> str:
+    """The Chromium path, or skip the test (fail under ``COURSE_REQUIRE_SERVICES=1``)."""
+    import pytest
+
+    path = chromium_path()
+    if path is not None:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            message = "the playwright package is missing: run `make venv` (it is in requirements.txt)"
+        else:
+            return path
+    else:
+        message = HOW_TO_INSTALL
+    if required():
+        pytest.fail(message + " (COURSE_REQUIRE_SERVICES=1: a missing browser is a failure)", pytrace=False)
+    pytest.skip(message)
+
+
+@contextmanager
+def chromium(executable: str | None = None, timeout_ms: int = 10_000) -> Iterator:
+    """A headless Chromium (a Playwright ``Browser``), closed when the block ends.
+
+    >>> with chromium() as browser:
+    ...     page = browser.new_page()
+    """
+    from playwright.sync_api import sync_playwright
+
+    executable = executable or chromium_path()
+    if executable is None:
+        raise FileNotFoundError(HOW_TO_INSTALL)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS,
+                                             headless=True, timeout=timeout_ms)
+        try:
+            yield browser
+        finally:
+            browser.close()
