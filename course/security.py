@@ -1,0 +1,145 @@
+"""Cookie security pieces (lesson 07), for the lesson and for later ones (the capstone).
+
+* :class:`SecureCookieGate` - WSGI middleware: a cookie marked ``Secure`` is never sent over plain
+  HTTP. Beaker emits ``Secure`` whenever it is configured, whatever the request; express-session
+  instead sends no cookie at all when the request is not HTTPS. The gate does what express does, and
+  asks the app (``is_https(environ)``) what counts as HTTPS, so a proxy can be trusted or not.
+* :func:`resolve_secret` - the session secret: given, or ``SESSION_SECRET``; the development fallback
+  only when not in production.
+* :func:`derive_key` - separate keys for separate jobs (encrypting, signing) from one secret.
+* :func:`session_save_error` - what :class:`course.beakerkit.HardenedSessions` answers when saving
+  fails: 413 with a clear line when a cookie session outgrew the cookie, 503 when the store is down.
+* :class:`FakeClock` - a clock a test or a notebook moves by hand (``clock.advance(3600)``), so that
+  timeouts of hours are checked in milliseconds.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import threading
+import time
+import warnings
+from typing import Callable
+
+from beaker.exceptions import BeakerException
+
+from course import beakerkit
+
+__all__ = ["SecureCookieGate", "resolve_secret", "derive_key", "session_save_error",
+           "CookieTooLarge", "FakeClock", "COOKIE_TOO_LARGE"]
+
+log = logging.getLogger("course.security")
+
+COOKIE_TOO_LARGE = ("Your session is too large to fit in a cookie (browsers keep about 4 KB per "
+                    "cookie). Nothing was saved: send less, or keep the session on the server.")
+
+
+# ---------------------------------------------------------------- Secure cookies only over HTTPS
+
+def _is_secure_cookie(value: str) -> bool:
+    return any(part.strip().lower() == "secure" for part in value.split(";")[1:])
+
+
+class SecureCookieGate:
+    """Drop every ``Set-Cookie`` marked ``Secure`` from an answer to a request that is not HTTPS.
+
+    ``SecureCookieGate(app, is_https)``: ``is_https(environ) -> bool`` is asked only when such a
+    cookie is about to go out (so an app that sets no Secure cookie never asks). A dropped cookie is
+    logged: "my session cookie is never set" behind a proxy is express-session's most frequent
+    complaint, and the fix is always to trust the proxy (and have it send ``X-Forwarded-Proto``).
+    The app must not call ``start_response`` with ``exc_info`` after the body started (Bottle never does).
+    """
+
+    def __init__(self, app, is_https: Callable[[dict], bool]):
+        self.app = app
+        self.is_https = is_https
+
+    def __call__(self, environ, start_response):
+        def gate(status, headers, exc_info=None):
+            secure = [(n, v) for n, v in headers if n.lower() == "set-cookie" and _is_secure_cookie(v)]
+            if secure and not self.is_https(environ):
+                headers = [(n, v) for n, v in headers if (n, v) not in secure]
+                log.warning("not sending %d Secure cookie(s) over plain HTTP (%s %s); behind a proxy, "
+                            "trust it and have it send X-Forwarded-Proto: https", len(secure),
+                            environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+            return start_response(status, headers, exc_info)
+
+        return self.app(environ, gate)
+
+
+# ---------------------------------------------------------------- secrets and keys
+
+def resolve_secret(secret: str | None, *, production: bool) -> str:
+    """The session secret: ``secret``, else ``SESSION_SECRET``; in production nothing else.
+
+    Outside production a missing secret falls back to beakerkit's development secret, with the
+    loud :class:`course.beakerkit.InsecureSecretWarning`. In production it is an error at start-up:
+    a published secret lets anybody sign (or, for cookie sessions, forge) a session.
+    """
+    secret = secret or os.environ.get("SESSION_SECRET") or None
+    if secret is None or secret == beakerkit.DEV_SECRET:
+        if production:
+            raise ValueError("production=True needs a real session secret: set SESSION_SECRET to a long "
+                             "random value (python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+        warnings.warn("SESSION_SECRET is not set: using the development secret, which is published in "
+                      "course/beakerkit.py. Never deploy like this.", beakerkit.InsecureSecretWarning,
+                      stacklevel=2)
+        return beakerkit.DEV_SECRET
+    return secret
+
+
+def derive_key(secret: str, purpose: str) -> str:
+    """A key for one job (``"encrypt"``, ``"validate"``) derived from the secret with HMAC-SHA256.
+
+    One secret for two jobs would tie them together: a key used to sign must not also encrypt.
+    """
+    return hmac.new(secret.encode("utf-8"), purpose.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+# ---------------------------------------------------------------- when saving the session fails
+
+class CookieTooLarge(Exception):
+    """A cookie session's data no longer fits into one cookie."""
+
+
+def session_save_error(exc: Exception, environ: dict) -> tuple[str, str]:
+    """``HardenedSessions(..., on_save_error=session_save_error)``: 413 for a cookie session that
+    outgrew its cookie (Beaker raises ``BeakerException("Cookie value is too long to store")``,
+    which would otherwise be a 500), 503 "Session store unavailable" for anything else.
+
+    The answer replaces the route's, and no ``Set-Cookie`` goes out: the browser keeps the session
+    it had, so nothing changed.
+    """
+    if isinstance(exc, CookieTooLarge) or (isinstance(exc, BeakerException) and "too long" in str(exc)):
+        return "413 Content Too Large", COOKIE_TOO_LARGE
+    return "503 Service Unavailable", "Session store unavailable"
+
+
+# ---------------------------------------------------------------- a clock you can move
+
+class FakeClock:
+    """A clock for tests and notebooks: ``create_app(now=clock)``, then ``clock.advance(seconds)``.
+
+    Calling it returns the current fake time (seconds, like ``time.time()``). It starts at the
+    real time, so timestamps look normal, and moves only when told to. Thread-safe: the test server
+    answers requests in other threads.
+    """
+
+    def __init__(self, start: float | None = None):
+        self._now = time.time() if start is None else float(start)
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            return self._now
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock (backwards too, with a negative number); the new time."""
+        with self._lock:
+            self._now += seconds
+            return self._now
+
+    def __repr__(self) -> str:
+        return f"FakeClock({self._now!r})"

@@ -1,0 +1,350 @@
+"""Lesson 07: cookie security - attributes, proxies, timeouts, CSRF.
+
+Lesson 06's login works on your laptop. This lesson makes it fit for the internet:
+
+- pages that carry a session are never cached, and logging out wipes the browser's copy (07.1);
+- in production the session cookie is ``__Host-sid; Secure; HttpOnly; SameSite=Lax; Path=/`` (07.2);
+- a session dies after ``idle_timeout`` seconds without a request, and ``absolute_timeout`` seconds
+  after login however busy it is (07.3);
+- the production cookie only ever travels over HTTPS - behind a proxy too, when we are told to trust it (07.4);
+- a form that changes something carries a CSRF token bound to the session (07.5);
+- and, for comparison, the whole session can live in an encrypted cookie (07.6): no store at all,
+  but a 4 KB limit and no way to revoke it.
+
+Run it:  python lessons/07_cookie_security/app.py   then open http://127.0.0.1:8080/
+         (--production --trust-proxy --cookie-sessions to try the other settings)
+Check it: make check LESSON=07   (do the exercises in order: each builds on the last)
+"""
+import functools
+import hmac
+import math
+import secrets
+import time
+from html import escape
+
+from bottle import request, response
+
+from course import ROOT, auth, security
+from course.beakerkit import (CountingStore, HardenedSessions, RAW_COOKIE_KEY, destroy_session,
+                              get_session, session_config, session_id_from_cookie)
+from course.page import Route, render
+from course.serving import lesson_main
+from course.web import guard, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+
+TITLE = "Cookie security: attributes, proxies, timeouts, CSRF"
+DEFAULT_DB = ROOT / ".sessions" / "07_cookie_security-users.sqlite3"   # made on the first login
+MAX_DISPLAY_NAME = 100   # characters
+MAX_BIO = 5000           # characters: fits a server-side session, not a cookie
+
+
+# ---------------------------------------------------------------- 07.1 private pages
+
+def security_headers(logging_out=False):
+    """Exercise 07.1: the headers of a page that reads or sets the session.
+
+    ``{"Cache-Control": "no-store"}``: no browser cache, proxy or CDN may keep a copy (it would
+    show one user's page, or Set-Cookie, to the next). When ``logging_out``, also
+    ``Clear-Site-Data``, which tells the browser to drop this site's cookies, storage and cache.
+    """
+    headers = {"Cache-Control": "no-store"}
+    if logging_out:
+        headers["Clear-Site-Data"] = '"cache", "cookies", "storage"'
+    return headers
+
+
+def private(route):
+    """Ready-made: put ``security_headers()`` on every answer of ``route`` (a session page)."""
+    @functools.wraps(route)
+    def wrapper(*args, **kwargs):
+        for name, value in security_headers().items():
+            response.set_header(name, value)
+        return route(*args, **kwargs)
+    return wrapper
+
+
+# ---------------------------------------------------------------- 07.2 production cookie
+
+def cookie_settings(production):
+    """Exercise 07.2: the session cookie's name and attributes, as ``session_config`` takes them.
+
+    On your laptop (http://127.0.0.1) a ``Secure`` cookie would never come back, so development
+    uses plain ``sid``. Production uses the ``__Host-`` prefix: the browser then accepts the cookie
+    only with ``Secure``, ``Path=/`` and no ``Domain``, so no sibling subdomain can set or shadow it.
+    """
+    if not production:
+        return {"key": "sid", "secure": False, "httponly": True, "samesite": "Lax", "cookie_path": "/"}
+    return {"key": "__Host-sid", "secure": True, "httponly": True, "samesite": "Lax", "cookie_path": "/"}
+
+
+# ---------------------------------------------------------------- 07.3 timeouts
+
+def session_expired(session, now, idle_timeout, absolute_timeout):
+    """Exercise 07.3: why a logged-in session is over - ``"idle"``, ``"absolute"`` - or None.
+
+    ``session["login_at"]`` is when the user logged in, ``session["seen_at"]`` the last request
+    that used the session (both from the app's clock, in seconds). Idle: more than
+    ``idle_timeout`` seconds since ``seen_at``. Absolute: more than ``absolute_timeout`` seconds
+    since ``login_at``, however busy the session was. A session without the timestamps is over.
+    """
+    login_at, seen_at = session.get("login_at"), session.get("seen_at")
+    if not isinstance(login_at, (int, float)) or not isinstance(seen_at, (int, float)):
+        return "absolute"
+    if now - login_at > absolute_timeout:
+        return "absolute"
+    if now - seen_at > idle_timeout:
+        return "idle"
+    return None
+
+
+# ---------------------------------------------------------------- 07.4 behind a proxy
+
+def request_is_https(environ, trust_proxy):
+    """Exercise 07.4: did this request arrive over HTTPS?
+
+    Directly: the server itself speaks TLS (``environ["wsgi.url_scheme"] == "https"``). Behind a
+    reverse proxy the app sees plain HTTP from the proxy, which says what the browser used in
+    ``X-Forwarded-Proto``. Any client can send that header, so it counts only when
+    ``trust_proxy`` says a proxy we trust sets it - and then only its first value, as express
+    does with ``proxy: true`` (``https, http`` is HTTPS; ``http, https`` is not).
+    """
+    if environ.get("wsgi.url_scheme") == "https":
+        return True
+    if not trust_proxy:
+        return False
+    forwarded = environ.get("HTTP_X_FORWARDED_PROTO", "")
+    return forwarded.split(",")[0].strip().lower() == "https"
+
+
+# ---------------------------------------------------------------- 07.5 CSRF tokens
+
+def csrf_token(session):
+    """Exercise 07.5: this session's CSRF token, made (and saved) on first use.
+
+    The token is a secret the page carries and the session remembers: a forged form posted from
+    another site cannot know it, although the browser sends the session cookie along.
+    """
+    token = session.get("csrf_token")
+    if not token:
+        token = session["csrf_token"] = secrets.token_urlsafe(32)
+        session.save()
+    return token
+
+
+def csrf_token_ok(session, sent):
+    """Exercise 07.5: whether ``sent`` (from the form, or None) is this session's token."""
+    expected = session.get("csrf_token")
+    if not expected or not sent:
+        return False                      # no token in the session matches nothing, not ""
+    # Constant time, on bytes (compare_digest refuses str that is not ASCII: a 500 otherwise).
+    return hmac.compare_digest(expected.encode("utf-8"), sent.encode("utf-8"))
+
+
+# ---------------------------------------------------------------- 07.6 sessions in a cookie
+
+def cookie_session_settings(secret):
+    """Exercise 07.6: Beaker options that keep the whole session in an encrypted cookie.
+
+    ``type="cookie"`` stores the session data in the cookie itself; ``validate_key`` signs it (no
+    tampering) and ``encrypt_key`` encrypts it with AES (no reading: with ``validate_key`` alone
+    anyone can base64-decode the data). Derive the two keys from the secret, one per job.
+    """
+    return {"type": "cookie",
+            "encrypt_key": security.derive_key(secret, "encrypt"),
+            "validate_key": security.derive_key(secret, "validate")}
+
+
+# ---------------------------------------------------------------- the app
+
+def create_app(production=False, trust_proxy=False, idle_timeout=1800, absolute_timeout=28800,
+               secret=None, session_type="memory", db_path=DEFAULT_DB, now=time.time, store=None):
+    """Build the lesson's app.
+
+    ``production``: the ``__Host-`` cookie, sent over HTTPS only (and a real secret required).
+    ``trust_proxy``: believe ``X-Forwarded-Proto`` (only behind a proxy that sets it).
+    ``idle_timeout``, ``absolute_timeout``: seconds. ``session_type``: ``"memory"`` (a store on the
+    server) or ``"cookie"`` (07.6). ``now``: the clock (tests pass a ``FakeClock``).
+    """
+    secret = security.resolve_secret(secret, production=production)
+    options = cookie_settings(production)
+    if session_type == "cookie":
+        options.update(cookie_session_settings(secret))
+    elif session_type == "memory":
+        store = store if store is not None else CountingStore()
+        options["store"] = store
+    else:
+        raise ValueError(f"session_type must be 'memory' or 'cookie', not {session_type!r}")
+    # Beaker's own idle timeout (real time, whole seconds) as a second line of defence.
+    config = session_config(secret=secret, timeout=max(1, math.ceil(idle_timeout)), **options)
+    users = auth.UserDB(db_path)
+    app = new_app()
+    app.install(auth.store_errors_as_503)  # a store that is down: 503, never a traceback
+
+    def logged_in(route):
+        """Ready-made: like ``auth.login_required`` (401 unless logged in), with the timeouts (07.3)."""
+        @functools.wraps(route)
+        def guarded(*args, **kwargs):
+            session = get_session()
+            user_id = auth.current_user_id(session)
+            if user_id is not None and session_expired(session, now(), idle_timeout, absolute_timeout):
+                destroy_session(session)  # gone from the store: no clock trick brings it back
+                user_id = None
+            if user_id is None:
+                return text(auth.NOT_LOGGED_IN, 401)
+            session["seen_at"] = now()    # activity: the idle timeout starts again
+            session.save()
+            return route(*args, **kwargs)
+        return guarded
+
+    @app.get("/")
+    def index():
+        response.set_header("Cache-Control", "no-store")   # this page shows session data
+        return render(
+            lesson_id="07", title=TITLE,
+            intro=(f"Mode: {'production' if production else 'development'}, "
+                   f"{'trusting' if trust_proxy else 'not trusting'} X-Forwarded-Proto, "
+                   f"{session_type} sessions, idle timeout {idle_timeout:g} s, "
+                   f"absolute timeout {absolute_timeout:g} s. Log in as alice / wonderland."),
+            routes=[Route("POST", "/login", "log in (alice / wonderland, bob / builder)",
+                          ("username=alice", "password")),
+                    Route("GET", "/login", "the login page"),
+                    Route("GET", "/dashboard", "only for logged-in users"),
+                    Route("GET", "/profile", "a form protected by a CSRF token"),
+                    Route("POST", "/logout", "log out: destroy the session, clear the site's data")],
+            cookie_header=request.environ.get(RAW_COOKIE_KEY, ""),
+            decode=lambda name, value: describe_cookie(name, value, config),
+            session=inspect_session(config, store),
+        )
+
+    @app.get("/login")
+    @private
+    def login_page():
+        return auth.login_page(title="Lesson 07: log in")
+
+    @app.post("/login")
+    @private
+    def login():
+        username, password = auth.read_credentials()   # a missing field: 400 naming it
+        user_id = auth.verify(users, username, password)
+        if user_id is None:
+            return text(auth.LOGIN_FAILED, 401)
+        session = get_session()
+        session.pop("csrf_token", None)    # a new session gets a new CSRF token...
+        auth.log_in(session, user_id)      # ...and a new ID (lesson 06)
+        session["login_at"] = session["seen_at"] = now()   # the two clocks of 07.3 start
+        session.save()
+        if auth.from_browser_form():
+            response.status = 303
+            response.set_header("Location", "/dashboard")  # relative: nothing from the headers in it
+            return ""
+        return text(auth.LOGIN_OK)
+
+    @app.get("/dashboard")
+    @private
+    @logged_in
+    def dashboard():
+        return text(f"Welcome to your dashboard, user {auth.current_user_id()}")
+
+    @app.get("/profile")
+    @private
+    @logged_in
+    def profile_form():
+        session = get_session()
+        name = session.get("display_name", "")
+        return PROFILE_FORM.format(user=auth.current_user_id(), token=escape(csrf_token(session)),
+                                   name=escape(name), shown=escape(name) or "(none yet)",
+                                   bio=escape(session.get("bio", "")))
+
+    @app.post("/profile")
+    @private
+    @logged_in
+    def profile_update():
+        session = get_session()
+        sent = request.forms.getunicode("csrf_token") or request.get_header("X-CSRF-Token")
+        if not csrf_token_ok(session, sent):
+            return text("CSRF token missing or invalid", 403)   # before anything changes
+        name = (request.forms.getunicode("display_name") or "").strip()
+        bio = request.forms.getunicode("bio") or ""
+        if not name or len(name) > MAX_DISPLAY_NAME or not name.isprintable():
+            return text(f"display_name: 1 to {MAX_DISPLAY_NAME} printable characters, please", 400)
+        if len(bio) > MAX_BIO:
+            return text(f"bio: at most {MAX_BIO} characters, please", 400)
+        session["display_name"], session["bio"] = name, bio
+        session.save()     # too big for a cookie session? Then a 413 (security.session_save_error)
+        return text(f"Profile saved. Your display name is now {name}")
+
+    @app.post("/logout")
+    @private
+    def logout():
+        try:
+            auth.log_out(get_session())    # the record destroyed, the cookie cleared (lesson 06)
+        except auth.STORE_ERRORS:          # the store is down: say so, do not pretend
+            return text(auth.LOGOUT_FAILED, 500)
+        for name, value in security_headers(logging_out=True).items():
+            response.set_header(name, value)
+        return text(auth.LOGOUT_OK)
+
+    sessions = HardenedSessions(app, config, on_save_error=security.session_save_error)
+    # Outermost: a Secure cookie never leaves over plain HTTP (request_is_https decides).
+    return guard(security.SecureCookieGate(sessions, lambda environ: request_is_https(environ, trust_proxy)))
+
+
+PROFILE_FORM = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Your profile</title></head>
+<body><h1>Your profile, user {user}</h1>
+<p>Display name: <strong id="display-name">{shown}</strong></p>
+<form method="post" action="/profile">
+  <input type="hidden" name="csrf_token" value="{token}">
+  <label>Display name <input name="display_name" value="{name}" maxlength="100"></label><br>
+  <label>Bio <textarea name="bio" rows="4" cols="50">{bio}</textarea></label><br>
+  <button type="submit">Save</button>
+</form>
+<p><a href="/">back to the lesson page</a></p></body></html>
+"""
+
+
+def describe_cookie(name, value, config):
+    """What the inspector on ``GET /`` says about the session cookie."""
+    if name != config["session.key"]:
+        return None
+    if config["session.type"] == "cookie":
+        return f"the whole session, encrypted and signed ({len(value)} characters): you cannot read it"
+    session_id = session_id_from_cookie(f"{name}={value}", name, config["session.secret"])
+    return f"session ID {session_id}" if session_id else "bad signature: ignored"
+
+
+def inspect_session(config, store):
+    """The session data to show on the lesson page."""
+    if config["session.type"] == "cookie":
+        return dict(get_session()) if get_session().get("user_id") else {}
+    session_id = session_id_from_cookie(request.environ.get("HTTP_COOKIE"), config["session.key"],
+                                        config["session.secret"])
+    return store.peek(session_id) or {}
+
+
+app = create_app()
+
+
+def main(argv=None):
+    try:
+        lesson_main(create_app, argv, title=f"Lesson 07: {TITLE}", add_arguments=add_arguments, options=options)
+    except (ValueError, NotImplementedError) as exc:   # a bad setting, or an exercise not done yet
+        raise SystemExit(f"Cannot start: {exc}") from None
+
+
+def add_arguments(parser):
+    parser.add_argument("--production", action="store_true",
+                        help="__Host-sid, Secure: sent over HTTPS only (needs SESSION_SECRET)")
+    parser.add_argument("--trust-proxy", action="store_true", help="believe X-Forwarded-Proto")
+    parser.add_argument("--cookie-sessions", action="store_true", help="keep the session in an encrypted cookie")
+    parser.add_argument("--idle-timeout", type=float, default=1800, help="seconds (default 1800)")
+    parser.add_argument("--absolute-timeout", type=float, default=28800, help="seconds (default 28800)")
+
+
+def options(args):
+    return {"production": args.production, "trust_proxy": args.trust_proxy,
+            "session_type": "cookie" if args.cookie_sessions else "memory",
+            "idle_timeout": args.idle_timeout, "absolute_timeout": args.absolute_timeout}
+
+
+if __name__ == "__main__":
+    main()
