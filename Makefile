@@ -6,7 +6,7 @@
 #   make test                                                  check the whole course (maintainers, CI)
 #   make notebooks                                             open the walkthroughs in Jupyter
 #   make grade SUBMISSIONS="a/ b/" OUT=grades                  grade a class (instructors)
-#   make services                                              start Redis, PostgreSQL, MariaDB, memcached in containers
+#   make services                                              start Redis, PostgreSQL, MariaDB, memcached, MongoDB in containers
 
 PYTHON ?= python3
 VENV   := .venv
@@ -44,7 +44,7 @@ hint: $(STAMP)
 	@$(PY) -m course hint $(or $(EXERCISE),$(LESSON))
 
 watch: $(STAMP)
-	@$(PY) -m course watch $(LESSON)
+	@$(PY) -m course watch $(if $(filter-out file,$(origin LESSON)),$(LESSON))
 
 test: $(STAMP)
 	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(ARGS)

@@ -94,9 +94,9 @@ def test_python_app_py_serves_the_lesson_page(slug, tmp_path):
         deadline = time.monotonic() + 15
         while True:
             try:
-                resp = requests.get(f"http://127.0.0.1:{port}/", timeout=2)
+                resp = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 assert proc.poll() is None, f"app.py exited: {proc.stdout.read()}"
                 assert time.monotonic() < deadline, "app.py did not start serving within 15 s"
                 time.sleep(0.05)

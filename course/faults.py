@@ -1,0 +1,254 @@
+"""Faults on demand, against the real thing: a store that goes down and comes back, an app that restarts.
+
+``Relay`` is a small TCP relay in front of a real server (Redis, PostgreSQL, MariaDB, memcached).
+The app under test talks to the relay instead of the server; a test calls ``relay.cut()`` and the
+store is "down" (every open connection is dropped and every new one is reset at once, as if the
+server had died), then ``relay.restore()`` and it is back, with the data it held. Nothing is
+mocked: the driver, its connection pool and Beaker see a real outage.
+
+``AppProcess`` runs a lesson's app in a process of its own (``python app.py --port P ...`` or
+``create_app(**options)`` through ``python -m course.faults serve``), so a test can kill it and
+start it again, or run two of them side by side.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import select
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+from course import ROOT
+
+
+# ---------------------------------------------------------------- the relay
+
+def _reset(sock: socket.socket) -> None:
+    """Close with a TCP reset (SO_LINGER 0): the peer sees 'connection reset', not a clean goodbye."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
+class Relay:
+    """Forward 127.0.0.1:<port> to ``target`` (host, port) until ``cut()``; ``restore()`` undoes it.
+
+    >>> with Relay(("127.0.0.1", 6379)) as relay:
+    ...     url = relay.url_for("redis://127.0.0.1:6379/0")   # the same URL, through the relay
+    ...     relay.cut(); ...; relay.restore()
+    """
+
+    def __init__(self, target: tuple[str, int], host: str = "127.0.0.1"):
+        self.target = target
+        self._listener = socket.create_server((host, 0), reuse_port=False)
+        self._listener.settimeout(0.05)
+        self.host, self.port = self._listener.getsockname()[:2]
+        self._up = threading.Event()
+        self._up.set()
+        self._closing = threading.Event()
+        self._lock = threading.Lock()
+        self._pairs: set[tuple[socket.socket, socket.socket]] = set()
+        self.connections = 0          # how many connections were forwarded (for a test's curiosity)
+        self._thread = threading.Thread(target=self._accept_loop, name=f"relay-{self.port}", daemon=True)
+        self._thread.start()
+
+    @classmethod
+    def for_url(cls, url: str, default_port: int) -> "Relay":
+        parts = urlsplit(url)
+        return cls((parts.hostname or "127.0.0.1", parts.port or default_port))
+
+    def url_for(self, url: str) -> str:
+        """``url`` with its host and port replaced by the relay's (user, path and query kept)."""
+        parts = urlsplit(url)
+        userinfo = parts.netloc.rpartition("@")[0]
+        netloc = (userinfo + "@" if userinfo else "") + f"{self.host}:{self.port}"
+        return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+    @property
+    def is_up(self) -> bool:
+        return self._up.is_set()
+
+    def cut(self) -> None:
+        """The store is down: drop every open connection, reset every new one."""
+        self._up.clear()
+        with self._lock:
+            pairs, self._pairs = self._pairs, set()
+        for a, b in pairs:
+            _reset(a)
+            _reset(b)
+
+    def restore(self) -> None:
+        """The store is back."""
+        self._up.set()
+
+    def close(self) -> None:
+        self._closing.set()
+        self.cut()
+        self._thread.join(timeout=2)
+        self._listener.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- internals
+    def _accept_loop(self) -> None:
+        while not self._closing.is_set():
+            try:
+                client, _ = self._listener.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not self._up.is_set():
+                _reset(client)
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=2)
+            except OSError:
+                _reset(client)
+                continue
+            client.settimeout(None)
+            upstream.settimeout(None)
+            pair = (client, upstream)
+            with self._lock:
+                self._pairs.add(pair)
+                self.connections += 1
+            threading.Thread(target=self._pump, args=(pair,), daemon=True).start()
+
+    def _pump(self, pair) -> None:
+        client, upstream = pair
+        sockets = [client, upstream]
+        try:
+            while self._up.is_set():
+                readable, _, _ = select.select(sockets, [], [], 0.1)
+                for sock in readable:
+                    data = sock.recv(65536)
+                    if not data:
+                        return
+                    (upstream if sock is client else client).sendall(data)
+        except (OSError, ValueError):
+            pass
+        finally:
+            with self._lock:
+                self._pairs.discard(pair)
+            _reset(client)
+            _reset(upstream)
+
+
+# ---------------------------------------------------------------- apps in processes of their own
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class AppProcess:
+    """A lesson app served by a process of its own on a free port: ``.url``, ``.kill()``, ``.stop()``.
+
+    ``AppProcess.script(path, "--store", url)`` runs ``python path --port P --store url`` (the
+    student's ``main()``); ``AppProcess.create_app(target, slug, store_url=...)`` serves
+    ``create_app(**options)`` without going through ``main()``.
+    """
+
+    def __init__(self, argv: list[str], *, port: int, cwd=None, env: dict | None = None,
+                 ready_timeout: float = 60):
+        self.port = port
+        self.url = f"http://127.0.0.1:{port}"
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+        for name, value in list(full_env.items()):
+            if value is None:
+                del full_env[name]
+        self.proc = subprocess.Popen(argv, cwd=cwd or ROOT, env=full_env, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self._wait_ready(ready_timeout)
+
+    @classmethod
+    def script(cls, path, *args: str, cwd=None, env=None) -> "AppProcess":
+        port = free_port()
+        return cls([sys.executable, str(path), "--port", str(port), *args], port=port, cwd=cwd, env=env)
+
+    @classmethod
+    def create_app(cls, target, slug: str, *, cwd=None, env=None, **options) -> "AppProcess":
+        port = free_port()
+        argv = [sys.executable, "-m", "course.faults", "serve", str(target), slug, "--port", str(port),
+                "--options", json.dumps(options)]
+        return cls(argv, port=port, cwd=cwd, env=env)
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the app exited with code {self.proc.returncode}:\n{self.output()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.kill()
+                    raise RuntimeError(f"the app did not listen on {self.url} within {timeout} s:\n{self.output()}")
+                time.sleep(0.02)
+
+    def output(self) -> str:
+        if self.proc.poll() is None:
+            return "(still running)"
+        return self.proc.stdout.read() if self.proc.stdout else ""
+
+    def kill(self) -> None:
+        """Stop it the hard way (SIGKILL): a crash, nothing gets a chance to clean up."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        if self.proc.stdout:
+            self.proc.stdout.close()
+
+
+def _serve_command(argv=None) -> None:
+    """``python -m course.faults serve TARGET SLUG --port P --options JSON``."""
+    parser = argparse.ArgumentParser(prog="python -m course.faults")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve TARGET/SLUG/app.py's create_app(**options)")
+    serve.add_argument("target")
+    serve.add_argument("slug")
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--options", default="{}", help="create_app's keyword arguments, as JSON")
+    args = parser.parse_args(argv)
+    from course.loader import load_app_module
+    from course.serving import make_threaded_server
+    module = load_app_module(args.target, args.slug)
+    server = make_threaded_server(module.create_app(**json.loads(args.options)), "127.0.0.1", args.port)
+    print(f"serving on http://127.0.0.1:{args.port}/", flush=True)
+    server.serve_forever(poll_interval=0.05)
+
+
+if __name__ == "__main__":
+    _serve_command()

@@ -1,0 +1,537 @@
+"""Where Beaker keeps sessions: store URLs, the fixes each backend needs, purging, and a look inside.
+
+The finished reference of lesson 08 (lessons 09 and 10 build on it):
+
+* :func:`beaker_options` - a store URL (``memory:``, ``file:PATH``, ``dbm:PATH``,
+  ``sqlite:///PATH``, ``redis://...``, ``postgresql://...``, ``mysql://...``, ``memcached://...``,
+  ``mongodb://...``) as Beaker options: the backend (``type``) and what it needs (``url``,
+  ``data_dir``, ``table_name``). A bad URL is a ``ValueError`` naming it and listing the forms.
+* :func:`hardened` - those options plus the fixes each backend needs on current drivers
+  (research/beaker_probe.md section 4), as extra options for ``beakerkit.session_config``:
+
+  - every backend: a store error surfaces as ``beakerkit.StoreUnavailable`` (so the app answers
+    503, never a 500 and never a silent new session), and a session too big for the store is a
+    :class:`SessionTooLarge` raised *before* anything is written (MariaDB's ``BLOB`` holds 65,535
+    bytes; memcached items 1 MB - python-memcached would drop a bigger one without a word);
+  - Redis: short socket timeouts and one immediate retry (redis-py's default is 3 retries with an
+    exponential back-off of up to 10 s, so a dead Redis would hang each request for seconds), and
+    ``SETEX`` replaced by ``SET ... EX`` (redis-py 8 deprecates ``setex``, which Beaker calls);
+  - PostgreSQL / MariaDB / SQLite through SQLAlchemy (``postgresql+psycopg``, ``mysql+pymysql``):
+    a connect timeout, and ``pool_pre_ping`` so that connections broken by an outage are replaced
+    instead of failing the first requests after the server is back; SQLite's folder is created;
+  - memcached (python-memcached, never pylibmc): a store that is down raises instead of looking
+    like an empty session (python-memcached answers ``None``), items get the session's TTL
+    (Beaker forgets to pass it), a server is retried after 1 s instead of 30 s, and removing a
+    session deletes that session only (Beaker's ``remove()`` is ``flush_all``: everybody's);
+  - MongoDB (pymongo): a short server-selection timeout. Not verified in CI (no server here).
+
+* :func:`purge_expired` - delete the sessions idle for longer than a timeout. Beaker never deletes
+  a record: SQL rows and files stay forever. Redis, memcached and MongoDB expire records themselves
+  (a TTL on each key); the memory store lives and dies with its process.
+* :func:`peek` - what the store holds for one session (the Redis key and its TTL, the SQL row, the
+  file on disk), for the lesson page and the notebook.
+"""
+from __future__ import annotations
+
+import base64
+import dbm
+import functools
+import hashlib
+import json
+import os
+import pickle
+import re
+import threading
+import time
+import zlib
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from course.beakerkit import StoreUnavailable
+
+__all__ = ["ACCEPTED_FORMS", "beaker_options", "hardened", "SessionTooLarge", "StoreUnavailable",
+           "is_store_down", "purge_expired", "peek", "redact", "session_files", "sql_engine", "sql_table",
+           "redis_client", "max_session_bytes",
+           "describe"]
+
+ACCEPTED_FORMS = (
+    "memory:                                  (inside the app's process: lost on restart, not shared)",
+    "file:PATH                                (one file per session under the folder PATH)",
+    "dbm:PATH                                 (dbm files under the folder PATH)",
+    "sqlite:///PATH                           (an SQLite database file; sqlite:////abs/path)",
+    "redis://[:PASSWORD@]HOST[:PORT][/DB]",
+    "postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?table=NAME]",
+    "mysql://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?table=NAME]     (MySQL or MariaDB)",
+    "memcached://HOST[:PORT][,HOST[:PORT]...]",
+    "mongodb://[USER:PASSWORD@]HOST[:PORT]/DATABASE",
+)
+
+DEFAULT_TABLE = "beaker_cache"          # Beaker's own name for its table
+_TABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+_SQL_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
+                "postgresql+psycopg": "postgresql+psycopg",
+                "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql", "mysql+pymysql": "mysql+pymysql"}
+
+
+def bad_url(url, why: str) -> ValueError:
+    forms = "\n  ".join(ACCEPTED_FORMS)
+    return ValueError(f"Bad session store URL {url!r}: {why}.\nAccepted forms:\n  {forms}")
+
+
+def beaker_options(url: str) -> dict:
+    """The Beaker options for a store URL (no connection is made); ``ValueError`` for a bad one.
+
+    >>> beaker_options("postgresql://postgres@127.0.0.1/test")
+    {'type': 'ext:database', 'url': 'postgresql+psycopg://postgres@127.0.0.1/test', 'table_name': 'beaker_cache'}
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise bad_url(url, "it is empty")
+    url = url.strip()
+    scheme, colon, rest = url.partition(":")
+    scheme = scheme.lower()
+    if not colon:
+        raise bad_url(url, "it has no scheme (the part before ':')")
+    if scheme == "memory":
+        if rest not in ("", "//"):
+            raise bad_url(url, "memory: takes nothing after the colon")
+        return {"type": "memory"}
+    if scheme in ("file", "dbm"):
+        path = rest[2:] if rest.startswith("//") else rest
+        if not path:
+            raise bad_url(url, f"{scheme}: needs a folder, as in {scheme}:.sessions/{scheme}")
+        return {"type": scheme, "data_dir": path}
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    if scheme == "sqlite":
+        if not rest.startswith("///") or len(rest) <= 3:
+            raise bad_url(url, "sqlite needs a file, as in sqlite:///.sessions/sessions.db")
+        table = _table(url, query)
+        return {"type": "ext:database", "url": _without(url, "table"), "table_name": table}
+    if scheme in _SQL_DRIVERS:
+        if not parts.hostname or not parts.path.strip("/"):
+            raise bad_url(url, "it needs a host and a database, as in "
+                               f"{scheme.split('+')[0]}://user@127.0.0.1/test")
+        table = _table(url, query)
+        driver_url = _SQL_DRIVERS[scheme] + url[len(scheme):]
+        return {"type": "ext:database", "url": _without(driver_url, "table"), "table_name": table}
+    if scheme in ("redis", "rediss"):
+        if not parts.hostname:
+            raise bad_url(url, "it needs a host, as in redis://127.0.0.1:6379/0")
+        db = parts.path.strip("/")
+        if db and not db.isdigit():
+            raise bad_url(url, "the Redis database is a number, as in redis://127.0.0.1:6379/0")
+        return {"type": "ext:redis", "url": url}
+    if scheme == "memcached":
+        servers = [s.strip() for s in parts.netloc.split(",") if s.strip()]
+        if not servers:
+            raise bad_url(url, "it needs a server, as in memcached://127.0.0.1:11211")
+        for server in servers:
+            host, _, port = server.rpartition(":") if ":" in server else (server, "", "11211")
+            if not host or not port.isdigit():
+                raise bad_url(url, f"{server!r} is not HOST:PORT")
+        return {"type": "ext:memcached", "url": ";".join(servers)}
+    if scheme in ("mongodb", "mongodb+srv"):
+        if not parts.netloc or not parts.path.strip("/"):
+            raise bad_url(url, "it needs a host and a database, as in mongodb://127.0.0.1:27017/sessions")
+        return {"type": "ext:mongodb", "url": url}
+    raise bad_url(url, f"there is no session store called {scheme!r}")
+
+
+def _table(url: str, query: dict) -> str:
+    table = query.get("table", DEFAULT_TABLE)
+    if not _TABLE_NAME.fullmatch(table):
+        raise bad_url(url, f"{table!r} is not a table name (letters, digits and _)")
+    return table
+
+
+def _without(url: str, name: str) -> str:
+    base, _, query = url.partition("?")      # (not urlunsplit: it turns sqlite:////abs into sqlite://abs)
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != name]
+    return base + ("?" + urlencode(kept) if kept else "")
+
+
+def _with_defaults(url: str, **defaults) -> str:
+    base, _, query = url.partition("?")
+    pairs = dict(parse_qsl(query, keep_blank_values=True))
+    for name, value in defaults.items():
+        pairs.setdefault(name, str(value))
+    return base + "?" + urlencode(pairs)
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden, for pages and logs: ``redis://:***@host:6379/0``."""
+    return re.sub(r"^([a-z0-9+]+://[^/@:]*):[^/@]*@", r"\1:***@", url, flags=re.I)
+
+
+def describe(options: dict) -> str:
+    """One line for people: which store, through which driver."""
+    kind, url = options.get("type"), options.get("url", "")
+    if kind == "memory":
+        return "memory (inside this process: lost on restart, not shared between processes)"
+    if kind in ("file", "dbm"):
+        return f"{kind} files under {options['data_dir']}"
+    if kind == "ext:database":
+        name = url.split(":", 1)[0]
+        return f"SQL ({name} via SQLAlchemy), table {options.get('table_name', DEFAULT_TABLE)}"
+    return {"ext:redis": "Redis (redis-py)", "ext:memcached": "memcached (python-memcached)",
+            "ext:mongodb": "MongoDB (pymongo)"}.get(kind, str(kind))
+
+
+# ---------------------------------------------------------------- errors
+
+class SessionTooLarge(Exception):
+    """The session is bigger than the store can hold; nothing was written (the old record stays)."""
+
+    def __init__(self, size: int, limit: int, store: str):
+        self.size, self.limit, self.store = size, limit, store
+        super().__init__(f"Session too large for the store: it is {size} bytes once encoded, and "
+                         f"{store} holds at most {limit} bytes per session")
+
+
+def _down_errors() -> tuple:
+    from course.beakerkit import store_errors
+    return tuple(e for e in store_errors()) + (OSError,)
+
+
+def is_store_down(exc: BaseException) -> bool:
+    """Whether ``exc`` means "the store cannot be reached" (as opposed to a bug or bad data)."""
+    return isinstance(exc, _down_errors())
+
+
+def max_session_bytes(options: dict) -> int | None:
+    """The most one session's record may hold in this store, or None when the limit is not a concern."""
+    if options.get("type") == "ext:database" and str(options.get("url", "")).startswith("mysql"):
+        return 65_535                  # SQLAlchemy's PickleType is a BLOB on MySQL/MariaDB
+    if options.get("type") == "ext:memcached":
+        return 1_000_000               # memcached's default item size is 1 MB (key and header included)
+    return None
+
+
+# ---------------------------------------------------------------- the fixes, as namespace classes
+
+def _guard(method):
+    """Turn a store's connection errors into StoreUnavailable, whatever the driver."""
+
+    @functools.wraps(method)
+    def guarded(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except (StoreUnavailable, SessionTooLarge):
+            raise
+        except Exception as exc:
+            if is_store_down(exc):
+                raise StoreUnavailable(f"the session store is unavailable ({type(exc).__name__}: "
+                                       f"{str(exc).splitlines()[0] if str(exc) else ''})") from exc
+            raise
+
+    return guarded
+
+
+_GUARDED = ("__init__", "do_open", "do_close", "do_remove", "__getitem__", "__setitem__",
+            "__contains__", "__delitem__", "set_value", "keys")
+
+
+def _guarded_class(base: type, name: str, limit: int | None, extra: dict | None = None) -> type:
+    namespace = dict(extra or {})
+    for method in _GUARDED:
+        impl = namespace.get(method) or getattr(base, method, None)
+        if impl is not None:
+            namespace[method] = _guard(impl)
+    if limit is not None:
+        setitem = namespace["__setitem__"]
+
+        def __setitem__(self, key, value, _setitem=setitem):
+            size = len(pickle.dumps({key: value}, pickle.HIGHEST_PROTOCOL))
+            if size > limit:
+                raise SessionTooLarge(size, limit, name)
+            return _setitem(self, key, value)
+
+        namespace["__setitem__"] = __setitem__
+    return type(f"Guarded{base.__name__}", (base,), namespace)
+
+
+@functools.lru_cache(maxsize=None)
+def _namespace_class(kind: str, limited_as: str | None, limit: int | None) -> type:
+    from beaker.cache import clsmap
+    if kind == "ext:database":
+        return _guarded_class(clsmap[kind], limited_as or "the SQL store", limit,
+                              {"__init__": _database_init})
+    if kind == "ext:memcached":
+        return _guarded_class(_memcached_class(), "memcached", limit)
+    return _guarded_class(clsmap[kind], limited_as or kind, limit)
+
+
+def _database_init(self, namespace, url=None, **params):
+    from beaker.ext.database import DatabaseNamespaceManager
+    if url and url.startswith("sqlite:///"):
+        folder = os.path.dirname(url[len("sqlite:///"):].split("?")[0])
+        if folder:
+            os.makedirs(folder, exist_ok=True)      # SQLite creates the file, not its folder
+    DatabaseNamespaceManager.__init__(self, namespace, url=url, **params)
+
+
+_REDIS_CLIENTS: dict[str, object] = {}
+_REDIS_LOCK = threading.Lock()
+
+
+def redis_client(url: str):
+    """One redis-py client per URL: short timeouts, one immediate retry, ``SET ... EX`` not ``SETEX``."""
+    with _REDIS_LOCK:
+        client = _REDIS_CLIENTS.get(url)
+        if client is None:
+            import redis
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            class Redis(redis.Redis):
+                def setex(self, name, time, value):       # Beaker calls setex when a timeout is set
+                    return self.set(name, value, ex=time)
+
+            client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2,
+                                    retry=Retry(NoBackoff(), 1))
+            _REDIS_CLIENTS[url] = client
+        return client
+
+
+@functools.lru_cache(maxsize=None)
+def _memcached_class() -> type:
+    import memcache
+    from beaker.container import NamespaceManager
+    from beaker.ext.memcached import MemcachedNamespaceManager
+    from beaker.util import SyncDict
+
+    class Memcached(MemcachedNamespaceManager):
+        """python-memcached with the outage, TTL and flush_all problems fixed (see the module doc)."""
+        clients = SyncDict()
+
+        def __init__(self, namespace, url, timeout=None, **_ignored):
+            NamespaceManager.__init__(self, namespace)
+            self.lock_dir = None
+            self.timeout = timeout
+            self.mc = Memcached.clients.get(url, memcache.Client, url.split(";"),
+                                            socket_timeout=1, dead_retry=1)
+
+        def _down(self) -> bool:
+            return all(server.deaduntil for server in self.mc.servers)
+
+        def __getitem__(self, key):
+            value = self.mc.get(self._format_key(key))
+            if value is None and self._down():
+                raise StoreUnavailable("memcached is unavailable")
+            return value
+
+        def __contains__(self, key):
+            return self[key] is not None
+
+        def set_value(self, key, value, expiretime=None):
+            ttl = int(expiretime or self.timeout or 0)
+            if not self.mc.set(self._format_key(key), value, time=ttl):
+                raise StoreUnavailable("memcached did not store the session")
+
+        def __setitem__(self, key, value):
+            self.set_value(key, value)
+
+        def __delitem__(self, key):
+            self.mc.delete(self._format_key(key))
+            if self._down():
+                raise StoreUnavailable("memcached is unavailable")
+
+        def do_remove(self):
+            self.__delitem__("session")     # never flush_all: that would end everybody's session
+
+    return Memcached
+
+
+def hardened(options: dict) -> dict:
+    """``options`` (from :func:`beaker_options`) plus the fixes of this module, for ``session_config``."""
+    out = dict(options)
+    kind = out["type"]
+    if kind == "memory":
+        return out                                        # beakerkit's per-app CountingStore
+    limit = max_session_bytes(options)
+    limited_as = None
+    if kind == "ext:database":
+        limited_as = "MariaDB/MySQL (a BLOB column)" if limit else "the SQL store"
+        url = out["url"]
+        if url.startswith("postgresql+psycopg:"):
+            url = _with_defaults(url, connect_timeout=2)
+        elif url.startswith("mysql+pymysql:"):
+            url = _with_defaults(url, connect_timeout=2, read_timeout=5, write_timeout=5)
+        out["url"] = url
+        out["sa_opts"] = {"sa.pool_pre_ping": True}
+    elif kind == "ext:redis":
+        out["url"] = redis_client(out["url"])
+    elif kind == "ext:mongodb":
+        out["url"] = _with_defaults(out["url"], serverSelectionTimeoutMS=2000, connectTimeoutMS=2000)
+    out["namespace_class"] = _namespace_class(kind, limited_as, limit)
+    return out
+
+
+# ---------------------------------------------------------------- purge
+
+_ENGINES: dict[str, object] = {}
+_ENGINES_LOCK = threading.Lock()
+
+
+def sql_engine(options: dict):
+    """A SQLAlchemy engine for an ``ext:database`` store (one per URL, made on first use)."""
+    import sqlalchemy as sa
+    url = hardened(options)["url"] if options["type"] == "ext:database" else None
+    if url is None:
+        raise ValueError(f"{describe(options)} is not an SQL store")
+    with _ENGINES_LOCK:
+        engine = _ENGINES.get(url)
+        if engine is None:
+            if url.startswith("sqlite:///"):
+                folder = os.path.dirname(url[len("sqlite:///"):].split("?")[0])
+                if folder:
+                    os.makedirs(folder, exist_ok=True)
+            engine = _ENGINES[url] = sa.create_engine(url, pool_pre_ping=True)
+        return engine
+
+
+def sql_table(options: dict):
+    """``(engine, table)`` for an ``ext:database`` store; the table is None until Beaker created it."""
+    import sqlalchemy as sa
+    engine = sql_engine(options)
+    name = options.get("table_name", DEFAULT_TABLE)
+    if not sa.inspect(engine).has_table(name):
+        return engine, None
+    return engine, sa.table(name, sa.column("namespace"), sa.column("accessed"), sa.column("created"),
+                            sa.column("data"))
+
+
+def session_files(options: dict):
+    """Each session of a ``file`` or ``dbm`` store: ``(session_id, [its files], last write time)``."""
+    kind, root = options["type"], Path(options["data_dir"])
+    folder = root / ("container_file" if kind == "file" else "container_dbm")
+    locks = root / ("container_file_lock" if kind == "file" else "container_dbm_lock")
+    if not folder.is_dir():
+        return
+    pattern = "*.cache" if kind == "file" else "*.dbm*"
+    found: dict[str, list[Path]] = {}
+    for path in folder.rglob(pattern):
+        session_id = path.name.split(".", 1)[0]
+        found.setdefault(session_id, []).append(path)
+    for session_id, paths in found.items():
+        try:
+            mtime = max(p.stat().st_mtime for p in paths)
+        except FileNotFoundError:       # removed meanwhile
+            continue
+        digest = hashlib.sha1(session_id.encode()).hexdigest()
+        lock = locks / digest[:1] / digest[:2] / f"{digest}.lock"
+        yield session_id, paths + ([lock] if lock.exists() else []), mtime
+
+
+def purge_expired(options: dict, older_than: float, now: float | None = None) -> int:
+    """Delete the sessions not used for ``older_than`` seconds; how many were deleted.
+
+    ``now`` (a ``time.time()`` value) lets a test pretend it is later. Stores that expire records
+    themselves (Redis, memcached, MongoDB: a TTL on each record) and the memory store (inside the
+    app's own process) have nothing to purge from here: 0.
+    """
+    now = time.time() if now is None else now
+    cutoff = now - older_than
+    kind = options["type"]
+    if kind == "ext:database":
+        engine, table = sql_table(options)
+        if table is None:
+            return 0
+        with engine.begin() as conn:
+            # Beaker writes `accessed` as datetime.now(): local time, no time zone
+            result = conn.execute(table.delete().where(table.c.accessed < datetime.fromtimestamp(cutoff)))
+            return result.rowcount
+    if kind in ("file", "dbm"):
+        count = 0
+        for _, paths, mtime in list(session_files(options)):
+            if mtime < cutoff:
+                for path in paths:
+                    path.unlink(missing_ok=True)
+                count += 1
+        return count
+    if kind == "ext:mongodb":
+        import pymongo
+        client = pymongo.MongoClient(hardened(options)["url"])
+        try:
+            result = client.get_default_database().backer_cache.delete_many(   # sic: Beaker's spelling
+                {"expiration": {"$ne": None, "$lte": now}})
+            return result.deleted_count
+        finally:
+            client.close()
+    return 0
+
+
+# ---------------------------------------------------------------- a look inside
+
+def _decode(record) -> object:
+    """A session record as Beaker wrote it (base64 of zlib'd JSON, or of a pickle) as data."""
+    if record is None:
+        return None
+    try:
+        raw = base64.b64decode(record)
+    except Exception:
+        return {"(stored)": f"{len(record)} bytes"}
+    try:
+        return json.loads(zlib.decompress(raw).decode("utf-8"))
+    except Exception:
+        return {"(stored)": f"{len(raw)} bytes, not JSON (never unpickled just to show it)"}
+
+
+def peek(options: dict, session_id: str | None) -> dict | None:
+    """What the store holds under ``session_id``: where, the data, and any expiry; None if nothing.
+
+    Store errors propagate (as ``StoreUnavailable`` where the driver's error says so).
+    """
+    if not session_id or not re.fullmatch(r"[0-9a-f]{32}", session_id):
+        return None
+    kind = options["type"]
+    try:
+        if kind == "ext:redis":
+            client = redis_client(options["url"])
+            key = f"beaker_cache:{session_id}:session"
+            raw = client.get(key)
+            if raw is None:
+                return None
+            return {"where": f"Redis key {key}", "ttl_seconds": client.ttl(key),
+                    "data": _decode(pickle.loads(raw))}
+        if kind == "ext:database":
+            engine, table = sql_table(options)
+            if table is None:
+                return None
+            with engine.connect() as conn:
+                row = conn.execute(table.select().where(table.c.namespace == session_id)).first()
+            if row is None:
+                return None
+            data = pickle.loads(row.data) if isinstance(row.data, (bytes, memoryview)) else row.data
+            return {"where": f"row of table {table.name}", "created": str(row.created),
+                    "accessed": str(row.accessed), "data": _decode(data.get("session"))}
+        if kind in ("file", "dbm"):
+            for found_id, paths, mtime in session_files(options):
+                if found_id != session_id:
+                    continue
+                data = None
+                if kind == "file":
+                    with open(paths[0], "rb") as fh:
+                        data = pickle.load(fh).get("session")
+                else:
+                    base = str(paths[0]).split(".dbm")[0] + ".dbm"
+                    with dbm.open(base, "r") as db:
+                        data = pickle.loads(db[b"session"]) if b"session" in db else None
+                if data is None:
+                    return None
+                return {"where": str(paths[0]), "written": datetime.fromtimestamp(mtime).isoformat(" ", "seconds"),
+                        "data": _decode(data)}
+            return None
+        if kind == "ext:memcached":
+            namespace = _namespace_class(kind, None, None)(session_id, url=options["url"])
+            value = namespace["session"]
+            return None if value is None else {"where": f"memcached key {session_id}_session",
+                                               "data": _decode(value)}
+    except (StoreUnavailable, SessionTooLarge):
+        raise
+    except Exception as exc:
+        if is_store_down(exc):
+            raise StoreUnavailable(f"the session store is unavailable ({type(exc).__name__})") from exc
+        raise
+    return None

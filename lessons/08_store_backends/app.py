@@ -1,0 +1,228 @@
+"""Lesson 08: where the sessions live.
+
+Lesson 05's app kept its sessions in its own memory: restart it and every visitor is a stranger;
+start a second copy and the two never agree. Here one flag, ``--store URL``, puts the sessions
+in a real store: files, dbm, SQLite, Redis, PostgreSQL, MariaDB, memcached or MongoDB. Beaker
+has a backend for each; this lesson maps a URL to it, then meets what real stores do: outlive
+the app, serve two apps at once, pile up dead sessions, go down, and refuse what is too big.
+
+Run it:  python lessons/08_store_backends/app.py --store redis://127.0.0.1:6379/0
+         then open http://127.0.0.1:8080/      (without --store: SQLite in .sessions/)
+Purge:   python lessons/08_store_backends/app.py purge --store sqlite:///.sessions/sessions.db
+Check it: make check LESSON=08
+"""
+import argparse
+import sys
+import time
+from datetime import datetime  # noqa: F401  (for 08.3)
+from urllib.parse import parse_qsl, urlsplit  # noqa: F401  (for 08.1)
+
+from bottle import request
+
+from course import stores_beaker
+from course.beakerkit import (RAW_COOKIE_KEY, HardenedSessions, destroy_session, get_session,
+                              session_config, session_id_from_cookie, store_errors)
+from course.page import Route, render
+from course.serving import lesson_main
+from course.web import ExerciseNotDone, guard, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+
+TITLE = "Where the sessions live"
+DEFAULT_STORE = "sqlite:///.sessions/sessions.db"   # a file next to where you run the app
+SESSION_TIMEOUT = 30 * 60        # seconds without a visit before a session is dead (and purgeable)
+SQL_DRIVERS = {"sqlite": "sqlite", "postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql"}
+
+
+# ---------------------------------------------------------------- 08.1 a URL for each store
+
+def store_options(url):
+    """Exercise 08.1: the Beaker options for a store URL; ``ValueError`` for a bad one.
+
+    No connection is made here: this runs when the app starts, so a typo fails at once.
+    """
+    # TODO(08.1): return a dict of Beaker options for each form of stores_beaker.ACCEPTED_FORMS:
+    #   memory:          -> {"type": "memory"}
+    #   file:PATH        -> {"type": "file", "data_dir": PATH}         (dbm:PATH the same, type "dbm")
+    #   sqlite:///PATH, postgresql://..., mysql://...
+    #                    -> {"type": "ext:database", "url": <a SQLAlchemy URL>, "table_name": ...}
+    #                       SQLAlchemy wants the driver in the scheme (SQL_DRIVERS); ?table=NAME
+    #                       names the table (default "beaker_cache") and leaves the URL
+    #   redis://...      -> {"type": "ext:redis", "url": url}
+    #   memcached://H:P  -> {"type": "ext:memcached", "url": "H:P"}       (no scheme)
+    #   mongodb://H/DB   -> {"type": "ext:mongodb", "url": url}
+    # A URL with a missing part (no host, no database, no path) or any other scheme:
+    # raise ValueError naming the URL and listing stores_beaker.ACCEPTED_FORMS, one per line.
+    # urllib.parse.urlsplit(url) gives .hostname, .path and .query; parse_qsl reads the query.
+    raise todo("08.1")
+
+
+# ---------------------------------------------------------------- 08.2 --store on the command line
+
+def store_url_argument(url):
+    """Exercise 08.2: check ``--store URL`` as the app starts (argparse calls this).
+
+    A bad URL must stop the app with one clear message and no traceback; a good one is returned.
+    """
+    # TODO(08.2): check the URL with store_options(url). argparse prints an
+    # argparse.ArgumentTypeError as one line and exits with code 2; any other exception is a
+    # traceback. So turn store_options' ValueError into ArgumentTypeError (with its message),
+    # and return the URL when it is good.
+    raise todo("08.2")
+
+
+# ---------------------------------------------------------------- 08.3 purge
+
+def purge_expired(store_url, older_than=SESSION_TIMEOUT, now=None):
+    """Exercise 08.3: delete the sessions not used for ``older_than`` seconds; how many.
+
+    Beaker never deletes a session record: every visitor who ever came leaves a row or a file
+    behind. ``now`` (a ``time.time()`` value) lets a test pretend it is later.
+    """
+    # TODO(08.3): options = store_options(store_url); cutoff = (now or time.time()) - older_than.
+    #   - ext:database: engine, table = stores_beaker.sql_table(options) (table is None when no
+    #     session was ever stored); delete the rows whose `accessed` is before
+    #     datetime.fromtimestamp(cutoff) (Beaker writes datetime.now() there on every save), in
+    #     `with engine.begin() as conn:`, and return the result's .rowcount;
+    #   - file and dbm: for session_id, paths, last_written in stores_beaker.session_files(options):
+    #     a session written before the cutoff is expired: unlink all its paths; count the sessions;
+    #   - anything else: return 0 (Redis and memcached expire records by TTL; memory dies with the
+    #     app's process).
+    raise todo("08.3")
+
+
+# ---------------------------------------------------------------- 08.4 and 08.5 store errors
+
+def store_error_answer(exc):
+    """Exercises 08.4 and 08.5: the ``(status line, message)`` for an error from the session store."""
+    if isinstance(exc, stores_beaker.SessionTooLarge):
+        # TODO(08.5): the request asked for more than the store can keep, and nothing was
+        # written. Return a 4xx status line that says so, with str(exc) (it names the size and
+        # the limit) as the message.
+        raise todo("08.5")
+    # TODO(08.4): the store cannot be reached (down, or not answering in time). Return
+    # ("503 Service Unavailable", a message that contains "Session store unavailable").
+    raise todo("08.4")
+
+
+# ---------------------------------------------------------------- the app
+
+def create_app(store_url=DEFAULT_STORE, secret=None, timeout=SESSION_TIMEOUT):
+    """Build the lesson's app with its sessions in the store at ``store_url``.
+
+    ``secret``: the signing secret (None: ``SESSION_SECRET``); ``timeout``: seconds of inactivity
+    after which a session is dead. Nothing connects to the store before the first request.
+    """
+    try:
+        options = store_options(store_url)   # a bad URL fails here, as the app starts
+    except ExerciseNotDone:                  # (until 08.1 is done, sessions stay in this process)
+        options = {"type": "memory"}
+    app = new_app()
+    app.install(answer_store_errors)
+    # beakerkit (lesson 05) gives safe cookie settings; stores_beaker the fixes each backend needs.
+    config = session_config(secret=secret, timeout=timeout, **stores_beaker.hardened(options))
+
+    @app.get("/")
+    def index():
+        # Never loads the session: the inspector reads the store directly.
+        session_id = session_id_from_cookie(request.get_header("Cookie"), config["session.key"],
+                                            config["session.secret"])
+        return render(
+            lesson_id="08", title=TITLE,
+            intro=f"Sessions live in: {stores_beaker.describe(options)}. Store URL: {stores_beaker.redact(store_url)}",
+            routes=[Route("GET", "/visits", "count your visits in the session (writes to the store)"),
+                    Route("GET", "/peek", "read the count"),
+                    Route("POST", "/notes", "keep a note in the session (try a very long one)", ("note",)),
+                    Route("POST", "/reset", "destroy the session: record and cookie")],
+            cookie_header=request.environ.get(RAW_COOKIE_KEY, request.get_header("Cookie", "")),
+            session=look_inside(config, options, session_id),
+            session_label="What the store holds for this session",
+        )
+
+    @app.get("/visits")
+    def visits():
+        session = get_session()
+        session["visits"] = session.get("visits", 0) + 1
+        session.save()
+        return text(f"You have visited {session['visits']} times")
+
+    @app.get("/peek")
+    def peek():
+        return text(f"Visits so far: {get_session().get('visits', 0)}")
+
+    @app.post("/notes")
+    def notes():
+        note = request.forms.getunicode("note") or ""
+        session = get_session()
+        session["note"] = note
+        session.save()
+        return text(f"Kept a note of {len(note)} characters in your session")
+
+    @app.post("/reset")
+    def reset():
+        destroy_session(get_session())
+        return text("Session destroyed: the store holds nothing under the old ID")
+
+    sessions = HardenedSessions(app, config,
+                                on_save_error=lambda exc, environ: store_error_answer(exc))
+    return guard(sessions)
+
+
+# What each driver raises when its store cannot be reached (imported now, not at the first request).
+STORE_ERRORS = store_errors() + (stores_beaker.SessionTooLarge,)
+
+
+def answer_store_errors(callback):
+    """Bottle plugin (ready-made): a store error inside a route is answered by store_error_answer."""
+
+    def wrapper(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except STORE_ERRORS as exc:
+            status, message = store_error_answer(exc)
+            return text(message, status)
+
+    return wrapper
+
+
+def look_inside(config, options, session_id):
+    """What the store holds under the browser's session ID, for the inspector."""
+    if not session_id:
+        return {"store": stores_beaker.describe(options), "record": "(no session cookie yet)"}
+    if options["type"] == "memory":
+        record = config["session.store"].peek(session_id)
+    else:
+        record = stores_beaker.peek(options, session_id)
+    return {"store": stores_beaker.describe(options), "session id": session_id,
+            "record": record if record is not None else "(nothing stored under this ID)"}
+
+
+app = create_app()
+
+
+# ---------------------------------------------------------------- the command line
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["purge"]:
+        return purge_command(argv[1:])
+    lesson_main(create_app, argv, title=f"Lesson 08: {TITLE}",
+                add_arguments=lambda parser: parser.add_argument(
+                    "--store", type=store_url_argument, metavar="URL",
+                    help=f"where the sessions live (default {DEFAULT_STORE})"),
+                options=lambda args: {"store_url": args.store} if args.store else {})
+
+
+def purge_command(argv):
+    """``python app.py purge --store URL [--older-than SECONDS]`` (ready-made; run it from cron)."""
+    parser = argparse.ArgumentParser(prog="app.py purge", description="delete expired sessions")
+    parser.add_argument("--store", type=store_url_argument, default=DEFAULT_STORE, metavar="URL")
+    parser.add_argument("--older-than", type=float, default=SESSION_TIMEOUT, metavar="SECONDS",
+                        help=f"idle for longer than this (default {SESSION_TIMEOUT})")
+    args = parser.parse_args(argv)
+    purged = purge_expired(args.store, args.older_than)
+    print(f"Purged {purged} expired sessions from {stores_beaker.redact(args.store)} "
+          f"(idle for more than {args.older_than:g} s).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
