@@ -47,7 +47,7 @@ watch: $(STAMP)
 	@$(PY) -m course watch $(if $(filter-out file,$(origin LESSON)),$(LESSON))
 
 test: $(STAMP)
-	$(PY) -m pytest -n $(JOBS) --dist loadgroup $(ARGS)
+	$(PY) -m pytest -n $(JOBS) --dist loadfile $(ARGS)
 
 notebooks: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

@@ -5,14 +5,14 @@
 * every decoy (a solution with one typical mistake, tests/decoys/) fails at least one test.
 
 The passing half, every test passes on the solutions, is the rest of the suite (--target solutions).
+The Makefile runs the suite with `--dist loadfile`, so one worker runs this file and its session
+fixtures (the starter run, the decoy run) run once.
 """
 import os
 
 import pytest
 
 from course import manifest, teeth
-
-pytestmark = pytest.mark.xdist_group("teeth")   # one worker runs them, sharing the session fixtures
 
 LESSONS = [lesson.slug for lesson in manifest.lessons()]
 DECOYS = teeth.decoys()
