@@ -35,7 +35,7 @@ run: $(STAMP)
 	@$(PY) -m course run $(LESSON) --host $(HOST) --port $(PORT) $(if $(SOLUTION),--solution) $(if $(STORE),--store $(STORE))
 
 check: $(STAMP)
-	@$(PY) -m course check $(LESSON)
+	@$(PY) -m course check $(LESSON) || test $$? -eq 1
 
 list: $(STAMP)
 	@$(PY) -m course list

@@ -1,20 +1,50 @@
 """``python -m course``: the student's and the instructor's command line.
 
-    python -m course run 01 [--solution] [--port 8080] [--store URL]
-    python -m course check 01
-    python -m course freeze          (maintainers: record the shipped starters)
+Students:
+    python -m course list                  every lesson and exercise, checked now against your code
+    python -m course run 01                serve lesson 01 (--solution: the reference; --port, --store)
+    python -m course check 01              the next exercise to do, what went wrong, and a hint
+    python -m course hint 01.2             one more hint each time (hint 01: the next exercise's)
+    python -m course watch 01              check again each time you save (Ctrl-C stops)
+    python -m course diff 01               once lesson 01 passes: your code beside the reference
+
+Instructors:
+    python -m course grade submissions/* --out grades/ [--jobs 2] [--timeout S] [--lessons 01,02]
+
+Maintainers:
+    python -m course freeze                record lessons/*/app.py as the shipped starters
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import threading
 
 from course import cli
 
+EPILOG = """examples:
+  python -m course list
+  python -m course check 01
+  python -m course hint 01.2
+  python -m course grade submissions/* --out grades/ --jobs 2
+"""
+
+
+def _checks_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", default="lessons", help=argparse.SUPPRESS)
+    parser.add_argument("--test-timeout", type=float, default=cli.DEFAULT_TEST_TIMEOUT, metavar="S",
+                        help=f"fail a check that takes longer than S seconds (default {cli.DEFAULT_TEST_TIMEOUT:g})")
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m course", description="The web sessions course.")
+    parser = argparse.ArgumentParser(prog="python -m course", description="The web sessions course.",
+                                     epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="every lesson and exercise, checked now against your code")
+    _checks_options(listing)
+    listing.set_defaults(handler=cli.list_)
 
     run = commands.add_parser("run", help="serve a lesson (your code, or the reference with --solution)")
     run.add_argument("lesson", help="lesson number or slug, e.g. 01")
@@ -24,10 +54,47 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--store", help="session store URL (lesson 08 on), e.g. sqlite:///.sessions/s.db")
     run.set_defaults(handler=cli.run)
 
-    check = commands.add_parser("check", help="check your work on a lesson")
+    check = commands.add_parser("check", help="check your work on a lesson: the next step, and a hint")
     check.add_argument("lesson", help="lesson number or slug, e.g. 01")
-    check.add_argument("--target", default="lessons", help=argparse.SUPPRESS)
+    _checks_options(check)
     check.set_defaults(handler=cli.check)
+
+    hint = commands.add_parser("hint", help="one more hint each time you ask (NN.K), or for lesson NN's next exercise")
+    hint.add_argument("exercise", help="an exercise, e.g. 01.2; or a lesson, e.g. 01, for its first exercise not done")
+    hint.add_argument("--all", action="store_true", help="show every hint of the exercise at once")
+    hint.add_argument("--reset", action="store_true", help="start the exercise's hints again from the first")
+    _checks_options(hint)
+    hint.set_defaults(handler=cli.hint)
+
+    watch = commands.add_parser("watch", help="check a lesson again each time you save a file (Ctrl-C stops)")
+    watch.add_argument("lesson", nargs="?", help="lesson number (default: the first one not complete)")
+    watch.add_argument("--interval", type=float, default=0.5, metavar="S", help="seconds between looks (default 0.5)")
+    watch.add_argument("--max-runs", type=int, default=0, help=argparse.SUPPRESS)
+    _checks_options(watch)
+    watch.set_defaults(handler=cli.watch)
+
+    diff = commands.add_parser("diff", help="once a lesson passes: your app.py beside the reference")
+    diff.add_argument("lesson", help="lesson number or slug, e.g. 01")
+    diff.add_argument("--side-by-side", "-y", action="store_true", help="two columns instead of a unified diff")
+    _checks_options(diff)
+    diff.set_defaults(handler=cli.diff)
+
+    grade = commands.add_parser(
+        "grade", help="(instructors) grade students' copies with the course's tests",
+        description="Grade each submission (a student's clone or unzipped copy; a folder holding several is "
+                    "expanded) with the course's own tests, each in its own process with time limits.")
+    grade.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="a student's copy (folder)")
+    grade.add_argument("--out", required=True, metavar="DIR", help="where grades.csv, summary.md and the rest go")
+    grade.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 2, metavar="N",
+                       help="submissions graded at once (default: the number of CPUs)")
+    grade.add_argument("--timeout", type=float, default=None, metavar="S",
+                       help="seconds a submission may take in all (default 60 per lesson graded)")
+    grade.add_argument("--test-timeout", type=float, default=30.0, metavar="S",
+                       help="seconds one test may take (default 30); after one test of an exercise times out, "
+                            "the exercise's other tests are skipped")
+    grade.add_argument("--lessons", action="append", metavar="NN[,NN]", help="grade only these lessons (default all)")
+    grade.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    grade.set_defaults(handler=cli.grade)
 
     freeze = commands.add_parser("freeze", help="(maintainers) record lessons/*/app.py as the shipped starters")
     freeze.set_defaults(handler=cli.freeze)
@@ -39,5 +106,22 @@ def main(argv=None) -> int:
     return args.handler(args) or 0
 
 
+def _exit(code: int) -> None:
+    """Exit, even when the student's code left a non-daemon thread running (it would block exit)."""
+    stray = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
+    if stray:
+        sys.stdout.flush()
+        print(f"note: the code under test left {len(stray)} thread(s) running "
+              f"({', '.join(t.name for t in stray[:3])}); a real server could not stop either. "
+              "Start threads with daemon=True, or stop them.", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        _exit(main())
+    except KeyboardInterrupt:
+        print("\nStopped.", file=sys.stderr)
+        _exit(130)

@@ -1,13 +1,32 @@
-"""The commands behind ``python -m course``. Each takes the parsed arguments, returns an exit code."""
+"""The commands behind ``python -m course``. Each takes the parsed arguments, returns an exit code.
+
+Progress is never stored: ``list``, ``check``, ``hint NN`` and ``diff`` run the course's tests
+against your code each time (in this process, in about a second a lesson). The only thing kept is
+how many hints of each exercise you have asked for, so that ``hint`` can tell you one more each time.
+"""
 from __future__ import annotations
 
+import difflib
 import json
+import os
+import signal
+import subprocess
 import sys
 import tempfile
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from course import ROOT, manifest, teeth
-from course.loader import LessonLoadError, display, load_app_module
+from course.loader import LessonLoadError, display, load_app_module, resolve_target
+from course.grader import RANK, STUCK_SIGN, SkipAfterTimeout
+from course.term import Style, bar, tidy_message, unfinished, width
+
+DEFAULT_TEST_TIMEOUT = 10.0
+TIMED_OUT_SIGN = "timed out: the test's"         # how course.pytest_plugin fails a slow test
+IMPORT_HANG = ("Importing app.py did not finish: does it start a server or loop when imported? Code that "
+               'serves belongs under if __name__ == "__main__":')
+PYTEST_QUIET = ["-p", "no:xdist", "-p", "no:anyio", "-p", "no:platformdirs", "-p", "no:cacheprovider"]
 
 
 def _lesson(key: str) -> manifest.Lesson:
@@ -16,6 +35,12 @@ def _lesson(key: str) -> manifest.Lesson:
     except manifest.UnknownLesson as exc:
         raise SystemExit(str(exc)) from None
 
+
+def _where(target: str, lesson: manifest.Lesson) -> str:
+    return display(resolve_target(target) / lesson.slug / "app.py")
+
+
+# ---------------------------------------------------------------- run
 
 def run(args) -> int:
     lesson = _lesson(args.lesson)
@@ -33,50 +58,472 @@ def run(args) -> int:
     return 0
 
 
-def run_checks(lesson: manifest.Lesson, target: str = "lessons", quiet: bool = True) -> list[dict]:
-    """Run one lesson's tests in this process against ``target``; one record per test."""
+# ---------------------------------------------------------------- running the checks
+
+class _CheckHelper:
+    """In-process pytest plugin for the student's commands: keeps collection errors (pytest's own
+    output is off) and asks for short native tracebacks (the records keep the same message; pytest's
+    long tracebacks of every failing test cost more than half the time of a run against a starter).
+    """
+
+    def __init__(self, native_tracebacks: bool = True):
+        self.collect_errors: list[str] = []
+        self.native_tracebacks = native_tracebacks
+
+    def pytest_configure(self, config):
+        if self.native_tracebacks:
+            config.option.tbstyle = "native"
+
+    def pytest_collectreport(self, report):
+        if report.failed:
+            self.collect_errors.append(str(report.longrepr))
+
+
+@dataclass
+class Checked:
+    records: list[dict]
+    collect_errors: list[str]
+
+
+def run_checks(lessons, target: str = "lessons", quiet: bool = True, exercises_only: bool = False,
+               test_timeout: float = DEFAULT_TEST_TIMEOUT) -> list[dict]:
+    """Run lessons' tests in this process against ``target``; one record per test."""
+    return _run(lessons, target, quiet, exercises_only, test_timeout).records
+
+
+def _run(lessons, target: str = "lessons", quiet: bool = True, exercises_only: bool = False,
+         test_timeout: float = DEFAULT_TEST_TIMEOUT) -> Checked:
     import pytest
 
-    with tempfile.TemporaryDirectory() as tmp:
+    if isinstance(lessons, manifest.Lesson):
+        lessons = [lessons]
+    files = [str(lesson.test_file) for lesson in lessons if lesson.test_file.exists()]
+    if not files:
+        return Checked([], [])
+    helper = _CheckHelper(native_tracebacks=quiet)
+    with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
         report = Path(tmp) / "report.json"
-        args = [str(lesson.test_file), "--target", target, "--course-report", str(report), "-p", "no:xdist"]
+        args = ["-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT), *files, "--target", str(target),
+                "--course-report", str(report), "--course-timeout", f"{test_timeout:g}", *PYTEST_QUIET]
+        if exercises_only:
+            args += ["-m", "exercise"]
         args += ["-p", "no:terminal"] if quiet else ["-q", "--no-header", "--tb=short"]
-        pytest.main(args)
-        if not report.exists():
-            return []
-        return json.loads(report.read_text(encoding="utf-8"))["tests"]
+        pytest.main(args, plugins=[helper, SkipAfterTimeout()])
+        records = json.loads(report.read_text(encoding="utf-8"))["tests"] if report.exists() else []
+    merged: dict[str, dict] = {}                 # a teardown error after a pass is one failing test
+    for record in records:
+        held = merged.get(record["nodeid"])
+        if held is None or RANK.get(record["outcome"], 3) > RANK.get(held["outcome"], 3):
+            merged[record["nodeid"]] = record
+    return Checked(list(merged.values()), helper.collect_errors)
 
+
+@dataclass
+class ExerciseState:
+    exercise: manifest.Exercise
+    records: list[dict]
+    marked_todo: bool = False       # the app.py still says todo("NN.K")
+
+    @property
+    def failing(self) -> list[dict]:
+        return [r for r in self.records if r["outcome"] != "passed"]
+
+    @property
+    def state(self) -> str:
+        """done, todo (not started), fail, timeout, error, skip, or none (no checks ran)."""
+        if not self.records:
+            return "none"
+        failing = self.failing
+        if not failing:
+            return "done"
+        if len(failing) < len(self.records):
+            return "timeout" if any(TIMED_OUT_SIGN in r["message"] for r in failing) else "fail"
+        if self.marked_todo and all(r["outcome"] == "failed" for r in failing):
+            return "todo"
+        if any(TIMED_OUT_SIGN in r["message"] for r in failing):
+            return "timeout"
+        if all(r["outcome"] == "skipped" for r in failing):
+            return "skip"
+        if all(r["outcome"] == "error" for r in failing):
+            return "error"
+        return "fail"
+
+    @property
+    def passed(self) -> int:
+        return len(self.records) - len(self.failing)
+
+
+STATE_STYLE = {"done": "green", "todo": "yellow", "fail": "red", "timeout": "red", "error": "red",
+               "skip": "yellow", "none": "dim"}
+
+
+def states(lesson: manifest.Lesson, records: list[dict], target: str = "lessons") -> list[ExerciseState]:
+    todo = unfinished(resolve_target(target) / lesson.slug / "app.py")
+    return [ExerciseState(ex, [r for r in records if r["exercise"] == ex.id], ex.id in todo)
+            for ex in lesson.exercises]
+
+
+def load_problem(records: list[dict]) -> str:
+    """The one message behind every failure, when the app.py does not load at all."""
+    if not records or any(r["outcome"] == "passed" for r in records):
+        return ""
+    core = [r for r in records if not (r["outcome"] == "skipped" and STUCK_SIGN in r["message"])]
+    messages = {r["message"] for r in core}
+    if len(messages) == 1 and all(r["outcome"] == "error" for r in core):
+        return messages.pop()
+    return ""
+
+
+def _lesson_points(lesson: manifest.Lesson, found: list[ExerciseState]) -> int:
+    return sum(s.exercise.points for s in found if s.state == "done")
+
+
+# ---------------------------------------------------------------- check
 
 def check(args) -> int:
     lesson = _lesson(args.lesson)
-    records = run_checks(lesson, args.target)
-    if not records:
-        print(f"No checks ran for lesson {lesson.id}: is tests/test_{lesson.slug}.py there?")
+    style = Style(sys.stdout)
+    if not lesson.test_file.exists():
+        print(f"Lesson {lesson.id} has no checks yet (tests/{lesson.test_file.name} is missing).")
         return 2
-    failing_first = None
-    print(f"Lesson {lesson.id}: {lesson.title}")
-    for ex in lesson.exercises:
-        mine = [r for r in records if r["exercise"] == ex.id]
-        bad = [r for r in mine if r["outcome"] not in ("passed",)]
-        mark = "done" if mine and not bad else "todo"
-        print(f"  [{mark}] {ex.id} {ex.title}  ({len(mine) - len(bad)}/{len(mine)} checks)")
-        if bad and failing_first is None:
-            failing_first = (ex, bad[0])
+    started = time.monotonic()
+    checked = _run(lesson, args.target, test_timeout=args.test_timeout)
+    records = checked.records
+    print(style.bold(f"Lesson {lesson.id}: {lesson.title}") + f"   ({_where(args.target, lesson)})")
+    if not records:
+        print(f"\nNo checks ran for lesson {lesson.id}.")
+        for error in checked.collect_errors[:1]:
+            print("\n".join(error.splitlines()[-15:]))
+        print(f"See pytest's own report: python -m pytest {display(lesson.test_file)} --target {args.target}")
+        return 2
+    problem = load_problem(records)
+    if problem:
+        print("\n" + style.red("Your app.py does not load, so nothing could be checked:"))
+        for line in tidy_message(problem, max_lines=8):
+            print("  " + line)
+        if TIMED_OUT_SIGN in problem:
+            print("  " + IMPORT_HANG)
+        return 1
+    found = states(lesson, records, args.target)
+    print()
+    title_width = max(len(s.exercise.title) for s in found)
+    for s in found:
+        label = style.paint(f"{s.state:<7}", STATE_STYLE[s.state])
+        print(f"  {label} {s.exercise.id} {s.exercise.title:<{title_width}}  "
+              f"{s.passed}/{len(s.records)} checks")
+    first = next((s for s in found if s.state != "done"), None)
+    done = sum(s.state == "done" for s in found)
+    summary = (f"{done} of {len(found)} exercises done, {_lesson_points(lesson, found)} of "
+               f"{lesson.max_points} points ({time.monotonic() - started:.1f} s).")
+    if first is not None:
+        explain(first, style)
+        print("\n" + summary)
+        return 1
     other = [r for r in records if r["exercise"] is None and r["outcome"] != "passed"]
-    if failing_first:
-        ex, record = failing_first
-        print(f"\nNext: exercise {ex.id}, {ex.title}. Edit {ex.app_path}, {ex.function}.")
-        print(f"  failing check: {record['nodeid'].split('::', 1)[-1]}")
-        print(f"  what happened: {record['message'].strip().splitlines()[0] if record['message'] else record['outcome']}")
-        if ex.hints:
-            print(f"  hint: {ex.hints[0]}")
-        return 1
     if other:
-        print(f"\nAll exercises pass, but {len(other)} other check(s) fail: {other[0]['nodeid']}: {other[0]['message']}")
+        print("\n" + style.yellow(f"Every exercise passes, but {len(other)} check(s) of the lesson's ready-made "
+                                  "parts fail (did you change code outside the exercises?):"))
+        for record in other[:3]:
+            print(f"  {record['nodeid'].split('::', 1)[-1]}: {tidy_message(record['message'])[0]}")
         return 1
-    print(f"\nLesson {lesson.id} is complete.")
+    print("\n" + style.green(f"Lesson {lesson.id} is complete.") + f" {summary}")
+    print(f"Compare your code with the reference: python -m course diff {lesson.id}")
+    following = [l for l in manifest.lessons() if l.id > lesson.id]
+    if following:
+        print(f"Next: lesson {following[0].id}, {following[0].title} (python -m course check {following[0].id})")
     return 0
 
+
+def explain(state: ExerciseState, style: Style) -> None:
+    """What to do next: the exercise, where, the first failing check, what happened, the hint."""
+    ex = state.exercise
+    print("\n" + style.bold(f"Next: exercise {ex.id}, {ex.title}"))
+    print(f"  Edit:      {ex.app_path}, {ex.function}")
+    record = state.failing[0]
+    lines = tidy_message(record["message"] or record["outcome"], max_lines=4, max_width=max(60, width() - 14))
+    if state.state == "todo":
+        print(f"  Not started: the code still raises todo(\"{ex.id}\"); replace that line with your solution.")
+    else:
+        print(f"  Check:     {record['nodeid'].split('::', 1)[-1]}")
+        print(f"  Happened:  {style.red(lines[0])}")
+        for line in lines[1:]:
+            note = ""
+            if "501" in line and line.lstrip().startswith("assert"):
+                note = style.dim("   (501: a route that still raises todo(...))")
+            print(f"             {line}{note}")
+    if ex.hints:
+        print(f"  Hint 1/{len(ex.hints)}:  {ex.hints[0]}")
+        if len(ex.hints) > 1:
+            print(style.dim(f"             more: python -m course hint {ex.id}"))
+
+
+# ---------------------------------------------------------------- list
+
+def list_(args) -> int:
+    style = Style(sys.stdout)
+    lessons = list(manifest.lessons())
+    started = time.monotonic()
+    records = run_checks([l for l in lessons if l.test_file.exists()], args.target, exercises_only=True,
+                         test_timeout=args.test_timeout)
+    print(style.bold("The lessons, checked just now against your code") + f" ({display(resolve_target(args.target))}/)\n")
+    current = None
+    total_done = total_ex = 0
+    title_width = max(len(lesson.title) for lesson in lessons)
+    for lesson in lessons:
+        mine = [r for r in records if f"test_{lesson.slug}.py" in r["nodeid"]]
+        found = states(lesson, mine, args.target)
+        done = sum(s.state == "done" for s in found)
+        total_done += done
+        total_ex += len(found)
+        ready = lesson.test_file.exists()
+        line = (f"{lesson.id} {lesson.title:<{title_width}} {bar(done, len(found), 10)} {done}/{len(found)} "
+                f"exercises  {_lesson_points(lesson, found)}/{lesson.max_points} points")
+        if not ready:
+            line = f"{lesson.id} {lesson.title:<{title_width}} (no checks yet)"
+        if ready and current is None and done < len(found):
+            current = lesson
+            line += "  " + style.cyan("<- you are here")
+        print(style.bold(line) if lesson is current else line)
+        problem = load_problem(mine)
+        if problem:
+            print("     " + style.red(tidy_message(problem)[0]))
+            continue
+        for s in found:
+            print(f"     {style.paint(f'{s.state:<7}', STATE_STYLE[s.state])} {s.exercise.id} {s.exercise.title}")
+    print(f"\n{total_done} of {total_ex} exercises done ({time.monotonic() - started:.1f} s).")
+    if current:
+        print(f"Next: python -m course check {current.id}   (or: python -m course watch {current.id})")
+    return 0
+
+
+# ---------------------------------------------------------------- hint
+
+def hints_file() -> Path:
+    """Where the hint counters live: not progress, just how far each exercise's hints have gone."""
+    if os.environ.get("COURSE_HINTS_FILE"):
+        return Path(os.environ["COURSE_HINTS_FILE"])
+    if sys.prefix != sys.base_prefix:                      # a venv: make clean resets it with the venv
+        return Path(sys.prefix) / "course-hints.json"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "web-sessions-course" / "hints.json"
+
+
+def _read_counters(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def hint(args) -> int:
+    style = Style(sys.stdout)
+    key = args.exercise
+    if "." not in key:                                     # a lesson: the first exercise not done
+        lesson = _lesson(key)
+        records = run_checks(lesson, args.target, exercises_only=True, test_timeout=args.test_timeout)
+        pending = next((s for s in states(lesson, records, args.target) if s.state != "done"), None)
+        if records and pending is None:
+            print(f"Lesson {lesson.id} is complete: no hint needed. "
+                  f"Compare with the reference: python -m course diff {lesson.id}")
+            return 0
+        ex = pending.exercise if pending else lesson.exercises[0]
+    else:
+        try:
+            ex = manifest.exercise(key)
+        except LookupError as exc:
+            raise SystemExit(str(exc)) from None
+    path = hints_file()
+    counters = _read_counters(path)
+    if args.reset:
+        counters.pop(ex.id, None)
+        shown = 0
+    elif args.all:
+        shown = len(ex.hints)
+    else:
+        shown = min(int(counters.get(ex.id, 0)) + 1, len(ex.hints))
+    if args.reset:
+        print(f"Hints of {ex.id} start again from the first.")
+    else:
+        counters[ex.id] = max(shown, int(counters.get(ex.id, 0)))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(counters, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError:
+        pass                                                # read-only: every call shows the first hint
+    if args.reset:
+        return 0
+    print(style.bold(f"Exercise {ex.id}: {ex.title}"))
+    print(f"Edit {ex.app_path}, {ex.function}.\n")
+    for number, text in enumerate(ex.hints[:shown], start=1):
+        print(f"Hint {number} of {len(ex.hints)}: {text}\n")
+    if shown < len(ex.hints):
+        print(style.dim(f"Run `python -m course hint {ex.id}` again for hint {shown + 1} of {len(ex.hints)}."))
+    else:
+        print(style.dim(f"That was the last hint. After the lesson passes, `python -m course diff "
+                        f"{ex.id.split('.')[0]}` shows the reference beside your code."))
+    return 0
+
+
+# ---------------------------------------------------------------- diff
+
+def diff(args) -> int:
+    style = Style(sys.stdout)
+    lesson = _lesson(args.lesson)
+    mine = resolve_target(args.target) / lesson.slug / "app.py"
+    reference = ROOT / "solutions" / lesson.slug / "app.py"
+    if not mine.exists():
+        print(f"{display(mine)} does not exist.")
+        return 2
+    records = run_checks(lesson, args.target, exercises_only=True, test_timeout=args.test_timeout)
+    found = states(lesson, records, args.target)
+    to_go = [s.exercise.id for s in found if s.state != "done"]
+    if not records or to_go:
+        print(f"Not yet: the reference for lesson {lesson.id} is shown once your code passes every exercise, "
+              f"so it cannot give away what you are still working out.")
+        if to_go:
+            print(f"Still to do: {', '.join(to_go)}. Run python -m course check {lesson.id} to see the next step.")
+        return 1
+    ours = mine.read_text(encoding="utf-8").splitlines()
+    theirs = reference.read_text(encoding="utf-8").splitlines()
+    if ours == theirs:
+        print(f"Your {display(mine)} is the same as the reference, line for line.")
+        return 0
+    print(style.bold(f"Lesson {lesson.id} passes. Your code beside the reference (both work; "
+                     "read how they differ):") + "\n")
+    if args.side_by_side:
+        for line in side_by_side(ours, theirs, display(mine), display(reference), width(), style):
+            print(line)
+        return 0
+    for line in difflib.unified_diff(ours, theirs, f"yours: {display(mine)}", f"reference: {display(reference)}",
+                                     lineterm="", n=3):
+        if line.startswith(("+++", "---")):
+            print(style.bold(line))
+        elif line.startswith("@@"):
+            print(style.cyan(line))
+        elif line.startswith("+"):
+            print(style.green(line))
+        elif line.startswith("-"):
+            print(style.red(line))
+        else:
+            print(line)
+    return 0
+
+
+def side_by_side(ours, theirs, left_name, right_name, total_width, style, context=2):
+    """Changed blocks in two columns (yours | reference), with a little context around each."""
+    column = (total_width - 3) // 2
+
+    def cell(text):
+        text = text.expandtabs(4)
+        return text[:column - 1] + "…" if len(text) > column else text.ljust(column)
+
+    yield style.bold(cell(f"yours: {left_name}") + " | " + cell(f"reference: {right_name}"))
+    matcher = difflib.SequenceMatcher(None, ours, theirs, autojunk=False)
+    for group in matcher.get_grouped_opcodes(context):
+        yield style.cyan(f"@@ yours line {group[0][1] + 1}, reference line {group[0][3] + 1}")
+        for tag, i1, i2, j1, j2 in group:
+            left, right = ours[i1:i2], theirs[j1:j2]
+            for k in range(max(len(left), len(right))):
+                a = left[k] if k < len(left) else ""
+                b = right[k] if k < len(right) else ""
+                mark = " | " if tag == "equal" else " < " if not b else " > " if not a else " ≠ "
+                if tag == "equal":
+                    yield cell(a) + mark + b[:column]
+                else:
+                    yield style.red(cell(a)) + mark + style.green(b[:column])
+
+
+# ---------------------------------------------------------------- watch
+
+def _snapshot(folder: Path) -> dict[str, tuple[float, int]]:
+    found = {}
+    if folder.is_dir():
+        for path in folder.rglob("*"):
+            if "__pycache__" in path.parts or not path.is_file():
+                continue
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            found[str(path)] = (stat.st_mtime, stat.st_size)
+    return found
+
+
+def watch(args) -> int:
+    style = Style(sys.stdout)
+    if args.lesson:
+        lesson = _lesson(args.lesson)
+    else:                           # the lesson being worked on: the first whose app.py still has a todo
+        ready = [l for l in manifest.lessons() if l.test_file.exists()]
+        lesson = next((l for l in ready if unfinished(resolve_target(args.target) / l.slug / "app.py")), None)
+        if lesson is None:
+            print("No lesson has a todo(...) left. Watch one anyway: python -m course watch NN")
+            return 0
+        print(f"Watching lesson {lesson.id}, the first with a todo(...) left (another: python -m course watch NN).")
+    folder = resolve_target(args.target) / lesson.slug
+    command = [sys.executable, "-m", "course", "check", lesson.id, "--target", str(args.target),
+               "--test-timeout", f"{args.test_timeout:g}"]
+    clear = sys.stdout.isatty()
+    child = None
+    runs = 0
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)          # stopped from outside: still stop the check it runs
+    try:
+        while True:
+            before = _snapshot(folder)
+            if clear:
+                sys.stdout.write("\033[2J\033[H")
+            print(style.dim(f"[{time.strftime('%H:%M:%S')}] checking lesson {lesson.id}..."), flush=True)
+            child = subprocess.Popen(command, start_new_session=True)
+            child.wait()
+            child = None
+            runs += 1
+            print(style.dim(f"\nWatching {display(folder)}/ for saved changes (polling every {args.interval:g} s, "
+                            "so it works on any file system). Ctrl-C to stop."), flush=True)
+            if args.max_runs and runs >= args.max_runs:
+                return 0
+            while True:
+                time.sleep(args.interval)
+                now = _snapshot(folder)
+                if now != before:
+                    time.sleep(min(args.interval, 0.2))     # let an editor finish writing
+                    break
+    except KeyboardInterrupt:
+        if child is not None:
+            try:
+                os.killpg(child.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            child.wait()
+        print("\nStopped watching.")
+        return 0
+
+
+# ---------------------------------------------------------------- grade
+
+def grade(args) -> int:
+    from course import grader
+
+    started = time.monotonic()
+    lessons = [part for item in (args.lessons or []) for part in item.split(",") if part.strip()]
+    try:
+        students = grader.grade(args.submissions, Path(args.out), jobs=args.jobs, timeout=args.timeout,
+                                test_timeout=args.test_timeout, lessons=lessons or None,
+                                progress=not args.no_progress)
+    except grader.GradeError as exc:
+        raise SystemExit(f"grade: {exc}") from None
+    except KeyboardInterrupt:
+        print("\nStopped: every running submission was killed; nothing was written.", file=sys.stderr)
+        return 130
+    grader.print_totals(students, Path(args.out), started)
+    return 0
+
+
+# ---------------------------------------------------------------- freeze
 
 def freeze(args) -> int:
     lock = teeth.freeze()

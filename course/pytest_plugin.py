@@ -9,12 +9,20 @@ id must exist in the manifest (a typo fails the run instead of losing points sil
 
 ``--course-report PATH`` writes one JSON record per test (exercise, weight, outcome, message):
 what ``python -m course check``, the grader and the teeth check read.
+
+``--course-timeout SECONDS`` fails a test whose setup, call or teardown takes longer (an endless
+loop in a route, a request that never gets an answer) instead of hanging the run; 0, the default,
+sets no limit. ``--course-stream PATH`` appends one JSON line per collected test, then one per
+record as each test ends, so a run that is stopped from outside still shows what it did (the
+grader reads it when it had to kill a submission).
 """
 from __future__ import annotations
 
 import json
 import os
 import re
+import signal
+import threading
 from pathlib import Path
 
 import pytest
@@ -34,12 +42,21 @@ def pytest_addoption(parser):
                          "folders (a student's copy)")
     group.addoption("--course-report", default=None, metavar="PATH",
                     help="write a JSON record per test: exercise, weight, outcome, message")
+    group.addoption("--course-timeout", type=float, metavar="SECONDS",
+                    default=float(os.environ.get("COURSE_TEST_TIMEOUT") or 0),
+                    help="fail a test whose setup, call or teardown takes longer than SECONDS "
+                         "(default 0: no limit; POSIX only)")
+    group.addoption("--course-stream", default=None, metavar="PATH",
+                    help="append a JSON line per collected test, then per record as each test ends")
 
 
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "exercise(id, weight=1): the test checks exercise ID of the manifest (e.g. '03.2')")
     config.pluginmanager.register(CourseReport(config), "course-report")
+    seconds = config.getoption("--course-timeout") or 0
+    if seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
+        config.pluginmanager.register(TimeLimit(seconds), "course-timeout")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -86,6 +103,17 @@ class CourseReport:
             "outcome": outcome, "message": "" if report.passed else _message(report)[:2000],
             "duration": round(report.duration, 4),
         })
+        self._stream([self.records[-1]])
+
+    def pytest_collection_finish(self, session):
+        self._stream([{"collected": item.nodeid, "exercise": dict(item.user_properties).get("exercise"),
+                       "weight": dict(item.user_properties).get("weight", 1)} for item in session.items])
+
+    def _stream(self, lines):
+        path = self.config.getoption("--course-stream")
+        if path and not hasattr(self.config, "workerinput"):
+            with open(path, "a", encoding="utf-8") as stream:
+                stream.writelines(json.dumps(line) + "\n" for line in lines)
 
     def pytest_sessionfinish(self, session):
         path = self.config.getoption("--course-report")
@@ -94,6 +122,68 @@ class CourseReport:
                 "target": str(resolve_target(self.config.getoption("--target"))),
                 "tests": self.records,
             }, indent=1), encoding="utf-8")
+
+
+TIMED_OUT = "timed out"
+"""How a ``--course-timeout`` failure message begins."""
+
+
+class TimeLimit:
+    """``--course-timeout``: SIGALRM interrupts a phase that runs too long, and fails the test.
+
+    The test's main thread is interrupted wherever it waits (a request to a route stuck in a loop).
+    After a test that timed out, the threads it started and left running (the server thread stuck
+    in the loop) get a ``SystemExit`` raised in them, so a spinning loop does not slow every later
+    test down by fighting for the GIL; a thread blocked in C code stays, as a daemon, until exit.
+    """
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.before: set[threading.Thread] = set()
+        self.timed_out = False
+
+    def _limit(self, when: str):
+        def on_alarm(signum, frame):
+            self.timed_out = True
+            pytest.fail(f"{TIMED_OUT}: the test's {when} took longer than {self.seconds:g} s "
+                        "(an endless loop, or a request that never gets an answer?)", pytrace=False)
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        try:
+            return (yield)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item):
+        self.before, self.timed_out = set(threading.enumerate()), False
+        return (yield from self._limit("setup"))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item):
+        return (yield from self._limit("call"))
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item):
+        try:
+            return (yield from self._limit("teardown"))
+        finally:
+            if self.timed_out:
+                for thread in set(threading.enumerate()) - self.before:
+                    _raise_in_thread(thread, SystemExit)
+
+
+def _raise_in_thread(thread: threading.Thread, exc_type) -> None:
+    """Raise ``exc_type`` in another thread at its next bytecode (CPython only; a no-op elsewhere)."""
+    if thread is threading.main_thread() or not thread.is_alive() or thread.ident is None:
+        return
+    try:
+        import ctypes
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(exc_type))
+    except (ImportError, AttributeError):
+        pass
 
 
 # ---------------------------------------------------------------- fixtures

@@ -1,0 +1,258 @@
+"""The student's commands: check, list, hint, diff, watch, as a student types them.
+
+Each test works on a copy of lesson 01 of its own (``--target``, a folder of lessons), built from
+the course now, so the tests neither read nor touch the real lessons/ folder, and hint counters go
+to a file of the test's own (``COURSE_HINTS_FILE``).
+
+(``run``'s errors, a taken port and an unknown lesson, are tested in test_course_integrity.py.)
+"""
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from course import ROOT, manifest
+from course.__main__ import main
+from course.term import Progress, Style, tidy_message
+from tests.fixtures import submissions as build
+
+SLUG = "01_raw_cookies"
+LESSON = manifest.lesson("01")
+
+
+def course(*args, env=None, timeout=120):
+    environment = {**os.environ, "NO_COLOR": "", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "course", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=environment)
+
+
+@pytest.fixture
+def hints(tmp_path):
+    return {"COURSE_HINTS_FILE": str(tmp_path / "hints.json")}
+
+
+# ---------------------------------------------------------------- check
+
+def test_check_on_a_solved_copy_says_complete(tmp_path):
+    build.solved(tmp_path, SLUG)
+    proc = course("check", "01", "--target", tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"Lesson 01 is complete" in proc.stdout and f"{LESSON.max_points} of {LESSON.max_points} points" in proc.stdout
+    assert "python -m course diff 01" in proc.stdout
+    assert "\033[" not in proc.stdout, "no colour when the output is not a terminal"
+
+
+def test_check_on_the_starter_names_the_first_exercise_and_its_first_hint(tmp_path):
+    build.starter(tmp_path, SLUG)
+    proc = course("check", "01", "--target", tmp_path)
+    assert proc.returncode == 1
+    first = LESSON.exercises[0]
+    assert f"Next: exercise {first.id}, {first.title}" in proc.stdout
+    assert "Not started" in proc.stdout and f'todo("{first.id}")' in proc.stdout
+    assert first.hints[0] in proc.stdout and first.hints[1] not in proc.stdout
+    assert f"0 of {len(LESSON.exercises)} exercises done" in proc.stdout
+    for ex in LESSON.exercises:
+        assert f"todo    {ex.id}" in proc.stdout
+
+
+def test_check_shows_the_failing_check_what_was_expected_and_what_came_back(tmp_path):
+    app = build.solved(tmp_path, SLUG)
+    app.write_text(app.read_text().replace("value.isascii() and value.isdigit()", "value.isdigit()"))
+    proc = course("check", "01", "--target", tmp_path)
+    assert proc.returncode == 1
+    assert "fail    01.1" in proc.stdout and "done    01.2" in proc.stdout
+    assert "test_read_count_treats_anything_else_as_zero[arabic-indic]" in proc.stdout
+    assert "read_count('٣') should be 0" in proc.stdout and "assert 3 == 0" in proc.stdout
+    assert " at 0x" not in proc.stdout and "+  where" not in proc.stdout
+
+
+def test_check_of_code_that_does_not_import_says_so_once(tmp_path):
+    build.patched(tmp_path, SLUG, append="def broken(:\n    pass")
+    proc = course("check", "01", "--target", tmp_path)
+    assert proc.returncode == 1
+    assert "does not load" in proc.stdout and "SyntaxError" in proc.stdout
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_check_stops_an_endless_loop_and_skips_the_rest_of_that_exercise(tmp_path):
+    build.patched(tmp_path, SLUG, function="forget", body="while True:\n    pass")
+    started = time.monotonic()
+    proc = course("check", "01", "--target", tmp_path, "--test-timeout", "1")
+    assert proc.returncode == 1
+    assert "timeout 01.3" in proc.stdout and "timed out" in proc.stdout
+    assert "done    01.4" in proc.stdout, "the loop in /forget must not cost the other exercises"
+    assert time.monotonic() - started < 30
+
+
+def test_check_exits_even_when_the_code_leaves_a_thread_running(tmp_path):
+    build.patched(tmp_path, SLUG, append="""
+        import threading, time
+        threading.Thread(target=time.sleep, args=(600,), name="never-ends").start()
+    """)
+    proc = course("check", "01", "--target", tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "never-ends" in proc.stderr and "daemon=True" in proc.stderr
+
+
+def test_check_of_an_unknown_lesson_lists_the_lessons():
+    proc = course("check", "99")
+    assert proc.returncode != 0 and "There is no lesson '99'" in proc.stderr and "01 (01_raw_cookies)" in proc.stderr
+
+
+# ---------------------------------------------------------------- hint
+
+def test_each_hint_call_shows_one_more_then_stays_on_the_last(hints, monkeypatch, capsys):
+    monkeypatch.setenv("COURSE_HINTS_FILE", hints["COURSE_HINTS_FILE"])
+
+    def hint(*args):
+        assert main(["hint", *args]) == 0
+        return capsys.readouterr().out
+
+    ex = manifest.exercise("01.2")
+    seen = [hint("01.2") for _ in range(len(ex.hints) + 1)]
+    for count, text in enumerate(seen[:len(ex.hints)], start=1):
+        shown = [h for h in ex.hints if h in text]
+        assert shown == list(ex.hints[:count]), f"call {count} should show hints 1..{count}"
+    assert "again for hint 2 of" in seen[0]
+    assert "last hint" in seen[-1] and seen[-1] == seen[-2]
+    assert manifest.exercise("01.3").hints[1] not in hint("01.3"), "each exercise counts its own hints"
+    hint("1.2", "--reset")
+    assert ex.hints[1] not in hint("01.2"), "--reset starts again at hint 1"
+    assert all(h in hint("01.2", "--all") for h in ex.hints)
+
+
+def test_hint_for_a_lesson_picks_its_first_exercise_not_done(tmp_path, hints):
+    build.partly(tmp_path, SLUG, done={"01.1", "01.2"})
+    proc = course("hint", "01", "--target", tmp_path, env=hints)
+    assert proc.returncode == 0
+    assert "Exercise 01.3" in proc.stdout and manifest.exercise("01.3").hints[0] in proc.stdout
+
+
+def test_hint_of_an_unknown_exercise_lists_them(hints, monkeypatch):
+    monkeypatch.setenv("COURSE_HINTS_FILE", hints["COURSE_HINTS_FILE"])
+    with pytest.raises(SystemExit) as stopped:
+        main(["hint", "01.9"])
+    assert "There is no exercise '01.9'" in str(stopped.value) and "01.1" in str(stopped.value)
+
+
+# ---------------------------------------------------------------- list
+
+def test_list_shows_each_lesson_and_exercise_with_its_state(tmp_path):
+    build.partly(tmp_path, SLUG, done={"01.1", "01.2"})
+    proc = course("list", "--target", tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "01 A cookie is just a header" in out and "2/4 exercises" in out and "<- you are here" in out
+    assert "done    01.1" in out and "done    01.2" in out and "todo    01.3" in out and "todo    01.4" in out
+    for lesson in manifest.lessons():
+        assert f"{lesson.id} {lesson.title}" in out
+    assert "Next: python -m course check 01" in out
+
+
+# ---------------------------------------------------------------- diff
+
+def test_diff_refuses_until_the_lesson_passes(tmp_path):
+    build.partly(tmp_path, SLUG, done={"01.1", "01.2"})
+    proc = course("diff", "01", "--target", tmp_path)
+    assert proc.returncode == 1
+    assert "Not yet" in proc.stdout and "Still to do: 01.3, 01.4" in proc.stdout
+    assert "reference" in proc.stdout and "@@" not in proc.stdout
+
+
+def test_diff_shows_your_code_beside_the_reference_once_it_passes(tmp_path):
+    app = build.solved(tmp_path, SLUG)
+    app.write_text(app.read_text().replace('return text("Forgot your visits: the next one counts as the first")',
+                                           'return text("Forgotten.")'))
+    proc = course("diff", "01", "--target", tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    assert '-        return text("Forgotten.")' in proc.stdout
+    assert '+        return text("Forgot your visits: the next one counts as the first")' in proc.stdout
+    assert "yours:" in proc.stdout and "reference: solutions/01_raw_cookies/app.py" in proc.stdout
+    side = course("diff", "01", "--target", tmp_path, "--side-by-side", env={"COLUMNS": "200"})
+    line = next(l for l in side.stdout.splitlines() if "Forgotten." in l)
+    assert " ≠ " in line and "Forgot your visits" in line
+
+
+def test_diff_of_the_reference_itself_says_they_are_the_same(tmp_path):
+    build.solved(tmp_path, SLUG)
+    proc = course("diff", "01", "--target", tmp_path)
+    assert proc.returncode == 0 and "the same as the reference" in proc.stdout
+
+
+# ---------------------------------------------------------------- watch
+
+def test_watch_checks_again_on_save_and_stops_cleanly_on_ctrl_c(tmp_path):
+    build.starter(tmp_path, SLUG)
+    proc = subprocess.Popen([sys.executable, "-m", "course", "watch", "01", "--target", str(tmp_path),
+                             "--interval", "0.1"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ, "NO_COLOR": "1"})
+    output: list[str] = []
+    reader = threading.Thread(target=lambda: output.extend(iter(proc.stdout.readline, "")), daemon=True)
+    reader.start()
+
+    def wait_for(text, times=1, seconds=60):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if "".join(output).count(text) >= times:
+                return
+            assert proc.poll() is None, "".join(output)
+            time.sleep(0.05)
+        raise AssertionError(f"no {text!r} within {seconds} s:\n" + "".join(output))
+
+    try:
+        wait_for("Watching")
+        assert "Next: exercise 01.1" in "".join(output)
+        time.sleep(0.3)                          # a new mtime, even on a coarse file system
+        build.solved(tmp_path, SLUG)
+        wait_for("Lesson 01 is complete")
+        wait_for("Watching", times=2)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    reader.join(5)
+    text = "".join(output)
+    assert "Stopped watching." in text and "Traceback" not in text
+    assert text.count("checking lesson 01") == 2, "one check at the start, one after the save"
+
+
+# ---------------------------------------------------------------- the terminal
+
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert Style(FakeTerminal()).green("done") == "\033[32mdone\033[0m"
+    assert Style(io.StringIO()).green("done") == "done"
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert Style(FakeTerminal()).green("done") == "done"
+
+
+def test_progress_redraws_on_a_terminal_and_prints_lines_elsewhere():
+    terminal, log = FakeTerminal(), io.StringIO()
+    for stream in (terminal, log):
+        bar = Progress(2, "grading", stream)
+        bar.start("ann")
+        bar.finish("ann", "9/9 points")
+        bar.close()
+    assert "\r" in terminal.getvalue() and "[#" in terminal.getvalue()
+    assert log.getvalue() == "[1/2] ann: 9/9 points\n"
+
+
+def test_failure_messages_lose_pytest_noise():
+    raw = ("AssertionError: read_count('x') should be 0\nassert 3 == 0\n +  where 3 = <function read_count at "
+           "0x7f31cfb28b80>('x')")
+    assert tidy_message(raw) == ["read_count('x') should be 0", "assert 3 == 0"]
+    assert tidy_message("boom at /tmp/course-grade-1/lessons/x", {"/tmp/course-grade-1/lessons": "lessons"}) == \
+        ["boom at lessons/x"]

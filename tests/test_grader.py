@@ -1,0 +1,311 @@
+"""Golden tests of the grader: a small class, built now from the course itself, graded on lesson 01.
+
+Every kind of submission an instructor meets is in it: solved, the shipped starter, half solved, a
+syntax error, an endless loop in one route, a server and a child process left running, a server
+started at import, a flood of output, a crash in the middle, and an empty folder. The expected
+grades follow from the manifest's points; one class run takes seconds (tests are limited to 5 s).
+"""
+from __future__ import annotations
+
+import csv
+import fcntl
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from course import ROOT, manifest
+from tests.fixtures import submissions as build
+
+SLUG = "01_raw_cookies"
+LESSON = manifest.lesson("01")
+POINTS = {ex.id: ex.points for ex in LESSON.exercises}
+IDS = list(POINTS)
+TEST_TIMEOUT = 5          # per test: the endless loop and the server at import each cost one
+
+
+def _all(status):
+    return {ex: (POINTS[ex] if status == "pass" else 0, status) for ex in IDS}
+
+
+def _but(base, **changes):
+    grades = _all(base)
+    for key, value in changes.items():
+        grades[key.replace("_", ".").lstrip("e")] = value
+    return grades
+
+
+EXPECTED = {
+    "a_solved": _all("pass"),
+    "b_starter": _all("todo"),
+    "c_half": _but("pass", e01_3=(0, "todo"), e01_4=(0, "todo")),
+    "d_syntax_error": _all("error"),
+    "e_endless_loop": _but("pass", e01_3=(0, "timeout")),
+    "f_left_running": _all("pass"),
+    "g_server_at_import": _all("timeout"),
+    "h_flood": _all("pass"),
+    "i_crash": _but("pass", e01_4=(0, "not run")),
+    "j_empty": _all("error"),
+}
+
+
+def build_class(root: Path) -> Path:
+    """The class: one folder per student, laid out as clones or as bare folders of lessons."""
+    pids = root / "pids.txt"
+
+    # a clone, with hostile tests/ and course/ of its own: the grader must use neither
+    build.solved(root / "a_solved" / "lessons", SLUG)
+    (root / "a_solved" / "tests").mkdir()
+    (root / "a_solved" / "tests" / "conftest.py").write_text("raise RuntimeError('student conftest ran')\n")
+    (root / "a_solved" / "tests" / f"test_{SLUG}.py").write_text("def test_x():\n    assert False\n")
+    (root / "a_solved" / "course").mkdir()
+    (root / "a_solved" / "course" / "__init__.py").write_text("raise RuntimeError('student course ran')\n")
+
+    build.starter(root / "b_starter" / "lessons", SLUG)
+    build.partly(root / "c_half", SLUG, done={"01.1", "01.2"})          # a bare folder of lessons
+    build.patched(root / "d_syntax_error" / "lessons", SLUG, append="def broken(:\n    pass")
+    build.patched(root / "e_endless_loop" / "lessons", SLUG, function="forget", body="while True:\n    pass")
+    build.patched(root / "f_left_running" / "lessons", SLUG, append=f"""
+        import subprocess as _sp, sys as _sys, threading as _th
+        from wsgiref.simple_server import make_server as _make_server
+        _child = _sp.Popen([_sys.executable, "-c", "import time; time.sleep(600)"])
+        with open({str(pids)!r}, "a") as _file:
+            _file.write(f"{{_child.pid}}\\n")
+        _server = _make_server("127.0.0.1", 0, app)
+        _th.Thread(target=_server.serve_forever, name="left-running").start()   # not a daemon
+    """)
+    build.patched(root / "g_server_at_import" / "lessons", SLUG, append='main(["--port", "0"])')
+    build.patched(root / "h_flood" / "lessons", SLUG, append='print("x" * 12_000_000)',
+                  function="read_count", body="""
+        print("read_count", repr(value) * 1000)
+        if value and value.isascii() and value.isdigit() and int(value) <= MAX_VISITS:
+            return int(value)
+        return 0
+    """)
+    build.patched(root / "i_crash" / "lessons", SLUG, function="theme", body="import os\nos._exit(3)")
+    (root / "j_empty").mkdir()
+    (root / "j_empty" / "README.md").write_text("I forgot to hand in my code.\n")
+    return root
+
+
+def grade_command(paths, out, *extra):
+    return [sys.executable, "-m", "course", "grade", *map(str, paths), "--out", str(out), "--lessons", "01",
+            "--jobs", "2", "--test-timeout", str(TEST_TIMEOUT), "--timeout", "60", *extra]
+
+
+def _grade_the_class(where: Path) -> dict:
+    klass = build_class(where / "class")
+    out = where / "grades"
+    students = sorted(p for p in klass.iterdir() if p.is_dir())
+    proc = subprocess.run(grade_command(students, out), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    return {"class": str(klass), "out": str(out), "returncode": proc.returncode, "stdout": proc.stdout,
+            "stderr": proc.stderr}
+
+
+@pytest.fixture(scope="module")
+def golden(tmp_path_factory) -> dict:
+    """The class graded once per test run, even when xdist runs this module's tests in two workers."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        run = _grade_the_class(tmp_path_factory.mktemp("golden"))
+    else:
+        shared = tmp_path_factory.getbasetemp().parent / "golden-grades"     # the run's, shared by workers
+        with open(f"{shared}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            done = shared / "run.json"
+            if not done.exists():
+                shared.mkdir(exist_ok=True)
+                done.write_text(json.dumps(_grade_the_class(shared)))
+            run = json.loads(done.read_text())
+    assert run["returncode"] == 0, run["stdout"] + run["stderr"]
+    return run
+
+
+@pytest.fixture(scope="module")
+def graded(golden):
+    return Path(golden["out"]), SimpleNamespace(stdout=golden["stdout"], stderr=golden["stderr"])
+
+
+@pytest.fixture(scope="module")
+def klass(golden):
+    return Path(golden["class"])
+
+
+def rows(out: Path) -> dict[str, dict[str, tuple]]:
+    with open(out / "grades.csv", newline="", encoding="utf-8") as file:
+        table = {}
+        for row in csv.DictReader(file):
+            assert row["lesson"] == "01"
+            table.setdefault(row["student"], {})[row["exercise"]] = (float(row["points"]), row["status"])
+        return table
+
+
+def test_every_student_gets_the_expected_grade(graded):
+    out, _ = graded
+    got = rows(out)
+    assert sorted(got) == sorted(EXPECTED)
+    wrong = {name: got[name] for name in EXPECTED if got[name] != EXPECTED[name]}
+    assert not wrong, f"grades differ from the golden ones: {json.dumps(wrong, indent=1)}"
+
+
+def test_grades_csv_has_one_row_per_student_and_exercise(graded):
+    out, _ = graded
+    lines = (out / "grades.csv").read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "student,lesson,exercise,points,max_points,passed,total,status"
+    assert len(lines) == 1 + len(EXPECTED) * len(IDS)
+    assert "e_endless_loop,01,01.3,0,1,0,2,timeout" in lines
+
+
+def load(out, name):
+    return json.loads((out / "json" / f"{name}.json").read_text(encoding="utf-8"))
+
+
+def test_a_broken_submission_costs_only_itself(graded):
+    out, proc = graded
+    assert load(out, "a_solved")["points"] == LESSON.max_points, "the student's own tests/ or course/ were used"
+    syntax = load(out, "d_syntax_error")["lessons"][0]["problem"]
+    assert "SyntaxError" in syntax and "does not import" in syntax, syntax
+    assert "/tmp/" not in syntax and "course-grade-" not in syntax, "messages name the student's file, not ours"
+    at_import = load(out, "g_server_at_import")
+    assert "timed out" in at_import["lessons"][0]["problem"]
+    assert at_import["duration_s"] < 30, "a server started at import should cost one test's time limit"
+    crash = load(out, "i_crash")
+    assert crash["status"] == "crashed" and crash["exit_code"] == 3
+    theme = crash["lessons"][0]["exercises"][3]
+    assert all(t["outcome"] == "not run" and "ended" in t["message"] for t in theme["tests"])
+    empty = load(out, "j_empty")["lessons"][0]["problem"]
+    assert "does not exist" in empty and "lessons/01_raw_cookies/app.py" in empty
+
+
+def test_an_endless_loop_costs_only_its_exercise_and_one_time_limit(graded):
+    out, _ = graded
+    loop = load(out, "e_endless_loop")
+    assert loop["status"] == "ok" and loop["points"] == LESSON.max_points - POINTS["01.3"]
+    assert loop["duration_s"] < 40, "the stuck threads must not slow the rest of the run to a crawl"
+    forget = loop["lessons"][0]["exercises"][2]
+    assert [t["outcome"] for t in forget["tests"]] == ["timeout", "skipped"], "after a timeout, the rest is skipped"
+
+
+def test_what_a_submission_leaves_running_is_stopped(graded, klass):
+    out, _ = graded
+    left = load(out, "f_left_running")
+    assert left["status"] == "ok" and left["duration_s"] < 30, "a thread left running must not hold the grader"
+    pids = [int(p) for p in (klass / "pids.txt").read_text().split()]
+    assert pids, "the submission should have started a child process"
+    for pid in pids:
+        status = Path(f"/proc/{pid}/status")
+        alive = status.exists() and "\nState:\tZ" not in status.read_text()
+        assert not alive, f"the child process {pid} the submission started is still running"
+
+
+def test_a_flood_of_output_is_counted_not_kept(graded):
+    out, _ = graded
+    flood = load(out, "h_flood")
+    assert flood["output_bytes"] > 12_000_000
+    assert (out / "logs" / "h_flood.log").stat().st_size < 200_000
+    assert "printed" in (out / "feedback" / "h_flood.md").read_text(encoding="utf-8")
+
+
+def test_junit_xml_counts_failures_per_student(graded):
+    out, _ = graded
+    loop = ET.parse(out / "junit" / "e_endless_loop.xml").getroot()
+    assert loop.get("tests") == str(sum(1 for _ in loop.iter("testcase")))
+    assert loop.get("failures") == "1" and loop.get("skipped") == "1" and loop.get("errors") == "0"
+    solved = ET.parse(out / "junit" / "a_solved.xml").getroot()
+    assert solved.get("failures") == "0" and solved.get("errors") == "0"
+    empty = ET.parse(out / "junit" / "j_empty.xml").getroot()
+    assert int(empty.get("errors")) == int(empty.get("tests")) > 0
+
+
+def test_feedback_says_what_failed_and_the_first_hint_never_the_solution(graded):
+    out, _ = graded
+    solution_lines = {line.strip() for line in build.solution_text(SLUG).splitlines()}
+    starter_lines = {line.strip() for line in build.starter_text(SLUG).splitlines()}
+    giveaways = [line for line in solution_lines - starter_lines if len(line) > 25]
+    for name in EXPECTED:
+        text = (out / "feedback" / f"{name}.md").read_text(encoding="utf-8")
+        assert text.startswith(f"# Feedback for {name}")
+        for ex in LESSON.exercises:
+            for later in ex.hints[1:]:
+                assert later not in text, f"{name}'s feedback gives away a later hint of {ex.id}"
+        leaked = [line for line in giveaways if line in text]
+        assert not leaked, f"{name}'s feedback quotes the solution: {leaked}"
+    half = (out / "feedback" / "c_half.md").read_text(encoding="utf-8")
+    assert f"{POINTS['01.1'] + POINTS['01.2']} of {LESSON.max_points} points" in half
+    assert manifest.exercise("01.3").hints[0] in half
+    loop = (out / "feedback" / "e_endless_loop.md").read_text(encoding="utf-8")
+    assert "test_forget_deletes_the_cookie_and_counting_restarts" in loop and "timed out" in loop
+
+
+def test_summary_has_the_class_table_and_the_most_failed_exercises(graded):
+    out, _ = graded
+    text = (out / "summary.md").read_text(encoding="utf-8")
+    complete = sum(all(status == "pass" for _, status in g.values()) for g in EXPECTED.values())
+    assert f"| 01 {LESSON.title} | {LESSON.max_points} |" in text
+    assert f"({complete}/{len(EXPECTED)}) |" in text
+    assert "## Most-failed exercises" in text and "01.3 Forget the visitor" in text
+    assert "timed out" in text
+    for name in EXPECTED:
+        assert f"| {name} |" in text
+
+
+def test_progress_is_shown_on_stderr_one_line_each_when_not_a_terminal(graded):
+    _, proc = graded
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("[")]
+    assert len(lines) == len(EXPECTED) and f"[{len(EXPECTED)}/{len(EXPECTED)}]" in lines[-1]
+    assert "\r" not in proc.stderr and "\033[" not in proc.stderr
+    assert "a_solved" in proc.stdout and "Graded 10 submission(s)" in proc.stdout
+
+
+def test_grading_again_gives_the_same_grades(graded, klass, tmp_path):
+    out, _ = graded
+    again = ["a_solved", "b_starter", "c_half"]
+    proc = subprocess.run(grade_command([klass / name for name in again], tmp_path, "--no-progress"),
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    before = [l for l in (out / "grades.csv").read_text().splitlines() if l.split(",")[0] in again]
+    assert (tmp_path / "grades.csv").read_text().splitlines()[1:] == before
+    assert not [l for l in proc.stderr.splitlines() if l.startswith("[")], "--no-progress shows no progress"
+
+
+def test_a_folder_of_submissions_is_expanded_and_names_stay_unique(tmp_path):
+    from course.grader import find_submissions
+
+    build.solved(tmp_path / "class" / "ann" / "lessons", SLUG)
+    build.solved(tmp_path / "class" / "bo", SLUG)
+    build.solved(tmp_path / "other" / "ann" / "lessons", SLUG)
+    found, notes = find_submissions([str(tmp_path / "class"), str(tmp_path / "other" / "ann"),
+                                     str(tmp_path / "nothing.zip")])
+    assert [s.name for s in found] == ["ann", "ann-2", "bo"]
+    assert any("holds 2 submissions" in n for n in notes) and any("not a folder" in n for n in notes)
+
+
+def test_grade_without_a_submission_or_with_an_unknown_lesson_says_why(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "course", "grade", str(tmp_path / "none"), "--out", str(tmp_path),
+                           "--lessons", "99"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "no submission" in proc.stderr
+    (tmp_path / "s").mkdir()
+    proc = subprocess.run([sys.executable, "-m", "course", "grade", str(tmp_path / "s"), "--out", str(tmp_path),
+                           "--lessons", "99"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "There is no lesson '99'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_scoring_shares_an_exercises_points_by_weight():
+    from course.grader import Plan, Run, TestCase, score
+
+    tests = [TestCase(f"tests/test_{SLUG}.py::t{i}", SLUG, "01.2", weight) for i, weight in enumerate((1, 2, 3))]
+    records = [{"nodeid": tests[0].nodeid, "outcome": "passed", "message": ""},
+               {"nodeid": tests[1].nodeid, "outcome": "failed", "message": "AssertionError: no"},
+               {"nodeid": tests[2].nodeid, "outcome": "passed", "message": ""},
+               {"nodeid": tests[2].nodeid, "outcome": "error", "message": "teardown broke"}]
+    plan = Plan([LESSON], tests, 1, 10)
+    result = score(plan, Run(records, "ok", 0, 1.0, 0, ""), {})[0]
+    visits = result.exercises[1]
+    assert visits.points == round(POINTS["01.2"] * 1 / 6, 2) and visits.status == "partial"
+    assert [t.outcome for t in visits.tests] == ["passed", "failed", "error"], "a teardown error is not a pass"
+    assert result.exercises[0].status == "untested" and result.exercises[0].points == 0
