@@ -54,6 +54,10 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "exercise(id, weight=1): the test checks exercise ID of the manifest (e.g. '03.2')")
     config.pluginmanager.register(CourseReport(config), "course-report")
+    # Lessons 05 on warn loudly at import when SESSION_SECRET is unset (their development fallback
+    # is published). Tests are not a deployment: give them a throwaway secret, so the warning means
+    # something where it shows. Tests of that warning remove the variable themselves.
+    os.environ.setdefault("SESSION_SECRET", "pytest-throwaway-secret-" + os.urandom(16).hex())
     seconds = config.getoption("--course-timeout") or 0
     if seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
         config.pluginmanager.register(TimeLimit(seconds), "course-timeout")

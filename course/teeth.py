@@ -118,7 +118,7 @@ def run_exercise_tests(target: Path, slugs: list[str], report: Path, timeout: fl
                        stop_at_first_failure: bool = False) -> list[dict]:
     """Run the exercise tests of ``slugs`` against ``target`` in a fresh process; its records."""
     files = [str(ROOT / "tests" / f"test_{slug}.py") for slug in slugs]
-    command = [sys.executable, "-m", "pytest", *files, "-m", "exercise", "-q", "--no-header",
+    command = [sys.executable, "-m", "pytest", *files, "-m", "exercise", "-q", "--no-header", "--tb=native",
                "-p", "no:xdist", "--target", str(target), "--course-report", str(report)]
     if stop_at_first_failure:
         command.append("-x")
