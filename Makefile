@@ -3,6 +3,7 @@
 #
 #   make run [LESSON=01] [SOLUTION=1] [PORT=8080] [STORE=url]   serve a lesson
 #   make check LESSON=01                                       check your own work on a lesson
+#   make list | make hint EXERCISE=01.2 | make watch [LESSON=01]  your progress, hints, re-check on save
 #   make test                                                  check the whole course (maintainers, CI)
 #   make notebooks                                             open the walkthroughs in Jupyter
 #   make grade SUBMISSIONS="a/ b/" OUT=grades                  grade a class (instructors)
