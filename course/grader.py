@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course import ROOT, manifest, services
+from course import ROOT, manifest, services, teeth
 from course.loader import resolve_target
 from course.term import Progress, tidy_message, unfinished
 
@@ -312,6 +312,15 @@ def _one_process(command: list[str], workdir: Path, tmp: Path, budget: float, ca
     return timed_out, proc.returncode, total, log
 
 
+NOT_STARTED = "not started: lessons/{slug}/app.py is the starter as the course ships it"
+
+
+def unchanged_starter(path: Path, slug: str) -> bool:
+    """Is ``path`` the shipped starter of lesson ``slug``, byte for byte (course/starters.json)?"""
+    recorded = teeth.recorded_starters().get(slug)
+    return recorded is not None and path.is_file() and teeth.blob_id(path.read_bytes()) == recorded
+
+
 def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: threading.Event,
                    progress: Progress | None = None) -> Run:
     """Run the course's tests against one submission, in a process group of its own, within limits.
@@ -323,8 +332,14 @@ def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: th
     copy_lessons(submission, plan.lessons, target)
     tmp.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    pending = list(plan.lessons)
-    records: list[dict] = []
+    # A lesson whose app.py is the shipped starter, byte for byte, is not started: the teeth check
+    # proves that every exercise test fails on it, so it scores 0 without running them.
+    untouched = {l.slug for l in plan.lessons if unchanged_starter(target / l.slug / "app.py", l.slug)}
+    pending = [l for l in plan.lessons if l.slug not in untouched]
+    records: list[dict] = [
+        {"nodeid": t.nodeid, "exercise": t.exercise, "weight": t.weight, "outcome": "failed",
+         "message": NOT_STARTED.format(slug=t.slug), "duration": 0}
+        for t in plan.tests if t.slug in untouched]
     logs, total, status, stopped, not_run, exit_code = [], 0, "ok", "", {}, None
     attempt = 0
     while pending:

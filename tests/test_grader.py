@@ -309,3 +309,13 @@ def test_scoring_shares_an_exercises_points_by_weight():
     assert visits.points == round(POINTS["01.2"] * 1 / 6, 2) and visits.status == "partial"
     assert [t.outcome for t in visits.tests] == ["passed", "failed", "error"], "a teardown error is not a pass"
     assert result.exercises[0].status == "untested" and result.exercises[0].points == 0
+
+
+def test_an_unchanged_starter_scores_zero_without_running_its_tests(graded):
+    # The teeth check proves every exercise test fails on the shipped starter, so the grader
+    # does not spend a test process on a lesson the student has not touched.
+    out, _ = graded
+    record = json.loads((out / "json" / "b_starter.json").read_text(encoding="utf-8"))
+    text = json.dumps(record)
+    assert "not started" in text, "an untouched lesson is reported as not started"
+    assert "not started" not in (out / "json" / "c_half.json").read_text(encoding="utf-8")
