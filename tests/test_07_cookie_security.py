@@ -630,7 +630,15 @@ def test_samesite_stops_a_cross_site_form_but_only_the_token_stops_a_same_site_o
     path = browser.require_chromium()
     from playwright.sync_api import sync_playwright
 
-    app_port = start().rsplit(":", 1)[1]
+    app_url = start()
+    # Without a working login and CSRF form (the starter), fail now over plain HTTP instead of
+    # letting the browser wait for pages that never come.
+    with requests.Session() as http:
+        http.post(app_url + "/login", data={"username": "alice", "password": "wonderland"}, timeout=10)
+        form = http.get(app_url + "/profile", timeout=10)
+    assert form.status_code == 200 and 'name="csrf_token"' in form.text, \
+        f"log in and GET /profile first work over plain HTTP (got {form.status_code}: {form.text[:120]!r})"
+    app_port = app_url.rsplit(":", 1)[1]
     site = f"http://www.example.test:{app_port}"
 
     def attacker(environ, start_response):
