@@ -7,10 +7,12 @@ and the function to edit, instead of a crash or a traceback.
 from __future__ import annotations
 
 import functools
+from html import escape
 
 import bottle
 
 from course import manifest
+from course.page import STYLE
 
 
 class ExerciseNotDone(NotImplementedError):
@@ -34,9 +36,21 @@ def todo(exercise_id: str) -> ExerciseNotDone:
     return ExerciseNotDone(exercise_id)
 
 
+def not_done_body(exc: ExerciseNotDone, accept: str | None) -> tuple[bytes, str]:
+    """The 501's body and type: one plain line for curl and tests, a small page for a browser."""
+    if "text/html" not in (accept or ""):
+        return (str(exc) + "\n").encode(), "text/plain; charset=utf-8"
+    page = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Exercise "
+            f"{escape(exc.exercise_id)} is not done yet</title><style>{STYLE}</style></head><body>"
+            f"<h1>Not done yet: exercise {escape(exc.exercise_id)}</h1><p>{escape(str(exc))}</p>"
+            "<p class=\"muted\">HTTP 501: this part of the lesson is yours to write. "
+            "Reload the page once you have saved your change (and restarted the server).</p></body></html>\n")
+    return page.encode(), "text/html; charset=utf-8"
+
+
 def not_done_response(exc: ExerciseNotDone) -> bottle.HTTPResponse:
-    return bottle.HTTPResponse(str(exc) + "\n", status=501,
-                               headers={"Content-Type": "text/plain; charset=utf-8"})
+    body, content_type = not_done_body(exc, bottle.request.get_header("Accept"))
+    return bottle.HTTPResponse(body, status=501, headers={"Content-Type": content_type})
 
 
 def answer_501_for_unfinished_exercises(callback):
@@ -66,8 +80,8 @@ def guard(wsgi_app):
         try:
             return wsgi_app(environ, start_response)
         except ExerciseNotDone as exc:
-            body = (str(exc) + "\n").encode()
-            start_response("501 Not Implemented", [("Content-Type", "text/plain; charset=utf-8"),
+            body, content_type = not_done_body(exc, environ.get("HTTP_ACCEPT"))
+            start_response("501 Not Implemented", [("Content-Type", content_type),
                                                    ("Content-Length", str(len(body)))])
             return [body]
 
