@@ -60,6 +60,16 @@ def set_cookie_lines(resp, name=None):
     return [l for l in lines if name is None or l.split("=", 1)[0].strip() == name]
 
 
+def assert_host_cookie(line):
+    """The production session cookie: Secure, HttpOnly, SameSite=Lax, Path=/ and no Domain."""
+    attrs = attributes(line)
+    assert "secure" in attrs, f"Secure missing: {line}"
+    assert "httponly" in attrs, f"HttpOnly missing: {line}"
+    assert attrs.get("samesite", "").lower() == "lax", f"SameSite=Lax missing: {line}"
+    assert attrs.get("path") == "/", f"__Host- cookies need Path=/: {line}"
+    assert "domain" not in attrs, f"__Host- cookies must have no Domain: {line}"
+
+
 def attributes(line):
     """``{"path": "/", "secure": "", ...}``: a Set-Cookie line's attributes, names lower-cased."""
     found = {}
@@ -169,12 +179,8 @@ def test_production_settings_make_a_host_cookie(app_module):
     lines = beaker_cookie(app_module.cookie_settings(True))
     assert len(lines) == 1, lines
     assert lines[0].startswith("__Host-sid="), f"the production cookie is __Host-sid: {lines[0]}"
+    assert_host_cookie(lines[0])
     attrs = attributes(lines[0])
-    assert "secure" in attrs, f"Secure missing: {lines[0]}"
-    assert "httponly" in attrs, f"HttpOnly missing: {lines[0]}"
-    assert attrs.get("samesite", "").lower() == "lax", f"SameSite=Lax missing: {lines[0]}"
-    assert attrs.get("path") == "/", f"__Host- cookies need Path=/: {lines[0]}"
-    assert "domain" not in attrs, f"__Host- cookies must have no Domain: {lines[0]}"
     assert "expires" not in attrs and "max-age" not in attrs, f"a browser-session cookie: no expiry ({lines[0]})"
 
 
@@ -342,12 +348,7 @@ def test_the_production_app_sets_only_the_host_cookie_over_https(start):
     lines = set_cookie_lines(resp)
     names = [l.split("=", 1)[0] for l in lines]
     assert names == ["__Host-sid"], f"production login should set exactly one cookie, __Host-sid; got {names}"
-    attrs = attributes(lines[0])
-    assert "secure" in attrs, f"Secure missing: {lines[0]}"
-    assert "httponly" in attrs, f"HttpOnly missing: {lines[0]}"
-    assert attrs.get("samesite", "").lower() == "lax", f"SameSite=Lax missing: {lines[0]}"
-    assert attrs.get("path") == "/", f"__Host- cookies need Path=/: {lines[0]}"
-    assert "domain" not in attrs, f"__Host- cookies must have no Domain: {lines[0]}"
+    assert_host_cookie(lines[0])
 
 
 @pytest.mark.exercise("07.4")
