@@ -60,7 +60,7 @@ from beaker.synchronization import null_synchronizer
 from course.cookies import parse_cookie_header
 
 __all__ = [
-    "DEV_SECRET", "InsecureSecretWarning", "session_config",
+    "DEV_SECRET", "InsecureSecretWarning", "resolve_secret", "session_config",
     "StoreUnavailable", "CountingStore", "CountingNamespace",
     "clean_cookie_header", "StrictSession", "HardenedSessions", "RAW_COOKIE_KEY",
     "get_session", "destroy_session", "regenerate_session", "expire_cookie",
@@ -85,6 +85,27 @@ class InsecureSecretWarning(UserWarning):
 
 # ---------------------------------------------------------------- configuration
 
+def resolve_secret(secret: str | None, *, production: bool = False, stacklevel: int = 2) -> str:
+    """The session secret: ``secret``, else ``SESSION_SECRET``, else the development fallback.
+
+    The fallback comes with a loud :class:`InsecureSecretWarning`. With ``production=True`` there is
+    no fallback: a missing secret (or the published development one) is a ``ValueError`` at
+    start-up, because a published secret lets anybody sign a session ID (or forge a cookie session).
+    """
+    secret = secret or os.environ.get("SESSION_SECRET") or None
+    if secret is not None and secret != DEV_SECRET:
+        return secret
+    if production:
+        raise ValueError("production=True needs a real session secret: set SESSION_SECRET to a long "
+                         "random value (python -c 'import secrets; print(secrets.token_urlsafe(32))')")
+    warnings.warn(
+        "SESSION_SECRET is not set: session cookies are signed with a development secret that "
+        "anybody can read in course/beakerkit.py. Set SESSION_SECRET to a long random value "
+        "(python -c 'import secrets; print(secrets.token_urlsafe(32))') before deploying.",
+        InsecureSecretWarning, stacklevel=stacklevel + 1)
+    return DEV_SECRET
+
+
 def session_config(*, type: str = "memory", secret: str | None = None, key: str = "sid",  # noqa: A002
                    httponly: bool = True, samesite: str | None = "Lax", secure: bool = False,
                    timeout: int | None = None, **extra) -> dict:
@@ -108,15 +129,7 @@ def session_config(*, type: str = "memory", secret: str | None = None, key: str 
       default, pickle, runs code when loading a record that an attacker managed to write).
     """
     if secret is None:
-        secret = os.environ.get("SESSION_SECRET") or None
-        if secret is None:
-            warnings.warn(
-                "SESSION_SECRET is not set: session cookies are signed with a development secret that "
-                "anybody can read in course/beakerkit.py. Set SESSION_SECRET to a long random value "
-                "(python -c 'import secrets; print(secrets.token_urlsafe(32))') before deploying.",
-                InsecureSecretWarning, stacklevel=2)
-            log.warning("SESSION_SECRET is not set: using the insecure development secret")
-            secret = DEV_SECRET
+        secret = resolve_secret(None, stacklevel=3)
     if not isinstance(secret, str) or not secret:
         raise ValueError("secret must be a non-empty string")
     if len(secret) < 16 and secret != DEV_SECRET:

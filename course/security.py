@@ -4,8 +4,8 @@
   HTTP. Beaker emits ``Secure`` whenever it is configured, whatever the request; express-session
   instead sends no cookie at all when the request is not HTTPS. The gate does what express does, and
   asks the app (``is_https(environ)``) what counts as HTTPS, so a proxy can be trusted or not.
-* :func:`resolve_secret` - the session secret: given, or ``SESSION_SECRET``; the development fallback
-  only when not in production.
+* :func:`resolve_secret` (from :mod:`course.beakerkit`) - the session secret: given, or
+  ``SESSION_SECRET``; the development fallback only when not in production.
 * :func:`derive_key` - separate keys for separate jobs (encrypting, signing) from one secret.
 * :func:`session_save_error` - what :class:`course.beakerkit.HardenedSessions` answers when saving
   fails: 413 with a clear line when a cookie session outgrew the cookie, 503 when the store is down.
@@ -17,10 +17,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import os
 import threading
 import time
-import warnings
 from typing import Callable
 
 from beaker.exceptions import BeakerException
@@ -71,23 +69,9 @@ class SecureCookieGate:
 
 # ---------------------------------------------------------------- secrets and keys
 
-def resolve_secret(secret: str | None, *, production: bool) -> str:
-    """The session secret: ``secret``, else ``SESSION_SECRET``; in production nothing else.
-
-    Outside production a missing secret falls back to beakerkit's development secret, with the
-    loud :class:`course.beakerkit.InsecureSecretWarning`. In production it is an error at start-up:
-    a published secret lets anybody sign (or, for cookie sessions, forge) a session.
-    """
-    secret = secret or os.environ.get("SESSION_SECRET") or None
-    if secret is None or secret == beakerkit.DEV_SECRET:
-        if production:
-            raise ValueError("production=True needs a real session secret: set SESSION_SECRET to a long "
-                             "random value (python -c 'import secrets; print(secrets.token_urlsafe(32))')")
-        warnings.warn("SESSION_SECRET is not set: using the development secret, which is published in "
-                      "course/beakerkit.py. Never deploy like this.", beakerkit.InsecureSecretWarning,
-                      stacklevel=2)
-        return beakerkit.DEV_SECRET
-    return secret
+resolve_secret = beakerkit.resolve_secret
+"""The session secret: given, or ``SESSION_SECRET``; the development fallback (with a warning) only
+outside production. The same rule as every Beaker lesson; see :func:`course.beakerkit.resolve_secret`."""
 
 
 def derive_key(secret: str, purpose: str) -> str:
