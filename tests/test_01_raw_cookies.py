@@ -6,6 +6,7 @@ A ``requests.Session`` (the ``client`` fixture) keeps cookies as a browser does;
 """
 import pytest
 import requests
+from course.testing import set_cookie_lines
 
 GARBAGE_VISITS = {
     "letters": "abc",
@@ -20,12 +21,6 @@ GARBAGE_VISITS = {
     "quoted negative": '"-5"',
     "spaces inside": "1 2",
 }
-
-
-def set_cookie_headers(resp, name):
-    """The raw Set-Cookie lines for one cookie name (requests folds them into one string)."""
-    raw = resp.raw.headers.getlist("Set-Cookie") if hasattr(resp.raw.headers, "getlist") else []
-    return [line for line in raw if line.split("=", 1)[0].strip() == name]
 
 
 # ---------------------------------------------------------------- 01.1 read_count
@@ -72,7 +67,7 @@ def test_each_visit_counts_up(base_url, client):
 @pytest.mark.exercise("01.2")
 def test_visits_cookie_has_path_max_age_and_httponly(base_url):
     resp = requests.get(base_url + "/visits")
-    lines = set_cookie_headers(resp, "visits")
+    lines = set_cookie_lines(resp, "visits")
     assert len(lines) == 1, f"expected one Set-Cookie for visits, got {lines}"
     attrs = [part.strip().lower() for part in lines[0].split(";")[1:]]
     assert "path=/" in attrs, f"Path=/ missing in {lines[0]!r}"
@@ -95,7 +90,7 @@ def test_forget_deletes_the_cookie_and_counting_restarts(base_url, client):
     client.get(base_url + "/visits")
     resp = client.get(base_url + "/forget")
     assert resp.status_code == 200
-    lines = set_cookie_headers(resp, "visits")
+    lines = set_cookie_lines(resp, "visits")
     assert lines, "GET /forget sent no Set-Cookie for visits: nothing tells the browser to drop it"
     assert "visits" not in client.cookies, f"the browser still holds visits={client.cookies.get('visits')!r}"
     assert "You have visited 1 times" in client.get(base_url + "/visits").text
@@ -104,7 +99,7 @@ def test_forget_deletes_the_cookie_and_counting_restarts(base_url, client):
 @pytest.mark.exercise("01.3")
 def test_forget_uses_the_same_path_as_the_cookie(base_url):
     resp = requests.get(base_url + "/forget")
-    line = set_cookie_headers(resp, "visits")[0].lower()
+    line = set_cookie_lines(resp, "visits")[0].lower()
     assert "path=/" in line.replace(" ", ""), f"delete the cookie with path='/', or the browser keeps it: {line!r}"
 
 
@@ -133,7 +128,7 @@ def test_an_unknown_theme_is_400_and_changes_nothing(base_url, client, bad):
     resp = client.get(base_url + "/theme", params={"set": bad})
     assert resp.status_code == 400, f"?set={bad!r} gave {resp.status_code}, expected 400"
     assert "light" in resp.text and "dark" in resp.text, "the 400 should say which themes there are"
-    assert not set_cookie_headers(resp, "theme"), "a rejected theme must not set the cookie"
+    assert not set_cookie_lines(resp, "theme"), "a rejected theme must not set the cookie"
     assert "Your theme is dark" in client.get(base_url + "/theme").text
 
 

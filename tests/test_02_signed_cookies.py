@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from course.cookies import decode_value, encode_value
+from course.testing import set_cookie_lines
 
 SECRET = "test secret of lesson 02"
 NEW, OLD, OTHER = "rotated-in secret 2026", "retiring secret 2025", "somebody else's secret"
@@ -37,14 +38,9 @@ def signed_cookie(value, secret=SECRET):
     return encode_value(f"s:{value}.{mac(value, secret)}")
 
 
-def set_cookie_headers(resp, name):
-    raw = resp.raw.headers.getlist("Set-Cookie") if hasattr(resp.raw.headers, "getlist") else []
-    return [line for line in raw if line.split("=", 1)[0].strip() == name]
-
-
 def issued(resp):
     """The value of the one ``visits`` cookie the response sets (as it travels, percent-encoded)."""
-    lines = set_cookie_headers(resp, "visits")
+    lines = set_cookie_lines(resp, "visits")
     assert len(lines) == 1, f"expected one Set-Cookie for visits, got {lines}"
     return lines[0].split(";", 1)[0].split("=", 1)[1]
 
@@ -203,7 +199,7 @@ def test_each_visit_counts_up_and_the_browser_can_read_the_count(server, client)
 
 @pytest.mark.exercise("02.3")
 def test_the_signed_cookie_keeps_path_max_age_and_httponly(server):
-    line = set_cookie_headers(visit(server(secret=SECRET)), "visits")[0]
+    line = set_cookie_lines(visit(server(secret=SECRET)), "visits")[0]
     attrs = [part.strip().lower() for part in line.split(";")[1:]]
     for wanted in ("path=/", "max-age=31536000", "httponly"):
         assert wanted in attrs, f"{wanted} missing in {line!r}"

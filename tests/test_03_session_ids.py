@@ -15,6 +15,7 @@ import requests
 
 from course.signing import sign_cookie
 from course.stores import CountingStore, MemoryStore
+from course.testing import set_cookie_lines
 
 SECRET = "lesson 03 test secret"
 ID = re.compile(r"[A-Za-z0-9_-]{43}")
@@ -32,7 +33,7 @@ class Clock:
 
 def sid_lines(resp):
     """The raw Set-Cookie lines for the cookie ``sid``."""
-    return [line for line in resp.raw.headers.getlist("Set-Cookie") if line.split("=", 1)[0].strip() == "sid"]
+    return set_cookie_lines(resp, "sid")
 
 
 def issued_id(resp):

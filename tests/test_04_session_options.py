@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from course.stores import MemoryStore
+from course.testing import set_cookie_lines
 
 SECRET = "lesson 04 test secret"
 COUNTS = ("gets", "sets", "touches", "destroys")
@@ -34,7 +35,7 @@ class StoreWithoutTouch(MemoryStore):
 
 
 def sid_lines(resp):
-    return [line for line in resp.raw.headers.getlist("Set-Cookie") if line.split("=", 1)[0].strip() == "sid"]
+    return set_cookie_lines(resp, "sid")
 
 
 def cookie_id(line):

@@ -20,13 +20,9 @@ import requests
 
 from course import beakerkit
 from course.beakerkit import CountingStore
+from course.testing import set_cookie_lines
 
 SECRET = "test-secret-05-" + secrets.token_hex(16)
-
-
-def set_cookie_lines(resp):
-    """The raw Set-Cookie lines of a response (requests folds them into one string)."""
-    return resp.raw.headers.getlist("Set-Cookie") if hasattr(resp.raw.headers, "getlist") else []
 
 
 def cookie_line(resp, name=None):

@@ -17,6 +17,7 @@ import requests
 
 from course import auth, beakerkit, browser
 from course.web import new_app, text
+from course import testing
 
 SECRET = "lesson-06-test-secret-" + "k" * 24
 ALICE = {"username": "alice", "password": "wonderland"}
@@ -52,8 +53,8 @@ def signed(session_id_):
 
 
 def set_cookie_lines(resp, name="sid"):
-    raw = resp.raw.headers.getlist("Set-Cookie") if hasattr(resp.raw.headers, "getlist") else []
-    return [line for line in raw if line.split("=", 1)[0].strip() == name]
+    """The session cookie's raw Set-Cookie lines (or another cookie's, by name)."""
+    return testing.set_cookie_lines(resp, name)
 
 
 def clears_cookie(line):

@@ -17,6 +17,7 @@ import requests
 from course import browser
 from course.beakerkit import CountingStore, HardenedSessions, get_session, session_config
 from course.security import FakeClock
+from course.testing import cookie_attributes, set_cookie_lines
 
 # A tampered cookie session is refused with a BeakerWarning: expected here, and tested.
 pytestmark = pytest.mark.filterwarnings("ignore:Invalidating corrupt session")
@@ -54,29 +55,14 @@ def start(app_module, serve_app, db_path):
     return run
 
 
-def set_cookie_lines(resp, name=None):
-    """The raw Set-Cookie lines of a response (of one cookie name, if given)."""
-    lines = resp.raw.headers.getlist("Set-Cookie")
-    return [l for l in lines if name is None or l.split("=", 1)[0].strip() == name]
-
-
 def assert_host_cookie(line):
     """The production session cookie: Secure, HttpOnly, SameSite=Lax, Path=/ and no Domain."""
-    attrs = attributes(line)
+    attrs = cookie_attributes(line)
     assert "secure" in attrs, f"Secure missing: {line}"
     assert "httponly" in attrs, f"HttpOnly missing: {line}"
     assert attrs.get("samesite", "").lower() == "lax", f"SameSite=Lax missing: {line}"
     assert attrs.get("path") == "/", f"__Host- cookies need Path=/: {line}"
     assert "domain" not in attrs, f"__Host- cookies must have no Domain: {line}"
-
-
-def attributes(line):
-    """``{"path": "/", "secure": "", ...}``: a Set-Cookie line's attributes, names lower-cased."""
-    found = {}
-    for part in line.split(";")[1:]:
-        key, _, value = part.strip().partition("=")
-        found[key.lower()] = value
-    return found
 
 
 def pair(line):
@@ -180,7 +166,7 @@ def test_production_settings_make_a_host_cookie(app_module):
     assert len(lines) == 1, lines
     assert lines[0].startswith("__Host-sid="), f"the production cookie is __Host-sid: {lines[0]}"
     assert_host_cookie(lines[0])
-    attrs = attributes(lines[0])
+    attrs = cookie_attributes(lines[0])
     assert "expires" not in attrs and "max-age" not in attrs, f"a browser-session cookie: no expiry ({lines[0]})"
 
 
@@ -197,7 +183,7 @@ def test_a_new_login_gets_a_new_csrf_token(start):
 def test_development_settings_make_a_plain_sid_without_secure(app_module):
     lines = beaker_cookie(app_module.cookie_settings(False))
     assert len(lines) == 1 and lines[0].startswith("sid="), lines
-    attrs = attributes(lines[0])
+    attrs = cookie_attributes(lines[0])
     assert "secure" not in attrs, "http://127.0.0.1 is not HTTPS: a Secure cookie would never come back"
     assert "httponly" in attrs and attrs.get("samesite", "").lower() == "lax", lines[0]
 
@@ -562,7 +548,7 @@ def test_development_cookie_is_sid_httponly_lax_and_not_secure(start):
     url = start()
     lines = set_cookie_lines(log_in(url), "sid")
     assert lines, "the development session cookie is sid"
-    attrs = attributes(lines[0])
+    attrs = cookie_attributes(lines[0])
     assert "httponly" in attrs and attrs.get("samesite", "").lower() == "lax" and "secure" not in attrs
 
 

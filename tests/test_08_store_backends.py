@@ -20,6 +20,7 @@ import requests
 
 from course import services, stores_beaker
 from course.faults import AppProcess, Relay
+from course.testing import set_cookie_lines
 
 SECRET = "lesson-08-test-secret-0123456789abcdef"
 KINDS = ["memory", "file", "dbm", "sqlite", "redis", "postgres", "mysql", "memcached"]
@@ -74,10 +75,6 @@ def session_id(client):
     value = client.cookies.get("sid")
     assert value and len(value) == 72, f"expected a signed Beaker session cookie sid=<40 hex><32 hex>, got {value!r}"
     return value[40:]
-
-
-def set_cookie_lines(resp):
-    return resp.raw.headers.getlist("Set-Cookie") if hasattr(resp.raw.headers, "getlist") else []
 
 
 def holds(url, sid):
