@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from course import ROOT, manifest, teeth
+from course.loader import load_app_module
 
 LESSONS = manifest.lessons()
 SLUGS = [lesson.slug for lesson in LESSONS]
@@ -139,3 +140,15 @@ def test_recorded_starters_match_the_lessons_in_ci():
     for slug in SLUGS:
         actual = teeth.blob_id((ROOT / "lessons" / slug / "app.py").read_bytes())
         assert recorded.get(slug) == actual, f"lessons/{slug}/app.py changed: run python -m course freeze"
+
+
+@pytest.mark.parametrize("slug", SLUGS)
+def test_no_page_answers_500_to_a_cookie_header_that_is_not_utf8(slug, serve_app, tmp_path, monkeypatch):
+    # Bottle's request.get_header("Cookie") raises on such bytes; lessons read the header with
+    # course.cookies.cookie_header instead. Any client may send any bytes.
+    monkeypatch.chdir(tmp_path)                      # lessons that keep files keep them here
+    app = load_app_module("solutions", slug).create_app()
+    url = serve_app(app)
+    for path in ("/", "/visits", "/session", "/peek", "/dashboard", "/login", "/profile", "/theme"):
+        resp = requests.get(url + path, headers={"Cookie": b"sid=\xff\xfe; visits=\xff; theme=\xe9"})
+        assert resp.status_code < 500, f"{slug} {path}: {resp.status_code} for a non-UTF-8 Cookie header"

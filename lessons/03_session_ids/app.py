@@ -15,7 +15,7 @@ import time
 
 from bottle import request, response
 
-from course.cookies import decode_value, encode_value, first_cookie  # noqa: F401  (03.2 uses them)
+from course.cookies import cookie_header, decode_value, encode_value, first_cookie  # noqa: F401  (03.2 uses them)
 from course.page import Route, render
 from course.serving import lesson_main
 from course.signing import sign_cookie, unsign_cookie  # noqa: F401  (03.2 uses them)
@@ -221,7 +221,7 @@ def create_app(secret=DEV_SECRET, store=None):
             routes=[Route("GET", "/visits", "count your visits in the session"),
                     Route("GET", "/session", "show the session's data as JSON"),
                     Route("POST", "/reset", "destroy the session and clear the cookie")],
-            cookie_header=request.get_header("Cookie", ""),
+            cookie_header=cookie_header(request.environ),
             decode=lambda name, value: describe_cookie(name, value, secret),
             session=dict(session) if not session.is_new else {},
             session_label="What the store holds for this session",

@@ -20,7 +20,7 @@ from bottle import request
 from course.beakerkit import (DEV_SECRET, CountingNamespace, CountingStore, RAW_COOKIE_KEY,
                               answer_503_when_the_store_is_down, expire_cookie, get_session,
                               session_id_from_cookie, store_guard)
-from course.cookies import parse_cookie_header  # noqa: F401  (for 05.5)
+from course.cookies import cookie_header, parse_cookie_header  # noqa: F401  (for 05.5)
 from course.page import Route, render
 from course.serving import lesson_main
 from course.web import ExerciseNotDone, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
@@ -155,7 +155,7 @@ def create_app(secret=None, rolling=False, store=None, stock=False, **beaker_opt
     @app.get("/")
     def index():
         # Never touches the session: the inspector reads the store directly, uncounted.
-        session_id = session_id_from_cookie(request.get_header("Cookie"), config["session.key"],
+        session_id = session_id_from_cookie(cookie_header(request.environ), config["session.key"],
                                             config.get("session.secret"))
         return render(
             lesson_id="05", title=TITLE,
@@ -165,7 +165,7 @@ def create_app(secret=None, rolling=False, store=None, stock=False, **beaker_opt
                     Route("GET", "/peek", "read the count (only reads; Beaker may still write)"),
                     Route("GET", "/store/stats", "what Beaker asked of the store so far"),
                     Route("POST", "/reset", "destroy the session: record and cookie")],
-            cookie_header=request.environ.get(RAW_COOKIE_KEY, request.get_header("Cookie", "")),
+            cookie_header=request.environ.get(RAW_COOKIE_KEY) or cookie_header(request.environ),
             decode=describe_cookie,
             session=store.peek(session_id) if session_id else None,
         )

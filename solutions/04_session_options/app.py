@@ -13,6 +13,7 @@ from email.utils import formatdate  # noqa: F401  (04.2 uses it)
 
 from bottle import request, response
 
+from course.cookies import cookie_header
 from course.page import Route, render
 from course.serving import lesson_main
 from course.sessions import SessionMiddleware as Lesson03Middleware
@@ -107,7 +108,7 @@ def create_app(resave=False, save_uninitialized=False, rolling=False, max_age=No
             routes=[Route("GET", "/peek", "read the session (changes nothing)"),
                     Route("GET", "/visits", "count your visits (changes the session)"),
                     Route("GET", "/store/stats", "what the store was asked so far")],
-            cookie_header=request.get_header("Cookie", ""),
+            cookie_header=cookie_header(request.environ),
         )
 
     @app.get("/peek")

@@ -22,6 +22,7 @@ from bottle import request
 from course import stores_beaker
 from course.beakerkit import (RAW_COOKIE_KEY, HardenedSessions, destroy_session, get_session,
                               session_config, session_id_from_cookie, store_errors)
+from course.cookies import cookie_header
 from course.page import Route, render
 from course.serving import lesson_main
 from course.web import ExerciseNotDone, guard, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
@@ -142,7 +143,7 @@ def create_app(store_url=DEFAULT_STORE, secret=None, timeout=SESSION_TIMEOUT):
     @app.get("/")
     def index():
         # Never loads the session: the inspector reads the store directly.
-        session_id = session_id_from_cookie(request.get_header("Cookie"), config["session.key"],
+        session_id = session_id_from_cookie(cookie_header(request.environ), config["session.key"],
                                             config["session.secret"])
         return render(
             lesson_id="08", title=TITLE,
@@ -151,7 +152,7 @@ def create_app(store_url=DEFAULT_STORE, secret=None, timeout=SESSION_TIMEOUT):
                     Route("GET", "/peek", "read the count"),
                     Route("POST", "/notes", "keep a note in the session (try a very long one)", ("note",)),
                     Route("POST", "/reset", "destroy the session: record and cookie")],
-            cookie_header=request.environ.get(RAW_COOKIE_KEY, request.get_header("Cookie", "")),
+            cookie_header=request.environ.get(RAW_COOKIE_KEY) or cookie_header(request.environ),
             session=look_inside(config, options, session_id),
             session_label="What the store holds for this session",
         )
