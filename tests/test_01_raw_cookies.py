@@ -40,7 +40,7 @@ def test_read_count_treats_anything_else_as_zero(app_module, value):
     assert app_module.read_count(value) == 0, f"read_count({value!r}) should be 0: it is not a small count"
 
 
-@pytest.mark.exercise("01.1")
+@pytest.mark.exercise("01.2")   # over HTTP: needs /visits too
 @pytest.mark.parametrize("value", list(GARBAGE_VISITS.values()), ids=list(GARBAGE_VISITS))
 def test_a_garbage_visits_cookie_counts_as_zero_never_a_500(base_url, value):
     resp = requests.get(base_url + "/visits", headers={"Cookie": f"visits={value}"})

@@ -77,7 +77,7 @@ def create_app(**options):
                 return text(f"Unknown theme {wanted!r}: choose one of {', '.join(THEMES)}. "
                             "Your theme cookie is unchanged.", 400)
             # Not HttpOnly: a page script may read the theme to style the page.
-            response.set_cookie("theme", wanted, path="/", max_age=ONE_YEAR, samesite="lax")
+            response.set_cookie("theme", wanted, path="/", max_age=ONE_YEAR)
             return text(f"Your theme is {wanted}")
         current = request.get_cookie("theme")
         # Never echo a cookie you did not check: a forged one could carry HTML or script.

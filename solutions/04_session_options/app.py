@@ -103,7 +103,7 @@ def create_app(resave=False, save_uninitialized=False, rolling=False, max_age=No
         return render(
             lesson_id="04", title=TITLE,
             intro=(f"Options: resave={resave}, save_uninitialized={save_uninitialized}, "
-                   f"rolling={rolling}, max_age={max_age}. This page never touches the session; "
+                   f"rolling={rolling}, max_age={max_age}. This page's handler never uses the session; "
                    "watch `/store/stats` and your browser's Set-Cookie headers while you try the routes."),
             routes=[Route("GET", "/peek", "read the session (changes nothing)"),
                     Route("GET", "/visits", "count your visits (changes the session)"),
