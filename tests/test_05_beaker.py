@@ -212,6 +212,7 @@ def test_reset_of_a_brand_new_visitor_is_not_an_error(url, store):
     resp = requests.post(url + "/reset")
     assert resp.status_code == 200, f"POST /reset without a session gave {resp.status_code}: {resp.text!r}"
     assert store.stats()["sessions"] == 0
+    assert cookie_line(resp), "POST /reset sends the cookie back expired, even for a new visitor"
 
 
 @pytest.mark.exercise("05.3")

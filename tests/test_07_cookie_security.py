@@ -170,16 +170,6 @@ def test_production_settings_make_a_host_cookie(app_module):
     assert "expires" not in attrs and "max-age" not in attrs, f"a browser-session cookie: no expiry ({lines[0]})"
 
 
-def test_a_new_login_gets_a_new_csrf_token(start):
-    url = start()
-    browser = requests.Session()
-    before = logged_in_with_token(url, browser)
-    after = logged_in_with_token(url, browser)      # logs in again: a new session ID and a new token
-    assert before != after
-    resp = browser.post(url + "/profile", data={"display_name": "x", "csrf_token": before})
-    assert resp.status_code == 403, "the token of the session before the login must not work after it"
-
-
 def test_development_settings_make_a_plain_sid_without_secure(app_module):
     lines = beaker_cookie(app_module.cookie_settings(False))
     assert len(lines) == 1 and lines[0].startswith("sid="), lines
@@ -396,6 +386,7 @@ def test_a_token_belongs_to_its_session(start):
     assert alice_token != mallory_token, "each session has a token of its own"
     resp = alice.post(url + "/profile", data={"display_name": "pwned", "csrf_token": mallory_token})
     assert resp.status_code == 403, "a token from another session (the attacker's own) must not work"
+    assert display_name(url, alice) != "pwned", "a refused form changes nothing"
 
 
 @pytest.mark.exercise("07.5")
@@ -405,6 +396,18 @@ def test_an_empty_token_does_not_match_a_session_without_one(start):
     log_in(url, browser)                      # never opened the form: the session has no token yet
     resp = browser.post(url + "/profile", data={"display_name": "pwned", "csrf_token": ""})
     assert resp.status_code == 403, "no token in the session matches nothing, not the empty string"
+    assert display_name(url, browser) != "pwned", "a refused form changes nothing"
+
+
+@pytest.mark.exercise("07.5")
+def test_a_new_login_gets_a_new_csrf_token(start):
+    url = start()
+    browser = requests.Session()
+    before = logged_in_with_token(url, browser)
+    after = logged_in_with_token(url, browser)      # logs in again: a new session ID and a new token
+    assert before != after
+    resp = browser.post(url + "/profile", data={"display_name": "x", "csrf_token": before})
+    assert resp.status_code == 403, "the token of the session before the login must not work after it"
 
 
 @pytest.mark.exercise("07.5")

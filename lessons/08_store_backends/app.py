@@ -96,7 +96,7 @@ def store_error_answer(exc):
     """Exercises 08.4 and 08.5: the ``(status line, message)`` for an error from the session store."""
     if isinstance(exc, stores_beaker.SessionTooLarge):
         # TODO(08.5): the request asked for more than the store can keep, and nothing was
-        # written. Return a 4xx status line that says so, with str(exc) (it names the size and
+        # written. Return the 4xx for "too large" (413 Content Too Large), with str(exc) (it names the size and
         # the limit) as the message.
         raise todo("08.5")
     # TODO(08.4): the store cannot be reached (down, or not answering in time). Return
