@@ -21,7 +21,7 @@ import os
 import sys
 import threading
 
-from course import cli
+from course.tools import cli
 
 EPILOG = """examples:
   python -m course list

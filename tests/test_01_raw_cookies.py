@@ -6,7 +6,7 @@ A ``requests.Session`` (the ``client`` fixture) keeps cookies as a browser does;
 """
 import pytest
 import requests
-from course.testing import set_cookie_lines
+from course.tools.testing import set_cookie_lines
 
 GARBAGE_VISITS = {
     "letters": "abc",

@@ -13,8 +13,8 @@ import re
 import pytest
 import requests
 
-from course.cookies import decode_value, encode_value
-from course.testing import set_cookie_lines
+from course.kit.cookies import decode_value, encode_value
+from course.tools.testing import set_cookie_lines
 
 SECRET = "test secret of lesson 02"
 NEW, OLD, OTHER = "rotated-in secret 2026", "retiring secret 2025", "somebody else's secret"

@@ -13,9 +13,9 @@ from urllib.parse import unquote
 import pytest
 import requests
 
-from course.signing import sign_cookie
-from course.stores import CountingStore, MemoryStore
-from course.testing import set_cookie_lines
+from course.kit.signing import sign_cookie
+from course.kit.stores import CountingStore, MemoryStore
+from course.tools.testing import set_cookie_lines
 
 SECRET = "lesson 03 test secret"
 ID = re.compile(r"[A-Za-z0-9_-]{43}")

@@ -14,8 +14,8 @@ from urllib.parse import unquote
 import pytest
 import requests
 
-from course.stores import MemoryStore
-from course.testing import set_cookie_lines
+from course.kit.stores import MemoryStore
+from course.tools.testing import set_cookie_lines
 
 SECRET = "lesson 04 test secret"
 COUNTS = ("gets", "sets", "touches", "destroys")
@@ -309,8 +309,8 @@ def test_index_page_lists_the_routes(server):
 
 
 def test_the_bench_measures_this_app_without_losing_a_session(server):
-    # course/bench.py is what the README's figures come from; keep it honest and cheap here.
-    from course.bench import make_sessions, run
+    # course/tools/bench.py is what the README's figures come from; keep it honest and cheap here.
+    from course.tools.bench import make_sessions, run
     url = server(secret=SECRET) + "/visits"
     cookies = make_sessions(url, 5)
     result = run(url, requests=60, concurrency=3, cookies=cookies, warmup=5)

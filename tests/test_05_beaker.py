@@ -5,7 +5,7 @@ Black-box over HTTP. Each test serves the lesson with a ``CountingStore`` of its
 one process never share sessions. Until an exercise is done the lesson behaves as stock Beaker,
 so each exercise test fails on the starter by showing the gap it closes.
 
-The last part checks ``course.beakerkit``, the finished reference that lessons 06-08 build on.
+The last part checks ``course.kit.beakerkit``, the finished reference that lessons 06-08 build on.
 """
 import hmac
 import secrets
@@ -18,9 +18,9 @@ import bottle
 import pytest
 import requests
 
-from course import beakerkit
-from course.beakerkit import CountingStore
-from course.testing import set_cookie_lines
+from course.kit import beakerkit
+from course.kit.beakerkit import CountingStore
+from course.tools.testing import set_cookie_lines
 
 SECRET = "test-secret-05-" + secrets.token_hex(16)
 
@@ -410,7 +410,7 @@ def test_a_store_that_is_down_is_503_and_nothing_is_lost(url, store):
     assert "You have visited 3 times" in client.get(url + "/visits").text
 
 
-# ---------------------------------------------------------------- course.beakerkit, the reference
+# ---------------------------------------------------------------- course.kit.beakerkit, the reference
 
 def kit_app(rolling=False, **config_options):
     """A small app on HardenedSessions, as lessons 06-08 build theirs."""

@@ -15,9 +15,10 @@ import uuid
 import pytest
 import requests
 
-from course import auth, beakerkit, browser
-from course.web import new_app, text
-from course import testing
+from course.kit import auth, beakerkit
+from course.tools import browser
+from course.lesson.web import new_app, text
+from course.tools import testing
 
 SECRET = "lesson-06-test-secret-" + "k" * 24
 ALICE = {"username": "alice", "password": "wonderland"}
@@ -121,7 +122,7 @@ def test_check_password_accepts_the_password_and_nothing_else(app_module):
 
 @pytest.mark.exercise("06.1")
 def test_check_password_reads_the_salt_and_cost_from_the_stored_hash(app_module):
-    # A hash made elsewhere (course/auth.py) with another cost: as a table made years ago would hold.
+    # A hash made elsewhere (course/kit/auth.py) with another cost: as a table made years ago would hold.
     older = auth.hash_password("wonderland", n=2 ** 12, r=4, p=2)
     assert app_module.check_password("wonderland", older) is True, \
         "check_password must use the n, r, p and salt written in the stored hash, not today's constants"
@@ -145,7 +146,7 @@ def test_check_password_is_false_for_a_malformed_hash_never_an_error(app_module,
 
 @pytest.fixture(scope="module")
 def reference_users(tmp_path_factory):
-    """A users table made by course/auth.py (so 06.2 does not depend on the lesson's hash_password)."""
+    """A users table made by course/kit/auth.py (so 06.2 does not depend on the lesson's hash_password)."""
     users = auth.UserDB(tmp_path_factory.mktemp("users06ref") / "users.sqlite3")
     users.find("alice")       # create it now, outside any timing
     return users
@@ -280,7 +281,7 @@ def test_a_wrong_password_and_an_unknown_user_get_the_same_401(url, client, stor
     assert client.get(url + "/dashboard").status_code == 401
 
 
-# The body checks come from course.auth.read_credentials, ready-made; each is one test (not one
+# The body checks come from course.kit.auth.read_credentials, ready-made; each is one test (not one
 # per case), so most of 06.4's points stay with the login itself.
 
 @pytest.mark.exercise("06.4")

@@ -14,10 +14,10 @@ import zlib
 import pytest
 import requests
 
-from course import browser
-from course.beakerkit import CountingStore, HardenedSessions, get_session, session_config
-from course.security import FakeClock
-from course.testing import cookie_attributes, set_cookie_lines
+from course.tools import browser
+from course.kit.beakerkit import CountingStore, HardenedSessions, get_session, session_config
+from course.kit.security import FakeClock
+from course.tools.testing import cookie_attributes, set_cookie_lines
 
 # A tampered cookie session is refused with a BeakerWarning: expected here, and tested.
 pytestmark = pytest.mark.filterwarnings("ignore:Invalidating corrupt session")
@@ -144,7 +144,7 @@ def test_logout_clears_site_data_and_the_session(start):
 # ---------------------------------------------------------------- 07.2 the production cookie
 
 def beaker_cookie(settings):
-    """The Set-Cookie line Beaker writes with these settings (through course.beakerkit, as the lesson)."""
+    """The Set-Cookie line Beaker writes with these settings (through course.kit.beakerkit, as the lesson)."""
     config = session_config(secret=SECRET, **settings)
 
     def app(environ, start_response):

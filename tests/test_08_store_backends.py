@@ -1,10 +1,10 @@
 """Lesson 08: where the sessions live.
 
 Every store test runs against the real server (Redis, PostgreSQL, MariaDB, memcached) through
-``course.services.require``: skipped with how-to-start when it is not there, a failure in CI
+``course.tools.services.require``: skipped with how-to-start when it is not there, a failure in CI
 (COURSE_REQUIRE_SERVICES=1). Each test has its own SQL table, folder or session IDs, so tests can
 run in parallel with anybody else's; nothing flushes a shared store. "The store is down" is a
-real outage: a TCP relay (course.faults.Relay) in front of the real server, cut and restored.
+real outage: a TCP relay (course.tools.faults.Relay) in front of the real server, cut and restored.
 "A restart" is a real process, killed with SIGKILL and started again.
 """
 import os
@@ -18,9 +18,10 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
-from course import services, stores_beaker
-from course.faults import AppProcess, Relay
-from course.testing import set_cookie_lines
+from course.kit import stores_beaker
+from course.tools import services
+from course.tools.faults import AppProcess, Relay
+from course.tools.testing import set_cookie_lines
 
 SECRET = "lesson-08-test-secret-0123456789abcdef"
 KINDS = ["memory", "file", "dbm", "sqlite", "redis", "postgres", "mysql", "memcached"]

@@ -18,9 +18,10 @@ import time
 
 import pytest
 
-from course import ROOT, manifest
+from course import ROOT
+from course.lesson import manifest
 from course.__main__ import main
-from course.term import Progress, Style, tidy_message
+from course.tools.term import Progress, Style, tidy_message
 from tests.fixtures import submissions as build
 
 SLUG = "01_raw_cookies"

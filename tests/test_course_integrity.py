@@ -10,8 +10,10 @@ import time
 import pytest
 import requests
 
-from course import ROOT, manifest, teeth
-from course.loader import load_app_module
+from course import ROOT
+from course.lesson import manifest
+from course.tools import teeth
+from course.tools.loader import load_app_module
 
 LESSONS = manifest.lessons()
 SLUGS = [lesson.slug for lesson in LESSONS]
@@ -145,7 +147,7 @@ def test_recorded_starters_match_the_lessons_in_ci():
 @pytest.mark.parametrize("slug", SLUGS)
 def test_no_page_answers_500_to_a_cookie_header_that_is_not_utf8(slug, serve_app, tmp_path, monkeypatch):
     # Bottle's request.get_header("Cookie") raises on such bytes; lessons read the header with
-    # course.cookies.cookie_header instead. Any client may send any bytes.
+    # course.kit.cookies.cookie_header instead. Any client may send any bytes.
     monkeypatch.chdir(tmp_path)                      # lessons that keep files keep them here
     app = load_app_module("solutions", slug).create_app()
     url = serve_app(app)

@@ -12,7 +12,8 @@ import os
 
 import pytest
 
-from course import manifest, teeth
+from course.lesson import manifest
+from course.tools import teeth
 
 LESSONS = [lesson.slug for lesson in manifest.lessons()]
 DECOYS = teeth.decoys()

@@ -1,9 +1,9 @@
 """The toolkit's own promises, the ones every lesson relies on."""
 import requests
 
-from course.cookies import cookie_header, parse_cookie_header
-from course.loader import load_app_module
-from course.web import guard, todo
+from course.kit.cookies import cookie_header, parse_cookie_header
+from course.tools.loader import load_app_module
+from course.lesson.web import guard, todo
 
 
 def test_an_unfinished_route_answers_501_naming_the_exercise_in_text_or_html(serve_app):

@@ -19,7 +19,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from course import ROOT, manifest
+from course import ROOT
+from course.lesson import manifest
 from tests.fixtures import submissions as build
 
 SLUG = "01_raw_cookies"
@@ -273,7 +274,7 @@ def test_grading_again_gives_the_same_grades(graded, klass, tmp_path):
 
 
 def test_a_folder_of_submissions_is_expanded_and_names_stay_unique(tmp_path):
-    from course.grader import find_submissions
+    from course.tools.grader import find_submissions
 
     build.solved(tmp_path / "class" / "ann" / "lessons", SLUG)
     build.solved(tmp_path / "class" / "bo", SLUG)
@@ -296,7 +297,7 @@ def test_grade_without_a_submission_or_with_an_unknown_lesson_says_why(tmp_path)
 
 
 def test_scoring_shares_an_exercises_points_by_weight():
-    from course.grader import Plan, Run, TestCase, score
+    from course.tools.grader import Plan, Run, TestCase, score
 
     tests = [TestCase(f"tests/test_{SLUG}.py::t{i}", SLUG, "01.2", weight) for i, weight in enumerate((1, 2, 3))]
     records = [{"nodeid": tests[0].nodeid, "outcome": "passed", "message": ""},

@@ -10,10 +10,10 @@ Check it: make check LESSON=01
 """
 from bottle import request, response  # noqa: F401  (you will need both)
 
-from course.cookies import cookie_header
-from course.page import Route, render
-from course.serving import lesson_main
-from course.web import new_app, text, todo
+from course.kit.cookies import cookie_header
+from course.lesson.page import Route, render
+from course.lesson.server import lesson_main
+from course.lesson.web import new_app, text, todo
 
 TITLE = "A cookie is just a header"
 ONE_YEAR = 365 * 24 * 60 * 60     # seconds, for Max-Age

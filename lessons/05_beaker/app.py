@@ -17,13 +17,13 @@ from beaker.middleware import SessionMiddleware
 from beaker.session import InvalidSignature, Session
 from bottle import request
 
-from course.beakerkit import (DEV_SECRET, CountingNamespace, CountingStore, RAW_COOKIE_KEY,
+from course.kit.beakerkit import (DEV_SECRET, CountingNamespace, CountingStore, RAW_COOKIE_KEY,
                               answer_503_when_the_store_is_down, expire_cookie, get_session,
                               session_id_from_cookie, store_guard)
-from course.cookies import cookie_header, parse_cookie_header  # noqa: F401  (for 05.5)
-from course.page import Route, render
-from course.serving import lesson_main
-from course.web import ExerciseNotDone, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+from course.kit.cookies import cookie_header, parse_cookie_header  # noqa: F401  (for 05.5)
+from course.lesson.page import Route, render
+from course.lesson.server import lesson_main
+from course.lesson.web import ExerciseNotDone, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
 
 TITLE = "Beaker, the real library, and its sharp edges"
 
@@ -97,7 +97,7 @@ def destroy_session(session):
     #     Never session.namespace.remove(): on memcached that empties the whole server.
     #   - give the session a new, empty ID (session.invalidate()), or Beaker writes the data it
     #     loaded back under the old ID when the response goes out;
-    #   - clear the browser's cookie: expire_cookie(session) (from course.beakerkit).
+    #   - clear the browser's cookie: expire_cookie(session) (from course.kit.beakerkit).
     # Let store errors propagate: the app then answers 503 and the session is left as it was.
     raise todo("05.3")
 
@@ -129,7 +129,7 @@ def clean_cookie_header(header):
     reads correctly on its own, drop the others one by one; of two cookies with the same name keep
     the first (what browsers send first, and what express reads).
     """
-    # TODO(05.5): parse_cookie_header(header) (from course.cookies) gives every (name, value)
+    # TODO(05.5): parse_cookie_header(header) (from course.kit.cookies) gives every (name, value)
     # pair in order and skips pieces without "=". Keep a pair only if it is the first with its
     # name and SimpleCookie(f"{name}={value}") reads it back as it is (same name, and the
     # morsel's .coded_value == value); join the kept pairs as "name=value; name=value".

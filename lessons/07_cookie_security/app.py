@@ -24,12 +24,13 @@ from html import escape
 
 from bottle import request, response
 
-from course import ROOT, auth, security
-from course.beakerkit import (CountingStore, HardenedSessions, RAW_COOKIE_KEY, destroy_session,
+from course import ROOT
+from course.kit import auth, security
+from course.kit.beakerkit import (CountingStore, HardenedSessions, RAW_COOKIE_KEY, destroy_session,
                               get_session, session_config, session_id_from_cookie)
-from course.page import Route, render
-from course.serving import lesson_main
-from course.web import guard, new_app, text, todo
+from course.lesson.page import Route, render
+from course.lesson.server import lesson_main
+from course.lesson.web import guard, new_app, text, todo
 
 TITLE = "Cookie security: attributes, proxies, timeouts, CSRF"
 DEFAULT_DB = ROOT / ".sessions" / "07_cookie_security-users.sqlite3"   # made on the first login

@@ -9,10 +9,10 @@ Run it:  python lessons/01_raw_cookies/app.py   then open http://127.0.0.1:8080/
 """
 from bottle import request, response
 
-from course.cookies import cookie_header
-from course.page import Route, render
-from course.serving import lesson_main
-from course.web import new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+from course.kit.cookies import cookie_header
+from course.lesson.page import Route, render
+from course.lesson.server import lesson_main
+from course.lesson.web import new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
 
 TITLE = "A cookie is just a header"
 ONE_YEAR = 365 * 24 * 60 * 60     # seconds, for Max-Age

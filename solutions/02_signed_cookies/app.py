@@ -17,10 +17,10 @@ import hmac
 
 from bottle import request, response
 
-from course.cookies import cookie_header, decode_value, encode_value, first_cookie
-from course.page import Route, render
-from course.serving import lesson_main
-from course.web import new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+from course.kit.cookies import cookie_header, decode_value, encode_value, first_cookie
+from course.lesson.page import Route, render
+from course.lesson.server import lesson_main
+from course.lesson.web import new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
 
 TITLE = "Signed cookies: tamper-evident values"
 # For trying the lesson on your own machine only. Anybody who knows the secret can sign any value,

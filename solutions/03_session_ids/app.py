@@ -14,11 +14,11 @@ import time
 
 from bottle import request, response
 
-from course.cookies import cookie_header, decode_value, encode_value, first_cookie  # noqa: F401  (03.2 uses them)
-from course.page import Route, render
-from course.serving import lesson_main
-from course.signing import sign_cookie, unsign_cookie  # noqa: F401  (03.2 uses them)
-from course.web import ExerciseNotDone, guard, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+from course.kit.cookies import cookie_header, decode_value, encode_value, first_cookie  # noqa: F401  (03.2 uses them)
+from course.lesson.page import Route, render
+from course.lesson.server import lesson_main
+from course.kit.signing import sign_cookie, unsign_cookie  # noqa: F401  (03.2 uses them)
+from course.lesson.web import ExerciseNotDone, guard, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
 
 TITLE = "The server remembers"
 COOKIE_NAME = "sid"

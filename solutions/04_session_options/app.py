@@ -13,20 +13,20 @@ from email.utils import formatdate  # noqa: F401  (04.2 uses it)
 
 from bottle import request, response
 
-from course.cookies import cookie_header
-from course.page import Route, render
-from course.serving import lesson_main
-from course.sessions import SessionMiddleware as Lesson03Middleware
-from course.sessions import cookie_value, set_cookie_header
-from course.stores import CountingStore, MemoryStore, can  # noqa: F401  (04.4 uses can)
-from course.web import guard, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+from course.kit.cookies import cookie_header
+from course.lesson.page import Route, render
+from course.lesson.server import lesson_main
+from course.kit.sessions import SessionMiddleware as Lesson03Middleware
+from course.kit.sessions import cookie_value, set_cookie_header
+from course.kit.stores import CountingStore, MemoryStore, can  # noqa: F401  (04.4 uses can)
+from course.lesson.web import guard, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
 
 TITLE = "resave, saveUninitialized, rolling"
 DEV_SECRET = "lesson 04 development secret: pass your own with create_app(secret=...)"
 
 
 class SessionMiddleware(Lesson03Middleware):
-    """Lesson 03's middleware (course/sessions.py: the cookie, load(), the 503s) with the options.
+    """Lesson 03's middleware (course/kit/sessions.py: the cookie, load(), the 503s) with the options.
 
     ``self.save_uninitialized``, ``self.resave``, ``self.rolling`` and ``self.max_age`` (seconds,
     or None) are set from create_app's options. ``session.is_new`` says that no valid cookie came

@@ -17,13 +17,13 @@ from beaker.middleware import SessionMiddleware
 from beaker.session import InvalidSignature, Session
 from bottle import request
 
-from course.beakerkit import (DEV_SECRET, CountingNamespace, CountingStore, RAW_COOKIE_KEY,
+from course.kit.beakerkit import (DEV_SECRET, CountingNamespace, CountingStore, RAW_COOKIE_KEY,
                               answer_503_when_the_store_is_down, expire_cookie, get_session,
                               session_id_from_cookie, store_guard)
-from course.cookies import cookie_header, parse_cookie_header
-from course.page import Route, render
-from course.serving import lesson_main
-from course.web import ExerciseNotDone, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+from course.kit.cookies import cookie_header, parse_cookie_header
+from course.lesson.page import Route, render
+from course.lesson.server import lesson_main
+from course.lesson.web import ExerciseNotDone, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
 
 TITLE = "Beaker, the real library, and its sharp edges"
 

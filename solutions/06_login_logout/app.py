@@ -5,8 +5,8 @@ into the session, nor does the user's record: the server checks the password aga
 slow hash in the users table, then stores just the user's id in the session, under a brand-new
 session ID. Logging out destroys the session on the server, not just the cookie in the browser.
 
-Sessions come from course/beakerkit.py (lesson 05's hardened Beaker); the users table, the
-form reader and the login page from course/auth.py.
+Sessions come from course/kit/beakerkit.py (lesson 05's hardened Beaker); the users table, the
+form reader and the login page from course/kit/auth.py.
 
 Run it:  python lessons/06_login_logout/app.py   then open http://127.0.0.1:8080/
 """
@@ -18,10 +18,11 @@ import secrets
 
 from bottle import redirect, request, response
 
-from course import ROOT, auth, beakerkit
-from course.page import Route, render
-from course.serving import lesson_main
-from course.web import new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+from course import ROOT
+from course.kit import auth, beakerkit
+from course.lesson.page import Route, render
+from course.lesson.server import lesson_main
+from course.lesson.web import new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
 
 TITLE = "Who is this? Login and logout"
 USER_KEY = "user_id"              # the only thing a login puts in the session

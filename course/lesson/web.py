@@ -11,8 +11,8 @@ from html import escape
 
 import bottle
 
-from course import manifest
-from course.page import STYLE
+from course.lesson import manifest
+from course.lesson.page import STYLE
 
 
 class ExerciseNotDone(NotImplementedError):

@@ -2,13 +2,13 @@
 
 From the shell::
 
-    python -m course.bench http://127.0.0.1:8091/visits -n 2000 -c 4 --sessions 50
-    python -m course.bench http://127.0.0.1:8091/visits -n 2000 -c 16 --cookie 'sid=s%3A...'
-    python -m course.bench URL ... --json            # one JSON object instead of the table
+    python -m course.tools.bench http://127.0.0.1:8091/visits -n 2000 -c 4 --sessions 50
+    python -m course.tools.bench http://127.0.0.1:8091/visits -n 2000 -c 16 --cookie 'sid=s%3A...'
+    python -m course.tools.bench URL ... --json            # one JSON object instead of the table
 
 and a quiet server for it to hit (another process, so client and server do not share a GIL)::
 
-    python -m course.bench serve 04_session_options [--target solutions] --port 8091 \\
+    python -m course.tools.bench serve 04_session_options [--target solutions] --port 8091 \\
         [--option resave=true --option max_age=60 ...] [--no-session]
 
 ``serve`` loads ``TARGET/SLUG/app.py``, calls ``create_app(**options)`` (values are parsed as JSON
@@ -19,7 +19,7 @@ same app and routes with no session machinery, the baseline a session's cost is 
 
 From Python::
 
-    from course.bench import run, make_sessions
+    from course.tools.bench import run, make_sessions
     cookies = make_sessions("http://127.0.0.1:8091/visits", 50)   # Cookie header values
     result = run("http://127.0.0.1:8091/visits", requests=2000, concurrency=4, cookies=cookies)
     result.rps, result.p50_ms, result.p99_ms, result.errors, result.statuses, result.set_cookies
@@ -228,8 +228,8 @@ def _option(text: str) -> tuple[str, object]:
 
 def serve(slug: str, target: str = "solutions", port: int = 8091, options: dict | None = None,
           no_session: bool = False) -> None:
-    from course.loader import load_app_module
-    from course.serving import make_threaded_server
+    from course.tools.loader import load_app_module
+    from course.lesson.server import make_threaded_server
 
     module = load_app_module(target, slug)
     if no_session:
@@ -250,7 +250,7 @@ def serve(slug: str, target: str = "solutions", port: int = 8091, options: dict 
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["serve"]:
-        parser = argparse.ArgumentParser(prog="python -m course.bench serve",
+        parser = argparse.ArgumentParser(prog="python -m course.tools.bench serve",
                                          description="serve a lesson's app quietly for a load test")
         parser.add_argument("slug", help="e.g. 04_session_options")
         parser.add_argument("--target", default="solutions", help="solutions (default), lessons, or a folder")
@@ -260,7 +260,7 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv[1:])
         serve(args.slug, args.target, args.port, dict(args.option), args.no_session)
         return 0
-    parser = argparse.ArgumentParser(prog="python -m course.bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m course.tools.bench", description=__doc__.split("\n")[0])
     parser.add_argument("url")
     parser.add_argument("-n", "--requests", type=int, default=2000)
     parser.add_argument("-c", "--concurrency", type=int, default=4)

@@ -1,7 +1,7 @@
 """The manifest: the one place that says which lessons exist, in what order, with which exercises.
 
 Lesson folders, test files, notebooks, the README's lesson table and the command line all follow
-``course/manifest.toml``; ``tests/test_course_integrity.py`` checks that they agree with it.
+``course/lesson/manifest.toml``; ``tests/test_course_integrity.py`` checks that they agree with it.
 """
 from __future__ import annotations
 

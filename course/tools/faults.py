@@ -7,7 +7,7 @@ server had died), then ``relay.restore()`` and it is back, with the data it held
 mocked: the driver, its connection pool and Beaker see a real outage.
 
 ``AppProcess`` runs a lesson's app in a process of its own (``python app.py --port P ...`` or
-``create_app(**options)`` through ``python -m course.faults serve``), so a test can kill it and
+``create_app(**options)`` through ``python -m course.tools.faults serve``), so a test can kill it and
 start it again, or run two of them side by side.
 """
 from __future__ import annotations
@@ -185,7 +185,7 @@ class AppProcess:
     @classmethod
     def create_app(cls, target, slug: str, *, cwd=None, env=None, **options) -> "AppProcess":
         port = free_port()
-        argv = [sys.executable, "-m", "course.faults", "serve", str(target), slug, "--port", str(port),
+        argv = [sys.executable, "-m", "course.tools.faults", "serve", str(target), slug, "--port", str(port),
                 "--options", json.dumps(options)]
         return cls(argv, port=port, cwd=cwd, env=env)
 
@@ -233,8 +233,8 @@ class AppProcess:
 
 
 def _serve_command(argv=None) -> None:
-    """``python -m course.faults serve TARGET SLUG --port P --options JSON``."""
-    parser = argparse.ArgumentParser(prog="python -m course.faults")
+    """``python -m course.tools.faults serve TARGET SLUG --port P --options JSON``."""
+    parser = argparse.ArgumentParser(prog="python -m course.tools.faults")
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser("serve", help="serve TARGET/SLUG/app.py's create_app(**options)")
     serve.add_argument("target")
@@ -242,8 +242,8 @@ def _serve_command(argv=None) -> None:
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--options", default="{}", help="create_app's keyword arguments, as JSON")
     args = parser.parse_args(argv)
-    from course.loader import load_app_module
-    from course.serving import make_threaded_server
+    from course.tools.loader import load_app_module
+    from course.lesson.server import make_threaded_server
     module = load_app_module(args.target, args.slug)
     server = make_threaded_server(module.create_app(**json.loads(args.options)), "127.0.0.1", args.port)
     print(f"serving on http://127.0.0.1:{args.port}/", flush=True)

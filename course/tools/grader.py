@@ -15,7 +15,7 @@ Outputs in ``--out``: ``grades.csv`` (student x exercise), ``summary.md`` (the c
 student ``json/NAME.json``, ``junit/NAME.xml``, ``feedback/NAME.md`` (what passed, what failed, the
 first hint; never the solution) and ``logs/NAME.log`` (the test run's output, head and tail).
 
-``python -m course.grader PYTEST-ARGS`` is the worker the grader starts: pytest, then ``os._exit``,
+``python -m course.tools.grader PYTEST-ARGS`` is the worker the grader starts: pytest, then ``os._exit``,
 so a thread the submission left running cannot keep the process alive.
 """
 from __future__ import annotations
@@ -40,12 +40,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from course import ROOT, manifest, services, teeth
-from course.loader import resolve_target
-from course.term import Progress, tidy_message, unfinished
+from course import ROOT
+from course.lesson import manifest
+from course.tools import services, teeth
+from course.tools.loader import resolve_target
+from course.tools.term import Progress, tidy_message, unfinished
 
 TEST_FILE = re.compile(r"test_(\d\d_[a-z0-9_]+)\.py")
-TIMED_OUT_SIGN = "timed out: the test's"           # how course.pytest_plugin's time limit fails a test
+TIMED_OUT_SIGN = "timed out: the test's"           # how course.tools.pytest_plugin's time limit fails a test
 STUCK_SIGN = "an earlier test of"                   # how SkipAfterTimeout skips the rest of an exercise
 PYTEST_QUIET = ["-p", "no:xdist", "-p", "no:anyio", "-p", "no:platformdirs", "-p", "no:cacheprovider"]
 KEEP_OUTPUT = 32_000                                # bytes of a run's output kept, at each end
@@ -127,7 +129,7 @@ def find_submissions(paths: list[str]) -> tuple[list[Submission], list[str]]:
 
 
 def worker_command(files: list[str], target: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "course.grader", "-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT),
+    return [sys.executable, "-m", "course.tools.grader", "-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT),
             *files, "-m", "exercise", "--target", str(target), *PYTEST_QUIET, *extra]
 
 
@@ -316,7 +318,7 @@ NOT_STARTED = "not started: lessons/{slug}/app.py is the starter as the course s
 
 
 def unchanged_starter(path: Path, slug: str) -> bool:
-    """Is ``path`` the shipped starter of lesson ``slug``, byte for byte (course/starters.json)?"""
+    """Is ``path`` the shipped starter of lesson ``slug``, byte for byte (course/tools/starters.json)?"""
     recorded = teeth.recorded_starters().get(slug)
     return recorded is not None and path.is_file() and teeth.blob_id(path.read_bytes()) == recorded
 

@@ -1,7 +1,7 @@
 """Session stores, the reference for lesson 03: the Store interface, a memory store, a counting store.
 
 The interface is express-session's, made synchronous for Python. A store keeps JSON-able dicts by
-session ID; the middleware (``course.sessions``) is its only caller.
+session ID; the middleware (``course.kit.sessions``) is its only caller.
 
 =====================  =========  ===============================================================
 method                 required?  contract

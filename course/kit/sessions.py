@@ -32,10 +32,10 @@ from email.utils import formatdate
 from time import time
 from typing import Sequence
 
-from course.cookies import decode_value, encode_value, first_cookie
-from course.signing import secret_list, sign_cookie, unsign_cookie
-from course.stores import MemoryStore, can
-from course.web import ExerciseNotDone
+from course.kit.cookies import decode_value, encode_value, first_cookie
+from course.kit.signing import secret_list, sign_cookie, unsign_cookie
+from course.kit.stores import MemoryStore, can
+from course.lesson.web import ExerciseNotDone
 
 COOKIE_NAME = "sid"
 MAX_COOKIE_CHARS = 4096          # browsers keep at most about 4 KB per cookie; more is an attack
@@ -150,7 +150,7 @@ class SessionMiddleware:
         try:
             session = self.load(environ)
         except ExerciseNotDone:
-            raise                                   # an unfinished exercise: course.web.guard answers 501
+            raise                                   # an unfinished exercise: course.lesson.web.guard answers 501
         except Exception as exc:                    # the store is down: 503, never a 500
             return store_unavailable(environ, start_response, exc)
         environ["session"] = session

@@ -1,6 +1,6 @@
 """Users, passwords and logging in: the finished reference of lesson 06, which lesson 07 on build on.
 
-The pieces of a login that every web app has, on top of :mod:`course.beakerkit`:
+The pieces of a login that every web app has, on top of :mod:`course.kit.beakerkit`:
 
 * **Passwords** (:func:`hash_password`, :func:`check_password`): ``hashlib.scrypt``, a slow,
   memory-hard key derivation function, with a random salt per password. The stored string
@@ -22,7 +22,7 @@ The texts of lesson 06's contract (COURSE.md) are constants here (:data:`LOGIN_O
 
 Typical use::
 
-    from course import auth, beakerkit
+    from course.kit import auth, beakerkit
 
     users = auth.UserDB(".sessions/users.sqlite3")
 
@@ -56,8 +56,8 @@ from typing import Callable, Iterable
 
 import bottle
 
-from course import beakerkit
-from course.web import text
+from course.kit import beakerkit
+from course.lesson.web import text
 
 __all__ = [
     "USER_KEY", "LOGIN_OK", "LOGIN_FAILED", "NOT_LOGGED_IN", "LOGOUT_OK", "LOGOUT_FAILED",
@@ -69,7 +69,7 @@ __all__ = [
     "login_page", "login_form",
 ]
 
-log = logging.getLogger("course.auth")
+log = logging.getLogger("course.kit.auth")
 
 # ---------------------------------------------------------------- the contract's texts
 
@@ -278,14 +278,14 @@ def verify(db: UserDB | str | Path, username: str, password: str) -> int | None:
 # ---------------------------------------------------------------- the session side
 
 STORE_ERRORS: tuple[type[BaseException], ...] = (ConnectionError, TimeoutError)
-"""What a session store raises when it is down (:class:`course.beakerkit.StoreUnavailable` is a
+"""What a session store raises when it is down (:class:`course.kit.beakerkit.StoreUnavailable` is a
 ``ConnectionError``). Lesson 08's stores add their drivers' errors."""
 
 
 def current_user_id(session=None) -> int | None:
     """The logged-in user's id from the session (``session["user_id"]``), or None.
 
-    ``session`` defaults to the current request's (:func:`course.beakerkit.get_session`). Only a
+    ``session`` defaults to the current request's (:func:`course.kit.beakerkit.get_session`). Only a
     positive int counts. Store errors propagate.
     """
     session = beakerkit.get_session() if session is None else session
@@ -496,7 +496,7 @@ def login_page(*, title: str = "Log in", message: str = "", action: str = "/logi
     ``message`` is shown above the form (e.g. :data:`LOGIN_FAILED`), ``hidden`` adds hidden fields
     (lesson 07's CSRF token). Everything is escaped.
     """
-    from course.page import STYLE
+    from course.lesson.page import STYLE
 
     extra = "".join(f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">'
                     for k, v in (hidden or {}).items())

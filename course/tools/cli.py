@@ -17,13 +17,15 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from course import ROOT, manifest, teeth
-from course.loader import LessonLoadError, display, load_app_module, resolve_target
-from course.grader import RANK, STUCK_SIGN, SkipAfterTimeout
-from course.term import Style, bar, tidy_message, unfinished, width
+from course import ROOT
+from course.lesson import manifest
+from course.tools import teeth
+from course.tools.loader import LessonLoadError, display, load_app_module, resolve_target
+from course.tools.grader import RANK, STUCK_SIGN, SkipAfterTimeout
+from course.tools.term import Style, bar, tidy_message, unfinished, width
 
 DEFAULT_TEST_TIMEOUT = 10.0
-TIMED_OUT_SIGN = "timed out: the test's"         # how course.pytest_plugin fails a slow test
+TIMED_OUT_SIGN = "timed out: the test's"         # how course.tools.pytest_plugin fails a slow test
 IMPORT_HANG = ("Importing app.py did not finish: does it start a server or loop when imported? Code that "
                'serves belongs under if __name__ == "__main__":')
 PYTEST_QUIET = ["-p", "no:xdist", "-p", "no:anyio", "-p", "no:platformdirs", "-p", "no:cacheprovider"]
@@ -506,7 +508,7 @@ def watch(args) -> int:
 # ---------------------------------------------------------------- grade
 
 def grade(args) -> int:
-    from course import grader
+    from course.tools import grader
 
     started = time.monotonic()
     lessons = [part for item in (args.lessons or []) for part in item.split(",") if part.strip()]

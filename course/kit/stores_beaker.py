@@ -48,7 +48,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from course.beakerkit import StoreUnavailable
+from course.kit.beakerkit import StoreUnavailable
 
 __all__ = ["ACCEPTED_FORMS", "beaker_options", "hardened", "SessionTooLarge", "StoreUnavailable",
            "is_store_down", "purge_expired", "peek", "redact", "session_files", "sql_engine", "sql_table",
@@ -190,7 +190,7 @@ class SessionTooLarge(Exception):
 
 
 def _down_errors() -> tuple:
-    from course.beakerkit import store_errors
+    from course.kit.beakerkit import store_errors
     return tuple(e for e in store_errors()) + (OSError,)
 
 

@@ -4,10 +4,10 @@
   HTTP. Beaker emits ``Secure`` whenever it is configured, whatever the request; express-session
   instead sends no cookie at all when the request is not HTTPS. The gate does what express does, and
   asks the app (``is_https(environ)``) what counts as HTTPS, so a proxy can be trusted or not.
-* :func:`resolve_secret` (from :mod:`course.beakerkit`) - the session secret: given, or
+* :func:`resolve_secret` (from :mod:`course.kit.beakerkit`) - the session secret: given, or
   ``SESSION_SECRET``; the development fallback only when not in production.
 * :func:`derive_key` - separate keys for separate jobs (encrypting, signing) from one secret.
-* :func:`session_save_error` - what :class:`course.beakerkit.HardenedSessions` answers when saving
+* :func:`session_save_error` - what :class:`course.kit.beakerkit.HardenedSessions` answers when saving
   fails: 413 with a clear line when a cookie session outgrew the cookie, 503 when the store is down.
 * :class:`FakeClock` - a clock a test or a notebook moves by hand (``clock.advance(3600)``), so that
   timeouts of hours are checked in milliseconds.
@@ -23,12 +23,12 @@ from typing import Callable
 
 from beaker.exceptions import BeakerException
 
-from course import beakerkit
+from course.kit import beakerkit
 
 __all__ = ["SecureCookieGate", "resolve_secret", "derive_key", "session_save_error",
            "CookieTooLarge", "FakeClock", "COOKIE_TOO_LARGE"]
 
-log = logging.getLogger("course.security")
+log = logging.getLogger("course.kit.security")
 
 COOKIE_TOO_LARGE = ("Your session is too large to fit in a cookie (browsers keep about 4 KB per "
                     "cookie). Nothing was saved: send less, or keep the session on the server.")
@@ -71,7 +71,7 @@ class SecureCookieGate:
 
 resolve_secret = beakerkit.resolve_secret
 """The session secret: given, or ``SESSION_SECRET``; the development fallback (with a warning) only
-outside production. The same rule as every Beaker lesson; see :func:`course.beakerkit.resolve_secret`."""
+outside production. The same rule as every Beaker lesson; see :func:`course.kit.beakerkit.resolve_secret`."""
 
 
 def derive_key(secret: str, purpose: str) -> str:

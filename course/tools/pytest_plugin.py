@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from course import manifest
-from course.loader import LessonLoadError, load_app_module, resolve_target
-from course.serving import serve
+from course.lesson import manifest
+from course.tools.loader import LessonLoadError, load_app_module, resolve_target
+from course.lesson.server import serve
 
 TEST_FILE = re.compile(r"test_(\d\d_[a-z0-9_]+)\.py$")
 
@@ -71,7 +71,7 @@ def pytest_collection_modifyitems(config, items):
             continue
         exercise_id = marker.args[0] if marker.args else marker.kwargs.get("id")
         if exercise_id not in known:
-            raise pytest.UsageError(f"{item.nodeid}: exercise {exercise_id!r} is not in course/manifest.toml")
+            raise pytest.UsageError(f"{item.nodeid}: exercise {exercise_id!r} is not in course/lesson/manifest.toml")
         item.user_properties.append(("exercise", exercise_id))
         item.user_properties.append(("weight", marker.kwargs.get("weight", 1)))
 

@@ -3,7 +3,7 @@
 Two kinds of code under test that must *not* pass:
 
 * the **starter** of each lesson as the course ships it. A student who solved lessons in their own
-  copy still has the shipped starter in git: ``course/starters.json`` records each starter's git
+  copy still has the shipped starter in git: ``course/tools/starters.json`` records each starter's git
   blob id, so the shipped version is read back from git whatever the working tree holds. When the
   working file matches the record it is used directly (no git needed);
 * **decoys**: the reference solution with one typical mistake patched in, listed in
@@ -23,9 +23,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from course import ROOT, manifest
+from course import ROOT
+from course.lesson import manifest
 
-STARTERS_LOCK = ROOT / "course" / "starters.json"
+STARTERS_LOCK = Path(__file__).with_name("starters.json")
 DECOYS_DIR = ROOT / "tests" / "decoys"
 
 
@@ -56,15 +57,15 @@ def shipped_starter(slug: str) -> bytes:
     """The starter's content as the course ships it (see the module docstring)."""
     recorded = recorded_starters().get(slug)
     if recorded is None:
-        raise StarterUnavailable(f"course/starters.json has no entry for {slug}: "
+        raise StarterUnavailable(f"course/tools/starters.json has no entry for {slug}: "
                                  "run `python -m course freeze` and commit the file")
     path = ROOT / "lessons" / slug / "app.py"
     if path.exists() and blob_id(path.read_bytes()) == recorded:
         return path.read_bytes()
     if os.environ.get("CI"):
         raise StarterUnavailable(
-            f"lessons/{slug}/app.py is not the starter recorded in course/starters.json. If you changed "
-            "the starter on purpose, run `python -m course freeze` and commit course/starters.json.")
+            f"lessons/{slug}/app.py is not the starter recorded in course/tools/starters.json. If you changed "
+            "the starter on purpose, run `python -m course freeze` and commit course/tools/starters.json.")
     try:
         return subprocess.run(["git", "cat-file", "blob", recorded], cwd=ROOT, capture_output=True,
                               check=True, timeout=10).stdout

@@ -21,7 +21,7 @@ short of what lesson 03 taught (research/beaker_probe.md measures each gap). Thi
 
 Typical use (lesson 06 on)::
 
-    from course.beakerkit import HardenedSessions, session_config, get_session
+    from course.kit.beakerkit import HardenedSessions, session_config, get_session
 
     def create_app(secret=None, store=None):
         app = new_app()
@@ -57,7 +57,7 @@ from beaker.middleware import SessionMiddleware
 from beaker.session import CookieSession, InvalidSignature, Session, SessionObject, _session_id
 from beaker.synchronization import null_synchronizer
 
-from course.cookies import parse_cookie_header
+from course.kit.cookies import parse_cookie_header
 
 __all__ = [
     "DEV_SECRET", "InsecureSecretWarning", "resolve_secret", "session_config",
@@ -68,7 +68,7 @@ __all__ = [
     "store_errors", "answer_503_when_the_store_is_down", "store_guard",
 ]
 
-log = logging.getLogger("course.beakerkit")
+log = logging.getLogger("course.kit.beakerkit")
 
 DEV_SECRET = "insecure-development-secret--set-SESSION_SECRET-in-production"
 """The signing secret used when ``SESSION_SECRET`` is not set: fine on your laptop, never in
@@ -100,7 +100,7 @@ def resolve_secret(secret: str | None, *, production: bool = False, stacklevel: 
                          "random value (python -c 'import secrets; print(secrets.token_urlsafe(32))')")
     warnings.warn(
         "SESSION_SECRET is not set: session cookies are signed with a development secret that "
-        "anybody can read in course/beakerkit.py. Set SESSION_SECRET to a long random value "
+        "anybody can read in course/kit/beakerkit.py. Set SESSION_SECRET to a long random value "
         "(python -c 'import secrets; print(secrets.token_urlsafe(32))') before deploying.",
         InsecureSecretWarning, stacklevel=stacklevel + 1)
     return DEV_SECRET

@@ -10,8 +10,8 @@ import ast
 import os
 from pathlib import Path
 
-from course.loader import app_path, load_app_module, resolve_target
-from course.serving import BackgroundServer
+from course.tools.loader import app_path, load_app_module, resolve_target
+from course.lesson.server import BackgroundServer
 
 
 def target() -> str:

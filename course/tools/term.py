@@ -133,7 +133,7 @@ def _is_tty(stream) -> bool:
 
 _WHERE = re.compile(r"^\s*\+\s")                 # pytest's "+  where 3 = f(x)" explanation lines
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
-_PREFIXES = ("AssertionError: ", "Failed: ", "course.web.ExerciseNotDone: ")
+_PREFIXES = ("AssertionError: ", "Failed: ", "course.lesson.web.ExerciseNotDone: ")
 
 
 def tidy_message(message: str, replace: dict[str, str] | None = None, max_lines: int = 4,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Callable, Iterable
 
-from course.cookies import parse_cookie_header
+from course.kit.cookies import parse_cookie_header
 
 
 @dataclass(frozen=True)

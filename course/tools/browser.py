@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from course.services import required
+from course.tools.services import required
 
 DEFAULT_CHROMIUM = "/usr/bin/chromium"
 
