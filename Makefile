@@ -4,7 +4,8 @@
 #   make run [LESSON=01] [SOLUTION=1] [PORT=8080] [STORE=url]   serve a lesson
 #   make check LESSON=01                                       check your own work on a lesson
 #   make list | make hint EXERCISE=01.2 | make watch [LESSON=01]  your progress, hints, re-check on save
-#   make test                                                  check the whole course (maintainers, CI)
+#   make test                                                  lint, then check the whole course (maintainers, CI)
+#   make lint                                                  only the linter (ruff, configured in ruff.toml)
 #   make notebooks                                             open the walkthroughs in Jupyter
 #   make grade SUBMISSIONS="a/ b/" OUT=grades                  grade a class (instructors)
 #   make services                                              start Redis, PostgreSQL, MariaDB, memcached, MongoDB in containers
@@ -18,7 +19,7 @@ PORT   ?= 8080
 HOST   ?= 127.0.0.1
 JOBS   ?= 2
 
-.PHONY: run check test notebooks grade list hint watch services venv clean
+.PHONY: run check lint test notebooks grade list hint watch services venv clean
 
 # The venv is rebuilt whenever requirements.txt is newer than the stamp. A .pth file puts the
 # repository root on the venv's path, so `import course` works from notebooks/ and from anywhere.
@@ -47,7 +48,10 @@ hint: $(STAMP)
 watch: $(STAMP)
 	@$(PY) -m course watch $(if $(filter-out file,$(origin LESSON)),$(LESSON))
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+test: lint
 	$(PY) -m pytest -n $(JOBS) --dist loadfile $(ARGS)
 
 notebooks: $(STAMP)

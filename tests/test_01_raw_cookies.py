@@ -6,6 +6,7 @@ A ``requests.Session`` (the ``client`` fixture) keeps cookies as a browser does;
 """
 import pytest
 import requests
+
 from course.tools.testing import set_cookie_lines
 
 GARBAGE_VISITS = {
@@ -33,7 +34,8 @@ def test_read_count_accepts_small_non_negative_integers(app_module, value, expec
 
 
 @pytest.mark.exercise("01.1")
-@pytest.mark.parametrize("value", [None, "", "abc", "-3", "2.5", "1e3", "9" * 40, "1000000000", "٣", "１２", " 7", '"12'],
+@pytest.mark.parametrize("value", [None, "", "abc", "-3", "2.5", "1e3", "9" * 40, "1000000000", "٣", "１２", " 7",
+                                   '"12'],
                          ids=["none", "empty", "letters", "negative", "decimal", "exponent", "huge",
                               "ten digits", "arabic-indic", "fullwidth", "leading space", "quote"])
 def test_read_count_treats_anything_else_as_zero(app_module, value):
@@ -61,7 +63,8 @@ def test_first_visit_counts_one_and_sets_the_cookie(base_url, client):
 @pytest.mark.exercise("01.2")
 def test_each_visit_counts_up(base_url, client):
     bodies = [client.get(base_url + "/visits").text for _ in range(3)]
-    assert ["You have visited %d times" % n in body for n, body in zip((1, 2, 3), bodies)] == [True] * 3, bodies
+    counted = ["You have visited %d times" % n in body for n, body in zip((1, 2, 3), bodies, strict=True)]
+    assert counted == [True] * 3, bodies
 
 
 @pytest.mark.exercise("01.2")

@@ -206,7 +206,7 @@ def test_session_id_from_refuses_what_it_did_not_sign(app_module, header):
 @pytest.mark.exercise("03.3")
 def test_the_session_is_loaded_from_the_cookie(url, client, store):  # T02
     bodies = [client.get(url + "/visits").text for _ in range(3)]
-    assert [f"You have visited {n} times" in b for n, b in zip((1, 2, 3), bodies)] == [True] * 3, bodies
+    assert [f"You have visited {n} times" in b for n, b in zip((1, 2, 3), bodies, strict=True)] == [True] * 3, bodies
     assert store.length() == 1, "three visits of one browser are one session"
 
 
@@ -337,7 +337,7 @@ def test_no_data_of_one_session_shows_in_another(url):
         for _ in range(n):
             browser.get(url + "/visits", timeout=10)
 
-    threads = [threading.Thread(target=use, args=(b, n)) for b, n in zip(browsers, counts)]
+    threads = [threading.Thread(target=use, args=(b, n)) for b, n in zip(browsers, counts, strict=True)]
     for t in threads:
         t.start()
     for t in threads:

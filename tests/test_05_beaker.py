@@ -222,7 +222,8 @@ def test_a_store_failure_during_reset_is_503_and_the_session_survives(url, store
     resp = client.post(url + "/reset")
     store.down = False
     assert resp.status_code == 503 and "Session store unavailable" in resp.text, \
-        f"a store error while destroying must reach the caller (503), not be swallowed: {resp.status_code} {resp.text!r}"
+        ("a store error while destroying must reach the caller (503), not be swallowed: "
+         f"{resp.status_code} {resp.text!r}")
     assert "Visits so far: 2" in client.get(url + "/peek").text, "the session should be left as it was"
     assert client.post(url + "/reset").status_code == 200 and not store.holds(old_id)
 
@@ -329,7 +330,8 @@ def test_store_stats_counts_what_beaker_asks_of_the_store(url):
     stats = requests.get(url + "/store/stats").json()
     assert stats == {"gets": 0, "sets": 0, "touches": 0, "destroys": 0, "sessions": 0}
     start_session(url, visits=2)
-    assert requests.get(url + "/store/stats").json() == {"gets": 1, "sets": 2, "touches": 0, "destroys": 0, "sessions": 1}
+    stats = requests.get(url + "/store/stats").json()
+    assert stats == {"gets": 1, "sets": 2, "touches": 0, "destroys": 0, "sessions": 1}
 
 
 def test_beaker_defaults_as_measured(url, store):
@@ -482,7 +484,8 @@ def test_kit_hardened_sessions_close_every_gap(serve_app):
     browser.get(url + "/login")
     new_value = browser.cookies["sid"]
     assert new_value != value and browser.get(url + "/peek").text == "n=2"
-    assert not store.holds(value[40:]) and requests.get(url + "/user", headers={"Cookie": f"sid={value}"}).text == "user=None"
+    assert not store.holds(value[40:])
+    assert requests.get(url + "/user", headers={"Cookie": f"sid={value}"}).text == "user=None"
     # destroy: the record gone, the cookie cleared, the old cookie worthless
     out = browser.post(url + "/logout")
     assert out.text == "out" and "sid" not in browser.cookies and store.stats()["sessions"] == 0

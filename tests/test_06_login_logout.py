@@ -16,9 +16,8 @@ import pytest
 import requests
 
 from course.kit import auth, beakerkit
-from course.tools import browser
 from course.lesson.web import new_app, text
-from course.tools import testing
+from course.tools import browser, testing
 
 SECRET = "lesson-06-test-secret-" + "k" * 24
 ALICE = {"username": "alice", "password": "wonderland"}
@@ -210,7 +209,8 @@ def test_the_dashboard_is_closed_without_a_session(url):
         "oversized", "malformed and a user_id cookie"])
 def test_a_cookie_alone_never_opens_the_dashboard(url, cookie):
     resp = requests.get(url + "/dashboard", headers={"Cookie": cookie})
-    assert resp.status_code == 401, f"Cookie {cookie[:60]!r} gave {resp.status_code}: only a session the server holds logs in"
+    assert resp.status_code == 401, \
+        f"Cookie {cookie[:60]!r} gave {resp.status_code}: only a session the server holds logs in"
     assert "Please log in to view this page." in resp.text
 
 

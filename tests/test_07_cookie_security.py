@@ -14,9 +14,9 @@ import zlib
 import pytest
 import requests
 
-from course.tools import browser
 from course.kit.beakerkit import CountingStore, HardenedSessions, get_session, session_config
 from course.kit.security import FakeClock
+from course.tools import browser
 from course.tools.testing import cookie_attributes, set_cookie_lines
 
 # A tampered cookie session is refused with a BeakerWarning: expected here, and tested.
@@ -305,7 +305,8 @@ def test_behind_a_trusted_proxy_the_first_x_forwarded_proto_decides(start, forwa
     resp = requests.post(url + "/login", data=LOGIN, headers=headers)
     assert resp.status_code in (200, 303)
     lines = set_cookie_lines(resp, "__Host-sid")
-    assert bool(lines) is sent, f"X-Forwarded-Proto: {forwarded!r} should {'' if sent else 'not '}get the cookie: {lines}"
+    assert bool(lines) is sent, \
+        f"X-Forwarded-Proto: {forwarded!r} should {'' if sent else 'not '}get the cookie: {lines}"
     if sent:
         again = requests.get(url + "/dashboard", headers={"Cookie": pair(lines[0]), **headers})
         assert "Welcome to your dashboard, user 1" in again.text
@@ -322,7 +323,7 @@ def test_the_production_app_sets_only_the_host_cookie_over_https(start):
     url = start(production=True, https=True)
     resp = log_in(url)
     lines = set_cookie_lines(resp)
-    names = [l.split("=", 1)[0] for l in lines]
+    names = [line.split("=", 1)[0] for line in lines]
     assert names == ["__Host-sid"], f"production login should set exactly one cookie, __Host-sid; got {names}"
     assert_host_cookie(lines[0])
 
@@ -345,7 +346,9 @@ def test_the_profile_form_carries_a_hidden_csrf_token(start):
     browser = requests.Session()
     token = logged_in_with_token(url, browser)
     page = browser.get(url + "/profile").text
-    assert re.search(r'type=["\']hidden["\'][^>]*name=["\']csrf_token|name=["\']csrf_token["\'][^>]*type=["\']hidden', page), \
+    hidden_token = (r'type=["\']hidden["\'][^>]*name=["\']csrf_token'
+                    r'|name=["\']csrf_token["\'][^>]*type=["\']hidden')
+    assert re.search(hidden_token, page), \
         "the token travels in a hidden form field"
     assert len(token) >= 22, f"a CSRF token needs at least 128 random bits: {token!r}"
     assert token_of(page) == token, "the token stays the same for the session"

@@ -52,7 +52,7 @@ def store(tmp_path, request):
         return services.require(kind)
 
     yield make
-    for kind, base, table in tables:
+    for _kind, base, table in tables:
         options = stores_beaker.beaker_options(base)
         try:
             import sqlalchemy as sa
@@ -180,11 +180,11 @@ def test_sessions_survive_an_app_restart_except_in_memory(course_target, store, 
         started.append(proc)
         return proc
 
-    first = dict(zip(kinds, in_parallel(start, kinds)))
+    first = dict(zip(kinds, in_parallel(start, kinds), strict=True))
     before = {kind: [count_of(visit(clients[kind], first[kind].url)) for _ in range(2)] for kind in kinds}
     for proc in first.values():
         proc.kill()
-    second = dict(zip(kinds, in_parallel(start, kinds)))
+    second = dict(zip(kinds, in_parallel(start, kinds), strict=True))
     after = {kind: visit(clients[kind], second[kind].url) for kind in kinds}
     assert before == {kind: [1, 2] for kind in kinds}, before
     for kind in kinds[1:]:
@@ -241,7 +241,6 @@ def _age(url, sid, seconds):
     """Make session ``sid`` look ``seconds`` older in the store itself (its write time)."""
     options = stores_beaker.beaker_options(url)
     if options["type"] == "ext:database":
-        import sqlalchemy as sa
         from datetime import datetime, timedelta
         engine, table = stores_beaker.sql_table(options)
         with engine.begin() as conn:
@@ -319,9 +318,10 @@ def test_a_store_that_is_down_answers_503_then_recovers_with_nothing_lost(server
             began = time.monotonic()
             resp = visit(client, base_url, path)
             took = time.monotonic() - began
-            assert resp.status_code == 503, f"{path} with the {kind} store down: expected 503, got {resp.status_code} {resp.text[:200]!r}"
+            assert resp.status_code == 503, \
+                f"{path} with the {kind} store down: expected 503, got {resp.status_code} {resp.text[:200]!r}"
             assert "Session store unavailable" in resp.text
-            assert not [l for l in set_cookie_lines(resp) if l.startswith("sid=")], \
+            assert not [line for line in set_cookie_lines(resp) if line.startswith("sid=")], \
                 "a 503 must not hand out a new session cookie: the visitor's session is safe in the store"
             assert took < 5, f"{path} took {took:.1f} s to notice the store was down"
         assert client.cookies.get("sid") == cookie

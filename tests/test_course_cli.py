@@ -19,8 +19,8 @@ import time
 import pytest
 
 from course import ROOT
-from course.lesson import manifest
 from course.__main__ import main
+from course.lesson import manifest
 from course.tools.term import Progress, Style, tidy_message
 from tests.fixtures import submissions as build
 
@@ -45,7 +45,8 @@ def test_check_on_a_solved_copy_says_complete(tmp_path):
     build.solved(tmp_path, SLUG)
     proc = course("check", "01", "--target", tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"Lesson 01 is complete" in proc.stdout and f"{LESSON.max_points} of {LESSON.max_points} points" in proc.stdout
+    assert "Lesson 01 is complete" in proc.stdout
+    assert f"{LESSON.max_points} of {LESSON.max_points} points" in proc.stdout
     assert "python -m course diff 01" in proc.stdout
     assert "\033[" not in proc.stdout, "no colour when the output is not a terminal"
 
@@ -177,7 +178,7 @@ def test_diff_shows_your_code_beside_the_reference_once_it_passes(tmp_path):
     assert '+        return text("Forgot your visits: the next one counts as the first")' in proc.stdout
     assert "yours:" in proc.stdout and "reference: solutions/01_raw_cookies/app.py" in proc.stdout
     side = course("diff", "01", "--target", tmp_path, "--side-by-side", env={"COLUMNS": "200"})
-    line = next(l for l in side.stdout.splitlines() if "Forgotten." in l)
+    line = next(line for line in side.stdout.splitlines() if "Forgotten." in line)
     assert " ≠ " in line and "Forgot your visits" in line
 
 

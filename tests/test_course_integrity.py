@@ -42,7 +42,8 @@ def test_manifest_ids_are_ordered_and_exercises_have_points_and_hints():
 def test_readme_lesson_table_matches_the_manifest():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\|\s*(\d\d)\s*\|\s*\[([^\]]+)\]\(lessons/([^/)]+)/README\.md\)", readme, re.M)
-    assert rows == [(l.id, l.title, l.slug) for l in LESSONS], "README.md's lesson table differs from the manifest"
+    assert rows == [(lesson.id, lesson.title, lesson.slug) for lesson in LESSONS], \
+        "README.md's lesson table differs from the manifest"
 
 
 @pytest.mark.parametrize("slug", SLUGS)
@@ -62,13 +63,17 @@ def test_the_starter_marks_every_exercise_and_the_solution_none(slug):
     assert "todo(\"" not in solution, f"solutions/{slug}/app.py still has a todo(...)"
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "lessons").glob("*/app.py")) + sorted((ROOT / "solutions").glob("*/app.py")),
+APP_FILES = sorted((ROOT / "lessons").glob("*/app.py")) + sorted((ROOT / "solutions").glob("*/app.py"))
+
+
+@pytest.mark.parametrize("path", APP_FILES,
                          ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}")
 def test_module_contract(path):
     tree = ast.parse(path.read_text(encoding="utf-8"))
     top = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
     assert {"create_app", "main"} <= top, f"{path}: needs create_app(**options) and main(argv=None)"
-    assigned = {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets if isinstance(t, ast.Name)}
+    assigned = {target.id for node in tree.body if isinstance(node, ast.Assign)
+                for target in node.targets if isinstance(target, ast.Name)}
     assert "app" in assigned, f"{path}: needs app = create_app() at module level"
     source = path.read_text(encoding="utf-8")
     assert '__name__ == "__main__"' in source
@@ -130,8 +135,9 @@ def test_run_of_an_unknown_lesson_lists_the_lessons():
 
 
 def test_every_requirement_is_pinned():
-    lines = [l.split("#")[0].strip() for l in (ROOT / "requirements.txt").read_text().splitlines()]
-    unpinned = [l for l in lines if l and not re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[0-9][A-Za-z0-9_.\-]*", l)]
+    lines = [line.split("#")[0].strip() for line in (ROOT / "requirements.txt").read_text().splitlines()]
+    unpinned = [line for line in lines
+                if line and not re.fullmatch(r"[A-Za-z0-9_.\-\[\]]+==[0-9][A-Za-z0-9_.\-]*", line)]
     assert not unpinned, f"pin these with ==: {unpinned}"
 
 

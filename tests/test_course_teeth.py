@@ -66,7 +66,8 @@ def test_every_decoy_fails(decoy_run, decoy):
     records = decoy_run[decoy.id]
     assert not isinstance(records, str), records
     assert records, f"no exercise test ran against decoy {decoy.id}"
-    assert teeth.caught(records), f"decoy {decoy.id!r} ({decoy.mistake}) passes every exercise test: add a test that catches it"
+    assert teeth.caught(records), \
+        f"decoy {decoy.id!r} ({decoy.mistake}) passes every exercise test: add a test that catches it"
 
 
 def test_the_teeth_check_itself_can_fail(tmp_path):

@@ -2,8 +2,8 @@
 import requests
 
 from course.kit.cookies import cookie_header, parse_cookie_header
-from course.tools.loader import load_app_module
 from course.lesson.web import guard, todo
+from course.tools.loader import load_app_module
 
 
 def test_an_unfinished_route_answers_501_naming_the_exercise_in_text_or_html(serve_app):

@@ -268,9 +268,9 @@ def test_grading_again_gives_the_same_grades(graded, klass, tmp_path):
     proc = subprocess.run(grade_command([klass / name for name in again], tmp_path, "--no-progress"),
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    before = [l for l in (out / "grades.csv").read_text().splitlines() if l.split(",")[0] in again]
+    before = [line for line in (out / "grades.csv").read_text().splitlines() if line.split(",")[0] in again]
     assert (tmp_path / "grades.csv").read_text().splitlines()[1:] == before
-    assert not [l for l in proc.stderr.splitlines() if l.startswith("[")], "--no-progress shows no progress"
+    assert not [line for line in proc.stderr.splitlines() if line.startswith("[")], "--no-progress shows no progress"
 
 
 def test_a_folder_of_submissions_is_expanded_and_names_stay_unique(tmp_path):

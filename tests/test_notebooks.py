@@ -4,7 +4,6 @@ A notebook states what it shows with ``assert``s, so running it checks it. It ru
 repository root against the reference solutions (COURSE_TARGET=solutions).
 """
 import json
-import os
 
 import nbformat
 import pytest
