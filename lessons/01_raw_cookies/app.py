@@ -8,7 +8,7 @@ with curl) can send any value it likes.
 Run it:  python lessons/01_raw_cookies/app.py   then open http://127.0.0.1:8080/
 Check it: make check LESSON=01
 """
-from bottle import request, response  # noqa: F401  (you will need both)
+from bottle import request, response
 
 from course.kit.cookies import cookie_header
 from course.lesson.page import Route, render

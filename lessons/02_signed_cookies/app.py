@@ -11,9 +11,9 @@ The client can still *read* the count (signing is not encryption), but it can no
 Run it:  python lessons/02_signed_cookies/app.py   then open http://127.0.0.1:8080/
 Check it: make check LESSON=02
 """
-import base64  # noqa: F401  (you will need all three)
-import hashlib  # noqa: F401
-import hmac  # noqa: F401
+import base64  # base64, hashlib and hmac: for 02.1 and 02.2
+import hashlib
+import hmac
 
 from bottle import request, response
 

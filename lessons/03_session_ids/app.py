@@ -9,17 +9,17 @@ Run it:  python lessons/03_session_ids/app.py   then open http://127.0.0.1:8080/
 Check it: make check LESSON=03
 """
 import json
-import secrets  # noqa: F401  (03.2 uses it)
+import secrets  # for 03.2
 import threading
 import time
 
 from bottle import request, response
 
-from course.kit.cookies import cookie_header, decode_value, encode_value, first_cookie  # noqa: F401  (03.2 uses them)
+from course.kit.cookies import cookie_header, decode_value, encode_value, first_cookie  # 03.2 uses them
+from course.kit.signing import sign_cookie, unsign_cookie  # for 03.2
 from course.lesson.page import Route, render
 from course.lesson.server import lesson_main
-from course.kit.signing import sign_cookie, unsign_cookie  # noqa: F401  (03.2 uses them)
-from course.lesson.web import ExerciseNotDone, guard, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+from course.lesson.web import ExerciseNotDone, guard, new_app, text, todo
 
 TITLE = "The server remembers"
 COOKIE_NAME = "sid"

@@ -12,12 +12,12 @@ Run it:  python lessons/06_login_logout/app.py   then open http://127.0.0.1:8080
 Check it: make check LESSON=06
 """
 import functools
-import hashlib  # noqa: F401  (you will need these three for 06.1)
-import hmac  # noqa: F401
+import hashlib  # hashlib, hmac and secrets: for 06.1
+import hmac
 import logging
-import secrets  # noqa: F401
+import secrets
 
-from bottle import redirect, request, response  # noqa: F401  (redirect: for 06.4)
+from bottle import redirect, request, response  # redirect: for 06.4
 
 from course import ROOT
 from course.kit import auth, beakerkit
@@ -111,26 +111,11 @@ def create_app(secret=None, db_path=None, store=None):
     config = beakerkit.session_config(secret=secret, store=store)
     app = new_app()
     app.install(auth.store_errors_as_503)     # a store that is down: 503, never a traceback
-
-    @app.get("/")
-    def index():
-        return render(
-            lesson_id="06", title=TITLE,
-            intro="Log in as alice / wonderland (user 1) or bob / builder (user 2). Visit /visits first "
-                  "to get an anonymous session, then log in and watch its ID change in the inspector.",
-            routes=[Route("GET", "/visits", "count your visits: an anonymous session"),
-                    Route("GET", "/login", "the login page"),
-                    Route("POST", "/login", "log in", ("username=alice", "password")),
-                    Route("GET", "/dashboard", "only for a logged-in user"),
-                    Route("POST", "/logout", "log out: the session is destroyed on the server")],
-            cookie_header=request.environ.get(beakerkit.RAW_COOKIE_KEY, ""),
-            decode=lambda name, value: describe_cookie(name, value, config, store),
-            session=stored_session(config, store) or {},
-        )
-
-    @app.get("/login")
-    def login_page():
-        return auth.login_page(title="Lesson 06: log in")
+    # The ready-made routes are at the end of the file; the two below are exercises 06.4 and 06.5.
+    app.get("/", callback=lambda: lesson_page(config, store))
+    app.get("/visits", callback=visits)
+    app.get("/login", callback=login_page)
+    app.get("/dashboard", callback=dashboard)
 
     @app.post("/login")
     def login():
@@ -149,11 +134,6 @@ def create_app(secret=None, db_path=None, store=None):
         #     else gets text("Login successful!").
         raise todo("06.4")
 
-    @app.get("/dashboard")
-    @login_required
-    def dashboard():
-        return text(f"Welcome to your dashboard, user {current_user_id()}")
-
     @app.post("/logout")
     def logout():
         """Exercise 06.5: log the user out, for good."""
@@ -164,16 +144,45 @@ def create_app(secret=None, db_path=None, store=None):
         # "logged out" when you are not. Otherwise answer text("Logged out successfully").
         raise todo("06.5")
 
-    @app.get("/visits")
-    def visits():
-        """Ready-made: count visits in the session, logged in or not (an anonymous session)."""
-        session = beakerkit.get_session()
-        count = session.get("visits", 0)
-        session["visits"] = (count if isinstance(count, int) else 0) + 1
-        session.save()
-        return text(f"You have visited {session['visits']} times")
-
     return beakerkit.HardenedSessions(app, config)
+
+
+# ---------------------------------------------------------------- the ready-made routes and helpers
+
+def visits():
+    """Count visits in the session, logged in or not (an anonymous session)."""
+    session = beakerkit.get_session()
+    count = session.get("visits", 0)
+    session["visits"] = (count if isinstance(count, int) else 0) + 1
+    session.save()
+    return text(f"You have visited {session['visits']} times")
+
+
+def login_page():
+    """The login form, for a browser (it posts to /login)."""
+    return auth.login_page(title="Lesson 06: log in")
+
+
+@login_required
+def dashboard():
+    return text(f"Welcome to your dashboard, user {current_user_id()}")
+
+
+def lesson_page(config, store):
+    """The lesson page, with the inspector: what the browser sent, what the store holds."""
+    return render(
+        lesson_id="06", title=TITLE,
+        intro="Log in as alice / wonderland (user 1) or bob / builder (user 2). Visit /visits first "
+              "to get an anonymous session, then log in and watch its ID change in the inspector.",
+        routes=[Route("GET", "/visits", "count your visits: an anonymous session"),
+                Route("GET", "/login", "the login page"),
+                Route("POST", "/login", "log in", ("username=alice", "password")),
+                Route("GET", "/dashboard", "only for a logged-in user"),
+                Route("POST", "/logout", "log out: the session is destroyed on the server")],
+        cookie_header=request.environ.get(beakerkit.RAW_COOKIE_KEY, ""),
+        decode=lambda name, value: describe_cookie(name, value, config, store),
+        session=stored_session(config, store) or {},
+    )
 
 
 def text_page(html, status):

@@ -13,19 +13,26 @@ Check it: make check LESSON=08
 """
 import argparse
 import sys
-import time
-from datetime import datetime  # noqa: F401  (for 08.3)
-from urllib.parse import parse_qsl, urlsplit  # noqa: F401  (for 08.1)
+import time  # for 08.3
+from datetime import datetime  # for 08.3
+from urllib.parse import parse_qsl, urlsplit  # for 08.1
 
 from bottle import request
 
 from course.kit import stores_beaker
-from course.kit.beakerkit import (RAW_COOKIE_KEY, HardenedSessions, destroy_session, get_session,
-                              session_config, session_id_from_cookie, store_errors)
+from course.kit.beakerkit import (
+    RAW_COOKIE_KEY,
+    HardenedSessions,
+    destroy_session,
+    get_session,
+    session_config,
+    session_id_from_cookie,
+    store_errors,
+)
 from course.kit.cookies import cookie_header
 from course.lesson.page import Route, render
 from course.lesson.server import lesson_main
-from course.lesson.web import ExerciseNotDone, guard, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+from course.lesson.web import ExerciseNotDone, guard, new_app, text, todo
 
 TITLE = "Where the sessions live"
 DEFAULT_STORE = "sqlite:///.sessions/sessions.db"   # a file next to where you run the app

@@ -12,7 +12,7 @@ from bottle import request, response
 from course.kit.cookies import cookie_header
 from course.lesson.page import Route, render
 from course.lesson.server import lesson_main
-from course.lesson.web import new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+from course.lesson.web import new_app, text
 
 TITLE = "A cookie is just a header"
 ONE_YEAR = 365 * 24 * 60 * 60     # seconds, for Max-Age

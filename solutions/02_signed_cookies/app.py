@@ -11,7 +11,7 @@ The client can still *read* the count (signing is not encryption), but it can no
 Run it:  python lessons/02_signed_cookies/app.py   then open http://127.0.0.1:8080/
 Check it: make check LESSON=02
 """
-import base64
+import base64  # base64, hashlib and hmac: for 02.1 and 02.2
 import hashlib
 import hmac
 
@@ -20,7 +20,7 @@ from bottle import request, response
 from course.kit.cookies import cookie_header, decode_value, encode_value, first_cookie
 from course.lesson.page import Route, render
 from course.lesson.server import lesson_main
-from course.lesson.web import new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+from course.lesson.web import new_app, text
 
 TITLE = "Signed cookies: tamper-evident values"
 # For trying the lesson on your own machine only. Anybody who knows the secret can sign any value,

@@ -8,18 +8,18 @@ store (``GET /store/stats``) and the ``Set-Cookie`` headers show what each one c
 Run it:  python lessons/04_session_options/app.py --resave --rolling --max-age 60
 """
 import json
-import time  # noqa: F401  (04.2 uses it)
-from email.utils import formatdate  # noqa: F401  (04.2 uses it)
+import time  # for 04.2
+from email.utils import formatdate  # for 04.2
 
 from bottle import request, response
 
 from course.kit.cookies import cookie_header
-from course.lesson.page import Route, render
-from course.lesson.server import lesson_main
 from course.kit.sessions import SessionMiddleware as Lesson03Middleware
 from course.kit.sessions import cookie_value, set_cookie_header
-from course.kit.stores import CountingStore, MemoryStore, can  # noqa: F401  (04.4 uses can)
-from course.lesson.web import guard, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+from course.kit.stores import CountingStore, MemoryStore, can  # can: for 04.4
+from course.lesson.page import Route, render
+from course.lesson.server import lesson_main
+from course.lesson.web import guard, new_app, text
 
 TITLE = "resave, saveUninitialized, rolling"
 DEV_SECRET = "lesson 04 development secret: pass your own with create_app(secret=...)"

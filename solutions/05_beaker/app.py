@@ -9,21 +9,29 @@ so you can see the gap before you close it (``--stock`` shows Beaker as it ships
 Run it:  python lessons/05_beaker/app.py   then open http://127.0.0.1:8080/
 Check it: make check LESSON=05
 """
-import os
+import os  # os and warnings: for 05.1
 import warnings
-from http.cookies import SimpleCookie
+from http.cookies import SimpleCookie  # for 05.5
 
 from beaker.middleware import SessionMiddleware
 from beaker.session import InvalidSignature, Session
 from bottle import request
 
-from course.kit.beakerkit import (DEV_SECRET, CountingNamespace, CountingStore, RAW_COOKIE_KEY,
-                              answer_503_when_the_store_is_down, expire_cookie, get_session,
-                              session_id_from_cookie, store_guard)
-from course.kit.cookies import cookie_header, parse_cookie_header
+from course.kit.beakerkit import (
+    DEV_SECRET,
+    RAW_COOKIE_KEY,
+    CountingNamespace,
+    CountingStore,
+    answer_503_when_the_store_is_down,
+    expire_cookie,
+    get_session,
+    session_id_from_cookie,
+    store_guard,
+)
+from course.kit.cookies import cookie_header, parse_cookie_header  # parse_cookie_header: for 05.5
 from course.lesson.page import Route, render
 from course.lesson.server import lesson_main
-from course.lesson.web import ExerciseNotDone, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+from course.lesson.web import ExerciseNotDone, new_app, text
 
 TITLE = "Beaker, the real library, and its sharp edges"
 
@@ -151,26 +159,25 @@ def create_app(secret=None, rolling=False, store=None, stock=False, **beaker_opt
     ``cookie_expires=60``, ``timeout=1800``.
     """
     store = store if store is not None else CountingStore()
+    if stock:
+        settings = {}
+    else:
+        try:
+            settings = session_config(secret)
+        except ExerciseNotDone:
+            settings = {}                              # 05.1 not done: Beaker's own defaults
+    options = {f"session.{name}": value for name, value in beaker_options.items()}
+    config = {"session.key": "beaker.session.id",      # Beaker's defaults, spelt out
+              **settings, **options,
+              "session.namespace_class": CountingNamespace, "session.store": store}
+    if not stock:
+        config["session.session_class"] = StrictSession
     app = new_app()
     app.install(answer_503_when_the_store_is_down)     # a route that finds the store down: 503
+    if rolling and not stock:
+        app.install(keep_rolling)
 
-    @app.get("/")
-    def index():
-        # Never touches the session: the inspector reads the store directly, uncounted.
-        session_id = session_id_from_cookie(cookie_header(request.environ), config["session.key"],
-                                            config.get("session.secret"))
-        return render(
-            lesson_id="05", title=TITLE,
-            intro=("Beaker keeps the session on the server and only an ID in the cookie. "
-                   f"Cookie name: {config['session.key']}. Watch what each route costs the store."),
-            routes=[Route("GET", "/visits", "count your visits in the session (writes)"),
-                    Route("GET", "/peek", "read the count (only reads; Beaker may still write)"),
-                    Route("GET", "/store/stats", "what Beaker asked of the store so far"),
-                    Route("POST", "/reset", "destroy the session: record and cookie")],
-            cookie_header=request.environ.get(RAW_COOKIE_KEY) or cookie_header(request.environ),
-            decode=describe_cookie,
-            session=store.peek(session_id) if session_id else None,
-        )
+    app.get("/", callback=lambda: lesson_page(config, store))   # the lesson page: at the end of the file
 
     @app.get("/visits")
     def visits():
@@ -192,22 +199,6 @@ def create_app(secret=None, rolling=False, store=None, stock=False, **beaker_opt
         destroy_session(get_session())
         return text("Session destroyed: the store holds nothing under the old ID")
 
-    if rolling and not stock:
-        app.install(keep_rolling)
-
-    if stock:
-        settings = {}
-    else:
-        try:
-            settings = session_config(secret)
-        except ExerciseNotDone:
-            settings = {}                              # 05.1 not done: Beaker's own defaults
-    options = {f"session.{name}": value for name, value in beaker_options.items()}
-    config = {"session.key": "beaker.session.id",      # Beaker's defaults, spelt out
-              **settings, **options,
-              "session.namespace_class": CountingNamespace, "session.store": store}
-    if not stock:
-        config["session.session_class"] = StrictSession
     return store_guard(Sessions(app, config, clean=not stock))
 
 
@@ -241,6 +232,25 @@ class Sessions(SessionMiddleware):
             except ExerciseNotDone:
                 pass                                   # 05.5 not done: Beaker parses it as sent
         return super().__call__(environ, start_response)
+
+
+def lesson_page(config, store):
+    """The lesson page, with the inspector. It never touches the session: it reads the store
+    directly, uncounted."""
+    session_id = session_id_from_cookie(cookie_header(request.environ), config["session.key"],
+                                        config.get("session.secret"))
+    return render(
+        lesson_id="05", title=TITLE,
+        intro=("Beaker keeps the session on the server and only an ID in the cookie. "
+               f"Cookie name: {config['session.key']}. Watch what each route costs the store."),
+        routes=[Route("GET", "/visits", "count your visits in the session (writes)"),
+                Route("GET", "/peek", "read the count (only reads; Beaker may still write)"),
+                Route("GET", "/store/stats", "what Beaker asked of the store so far"),
+                Route("POST", "/reset", "destroy the session: record and cookie")],
+        cookie_header=request.environ.get(RAW_COOKIE_KEY) or cookie_header(request.environ),
+        decode=describe_cookie,
+        session=store.peek(session_id) if session_id else None,
+    )
 
 
 def describe_cookie(name, value):

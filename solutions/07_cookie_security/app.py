@@ -16,21 +16,28 @@ Run it:  python lessons/07_cookie_security/app.py   then open http://127.0.0.1:8
 Check it: make check LESSON=07   (do the exercises in order: each builds on the last)
 """
 import functools
-import hmac
+import hmac  # hmac and secrets: for 07.5
 import math
 import secrets
 import time
 from html import escape
 
-from bottle import request, response
+from bottle import redirect, request, response
 
 from course import ROOT
 from course.kit import auth, security
-from course.kit.beakerkit import (CountingStore, HardenedSessions, RAW_COOKIE_KEY, destroy_session,
-                              get_session, session_config, session_id_from_cookie)
+from course.kit.beakerkit import (
+    RAW_COOKIE_KEY,
+    CountingStore,
+    HardenedSessions,
+    destroy_session,
+    get_session,
+    session_config,
+    session_id_from_cookie,
+)
 from course.lesson.page import Route, render
 from course.lesson.server import lesson_main
-from course.lesson.web import guard, new_app, text, todo  # noqa: F401  (todo marks unfinished exercises)
+from course.lesson.web import guard, new_app, text
 
 TITLE = "Cookie security: attributes, proxies, timeouts, CSRF"
 DEFAULT_DB = ROOT / ".sessions" / "07_cookie_security-users.sqlite3"   # made on the first login
@@ -57,8 +64,7 @@ def private(route):
     """Ready-made: put ``security_headers()`` on every answer of ``route`` (a session page)."""
     @functools.wraps(route)
     def wrapper(*args, **kwargs):
-        for name, value in security_headers().items():
-            response.set_header(name, value)
+        response.headers.update(security_headers())
         return route(*args, **kwargs)
     return wrapper
 
@@ -176,117 +182,135 @@ def create_app(production=False, trust_proxy=False, idle_timeout=1800, absolute_
         raise ValueError(f"session_type must be 'memory' or 'cookie', not {session_type!r}")
     # Beaker's own idle timeout (real time, whole seconds) as a second line of defence.
     config = session_config(secret=secret, timeout=max(1, math.ceil(idle_timeout)), **options)
-    users = auth.UserDB(db_path)
+
     app = new_app()
     app.install(auth.store_errors_as_503)  # a store that is down: 503, never a traceback
-
-    def logged_in(route):
-        """Ready-made: like ``auth.login_required`` (401 unless logged in), with the timeouts (07.3)."""
-        @functools.wraps(route)
-        def guarded(*args, **kwargs):
-            session = get_session()
-            user_id = auth.current_user_id(session)
-            if user_id is not None and session_expired(session, now(), idle_timeout, absolute_timeout):
-                destroy_session(session)  # gone from the store: no clock trick brings it back
-                user_id = None
-            if user_id is None:
-                return text(auth.NOT_LOGGED_IN, 401)
-            session["seen_at"] = now()    # activity: the idle timeout starts again
-            session.save()
-            return route(*args, **kwargs)
-        return guarded
-
-    @app.get("/")
-    def index():
-        response.set_header("Cache-Control", "no-store")   # this page shows session data
-        return render(
-            lesson_id="07", title=TITLE,
-            intro=(f"Mode: {'production' if production else 'development'}, "
-                   f"{'trusting' if trust_proxy else 'not trusting'} X-Forwarded-Proto, "
-                   f"{session_type} sessions, idle timeout {idle_timeout:g} s, "
-                   f"absolute timeout {absolute_timeout:g} s. Log in as alice / wonderland."),
-            routes=[Route("POST", "/login", "log in (alice / wonderland, bob / builder)",
-                          ("username=alice", "password")),
-                    Route("GET", "/login", "the login page"),
-                    Route("GET", "/dashboard", "only for logged-in users"),
-                    Route("GET", "/profile", "a form protected by a CSRF token"),
-                    Route("POST", "/logout", "log out: destroy the session, clear the site's data")],
-            cookie_header=request.environ.get(RAW_COOKIE_KEY, ""),
-            decode=lambda name, value: describe_cookie(name, value, config),
-            session=inspect_session(config, store),
-        )
-
-    @app.get("/login")
-    @private
-    def login_page():
-        return auth.login_page(title="Lesson 07: log in")
-
-    @app.post("/login")
-    @private
-    def login():
-        username, password = auth.read_credentials()   # a missing field: 400 naming it
-        user_id = auth.verify(users, username, password)
-        if user_id is None:
-            return text(auth.LOGIN_FAILED, 401)
-        session = get_session()
-        session.pop("csrf_token", None)    # a new session gets a new CSRF token...
-        auth.log_in(session, user_id)      # ...and a new ID (lesson 06)
-        session["login_at"] = session["seen_at"] = now()   # the two clocks of 07.3 start
-        session.save()
-        if auth.from_browser_form():
-            response.status = 303
-            response.set_header("Location", "/dashboard")  # relative: nothing from the headers in it
-            return ""
-        return text(auth.LOGIN_OK)
-
-    @app.get("/dashboard")
-    @private
-    @logged_in
-    def dashboard():
-        return text(f"Welcome to your dashboard, user {auth.current_user_id()}")
-
-    @app.get("/profile")
-    @private
-    @logged_in
-    def profile_form():
-        session = get_session()
-        name = session.get("display_name", "")
-        return PROFILE_FORM.format(user=auth.current_user_id(), token=escape(csrf_token(session)),
-                                   name=escape(name), shown=escape(name) or "(none yet)",
-                                   bio=escape(session.get("bio", "")))
-
-    @app.post("/profile")
-    @private
-    @logged_in
-    def profile_update():
-        session = get_session()
-        sent = request.forms.getunicode("csrf_token") or request.get_header("X-CSRF-Token")
-        if not csrf_token_ok(session, sent):
-            return text("CSRF token missing or invalid", 403)   # before anything changes
-        name = (request.forms.getunicode("display_name") or "").strip()
-        bio = request.forms.getunicode("bio") or ""
-        if not name or len(name) > MAX_DISPLAY_NAME or not name.isprintable():
-            return text(f"display_name: 1 to {MAX_DISPLAY_NAME} printable characters, please", 400)
-        if len(bio) > MAX_BIO:
-            return text(f"bio: at most {MAX_BIO} characters, please", 400)
-        session["display_name"], session["bio"] = name, bio
-        session.save()     # too big for a cookie session? Then a 413 (security.session_save_error)
-        return text(f"Profile saved. Your display name is now {name}")
-
-    @app.post("/logout")
-    @private
-    def logout():
-        try:
-            auth.log_out(get_session())    # the record destroyed, the cookie cleared (lesson 06)
-        except auth.STORE_ERRORS:          # the store is down: say so, do not pretend
-            return text(auth.LOGOUT_FAILED, 500)
-        for name, value in security_headers(logging_out=True).items():
-            response.set_header(name, value)
-        return text(auth.LOGOUT_OK)
+    # What the routes below need to know, in Bottle's place for an app's settings (see setting()).
+    app.config.update("lesson", users=auth.UserDB(db_path), clock=now, idle_timeout=idle_timeout,
+                      absolute_timeout=absolute_timeout, session_config=config, store=store,
+                      mode=(f"Mode: {'production' if production else 'development'}, "
+                            f"{'trusting' if trust_proxy else 'not trusting'} X-Forwarded-Proto, "
+                            f"{session_type} sessions, idle timeout {idle_timeout:g} s, "
+                            f"absolute timeout {absolute_timeout:g} s."))
+    app.get("/", callback=index)
+    app.get("/login", callback=login_page)
+    app.post("/login", callback=login)
+    app.get("/dashboard", callback=dashboard)
+    app.get("/profile", callback=profile_form)
+    app.post("/profile", callback=profile_update)
+    app.post("/logout", callback=logout)
 
     sessions = HardenedSessions(app, config, on_save_error=security.session_save_error)
     # Outermost: a Secure cookie never leaves over plain HTTP (request_is_https decides).
     return guard(security.SecureCookieGate(sessions, lambda environ: request_is_https(environ, trust_proxy)))
+
+
+# ---------------------------------------------------------------- the routes (ready-made)
+
+def setting(name):
+    """This app's setting ``name``, which ``create_app`` put in ``app.config`` (``request.app`` here)."""
+    return request.app.config["lesson." + name]
+
+
+def logged_in(route):
+    """Like ``auth.login_required`` (401 unless logged in), with the timeouts of 07.3."""
+    @functools.wraps(route)
+    def guarded(*args, **kwargs):
+        session, now = get_session(), setting("clock")()
+        user_id = auth.current_user_id(session)
+        if user_id is not None and session_expired(session, now, setting("idle_timeout"),
+                                                   setting("absolute_timeout")):
+            destroy_session(session)  # gone from the store: no clock trick brings it back
+            user_id = None
+        if user_id is None:
+            return text(auth.NOT_LOGGED_IN, 401)
+        session["seen_at"] = now      # activity: the idle timeout starts again
+        session.save()
+        return route(*args, **kwargs)
+    return guarded
+
+
+def index():
+    """The lesson page. It shows session data, so no cache may keep it either; it says so itself,
+    not through ``@private``, so that it opens before 07.1 is done."""
+    response.set_header("Cache-Control", "no-store")
+    return render(
+        lesson_id="07", title=TITLE, intro=setting("mode") + " Log in as alice / wonderland.",
+        routes=[Route("POST", "/login", "log in (alice / wonderland, bob / builder)",
+                      ("username=alice", "password")),
+                Route("GET", "/login", "the login page"),
+                Route("GET", "/dashboard", "only for logged-in users"),
+                Route("GET", "/profile", "a form protected by a CSRF token"),
+                Route("POST", "/logout", "log out: destroy the session, clear the site's data")],
+        cookie_header=request.environ.get(RAW_COOKIE_KEY, ""),
+        decode=lambda name, value: describe_cookie(name, value, setting("session_config")),
+        session=inspect_session(setting("session_config"), setting("store")),
+    )
+
+
+@private
+def login_page():
+    return auth.login_page(title="Lesson 07: log in")
+
+
+@private
+def login():
+    username, password = auth.read_credentials()   # a missing field: 400 naming it
+    user_id = auth.verify(setting("users"), username, password)
+    if user_id is None:
+        return text(auth.LOGIN_FAILED, 401)
+    session = get_session()
+    session.pop("csrf_token", None)    # a new session gets a new CSRF token...
+    auth.log_in(session, user_id)      # ...and a new ID (lesson 06)
+    session["login_at"] = session["seen_at"] = setting("clock")()   # the two clocks of 07.3 start
+    session.save()
+    if auth.from_browser_form():
+        redirect("/dashboard", 303)    # a browser goes on to the page (POST, redirect, GET)
+    return text(auth.LOGIN_OK)
+
+
+@private
+@logged_in
+def dashboard():
+    return text(f"Welcome to your dashboard, user {auth.current_user_id()}")
+
+
+@private
+@logged_in
+def profile_form():
+    session = get_session()
+    name = session.get("display_name", "")
+    return PROFILE_FORM.format(user=auth.current_user_id(), token=escape(csrf_token(session)),
+                               name=escape(name), shown=escape(name) or "(none yet)",
+                               bio=escape(session.get("bio", "")))
+
+
+@private
+@logged_in
+def profile_update():
+    session = get_session()
+    sent = request.forms.getunicode("csrf_token") or request.get_header("X-CSRF-Token")
+    if not csrf_token_ok(session, sent):
+        return text("CSRF token missing or invalid", 403)   # before anything changes
+    name = (request.forms.getunicode("display_name") or "").strip()
+    bio = request.forms.getunicode("bio") or ""
+    if not name or len(name) > MAX_DISPLAY_NAME or not name.isprintable():
+        return text(f"display_name: 1 to {MAX_DISPLAY_NAME} printable characters, please", 400)
+    if len(bio) > MAX_BIO:
+        return text(f"bio: at most {MAX_BIO} characters, please", 400)
+    session["display_name"], session["bio"] = name, bio
+    session.save()     # too big for a cookie session? Then a 413 (security.session_save_error)
+    return text(f"Profile saved. Your display name is now {name}")
+
+
+@private
+def logout():
+    try:
+        auth.log_out(get_session())    # the record destroyed, the cookie cleared (lesson 06)
+    except auth.STORE_ERRORS:          # the store is down: say so, do not pretend
+        return text(auth.LOGOUT_FAILED, 500)
+    response.headers.update(security_headers(logging_out=True))
+    return text(auth.LOGOUT_OK)
 
 
 PROFILE_FORM = """<!doctype html>
