@@ -63,6 +63,21 @@ def test_the_starter_marks_every_exercise_and_the_solution_none(slug):
     assert "todo(\"" not in solution, f"solutions/{slug}/app.py still has a todo(...)"
 
 
+@pytest.mark.parametrize("slug", SLUGS)
+def test_the_starter_imports_what_the_solution_imports_and_todo(slug):
+    # ruff.toml lets a starter import what its unwritten exercises will use (F401). This keeps that
+    # honest: the solution, which ruff checks in full, imports the same names, all but todo.
+    def imports(folder):
+        tree = ast.parse((ROOT / folder / slug / "app.py").read_text(encoding="utf-8"))
+        return {(node.module if isinstance(node, ast.ImportFrom) else "", alias.name)
+                for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in node.names}
+    todo = ("course.lesson.web", "todo")
+    starter, solution = imports("lessons"), imports("solutions")
+    extra, missing = sorted(starter - solution - {todo}), sorted(solution - starter)
+    assert todo in starter and not extra and not missing, \
+        f"only in the starter: {extra}; only in the solution: {missing}"
+
+
 APP_FILES = sorted((ROOT / "lessons").glob("*/app.py")) + sorted((ROOT / "solutions").glob("*/app.py"))
 
 
