@@ -22,7 +22,7 @@ import secrets
 import time
 from html import escape
 
-from bottle import redirect, request, response
+from bottle import request, response
 
 from course import ROOT
 from course.kit import auth, security
@@ -263,8 +263,11 @@ def login():
     auth.log_in(session, user_id)      # ...and a new ID (lesson 06)
     session["login_at"] = session["seen_at"] = setting("clock")()   # the two clocks of 07.3 start
     session.save()
-    if auth.from_browser_form():
-        redirect("/dashboard", 303)    # a browser goes on to the page (POST, redirect, GET)
+    if auth.from_browser_form():       # a browser goes on to the page (POST, redirect, GET)
+        # Not bottle.redirect(): it builds Location from X-Forwarded-Host (see the README).
+        response.status = 303
+        response.set_header("Location", "/dashboard")   # relative: nothing from the headers in it
+        return ""
     return text(auth.LOGIN_OK)
 
 
