@@ -330,3 +330,15 @@ def test_clear_site_data_clears_cookies_on_localhost_but_not_over_http_elsewhere
         page.goto(base + "/set" + setting("k=1; Path=/"))
         page.goto(base + "/logout" + setting(csd='"cookies"'))
         assert [c["name"] for c in context.cookies() if c["domain"] == host] == left, host
+
+
+# ---------------------------------------------------------------- junk in the Cookie header (lesson 05)
+
+def test_a_script_writing_document_cookie_null_makes_the_browser_send_a_bare_null(lab, context):
+    """``document.cookie = "null"`` stores a cookie with no name, sent as a bare ``null`` token:
+    the junk that makes Python's SimpleCookie drop the whole header (lesson 05, 05.5)."""
+    page = context.new_page()
+    base = origin(lab, "127.0.0.1")
+    page.goto(base + "/set" + setting("sid=abc; Path=/"))
+    page.evaluate('document.cookie = "null"')
+    assert cookie_sent(page, base + "/") == "sid=abc; null"

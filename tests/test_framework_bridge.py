@@ -364,6 +364,11 @@ def django_seen():
     return json.loads(run.stdout)
 
 
+def test_django_set_cookie_defaults_to_path_slash_without_httponly(django_seen):
+    cookie = django_seen["plain_set_cookie"]
+    assert cookie["path"] == "/" and cookie["httponly"] == "" and cookie["samesite"] == "", cookie
+
+
 def test_django_default_session_engine_is_server_side_in_the_database(django_seen):
     assert django_seen["engine"] == "django.contrib.sessions.backends.db"
     assert django_seen["record_in_db"] and django_seen["record_data"] == {"visits": 1}
