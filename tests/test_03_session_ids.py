@@ -2,8 +2,8 @@
 
 The store is checked directly (03.1, 03.2 are functions); the middleware black-box over HTTP, with
 a counting store from the toolkit wrapped around the reference MemoryStore, so the middleware's
-tests do not depend on the student's store. Case numbers (T01...) are those of
-research/express_session_spec.md section 7.
+tests do not depend on the student's store. Case numbers (T01...) name cases of express-session's
+behaviour that these tests port (its own tests: test/session.js in https://github.com/expressjs/session).
 """
 import re
 import threading
@@ -147,7 +147,7 @@ def test_store_survives_parallel_writers(app_module):
 
 # ---------------------------------------------------------------- 03.2 the cookie
 
-EXPRESS_VECTORS = [  # research/express_session_spec.md 3.1, secret "keyboard cat"
+EXPRESS_VECTORS = [  # from express-session's test/session.js, secret "keyboard cat"
     ("apple", "s%3Aapple.D8Y%2BpkTAmeR0PobOhY4G97PRW%2Bj7bUnP%2F5m6%2FOn1MCU"),
     ("%", "s%3A%25.kzQ6x52kKVdF35Qh62AWk4ZekS28K5XYCXKa%2FOTZ01g"),
     ("/foo", "s%3A%2Ffoo.paEKBtAHbV5s1IB8B2zPnzAgYmmnRPIqObW4VRYj%2FMQ"),

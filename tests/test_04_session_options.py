@@ -2,8 +2,9 @@
 
 ``GET /store/stats`` (served beside the session middleware, so reading it changes nothing) gives
 the store's call counts; a test takes them before and after one request. The oracle below is
-express-session 1.19's rules (research/express_session_spec.md sections 1.2-1.3 and cases
-T21-T35); the lesson README's table must say the same (the notebook checks that).
+express-session 1.19's rules, as its index.js decides when to save, touch and send the cookie
+(https://github.com/expressjs/session/blob/master/index.js; the case numbers T21-T35 are the
+course's own names for them); the lesson README's table must say the same (the notebook checks that).
 """
 import itertools
 import re

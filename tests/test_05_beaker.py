@@ -335,7 +335,7 @@ def test_store_stats_counts_what_beaker_asks_of_the_store(url):
 
 
 def test_beaker_defaults_as_measured(url, store):
-    """research/beaker_probe.md §5.1: what Beaker does with its defaults (auto=False, save_accessed_time=True)."""
+    """What Beaker 1.14.1 does with its defaults (auto=False, save_accessed_time=True), as lesson 05's table says."""
     browser = requests.Session()
     fresh = browser.get(url + "/peek")
     assert store.stats()["sets"] == 0 and not set_cookie_lines(fresh), "a fresh read-only visit: no write, no cookie"

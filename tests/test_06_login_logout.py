@@ -131,6 +131,18 @@ def test_check_password_reads_the_salt_and_cost_from_the_stored_hash(app_module)
 
 
 @pytest.mark.exercise("06.1")
+def test_a_hash_at_owasps_cost_of_2_17_is_made_and_checked(app_module, monkeypatch):
+    # OWASP's production cost needs 128 MiB. A fixed maxmem of 64 MiB makes hash_password raise and
+    # check_password answer False for the RIGHT password: every login would fail without a word.
+    made_elsewhere = auth.hash_password("wonderland", n=2 ** 17)
+    assert app_module.check_password("wonderland", made_elsewhere) is True, \
+        "check_password refused the right password at n=2**17: size maxmem from n and r (scrypt_maxmem)"
+    monkeypatch.setattr(app_module, "SCRYPT_N", 2 ** 17)
+    stored = app_module.hash_password("wonderland")
+    assert parse_hash(stored)[1] == 2 ** 17 and app_module.check_password("wonderland", stored) is True
+
+
+@pytest.mark.exercise("06.1")
 @pytest.mark.parametrize("stored", [
     "", "garbage", "scrypt$16384$8$1", "scrypt$16384$8$1$zz$zz", "md5$16384$8$1$00ff$00ff",
     "scrypt$abc$8$1$00ff$00ff", "scrypt$16385$8$1$00ff$00ff", "scrypt$1073741824$8$1$00ff$00ff",

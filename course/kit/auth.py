@@ -18,7 +18,7 @@ The pieces of a login that every web app has, on top of :mod:`course.kit.beakerk
 * **Request bodies** (:func:`read_credentials`, :func:`read_fields`): fields from a form or a JSON
   body; a missing field is a 400 naming it, malformed JSON a 400, an oversized body a 413, never a 500.
 
-The texts of lesson 06's contract (COURSE.md) are constants here (:data:`LOGIN_OK` and friends).
+The answers lesson 06's tests expect are constants here (:data:`LOGIN_OK` and friends).
 
 Typical use::
 
@@ -62,7 +62,7 @@ from course.lesson.web import text
 __all__ = [
     "USER_KEY", "LOGIN_OK", "LOGIN_FAILED", "NOT_LOGGED_IN", "LOGOUT_OK", "LOGOUT_FAILED",
     "STORE_UNAVAILABLE", "DEMO_USERS", "SCRYPT_N", "SCRYPT_R", "SCRYPT_P", "MAX_BODY",
-    "hash_password", "check_password", "needs_rehash", "dummy_hash",
+    "hash_password", "check_password", "needs_rehash", "dummy_hash", "scrypt_maxmem",
     "UserDB", "verify",
     "current_user_id", "log_in", "log_out", "login_required", "STORE_ERRORS", "store_errors_as_503",
     "FormError", "read_fields", "read_credentials", "from_browser_form", "wants_html",
@@ -96,7 +96,18 @@ KEY_BYTES = 32       # the derived key that is stored
 # OWASP's Password Storage Cheat Sheet asks for n=2**17 (128 MiB) in production; the cost is stored
 # in each hash, so raising SCRYPT_N later only needs needs_rehash() at the next login.
 MAX_N, MAX_R, MAX_P = 2 ** 20, 32, 16   # refuse absurd parameters read from a (tampered) table
-_MAXMEM = 256 * 1024 * 1024
+
+
+def scrypt_maxmem(n: int, r: int, p: int) -> int:
+    """The ``maxmem`` to give ``hashlib.scrypt`` for this cost: what OpenSSL needs, plus 1 MiB.
+
+    OpenSSL refuses (``ValueError: memory limit exceeded``) when ``128 * r * (n + p + 2)`` bytes
+    exceed ``maxmem``, and Python's default limit (32 MiB) already refuses n=2**15 with r=8. A fixed
+    limit breaks the day the cost is raised: 64 MiB refuses OWASP's n=2**17, and a check that
+    catches the ValueError then answers False for the right password. Never over 1 GiB: a stored
+    hash that asks for more is refused rather than run.
+    """
+    return min(128 * r * (n + p + 2) + 2 ** 20, 2 ** 30)
 
 
 def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P,
@@ -109,7 +120,7 @@ def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int
     """
     salt = secrets.token_bytes(SALT_BYTES) if salt is None else salt
     key = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-                         maxmem=_MAXMEM, dklen=KEY_BYTES)
+                         maxmem=scrypt_maxmem(n, r, p), dklen=KEY_BYTES)
     return f"scrypt${n}${r}${p}${salt.hex()}${key.hex()}"
 
 
@@ -138,7 +149,7 @@ def check_password(password: str, stored: str) -> bool:
     n, r, p, salt, key = parsed
     try:
         candidate = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p,
-                                   maxmem=_MAXMEM, dklen=len(key))
+                                   maxmem=scrypt_maxmem(n, r, p), dklen=len(key))
     except (UnicodeError, ValueError, MemoryError):
         return False
     return hmac.compare_digest(candidate, key)

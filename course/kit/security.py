@@ -1,4 +1,4 @@
-"""Cookie security pieces (lesson 07), for the lesson and for later ones (the capstone).
+"""Cookie security pieces: the finished reference of lesson 07, which later lessons may reuse.
 
 * :class:`SecureCookieGate` - WSGI middleware: a cookie marked ``Secure`` is never sent over plain
   HTTP. Beaker emits ``Secure`` whenever it is configured, whatever the request; express-session

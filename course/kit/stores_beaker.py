@@ -1,13 +1,14 @@
 """Where Beaker keeps sessions: store URLs, the fixes each backend needs, purging, and a look inside.
 
-The finished reference of lesson 08 (lessons 09 and 10 build on it):
+The finished reference of lesson 08:
 
 * :func:`beaker_options` - a store URL (``memory:``, ``file:PATH``, ``dbm:PATH``,
   ``sqlite:///PATH``, ``redis://...``, ``postgresql://...``, ``mysql://...``, ``memcached://...``,
   ``mongodb://...``) as Beaker options: the backend (``type``) and what it needs (``url``,
   ``data_dir``, ``table_name``). A bad URL is a ``ValueError`` naming it and listing the forms.
 * :func:`hardened` - those options plus the fixes each backend needs on current drivers
-  (research/beaker_probe.md section 4), as extra options for ``beakerkit.session_config``:
+  (each measured on Beaker 1.14.1 with the drivers pinned in requirements.txt), as extra options
+  for ``beakerkit.session_config``:
 
   - every backend: a store error surfaces as ``beakerkit.StoreUnavailable`` (so the app answers
     503, never a 500 and never a silent new session), and a session too big for the store is a
@@ -26,8 +27,11 @@ The finished reference of lesson 08 (lessons 09 and 10 build on it):
   - MongoDB (pymongo): a short server-selection timeout. Not verified in CI (no server here).
 
 * :func:`purge_expired` - delete the sessions idle for longer than a timeout. Beaker never deletes
-  a record: SQL rows and files stay forever. Redis, memcached and MongoDB expire records themselves
-  (a TTL on each key); the memory store lives and dies with its process.
+  a record: SQL rows and files stay forever. Redis and memcached expire records themselves (a TTL
+  on each key); the memory store lives and dies with its process. MongoDB does NOT: Beaker 1.14.1
+  writes ``expiration: None`` on every session document and creates no TTL index, so the MongoDB
+  branch below deletes nothing (tests/test_library_claims.py shows it); a real purge would have to
+  read the access time inside each pickled record, which is not done here.
 * :func:`peek` - what the store holds for one session (the Redis key and its TTL, the SQL row, the
   file on disk), for the lesson page and the notebook.
 """
@@ -428,8 +432,9 @@ def purge_expired(options: dict, older_than: float, now: float | None = None) ->
     """Delete the sessions not used for ``older_than`` seconds; how many were deleted.
 
     ``now`` (a ``time.time()`` value) lets a test pretend it is later. Stores that expire records
-    themselves (Redis, memcached, MongoDB: a TTL on each record) and the memory store (inside the
-    app's own process) have nothing to purge from here: 0.
+    themselves (Redis, memcached: a TTL on each record) and the memory store (inside the app's own
+    process) have nothing to purge from here: 0. MongoDB: the query below is Beaker's own clean-up,
+    and it matches nothing, because Beaker writes ``expiration: None`` on every session: 0 as well.
     """
     now = time.time() if now is None else now
     cutoff = now - older_than

@@ -35,7 +35,8 @@ or more, or a request that raised, is an error. ``set_cookies`` counts responses
 
 The client is Python too and costs CPU: on a 2-core machine the numbers are for comparing two
 servers side by side in one run, not absolute capacity. waitress with its default 4 threads
-collapses when an I/O-bound store meets more connections than threads (research/perf_anchors.md).
+collapses when an I/O-bound store meets more connections than threads (measured once on the course's
+machine; this module does not repeat that run).
 """
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """Lesson 05: Beaker, the real library, and its sharp edges.
 
 Lessons 03 and 04 built a session middleware by hand. Beaker is the one Bottle's documentation
-recommends: ``SessionMiddleware`` wraps the app and puts a lazy session in
+shows in its session recipe (warning that concurrent updates of one session can be lost):
+``SessionMiddleware`` wraps the app and puts a lazy session in
 ``request.environ["beaker.session"]``. Its defaults fall short of what lesson 03 taught, and each
 exercise closes one gap. Until an exercise is done, the app behaves as Beaker does out of the box,
 so you can see the gap before you close it (``--stock`` shows Beaker as it ships, always).

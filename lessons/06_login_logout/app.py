@@ -34,6 +34,14 @@ DEFAULT_DB = ROOT / ".sessions" / "06_login_logout-users.sqlite3"   # made on th
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
 SALT_BYTES = 16                   # 128 random bits, new for every password
 
+
+def scrypt_maxmem(n, r, p):
+    """The ``maxmem`` for ``hashlib.scrypt`` at this cost: the 128 * r * (n + p + 2) bytes OpenSSL
+    needs, plus 1 MiB, and never over 1 GiB (a stored hash asking for more is refused, not run).
+    A fixed limit breaks when the cost is raised (64 MiB refuses n=2**17), and Python's default
+    (32 MiB) already refuses n=2**15 with r=8: hashing then raises ValueError."""
+    return min(128 * r * (n + p + 2) + 2 ** 20, 2 ** 30)
+
 log = logging.getLogger(__name__)
 
 
@@ -46,8 +54,8 @@ def hash_password(password):
     """
     # TODO(06.1): salt = secrets.token_bytes(SALT_BYTES); derive a 32-byte key with
     # hashlib.scrypt(password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
-    # maxmem=64 * 1024 * 1024, dklen=32) and return the string above, salt and key in hex
-    # (bytes.hex()).
+    # maxmem=scrypt_maxmem(SCRYPT_N, SCRYPT_R, SCRYPT_P), dklen=32) and return the string above,
+    # salt and key in hex (bytes.hex()).
     raise todo("06.1")
 
 
@@ -55,8 +63,9 @@ def check_password(password, stored):
     """Exercise 06.1: does ``password`` match ``stored`` (made by ``hash_password``)? Never raises."""
     # TODO(06.1): split ``stored`` on "$" into scheme, n, r, p, salt and key; derive the key again
     # from ``password`` with the salt and the n, r, p READ FROM ``stored`` (not the constants:
-    # older hashes may have another cost); compare with hmac.compare_digest. Anything malformed
-    # (no "$", not hex, not "scrypt") is simply False: catch the ValueError, never raise.
+    # older hashes may have another cost), and maxmem=scrypt_maxmem(n, r, p) for that cost;
+    # compare with hmac.compare_digest. Anything malformed (no "$", not hex, not "scrypt", a cost
+    # too large) is simply False: catch the ValueError, never raise.
     raise todo("06.1")
 
 

@@ -55,7 +55,8 @@ def create_app(**options):
     def visits():
         """Exercise 01.2: count this visit in the ``visits`` cookie."""
         count = read_count(request.get_cookie("visits")) + 1
-        # Path=/ : sent back to every page of the site, not just /visits.
+        # Path=/ : sent back to every page of the site, whichever URL set it (without a Path the
+        # browser takes the URL's folder: / for /visits, but /a for /a/visits).
         # Max-Age: kept for a year; without it the cookie dies when the browser closes.
         # HttpOnly: page scripts cannot read it (document.cookie does not show it).
         response.set_cookie("visits", str(count), path="/", max_age=ONE_YEAR, httponly=True)

@@ -33,6 +33,14 @@ DEFAULT_DB = ROOT / ".sessions" / "06_login_logout-users.sqlite3"   # made on th
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2 ** 14, 8, 1
 SALT_BYTES = 16                   # 128 random bits, new for every password
 
+
+def scrypt_maxmem(n, r, p):
+    """The ``maxmem`` for ``hashlib.scrypt`` at this cost: the 128 * r * (n + p + 2) bytes OpenSSL
+    needs, plus 1 MiB, and never over 1 GiB (a stored hash asking for more is refused, not run).
+    A fixed limit breaks when the cost is raised (64 MiB refuses n=2**17), and Python's default
+    (32 MiB) already refuses n=2**15 with r=8: hashing then raises ValueError."""
+    return min(128 * r * (n + p + 2) + 2 ** 20, 2 ** 30)
+
 log = logging.getLogger(__name__)
 
 
@@ -45,7 +53,7 @@ def hash_password(password):
     """
     salt = secrets.token_bytes(SALT_BYTES)
     key = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
-                         maxmem=64 * 1024 * 1024, dklen=32)
+                         maxmem=scrypt_maxmem(SCRYPT_N, SCRYPT_R, SCRYPT_P), dklen=32)
     return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${key.hex()}"
 
 
@@ -57,7 +65,8 @@ def check_password(password, stored):
             return False
         key = bytes.fromhex(key)
         candidate = hashlib.scrypt(password.encode("utf-8"), salt=bytes.fromhex(salt),
-                                   n=int(n), r=int(r), p=int(p), maxmem=64 * 1024 * 1024, dklen=len(key))
+                                   n=int(n), r=int(r), p=int(p),
+                                   maxmem=scrypt_maxmem(int(n), int(r), int(p)), dklen=len(key))
     except (AttributeError, ValueError, MemoryError):
         return False          # not a hash we made: no match
     # compare_digest takes as long for a near miss as for a wild guess.

@@ -74,8 +74,9 @@ def private(route):
 def cookie_settings(production):
     """Exercise 07.2: the session cookie's name and attributes, as ``session_config`` takes them.
 
-    On your laptop (http://127.0.0.1) a ``Secure`` cookie would never come back, so development
-    uses plain ``sid``. Production uses the ``__Host-`` prefix: the browser then accepts the cookie
+    Development uses a plain ``sid``: this app, like express-session, never sends a ``Secure``
+    cookie over plain HTTP (Chrome and Firefox would keep one on http://localhost; Safari, a LAN
+    address or a made-up dev host name would drop it). Production uses the ``__Host-`` prefix: the browser then accepts the cookie
     only with ``Secure``, ``Path=/`` and no ``Domain``, so no sibling subdomain can set or shadow it.
     """
     if not production:
@@ -112,7 +113,9 @@ def request_is_https(environ, trust_proxy):
     reverse proxy the app sees plain HTTP from the proxy, which says what the browser used in
     ``X-Forwarded-Proto``. Any client can send that header, so it counts only when
     ``trust_proxy`` says a proxy we trust sets it - and then only its first value, as express
-    does with ``proxy: true`` (``https, http`` is HTTPS; ``http, https`` is not).
+    does with ``proxy: true`` (``https, http`` is HTTPS; ``http, https`` is not). That is safe only
+    when the proxy overwrites the header; behind proxies that append to it, count from the right
+    (one value per proxy you run), as Werkzeug's ProxyFix does.
     """
     if environ.get("wsgi.url_scheme") == "https":
         return True
