@@ -35,7 +35,7 @@ or more, or a request that raised, is an error. ``set_cookies`` counts responses
 
 The client is Python too and costs CPU: on a 2-core machine the numbers are for comparing two
 servers side by side in one run, not absolute capacity. waitress with its default 4 threads
-collapses when an I/O-bound store meets more connections than threads (research/perf_anchors.md).
+collapses when an I/O-bound store meets more connections than threads.
 """
 from __future__ import annotations
 
@@ -167,6 +167,11 @@ def run(url: str, requests: int = 2000, concurrency: int = 4, cookies: list[str]
         phase(False)
     state["left"] = requests
     seconds = phase(True)
+    return _result(url, requests, concurrency, seconds, latencies, statuses, counters)
+
+
+def _result(url: str, requests: int, concurrency: int, seconds: float, latencies: list[float],
+            statuses: dict, counters: dict) -> Result:
     ordered = sorted(latencies)
     done = len(ordered)
     return Result(
