@@ -274,7 +274,7 @@ def test_grading_again_gives_the_same_grades(graded, klass, tmp_path):
 
 
 def test_a_folder_of_submissions_is_expanded_and_names_stay_unique(tmp_path):
-    from course.tools.grader import find_submissions
+    from course.tools.grading.find import find_submissions
 
     build.solved(tmp_path / "class" / "ann" / "lessons", SLUG)
     build.solved(tmp_path / "class" / "bo", SLUG)
@@ -297,7 +297,9 @@ def test_grade_without_a_submission_or_with_an_unknown_lesson_says_why(tmp_path)
 
 
 def test_scoring_shares_an_exercises_points_by_weight():
-    from course.tools.grader import Plan, Run, TestCase, score
+    from course.tools.grading.plan import Plan, TestCase
+    from course.tools.grading.run import Run
+    from course.tools.grading.score import score
 
     tests = [TestCase(f"tests/test_{SLUG}.py::t{i}", SLUG, "01.2", weight) for i, weight in enumerate((1, 2, 3))]
     records = [{"nodeid": tests[0].nodeid, "outcome": "passed", "message": ""},
@@ -320,3 +322,51 @@ def test_an_unchanged_starter_scores_zero_without_running_its_tests(graded):
     text = json.dumps(record)
     assert "not started" in text, "an untouched lesson is reported as not started"
     assert "not started" not in (out / "json" / "c_half.json").read_text(encoding="utf-8")
+
+
+def _scored(outcomes_by_exercise: dict[str, list[tuple[str, str]]]):
+    """The grader's lesson result and ``check``'s exercise states, for the same made-up records."""
+    from course.tools.grading.plan import Plan, TestCase
+    from course.tools.grading.run import Run
+    from course.tools.grading.score import score
+    from course.tools.results import states
+
+    tests, records = [], []
+    for exercise, outcomes in outcomes_by_exercise.items():
+        for i, (outcome, message) in enumerate(outcomes):
+            tests.append(TestCase(f"tests/test_{SLUG}.py::t_{exercise}_{i}", SLUG, exercise, 1))
+            records.append({"nodeid": tests[-1].nodeid, "exercise": exercise, "outcome": outcome, "message": message})
+    graded = score(Plan([LESSON], tests, 1, 10), Run(records, "ok", 0, 1.0, 0, ""), {})[0]
+    return graded, states(LESSON, records, "solutions"), records
+
+
+CALL_TIMEOUT = "timed out: the test's call took longer than 5 s (an endless loop, or a request that never gets an answer?)"
+SETUP_TIMEOUT = CALL_TIMEOUT.replace("call", "setup")
+STUCK = [("skipped", "not run: an earlier test of it timed out")]
+
+
+def test_check_and_the_grader_read_the_records_the_same_way():
+    from course.tools.results import load_problem
+
+    graded, checked, records = _scored({
+        IDS[0]: [("passed", ""), ("passed", "")],
+        IDS[1]: [("passed", ""), ("failed", "AssertionError: no")],
+        IDS[2]: [("failed", CALL_TIMEOUT)] + STUCK,
+        IDS[3]: [("error", "fixture broke"), ("error", "fixture broke")],
+    })
+    assert [e.status for e in graded.exercises] == ["pass", "partial", "timeout", "error"]
+    assert [s.state for s in checked] == ["done", "fail", "timeout", "error"], "check says it in its own words"
+    assert graded.problem == load_problem(records) == ""
+
+
+def test_a_lesson_that_does_not_load_is_one_problem_and_an_endless_loop_is_not():
+    from course.tools.results import load_problem
+
+    hangs_at_import = {ex: [("error", SETUP_TIMEOUT)] + STUCK for ex in IDS}
+    graded, _, records = _scored(hangs_at_import)
+    assert graded.problem == load_problem(records) == SETUP_TIMEOUT
+    # every route loops: each exercise's first test times out with the same words, yet app.py did load
+    loops_in_every_route = {ex: [("failed", CALL_TIMEOUT)] + STUCK for ex in IDS}
+    graded, checked, records = _scored(loops_in_every_route)
+    assert graded.problem == load_problem(records) == ""
+    assert {e.status for e in graded.exercises} == {"timeout"} and {s.state for s in checked} == {"timeout"}

@@ -168,6 +168,11 @@ def run(url: str, requests: int = 2000, concurrency: int = 4, cookies: list[str]
         phase(False)
     state["left"] = requests
     seconds = phase(True)
+    return _result(url, requests, concurrency, seconds, latencies, statuses, counters)
+
+
+def _result(url: str, requests: int, concurrency: int, seconds: float, latencies: list[float],
+            statuses: dict, counters: dict) -> Result:
     ordered = sorted(latencies)
     done = len(ordered)
     return Result(

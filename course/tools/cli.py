@@ -21,14 +21,14 @@ from course import ROOT
 from course.lesson import manifest
 from course.tools import teeth
 from course.tools.loader import LessonLoadError, display, load_app_module, resolve_target
-from course.tools.grader import RANK, STUCK_SIGN, SkipAfterTimeout
+from course.tools.plugins import CollectErrors, NativeTracebacks, SkipAfterTimeout
+from course.tools.results import (PYTEST_QUIET, TIMED_OUT_SIGN, ExerciseState, lesson_slug, load_problem, merge,
+                                  states)
 from course.tools.term import Style, bar, tidy_message, unfinished, width
 
 DEFAULT_TEST_TIMEOUT = 10.0
-TIMED_OUT_SIGN = "timed out: the test's"         # how course.tools.pytest_plugin fails a slow test
 IMPORT_HANG = ("Importing app.py did not finish: does it start a server or loop when imported? Code that "
                'serves belongs under if __name__ == "__main__":')
-PYTEST_QUIET = ["-p", "no:xdist", "-p", "no:anyio", "-p", "no:platformdirs", "-p", "no:cacheprovider"]
 
 
 def _lesson(key: str) -> manifest.Lesson:
@@ -62,39 +62,15 @@ def run(args) -> int:
 
 # ---------------------------------------------------------------- running the checks
 
-class _CheckHelper:
-    """In-process pytest plugin for the student's commands: keeps collection errors (pytest's own
-    output is off) and asks for short native tracebacks (the records keep the same message; pytest's
-    long tracebacks of every failing test cost more than half the time of a run against a starter).
-    """
-
-    def __init__(self, native_tracebacks: bool = True):
-        self.collect_errors: list[str] = []
-        self.native_tracebacks = native_tracebacks
-
-    def pytest_configure(self, config):
-        if self.native_tracebacks:
-            config.option.tbstyle = "native"
-
-    def pytest_collectreport(self, report):
-        if report.failed:
-            self.collect_errors.append(str(report.longrepr))
-
-
 @dataclass
 class Checked:
     records: list[dict]
     collect_errors: list[str]
 
 
-def run_checks(lessons, target: str = "lessons", quiet: bool = True, exercises_only: bool = False,
-               test_timeout: float = DEFAULT_TEST_TIMEOUT) -> list[dict]:
-    """Run lessons' tests in this process against ``target``; one record per test."""
-    return _run(lessons, target, quiet, exercises_only, test_timeout).records
-
-
-def _run(lessons, target: str = "lessons", quiet: bool = True, exercises_only: bool = False,
-         test_timeout: float = DEFAULT_TEST_TIMEOUT) -> Checked:
+def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
+               test_timeout: float = DEFAULT_TEST_TIMEOUT) -> Checked:
+    """Run lessons' tests in this process against ``target``, pytest's own output off; one record per test."""
     import pytest
 
     if isinstance(lessons, manifest.Lesson):
@@ -102,81 +78,24 @@ def _run(lessons, target: str = "lessons", quiet: bool = True, exercises_only: b
     files = [str(lesson.test_file) for lesson in lessons if lesson.test_file.exists()]
     if not files:
         return Checked([], [])
-    helper = _CheckHelper(native_tracebacks=quiet)
+    collected = CollectErrors()
     with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
         report = Path(tmp) / "report.json"
         args = ["-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT), *files, "--target", str(target),
-                "--course-report", str(report), "--course-timeout", f"{test_timeout:g}", *PYTEST_QUIET]
+                "--course-report", str(report), "--course-timeout", f"{test_timeout:g}", *PYTEST_QUIET,
+                "-p", "no:terminal"]
         if exercises_only:
             args += ["-m", "exercise"]
-        args += ["-p", "no:terminal"] if quiet else ["-q", "--no-header", "--tb=short"]
-        pytest.main(args, plugins=[helper, SkipAfterTimeout()])
+        pytest.main(args, plugins=[collected, SkipAfterTimeout(), NativeTracebacks()])
         records = json.loads(report.read_text(encoding="utf-8"))["tests"] if report.exists() else []
-    merged: dict[str, dict] = {}                 # a teardown error after a pass is one failing test
-    for record in records:
-        held = merged.get(record["nodeid"])
-        if held is None or RANK.get(record["outcome"], 3) > RANK.get(held["outcome"], 3):
-            merged[record["nodeid"]] = record
-    return Checked(list(merged.values()), helper.collect_errors)
-
-
-@dataclass
-class ExerciseState:
-    exercise: manifest.Exercise
-    records: list[dict]
-    marked_todo: bool = False       # the app.py still says todo("NN.K")
-
-    @property
-    def failing(self) -> list[dict]:
-        return [r for r in self.records if r["outcome"] != "passed"]
-
-    @property
-    def state(self) -> str:
-        """done, todo (not started), fail, timeout, error, skip, or none (no checks ran)."""
-        if not self.records:
-            return "none"
-        failing = self.failing
-        if not failing:
-            return "done"
-        if len(failing) < len(self.records):
-            return "timeout" if any(TIMED_OUT_SIGN in r["message"] for r in failing) else "fail"
-        if self.marked_todo and all(r["outcome"] == "failed" for r in failing):
-            return "todo"
-        if any(TIMED_OUT_SIGN in r["message"] for r in failing):
-            return "timeout"
-        if all(r["outcome"] == "skipped" for r in failing):
-            return "skip"
-        if all(r["outcome"] == "error" for r in failing):
-            return "error"
-        return "fail"
-
-    @property
-    def passed(self) -> int:
-        return len(self.records) - len(self.failing)
+    return Checked(list(merge(records).values()), collected.errors)
 
 
 STATE_STYLE = {"done": "green", "todo": "yellow", "fail": "red", "timeout": "red", "error": "red",
                "skip": "yellow", "none": "dim"}
 
 
-def states(lesson: manifest.Lesson, records: list[dict], target: str = "lessons") -> list[ExerciseState]:
-    todo = unfinished(resolve_target(target) / lesson.slug / "app.py")
-    return [ExerciseState(ex, [r for r in records if r["exercise"] == ex.id], ex.id in todo)
-            for ex in lesson.exercises]
-
-
-def load_problem(records: list[dict]) -> str:
-    """The one message behind every failure, when the app.py does not load at all."""
-    if not records or any(r["outcome"] == "passed" for r in records):
-        return ""
-    core = [r for r in records if not (r["outcome"] == "skipped" and STUCK_SIGN in r["message"])]
-    messages = {r["message"] for r in core}
-    if len(messages) == 1 and all(r["outcome"] == "error" for r in core):
-        return messages.pop()
-    return ""
-
-
-def _lesson_points(lesson: manifest.Lesson, found: list[ExerciseState]) -> int:
+def _points(found: list[ExerciseState]) -> int:
     return sum(s.exercise.points for s in found if s.state == "done")
 
 
@@ -189,23 +108,14 @@ def check(args) -> int:
         print(f"Lesson {lesson.id} has no checks yet (tests/{lesson.test_file.name} is missing).")
         return 2
     started = time.monotonic()
-    checked = _run(lesson, args.target, test_timeout=args.test_timeout)
+    checked = run_checks(lesson, args.target, test_timeout=args.test_timeout)
     records = checked.records
     print(style.bold(f"Lesson {lesson.id}: {lesson.title}") + f"   ({_where(args.target, lesson)})")
     if not records:
-        print(f"\nNo checks ran for lesson {lesson.id}.")
-        for error in checked.collect_errors[:1]:
-            print("\n".join(error.splitlines()[-15:]))
-        print(f"See pytest's own report: python -m pytest {display(lesson.test_file)} --target {args.target}")
-        return 2
+        return _nothing_ran(lesson, checked, args.target)
     problem = load_problem(records)
     if problem:
-        print("\n" + style.red("Your app.py does not load, so nothing could be checked:"))
-        for line in tidy_message(problem, max_lines=8):
-            print("  " + line)
-        if TIMED_OUT_SIGN in problem:
-            print("  " + IMPORT_HANG)
-        return 1
+        return _does_not_load(problem, style)
     found = states(lesson, records, args.target)
     print()
     title_width = max(len(s.exercise.title) for s in found)
@@ -215,7 +125,7 @@ def check(args) -> int:
               f"{s.passed}/{len(s.records)} checks")
     first = next((s for s in found if s.state != "done"), None)
     done = sum(s.state == "done" for s in found)
-    summary = (f"{done} of {len(found)} exercises done, {_lesson_points(lesson, found)} of "
+    summary = (f"{done} of {len(found)} exercises done, {_points(found)} of "
                f"{lesson.max_points} points ({time.monotonic() - started:.1f} s).")
     if first is not None:
         explain(first, style)
@@ -223,17 +133,42 @@ def check(args) -> int:
         return 1
     other = [r for r in records if r["exercise"] is None and r["outcome"] != "passed"]
     if other:
-        print("\n" + style.yellow(f"Every exercise passes, but {len(other)} check(s) of the lesson's ready-made "
-                                  "parts fail (did you change code outside the exercises?):"))
-        for record in other[:3]:
-            print(f"  {record['nodeid'].split('::', 1)[-1]}: {tidy_message(record['message'])[0]}")
-        return 1
+        return _ready_made_parts_fail(other, style)
+    _complete(lesson, summary, style)
+    return 0
+
+
+def _nothing_ran(lesson: manifest.Lesson, checked: Checked, target: str) -> int:
+    print(f"\nNo checks ran for lesson {lesson.id}.")
+    for error in checked.collect_errors[:1]:
+        print("\n".join(error.splitlines()[-15:]))
+    print(f"See pytest's own report: python -m pytest {display(lesson.test_file)} --target {target}")
+    return 2
+
+
+def _does_not_load(problem: str, style: Style) -> int:
+    print("\n" + style.red("Your app.py does not load, so nothing could be checked:"))
+    for line in tidy_message(problem, max_lines=8):
+        print("  " + line)
+    if TIMED_OUT_SIGN in problem:
+        print("  " + IMPORT_HANG)
+    return 1
+
+
+def _ready_made_parts_fail(other: list[dict], style: Style) -> int:
+    print("\n" + style.yellow(f"Every exercise passes, but {len(other)} check(s) of the lesson's ready-made "
+                              "parts fail (did you change code outside the exercises?):"))
+    for record in other[:3]:
+        print(f"  {record['nodeid'].split('::', 1)[-1]}: {tidy_message(record['message'])[0]}")
+    return 1
+
+
+def _complete(lesson: manifest.Lesson, summary: str, style: Style) -> None:
     print("\n" + style.green(f"Lesson {lesson.id} is complete.") + f" {summary}")
     print(f"Compare your code with the reference: python -m course diff {lesson.id}")
     following = [l for l in manifest.lessons() if l.id > lesson.id]
     if following:
         print(f"Next: lesson {following[0].id}, {following[0].title} (python -m course check {following[0].id})")
-    return 0
 
 
 def explain(state: ExerciseState, style: Style) -> None:
@@ -266,36 +201,42 @@ def list_(args) -> int:
     lessons = list(manifest.lessons())
     started = time.monotonic()
     records = run_checks([l for l in lessons if l.test_file.exists()], args.target, exercises_only=True,
-                         test_timeout=args.test_timeout)
+                         test_timeout=args.test_timeout).records
     print(style.bold("The lessons, checked just now against your code") + f" ({display(resolve_target(args.target))}/)\n")
     current = None
     total_done = total_ex = 0
     title_width = max(len(lesson.title) for lesson in lessons)
     for lesson in lessons:
-        mine = [r for r in records if f"test_{lesson.slug}.py" in r["nodeid"]]
+        mine = [r for r in records if lesson_slug(r["nodeid"]) == lesson.slug]
         found = states(lesson, mine, args.target)
         done = sum(s.state == "done" for s in found)
         total_done += done
         total_ex += len(found)
-        ready = lesson.test_file.exists()
-        line = (f"{lesson.id} {lesson.title:<{title_width}} {bar(done, len(found), 10)} {done}/{len(found)} "
-                f"exercises  {_lesson_points(lesson, found)}/{lesson.max_points} points")
-        if not ready:
-            line = f"{lesson.id} {lesson.title:<{title_width}} (no checks yet)"
-        if ready and current is None and done < len(found):
-            current = lesson
-            line += "  " + style.cyan("<- you are here")
-        print(style.bold(line) if lesson is current else line)
-        problem = load_problem(mine)
-        if problem:
-            print("     " + style.red(tidy_message(problem)[0]))
-            continue
-        for s in found:
-            print(f"     {style.paint(f'{s.state:<7}', STATE_STYLE[s.state])} {s.exercise.id} {s.exercise.title}")
+        here = lesson.test_file.exists() and current is None and done < len(found)
+        current = lesson if here else current
+        _list_lesson(lesson, found, load_problem(mine), title_width, here, style)
     print(f"\n{total_done} of {total_ex} exercises done ({time.monotonic() - started:.1f} s).")
     if current:
         print(f"Next: python -m course check {current.id}   (or: python -m course watch {current.id})")
     return 0
+
+
+def _list_lesson(lesson: manifest.Lesson, found: list[ExerciseState], problem: str, title_width: int,
+                 here: bool, style: Style) -> None:
+    """The lesson's line (with "you are here" on the first not complete), then its exercises or its problem."""
+    done = sum(s.state == "done" for s in found)
+    line = (f"{lesson.id} {lesson.title:<{title_width}} {bar(done, len(found), 10)} {done}/{len(found)} "
+            f"exercises  {_points(found)}/{lesson.max_points} points")
+    if not lesson.test_file.exists():
+        line = f"{lesson.id} {lesson.title:<{title_width}} (no checks yet)"
+    if here:
+        line += "  " + style.cyan("<- you are here")
+    print(style.bold(line) if here else line)
+    if problem:
+        print("     " + style.red(tidy_message(problem)[0]))
+        return
+    for s in found:
+        print(f"     {style.paint(f'{s.state:<7}', STATE_STYLE[s.state])} {s.exercise.id} {s.exercise.title}")
 
 
 # ---------------------------------------------------------------- hint
@@ -320,41 +261,19 @@ def _read_counters(path: Path) -> dict:
 
 def hint(args) -> int:
     style = Style(sys.stdout)
-    key = args.exercise
-    if "." not in key:                                     # a lesson: the first exercise not done
-        lesson = _lesson(key)
-        records = run_checks(lesson, args.target, exercises_only=True, test_timeout=args.test_timeout)
-        pending = next((s for s in states(lesson, records, args.target) if s.state != "done"), None)
-        if records and pending is None:
-            print(f"Lesson {lesson.id} is complete: no hint needed. "
-                  f"Compare with the reference: python -m course diff {lesson.id}")
-            return 0
-        ex = pending.exercise if pending else lesson.exercises[0]
-    else:
-        try:
-            ex = manifest.exercise(key)
-        except LookupError as exc:
-            raise SystemExit(str(exc)) from None
+    ex = _exercise_to_hint(args)
+    if ex is None:
+        return 0
     path = hints_file()
     counters = _read_counters(path)
     if args.reset:
         counters.pop(ex.id, None)
-        shown = 0
-    elif args.all:
-        shown = len(ex.hints)
-    else:
-        shown = min(int(counters.get(ex.id, 0)) + 1, len(ex.hints))
-    if args.reset:
         print(f"Hints of {ex.id} start again from the first.")
-    else:
-        counters[ex.id] = max(shown, int(counters.get(ex.id, 0)))
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(counters, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    except OSError:
-        pass                                                # read-only: every call shows the first hint
-    if args.reset:
+        _write_counters(path, counters)
         return 0
+    shown = len(ex.hints) if args.all else min(int(counters.get(ex.id, 0)) + 1, len(ex.hints))
+    counters[ex.id] = max(shown, int(counters.get(ex.id, 0)))
+    _write_counters(path, counters)
     print(style.bold(f"Exercise {ex.id}: {ex.title}"))
     print(f"Edit {ex.app_path}, {ex.function}.\n")
     for number, text in enumerate(ex.hints[:shown], start=1):
@@ -367,6 +286,31 @@ def hint(args) -> int:
     return 0
 
 
+def _exercise_to_hint(args) -> manifest.Exercise | None:
+    """``NN.K``, or for a lesson ``NN`` its first exercise not done (None: the lesson is complete)."""
+    if "." in args.exercise:
+        try:
+            return manifest.exercise(args.exercise)
+        except LookupError as exc:
+            raise SystemExit(str(exc)) from None
+    lesson = _lesson(args.exercise)
+    records = run_checks(lesson, args.target, exercises_only=True, test_timeout=args.test_timeout).records
+    pending = next((s for s in states(lesson, records, args.target) if s.state != "done"), None)
+    if records and pending is None:
+        print(f"Lesson {lesson.id} is complete: no hint needed. "
+              f"Compare with the reference: python -m course diff {lesson.id}")
+        return None
+    return pending.exercise if pending else lesson.exercises[0]
+
+
+def _write_counters(path: Path, counters: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(counters, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError:
+        pass                                                # read-only: every call shows the first hint
+
+
 # ---------------------------------------------------------------- diff
 
 def diff(args) -> int:
@@ -377,9 +321,8 @@ def diff(args) -> int:
     if not mine.exists():
         print(f"{display(mine)} does not exist.")
         return 2
-    records = run_checks(lesson, args.target, exercises_only=True, test_timeout=args.test_timeout)
-    found = states(lesson, records, args.target)
-    to_go = [s.exercise.id for s in found if s.state != "done"]
+    records = run_checks(lesson, args.target, exercises_only=True, test_timeout=args.test_timeout).records
+    to_go = [s.exercise.id for s in states(lesson, records, args.target) if s.state != "done"]
     if not records or to_go:
         print(f"Not yet: the reference for lesson {lesson.id} is shown once your code passes every exercise, "
               f"so it cannot give away what you are still working out.")
@@ -394,22 +337,28 @@ def diff(args) -> int:
     print(style.bold(f"Lesson {lesson.id} passes. Your code beside the reference (both work; "
                      "read how they differ):") + "\n")
     if args.side_by_side:
-        for line in side_by_side(ours, theirs, display(mine), display(reference), width(), style):
-            print(line)
-        return 0
-    for line in difflib.unified_diff(ours, theirs, f"yours: {display(mine)}", f"reference: {display(reference)}",
+        lines = side_by_side(ours, theirs, display(mine), display(reference), width(), style)
+    else:
+        lines = unified(ours, theirs, display(mine), display(reference), style)
+    for line in lines:
+        print(line)
+    return 0
+
+
+def unified(ours, theirs, left_name, right_name, style):
+    """A unified diff (yours, then the reference), coloured on a terminal."""
+    for line in difflib.unified_diff(ours, theirs, f"yours: {left_name}", f"reference: {right_name}",
                                      lineterm="", n=3):
         if line.startswith(("+++", "---")):
-            print(style.bold(line))
+            yield style.bold(line)
         elif line.startswith("@@"):
-            print(style.cyan(line))
+            yield style.cyan(line)
         elif line.startswith("+"):
-            print(style.green(line))
+            yield style.green(line)
         elif line.startswith("-"):
-            print(style.red(line))
+            yield style.red(line)
         else:
-            print(line)
-    return 0
+            yield line
 
 
 def side_by_side(ours, theirs, left_name, right_name, total_width, style, context=2):
@@ -454,15 +403,9 @@ def _snapshot(folder: Path) -> dict[str, tuple[float, int]]:
 
 def watch(args) -> int:
     style = Style(sys.stdout)
-    if args.lesson:
-        lesson = _lesson(args.lesson)
-    else:                           # the lesson being worked on: the first whose app.py still has a todo
-        ready = [l for l in manifest.lessons() if l.test_file.exists()]
-        lesson = next((l for l in ready if unfinished(resolve_target(args.target) / l.slug / "app.py")), None)
-        if lesson is None:
-            print("No lesson has a todo(...) left. Watch one anyway: python -m course watch NN")
-            return 0
-        print(f"Watching lesson {lesson.id}, the first with a todo(...) left (another: python -m course watch NN).")
+    lesson = _lesson(args.lesson) if args.lesson else _lesson_with_todo(args.target)
+    if lesson is None:
+        return 0
     folder = resolve_target(args.target) / lesson.slug
     command = [sys.executable, "-m", "course", "check", lesson.id, "--target", str(args.target),
                "--test-timeout", f"{args.test_timeout:g}"]
@@ -488,12 +431,7 @@ def watch(args) -> int:
                             "so it works on any file system). Ctrl-C to stop."), flush=True)
             if args.max_runs and runs >= args.max_runs:
                 return 0
-            while True:
-                time.sleep(args.interval)
-                now = _snapshot(folder)
-                if now != before:
-                    time.sleep(min(args.interval, 0.2))     # let an editor finish writing
-                    break
+            _wait_for_change(folder, before, args.interval)
     except KeyboardInterrupt:
         if child is not None:
             try:
@@ -505,23 +443,42 @@ def watch(args) -> int:
         return 0
 
 
+def _lesson_with_todo(target: str) -> manifest.Lesson | None:
+    """The lesson being worked on: the first whose app.py still has a todo (None, with a note: none has)."""
+    ready = [l for l in manifest.lessons() if l.test_file.exists()]
+    lesson = next((l for l in ready if unfinished(resolve_target(target) / l.slug / "app.py")), None)
+    if lesson is None:
+        print("No lesson has a todo(...) left. Watch one anyway: python -m course watch NN")
+    else:
+        print(f"Watching lesson {lesson.id}, the first with a todo(...) left (another: python -m course watch NN).")
+    return lesson
+
+
+def _wait_for_change(folder: Path, before: dict, interval: float) -> None:
+    """Poll every ``interval`` seconds until a file in ``folder`` changes (its time or size)."""
+    time.sleep(interval)
+    while _snapshot(folder) == before:
+        time.sleep(interval)
+    time.sleep(min(interval, 0.2))               # let an editor finish writing
+
+
 # ---------------------------------------------------------------- grade
 
 def grade(args) -> int:
-    from course.tools import grader
+    from course.tools.grading import batch, report
 
     started = time.monotonic()
     lessons = [part for item in (args.lessons or []) for part in item.split(",") if part.strip()]
     try:
-        students = grader.grade(args.submissions, Path(args.out), jobs=args.jobs, timeout=args.timeout,
-                                test_timeout=args.test_timeout, lessons=lessons or None,
-                                progress=not args.no_progress)
-    except grader.GradeError as exc:
+        students = batch.grade(args.submissions, Path(args.out), jobs=args.jobs, timeout=args.timeout,
+                               test_timeout=args.test_timeout, lessons=lessons or None,
+                               progress=not args.no_progress)
+    except batch.GradeError as exc:
         raise SystemExit(f"grade: {exc}") from None
     except KeyboardInterrupt:
         print("\nStopped: every running submission was killed; nothing was written.", file=sys.stderr)
         return 130
-    grader.print_totals(students, Path(args.out), started)
+    report.print_totals(students, Path(args.out), started)
     return 0
 
 

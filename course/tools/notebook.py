@@ -10,7 +10,7 @@ import ast
 import os
 from pathlib import Path
 
-from course.tools.loader import app_path, load_app_module, resolve_target
+from course.tools.loader import app_path, load_app_module
 from course.lesson.server import BackgroundServer
 
 
@@ -52,7 +52,3 @@ def show(slug: str, *names: str) -> None:
 def start(slug: str, **options) -> BackgroundServer:
     """Serve the lesson's ``create_app(**options)`` on a free port; ``.url``, then ``.stop()``."""
     return BackgroundServer(load(slug).create_app(**options))
-
-
-def where() -> Path:
-    return resolve_target(target())

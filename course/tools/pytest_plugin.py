@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import threading
 from pathlib import Path
@@ -31,8 +30,7 @@ import requests
 from course.lesson import manifest
 from course.tools.loader import LessonLoadError, load_app_module, resolve_target
 from course.lesson.server import serve
-
-TEST_FILE = re.compile(r"test_(\d\d_[a-z0-9_]+)\.py$")
+from course.tools.results import TIMED_OUT_SIGN, lesson_slug as slug_of
 
 
 def pytest_addoption(parser):
@@ -128,10 +126,6 @@ class CourseReport:
             }, indent=1), encoding="utf-8")
 
 
-TIMED_OUT = "timed out"
-"""How a ``--course-timeout`` failure message begins."""
-
-
 class TimeLimit:
     """``--course-timeout``: SIGALRM interrupts a phase that runs too long, and fails the test.
 
@@ -149,7 +143,7 @@ class TimeLimit:
     def _limit(self, when: str):
         def on_alarm(signum, frame):
             self.timed_out = True
-            pytest.fail(f"{TIMED_OUT}: the test's {when} took longer than {self.seconds:g} s "
+            pytest.fail(f"{TIMED_OUT_SIGN} {when} took longer than {self.seconds:g} s "
                         "(an endless loop, or a request that never gets an answer?)", pytrace=False)
 
         previous = signal.signal(signal.SIGALRM, on_alarm)
@@ -201,10 +195,10 @@ def course_target(pytestconfig) -> Path:
 @pytest.fixture(scope="module")
 def lesson_slug(request) -> str:
     """``01_raw_cookies`` for tests/test_01_raw_cookies.py."""
-    match = TEST_FILE.search(str(request.path))
-    if not match:
+    slug = slug_of(str(request.path))
+    if slug is None:
         raise pytest.UsageError(f"{request.path}: lesson test files are named test_NN_slug.py")
-    return match.group(1)
+    return slug
 
 
 @pytest.fixture(scope="module")

@@ -16,12 +16,7 @@ CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "b
 
 
 def wants_colour(stream) -> bool:
-    if os.environ.get("NO_COLOR"):
-        return False
-    try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
-        return False
+    return not os.environ.get("NO_COLOR") and _is_tty(stream)
 
 
 class Style:

@@ -1,0 +1,83 @@
+"""The whole class: find the copies, plan once, then run, score and report each, a few at a time.
+
+Ctrl-C (or any error) stops the batch: the running workers are killed, and the class files
+(grades.csv, summary.md) are not written.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from course import ROOT
+from course.tools.grading import report
+from course.tools.grading.find import Submission, find_submissions
+from course.tools.grading.plan import GradeError, Plan, make_plan
+from course.tools.grading.run import run_submission
+from course.tools.grading.score import StudentResult, number, score
+from course.tools.term import Progress
+
+DEFAULT_TEST_TIMEOUT = 30.0                         # generous: lesson 08 starts a dozen processes in one test
+
+def grade(paths: list[str], out: Path, jobs: int = 2, timeout: float | None = None,
+          test_timeout: float = DEFAULT_TEST_TIMEOUT, lessons: list[str] | None = None,
+          progress: bool = True, stderr=None) -> list[StudentResult]:
+    """Grade every submission in ``paths`` into ``out``; the students' results, in name order."""
+    stderr = stderr or sys.stderr
+    submissions, notes = find_submissions(paths)
+    if not submissions:
+        raise GradeError("no submission to grade: give the folders of the students' copies")
+    plan = make_plan(lessons, test_timeout, timeout)
+    _announce(stderr, notes + plan.warnings, submissions, plan, jobs)
+    report.prepare(out)
+    bar = Progress(len(submissions), "grading", stderr, enabled=progress)
+    cancel = threading.Event()
+
+    def one(submission: Submission) -> StudentResult:
+        return _grade_one(submission, plan, out, cancel, bar)
+
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    try:
+        results = {result.name: result for result in pool.map(one, submissions)}
+    except BaseException:
+        cancel.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        bar.close()
+        raise
+    pool.shutdown()
+    bar.close()
+    ordered = [results[s.name] for s in submissions]
+    report.write_class(out, ordered, plan)
+    return ordered
+
+
+def _announce(stderr, notes: list[str], submissions: list[Submission], plan: Plan, jobs: int) -> None:
+    for note in notes:
+        stderr.write(f"note: {note}\n")
+    stderr.write(f"Grading {len(submissions)} submission(s), lesson(s) {', '.join(l.id for l in plan.lessons)}: "
+                 f"{len(plan.tests)} tests each, {jobs} at a time, at most {plan.test_timeout:g} s a test "
+                 f"and {plan.timeout:g} s a submission.\n")
+    stderr.flush()
+
+
+def _grade_one(submission: Submission, plan: Plan, out: Path, cancel: threading.Event,
+               bar: Progress) -> StudentResult:
+    """Run, score and write one submission, in a working folder removed afterwards."""
+    bar.start(submission.name)
+    workdir = Path(tempfile.mkdtemp(prefix="course-grade-"))
+    try:
+        run = run_submission(submission, plan, workdir, cancel, bar)
+        replace = {str(workdir / "lessons"): "lessons", str(workdir): ".", str(ROOT) + os.sep: ""}
+        result = StudentResult(submission, run, score(plan, run, replace))
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report.write_student(out, result)
+    note = "" if run.status == "ok" else f", {run.status}"
+    bar.finish(submission.name, f"{number(result.points)}/{result.max_points} points "
+                                f"({run.duration:.1f} s{note})")
+    return result
+

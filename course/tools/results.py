@@ -1,0 +1,141 @@
+"""What a run of the course's tests says about each exercise: one reading, for ``check`` and the grader.
+
+The records are course.tools.pytest_plugin's (``--course-report``): one per test phase that
+decided something, with the test's id, exercise, weight, outcome (passed, failed, error, skipped)
+and message. The student's commands (``check``, ``list``, ``hint``, ``diff``) and the grader read
+them the same way, with the same rules, so a student and the instructor never see two verdicts:
+
+* a test's phases are merged into one record, the worst of them (a teardown error after a pass
+  is one failing test);
+* a failure or error by the time limit is a ``timeout``;
+* an exercise's status follows from its tests' outcomes (``status``): the grader's words, which
+  the student's commands say in their own (``ExerciseState.state``);
+* a lesson whose app.py does not load fails every test with one message (``problem``): that
+  message is shown once instead of once per test.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from course.lesson import manifest
+from course.tools.loader import resolve_target
+from course.tools.term import unfinished
+
+TIMED_OUT_SIGN = "timed out: the test's"        # how pytest_plugin's time limit (--course-timeout) fails a test
+STUCK_SIGN = "an earlier test of"                # how plugins.SkipAfterTimeout skips the rest of an exercise
+PYTEST_QUIET = ["-p", "no:xdist", "-p", "no:anyio", "-p", "no:platformdirs", "-p", "no:cacheprovider"]
+"""Plugins a run of the course's tests for one student does without (each costs start-up time)."""
+TEST_FILE = re.compile(r"test_(\d\d_[a-z0-9_]+)\.py(?=::|$)")
+"""A lesson's test file, ``tests/test_NN_slug.py``, in a path or at the start of a test's id."""
+RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
+"""Outcomes from best to worst; an unknown one counts as the worst."""
+
+
+def lesson_slug(path_or_nodeid: str) -> str | None:
+    """``01_raw_cookies`` for ``tests/test_01_raw_cookies.py`` (or a test id in it); None otherwise."""
+    match = TEST_FILE.search(path_or_nodeid)
+    return match.group(1) if match else None
+
+
+def merge(records: list[dict]) -> dict[str, dict]:
+    """One record per test id, the worst of its phases (a teardown error after a pass is a failure)."""
+    merged: dict[str, dict] = {}
+    for record in records:
+        held = merged.get(record["nodeid"])
+        if held is None or RANK.get(record["outcome"], 3) > RANK.get(held["outcome"], 3):
+            merged[record["nodeid"]] = record
+    return merged
+
+
+def outcome(record: dict) -> str:
+    """The record's outcome, or ``timeout`` when the time limit failed it."""
+    if record["outcome"] != "passed" and TIMED_OUT_SIGN in (record.get("message") or ""):
+        return "timeout"
+    return record["outcome"]
+
+
+def status(outcomes: list[str], marked_todo: bool) -> str:
+    """An exercise's status from its tests' outcomes (``outcome``'s words, or ``not run``).
+
+    pass, partial (some passed), not run, todo (the app.py still says ``todo("NN.K")`` and every
+    test simply failed), timeout, skipped, error, fail; untested when it has no tests.
+    """
+    if not outcomes:
+        return "untested"
+    failing = {o for o in outcomes if o != "passed"}
+    if not failing:
+        return "pass"
+    if "passed" in outcomes:
+        return "partial"
+    if failing == {"not run"}:
+        return "not run"
+    if marked_todo and failing == {"failed"}:
+        return "todo"
+    if "timeout" in failing:
+        return "timeout"
+    if failing == {"skipped"}:
+        return "skipped"
+    if failing <= {"error", "not run"}:
+        return "error"
+    return "fail"
+
+
+def problem(tests: list[tuple[str, str]]) -> str:
+    """The one message behind every failure of a lesson, when its app.py does not load at all.
+
+    ``tests`` are (recorded outcome, message) pairs; ``not run`` for a test the grader never got to.
+    A module that fails to import fails each test's setup (an ``error``) with the same message;
+    the tests skipped after a time limit are left out.
+    """
+    if not tests or any(kind == "passed" for kind, _ in tests):
+        return ""
+    core = [(kind, message) for kind, message in tests if not (kind == "skipped" and STUCK_SIGN in message)]
+    messages = {message for _, message in core}
+    if len(messages) == 1 and all(kind in ("error", "not run") for kind, _ in core):
+        return messages.pop()
+    return ""
+
+
+# ---------------------------------------------------------------- the student's view
+
+STUDENT_WORDS = {"pass": "done", "skipped": "skip", "untested": "none"}
+"""``check`` and ``list`` say done/todo/fail/timeout/error/skip/none; a partly passed exercise is
+``fail`` there (or ``timeout``, when a time limit is why)."""
+
+
+@dataclass
+class ExerciseState:
+    """One exercise in the student's commands: its tests' records, and what they add up to."""
+    exercise: manifest.Exercise
+    records: list[dict]
+    marked_todo: bool = False       # the app.py still says todo("NN.K")
+
+    @property
+    def failing(self) -> list[dict]:
+        return [r for r in self.records if r["outcome"] != "passed"]
+
+    @property
+    def state(self) -> str:
+        """done, todo (not started), fail, timeout, error, skip, or none (no checks ran)."""
+        outcomes = [outcome(r) for r in self.records]
+        found = status(outcomes, self.marked_todo)
+        if found == "partial":
+            return "timeout" if "timeout" in outcomes else "fail"
+        return STUDENT_WORDS.get(found, found)
+
+    @property
+    def passed(self) -> int:
+        return len(self.records) - len(self.failing)
+
+
+def states(lesson: manifest.Lesson, records: list[dict], target: str = "lessons") -> list[ExerciseState]:
+    """Each exercise of the lesson with its records (and whether the target's app.py marks it todo)."""
+    todo = unfinished(resolve_target(target) / lesson.slug / "app.py")
+    return [ExerciseState(ex, [r for r in records if r["exercise"] == ex.id], ex.id in todo)
+            for ex in lesson.exercises]
+
+
+def load_problem(records: list[dict]) -> str:
+    """``problem`` of the records of one lesson's run in this process."""
+    return problem([(r["outcome"], r["message"]) for r in records])
