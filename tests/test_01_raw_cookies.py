@@ -103,7 +103,9 @@ def test_forget_deletes_the_cookie_and_counting_restarts(base_url, client):
 def test_forget_uses_the_same_path_as_the_cookie(base_url):
     resp = requests.get(base_url + "/forget")
     line = set_cookie_lines(resp, "visits")[0].lower()
-    assert "path=/" in line.replace(" ", ""), f"delete the cookie with path='/', the path it was set with: a deletion must name the cookie's path (from /forget a deletion without Path happens to reach Path=/, from a deeper URL it would not): {line!r}"
+    assert "path=/" in line.replace(" ", ""), (
+        "delete the cookie with path='/', the path it was set with: a deletion must name the cookie's path "
+        f"(from /forget a deletion without Path happens to reach Path=/, from a deeper URL it would not): {line!r}")
 
 
 # ---------------------------------------------------------------- 01.4 /theme

@@ -19,7 +19,8 @@ from course.tools.testing import set_cookie_lines
 SECRET = "test secret of lesson 02"
 NEW, OLD, OTHER = "rotated-in secret 2026", "retiring secret 2025", "somebody else's secret"
 
-# express-session's own tests (test/session.js in expressjs/session): secret "keyboard cat", the cookie value after "connect.sid=".
+# express-session's own tests (test/session.js in expressjs/session): secret "keyboard cat",
+# the cookie value after "connect.sid=".
 KNOWN_ANSWERS = {
     "apple": "s%3Aapple.D8Y%2BpkTAmeR0PobOhY4G97PRW%2Bj7bUnP%2F5m6%2FOn1MCU",
     "%": "s%3A%25.kzQ6x52kKVdF35Qh62AWk4ZekS28K5XYCXKa%2FOTZ01g",

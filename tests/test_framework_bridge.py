@@ -378,7 +378,8 @@ def test_django_default_session_engine_is_server_side_in_the_database(django_see
 def test_django_session_cookie_is_httponly_lax_not_secure_for_two_weeks(django_seen):
     cookie = django_seen["cookie"]
     assert cookie["httponly"] is True and cookie["samesite"] == "Lax" and cookie["secure"] == ""
-    assert cookie["max-age"] == 1209600 == django_seen["cookie_age"], "persistent: 2 weeks, not a browser-session cookie"
+    assert cookie["max-age"] == 1209600 == django_seen["cookie_age"], \
+        "persistent: 2 weeks, not a browser-session cookie"
     assert cookie["path"] == "/" and django_seen["expire_at_browser_close"] is False
 
 

@@ -340,7 +340,8 @@ def _scored(outcomes_by_exercise: dict[str, list[tuple[str, str]]]):
     return graded, states(LESSON, records, "solutions"), records
 
 
-CALL_TIMEOUT = "timed out: the test's call took longer than 5 s (an endless loop, or a request that never gets an answer?)"
+CALL_TIMEOUT = ("timed out: the test's call took longer than 5 s "
+                "(an endless loop, or a request that never gets an answer?)")
 SETUP_TIMEOUT = CALL_TIMEOUT.replace("call", "setup")
 STUCK = [("skipped", "not run: an earlier test of it timed out")]
 

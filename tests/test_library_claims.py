@@ -18,7 +18,6 @@ import pytest
 
 from course.kit import auth
 
-
 # ---------------------------------------------------------------- Beaker and MongoDB
 
 class FakeCollection:

@@ -82,7 +82,7 @@ def lesson(key: str | int) -> Lesson:
     for candidate in lessons():
         if text in (candidate.id, candidate.slug) or (text.isdigit() and int(text) == int(candidate.id)):
             return candidate
-    there = ", ".join(f"{l.id} ({l.slug})" for l in lessons())
+    there = ", ".join(f"{each.id} ({each.slug})" for each in lessons())
     raise UnknownLesson(f"There is no lesson {key!r}. The lessons are: {there}.")
 
 

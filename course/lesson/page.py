@@ -31,11 +31,14 @@ body{font-family:system-ui,sans-serif;max-width:52rem;margin:2rem auto;padding:0
 h1{font-size:1.5rem} h2{font-size:1.1rem;margin-top:1.6rem}
 code,pre{font-family:ui-monospace,monospace;font-size:.9rem}
 pre{background:#f4f4f4;padding:.6rem;overflow-x:auto;white-space:pre-wrap;word-break:break-all}
-table{border-collapse:collapse;width:100%} td,th{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
+table{border-collapse:collapse;width:100%}
+td,th{border:1px solid #ddd;padding:.3rem .5rem;text-align:left;vertical-align:top}
 th{background:#fafafa} .method{font-weight:bold;width:4rem} form{display:inline}
 .inspector{border:2px solid #7a9;border-radius:6px;padding:.2rem 1rem 1rem;margin-top:1.5rem}
 .muted{color:#777}
 """
+
+NO_COOKIE = "(no Cookie header: the browser has no cookie for this site yet)"
 
 
 def _inline(text: str) -> str:
@@ -102,7 +105,7 @@ def render(*, lesson_id: str, title: str, intro: str = "", routes: Iterable[Rout
 {extra_html}
 <div class="inspector" id="inspector">
 <h2>What your browser sent</h2>
-<pre id="cookie-header">{"Cookie: " + escape(cookie_header) if cookie_header else "(no Cookie header: the browser has no cookie for this site yet)"}</pre>
+<pre id="cookie-header">{"Cookie: " + escape(cookie_header) if cookie_header else NO_COOKIE}</pre>
 {cookies_table}
 {store_html}
 </div>

@@ -20,14 +20,14 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 class QuietHandler(WSGIRequestHandler):
     """No access log on stderr: tests and notebooks stay readable."""
 
-    def log_message(self, format, *args):  # noqa: A002 - the stdlib's name
+    def log_message(self, format, *args):
         pass
 
 
 class LoggingHandler(WSGIRequestHandler):
     """One short line per request, for a student watching the server in a terminal."""
 
-    def log_message(self, format, *args):  # noqa: A002
+    def log_message(self, format, *args):
         sys.stderr.write("  %s\n" % (format % args))
 
 

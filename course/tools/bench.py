@@ -234,8 +234,8 @@ def _option(text: str) -> tuple[str, object]:
 
 def serve(slug: str, target: str = "solutions", port: int = 8091, options: dict | None = None,
           no_session: bool = False) -> None:
-    from course.tools.loader import load_app_module
     from course.lesson.server import make_threaded_server
+    from course.tools.loader import load_app_module
 
     module = load_app_module(target, slug)
     if no_session:

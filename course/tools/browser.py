@@ -11,6 +11,8 @@ where it fails instead: in CI a skipped browser test would hide a broken login.
 """
 from __future__ import annotations
 
+import importlib
+
 import os
 import shutil
 from contextlib import contextmanager
@@ -46,7 +48,7 @@ def require_chromium() -> str:
     path = chromium_path()
     if path is not None:
         try:
-            import playwright.sync_api  # noqa: F401
+            importlib.import_module("playwright.sync_api")
         except ImportError:
             message = "the playwright package is missing: run `make venv` (it is in requirements.txt)"
         else:

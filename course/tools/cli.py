@@ -22,8 +22,7 @@ from course.lesson import manifest
 from course.tools import teeth
 from course.tools.loader import LessonLoadError, display, load_app_module, resolve_target
 from course.tools.plugins import CollectErrors, NativeTracebacks, SkipAfterTimeout
-from course.tools.results import (PYTEST_QUIET, TIMED_OUT_SIGN, ExerciseState, lesson_slug, load_problem, merge,
-                                  states)
+from course.tools.results import PYTEST_QUIET, TIMED_OUT_SIGN, ExerciseState, lesson_slug, load_problem, merge, states
 from course.tools.term import Style, bar, tidy_message, unfinished, width
 
 DEFAULT_TEST_TIMEOUT = 10.0
@@ -166,7 +165,7 @@ def _ready_made_parts_fail(other: list[dict], style: Style) -> int:
 def _complete(lesson: manifest.Lesson, summary: str, style: Style) -> None:
     print("\n" + style.green(f"Lesson {lesson.id} is complete.") + f" {summary}")
     print(f"Compare your code with the reference: python -m course diff {lesson.id}")
-    following = [l for l in manifest.lessons() if l.id > lesson.id]
+    following = [each for each in manifest.lessons() if each.id > lesson.id]
     if following:
         print(f"Next: lesson {following[0].id}, {following[0].title} (python -m course check {following[0].id})")
 
@@ -200,9 +199,10 @@ def list_(args) -> int:
     style = Style(sys.stdout)
     lessons = list(manifest.lessons())
     started = time.monotonic()
-    records = run_checks([l for l in lessons if l.test_file.exists()], args.target, exercises_only=True,
+    records = run_checks([each for each in lessons if each.test_file.exists()], args.target, exercises_only=True,
                          test_timeout=args.test_timeout).records
-    print(style.bold("The lessons, checked just now against your code") + f" ({display(resolve_target(args.target))}/)\n")
+    where = display(resolve_target(args.target))
+    print(style.bold("The lessons, checked just now against your code") + f" ({where}/)\n")
     current = None
     total_done = total_ex = 0
     title_width = max(len(lesson.title) for lesson in lessons)
@@ -445,8 +445,8 @@ def watch(args) -> int:
 
 def _lesson_with_todo(target: str) -> manifest.Lesson | None:
     """The lesson being worked on: the first whose app.py still has a todo (None, with a note: none has)."""
-    ready = [l for l in manifest.lessons() if l.test_file.exists()]
-    lesson = next((l for l in ready if unfinished(resolve_target(target) / l.slug / "app.py")), None)
+    ready = [each for each in manifest.lessons() if each.test_file.exists()]
+    lesson = next((each for each in ready if unfinished(resolve_target(target) / each.slug / "app.py")), None)
     if lesson is None:
         print("No lesson has a todo(...) left. Watch one anyway: python -m course watch NN")
     else:

@@ -26,7 +26,6 @@ from urllib.parse import urlsplit, urlunsplit
 
 from course import ROOT
 
-
 # ---------------------------------------------------------------- the relay
 
 def _reset(sock: socket.socket) -> None:
@@ -200,7 +199,8 @@ class AppProcess:
             except OSError:
                 if time.monotonic() > deadline:
                     self.kill()
-                    raise RuntimeError(f"the app did not listen on {self.url} within {timeout} s:\n{self.output()}")
+                    raise RuntimeError(f"the app did not listen on {self.url} within {timeout} s:\n"
+                                       f"{self.output()}") from None
                 time.sleep(0.02)
 
     def output(self) -> str:
@@ -242,8 +242,8 @@ def _serve_command(argv=None) -> None:
     serve.add_argument("--port", type=int, required=True)
     serve.add_argument("--options", default="{}", help="create_app's keyword arguments, as JSON")
     args = parser.parse_args(argv)
-    from course.tools.loader import load_app_module
     from course.lesson.server import make_threaded_server
+    from course.tools.loader import load_app_module
     module = load_app_module(args.target, args.slug)
     server = make_threaded_server(module.create_app(**json.loads(args.options)), "127.0.0.1", args.port)
     print(f"serving on http://127.0.0.1:{args.port}/", flush=True)

@@ -10,8 +10,8 @@ import ast
 import os
 from pathlib import Path
 
-from course.tools.loader import app_path, load_app_module
 from course.lesson.server import BackgroundServer
+from course.tools.loader import app_path, load_app_module
 
 
 def target() -> str:
@@ -34,8 +34,8 @@ def source(slug: str, name: str) -> str:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
             first = min([node.lineno] + [d.lineno for d in node.decorator_list])
             lines = text.splitlines()[first - 1:node.end_lineno]
-            indent = min(len(l) - len(l.lstrip()) for l in lines if l.strip())
-            return "\n".join(l[indent:] for l in lines)
+            indent = min(len(line) - len(line.lstrip()) for line in lines if line.strip())
+            return "\n".join(line[indent:] for line in lines)
     raise LookupError(f"{path} has no function or class named {name!r}")
 
 

@@ -28,9 +28,10 @@ import pytest
 import requests
 
 from course.lesson import manifest
-from course.tools.loader import LessonLoadError, load_app_module, resolve_target
 from course.lesson.server import serve
-from course.tools.results import TIMED_OUT_SIGN, lesson_slug as slug_of
+from course.tools.loader import LessonLoadError, load_app_module, resolve_target
+from course.tools.results import TIMED_OUT_SIGN
+from course.tools.results import lesson_slug as slug_of
 
 
 def pytest_addoption(parser):

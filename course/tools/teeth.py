@@ -125,7 +125,8 @@ def run_exercise_tests(target: Path, slugs: list[str], report: Path, timeout: fl
         command.append("-x")
     proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     if not report.exists():
-        raise RuntimeError(f"pytest wrote no report (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise RuntimeError(f"pytest wrote no report (exit {proc.returncode}):\n"
+                           f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return json.loads(report.read_text(encoding="utf-8"))["tests"]
 
 

@@ -76,7 +76,8 @@ def cookie_settings(production):
 
     Development uses a plain ``sid``: this app, like express-session, never sends a ``Secure``
     cookie over plain HTTP (Chrome and Firefox would keep one on http://localhost; Safari, a LAN
-    address or a made-up dev host name would drop it). Production uses the ``__Host-`` prefix: the browser then accepts the cookie
+    address or a made-up dev host name would drop it). Production uses the ``__Host-`` prefix:
+    the browser then accepts the cookie
     only with ``Secure``, ``Path=/`` and no ``Domain``, so no sibling subdomain can set or shadow it.
     """
     if not production:

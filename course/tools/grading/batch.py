@@ -58,7 +58,7 @@ def grade(paths: list[str], out: Path, jobs: int = 2, timeout: float | None = No
 def _announce(stderr, notes: list[str], submissions: list[Submission], plan: Plan, jobs: int) -> None:
     for note in notes:
         stderr.write(f"note: {note}\n")
-    stderr.write(f"Grading {len(submissions)} submission(s), lesson(s) {', '.join(l.id for l in plan.lessons)}: "
+    stderr.write(f"Grading {len(submissions)} submission(s), lesson(s) {', '.join(each.id for each in plan.lessons)}: "
                  f"{len(plan.tests)} tests each, {jobs} at a time, at most {plan.test_timeout:g} s a test "
                  f"and {plan.timeout:g} s a submission.\n")
     stderr.flush()

@@ -59,7 +59,7 @@ def make_plan(lesson_keys: list[str] | None, test_timeout: float, timeout: float
     if not lessons:
         raise GradeError("none of the lessons has an exercise test that collects")
     warnings += _unreachable_services(lessons)
-    return Plan(lessons=lessons, tests=[t for t in tests if t.slug in {l.slug for l in lessons}],
+    return Plan(lessons=lessons, tests=[t for t in tests if t.slug in {each.slug for each in lessons}],
                 test_timeout=test_timeout,
                 timeout=timeout if timeout else SECONDS_PER_LESSON * len(lessons), warnings=warnings)
 
@@ -106,7 +106,7 @@ def collect(lessons: list[manifest.Lesson]) -> list[TestCase]:
     """Every exercise test of ``lessons``, as the course's tests collect against its solutions."""
     with tempfile.TemporaryDirectory(prefix="course-collect-") as tmp:
         stream = Path(tmp) / "collected.jsonl"
-        command = worker.command([str(l.test_file) for l in lessons], ROOT / "solutions", "--collect-only", "-q",
+        command = worker.command([str(each.test_file) for each in lessons], ROOT / "solutions", "--collect-only", "-q",
                                  "--course-stream", str(stream), "--continue-on-collection-errors")
         proc = subprocess.run(command, cwd=tmp, env=worker.environment(Path(tmp)), capture_output=True,
                               text=True, timeout=300)

@@ -74,7 +74,7 @@ def student_json(result: StudentResult) -> dict:
         "version": 1, "student": result.name, "submission": str(result.submission.path),
         "status": run.status, "points": number(result.points), "max_points": result.max_points,
         "exit_code": run.exit_code, "duration_s": round(run.duration, 2), "output_bytes": run.output_bytes,
-        "lessons": [_lesson_json(l) for l in result.lessons],
+        "lessons": [_lesson_json(each) for each in result.lessons],
     }
 
 
@@ -148,7 +148,7 @@ STATUS_WORDS = {
 def feedback(result: StudentResult) -> str:
     lines = [f"# Feedback for {result.name}", "",
              f"**{number(result.points)} of {result.max_points} points** "
-             f"(lessons {', '.join(l.lesson.id for l in result.lessons)}).", ""]
+             f"(lessons {', '.join(each.lesson.id for each in result.lessons)}).", ""]
     lines += _run_notes(result)
     for lesson in result.lessons:
         lines += _lesson_feedback(lesson)
@@ -208,7 +208,7 @@ def _pct(part: int, whole: int) -> str:
 
 def summary(students: list[StudentResult], plan: Plan) -> str:
     lines = [f"# Class summary: {len(students)} submission(s)", "",
-             f"Lessons {', '.join(l.id for l in plan.lessons)}; each test at most {plan.test_timeout:g} s, "
+             f"Lessons {', '.join(each.id for each in plan.lessons)}; each test at most {plan.test_timeout:g} s, "
              f"each submission at most {plan.timeout:g} s.", ""]
     lines += [f"> Note: {warning}" for warning in plan.warnings]
     if plan.warnings:
@@ -274,10 +274,11 @@ def _most_failed(rows: list[tuple], n: int) -> list[str]:
 
 
 def _students_table(students: list[StudentResult], plan: Plan) -> list[str]:
-    lines = ["", "## Students", "", "| student | " + " | ".join(l.id for l in plan.lessons) + " | total | status |",
+    columns = " | ".join(each.id for each in plan.lessons)
+    lines = ["", "## Students", "", f"| student | {columns} | total | status |",
              "|---|" + "---:|" * len(plan.lessons) + "---:|---|"]
     for s in students:
-        cells = " | ".join(f"{number(l.points)}" for l in s.lessons)
+        cells = " | ".join(f"{number(each.points)}" for each in s.lessons)
         lines.append(f"| {s.name} | {cells} | {number(s.points)}/{s.max_points} | {s.run.status} |")
     return lines
 
@@ -290,4 +291,5 @@ def print_totals(students: list[StudentResult], out: Path, started: float, strea
         flag = "" if s.run.status == "ok" else f"  ({s.run.status})"
         stream.write(f"  {s.name:<24} {number(s.points):>6} / {s.max_points}{flag}\n")
     stream.write(f"Graded {len(students)} submission(s) in {time.monotonic() - started:.1f} s. "
-                 f"Wrote {out / 'grades.csv'}, {out / 'summary.md'}, and json/, junit/, feedback/, logs/ per student.\n")
+                 f"Wrote {out / 'grades.csv'}, {out / 'summary.md'}, "
+                 "and json/, junit/, feedback/, logs/ per student.\n")

@@ -159,7 +159,7 @@ def _not_started(plan: Plan, target: Path) -> tuple[set[str], list[dict]]:
     The teeth check proves that every exercise test fails on the shipped starter, so such a lesson
     scores 0 without a test process spent on it.
     """
-    untouched = {l.slug for l in plan.lessons if unchanged_starter(target / l.slug / "app.py", l.slug)}
+    untouched = {each.slug for each in plan.lessons if unchanged_starter(target / each.slug / "app.py", each.slug)}
     records = [{"nodeid": t.nodeid, "exercise": t.exercise, "weight": t.weight, "outcome": "failed",
                 "message": NOT_STARTED.format(slug=t.slug), "duration": 0}
                for t in plan.tests if t.slug in untouched]
@@ -190,7 +190,7 @@ class _Attempts:
     def run(self) -> Run:
         target = self.workdir / "lessons"
         untouched, records = _not_started(self.plan, target)
-        pending = [l for l in self.plan.lessons if l.slug not in untouched]
+        pending = [each for each in self.plan.lessons if each.slug not in untouched]
         run = Run(records, "ok", None, 0.0, 0, "")
         while pending:
             pending = self.attempt(run, pending)
@@ -203,7 +203,7 @@ class _Attempts:
         """One worker over the ``pending`` lessons; what is left to run in a new one (after a crash)."""
         plan, number = self.plan, len(self.logs) + 1
         report, stream = self.workdir / f"report-{number}.json", self.workdir / f"stream-{number}.jsonl"
-        command = worker.command([str(l.test_file) for l in pending], self.workdir / "lessons", "--course-report",
+        command = worker.command([str(each.test_file) for each in pending], self.workdir / "lessons", "--course-report",
                                  str(report), "--course-stream", str(stream), "--course-timeout",
                                  f"{plan.test_timeout:g}", "--capture=no", "-p", "no:terminal",
                                  "--continue-on-collection-errors")
@@ -228,7 +228,7 @@ class _Attempts:
 def _after_crash(run: Run, plan: Plan, pending: list[manifest.Lesson], code: int | None) -> list[manifest.Lesson]:
     """The lesson the worker died in keeps what it did, its other tests did not run; the rest is pending."""
     seen = {r["nodeid"] for r in run.records}
-    slugs = [l.slug for l in pending]
+    slugs = [each.slug for each in pending]
     missing = next((t for t in plan.tests if t.slug in slugs and t.nodeid not in seen), None)
     if missing is None:
         return []

@@ -68,11 +68,11 @@ class StudentResult:
 
     @property
     def points(self) -> float:
-        return round(sum(l.points for l in self.lessons), 2)
+        return round(sum(each.points for each in self.lessons), 2)
 
     @property
     def max_points(self) -> int:
-        return sum(l.lesson.max_points for l in self.lessons)
+        return sum(each.lesson.max_points for each in self.lessons)
 
 
 def number(value: float):
