@@ -12,7 +12,6 @@ where it fails instead: in CI a skipped browser test would hide a broken login.
 from __future__ import annotations
 
 import importlib
-
 import os
 import shutil
 from contextlib import contextmanager
