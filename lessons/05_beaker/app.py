@@ -17,9 +17,9 @@ from beaker.middleware import SessionMiddleware
 from beaker.session import InvalidSignature, Session
 from bottle import request
 
+from course.kit import storedown
 from course.kit.beakerkit import (DEV_SECRET, CountingNamespace, CountingStore, RAW_COOKIE_KEY,
-                              answer_503_when_the_store_is_down, expire_cookie, get_session,
-                              session_id_from_cookie, store_guard)
+                                  expire_cookie, get_session, session_id_from_cookie, stored_data)
 from course.kit.cookies import cookie_header, parse_cookie_header  # noqa: F401  (for 05.5)
 from course.lesson.page import Route, render
 from course.lesson.server import lesson_main
@@ -150,7 +150,7 @@ def create_app(secret=None, rolling=False, store=None, stock=False, **beaker_opt
     """
     store = store if store is not None else CountingStore()
     app = new_app()
-    app.install(answer_503_when_the_store_is_down)     # a route that finds the store down: 503
+    app.install(storedown.plugin)     # a route that finds the store down: 503
 
     @app.get("/")
     def index():
@@ -167,7 +167,7 @@ def create_app(secret=None, rolling=False, store=None, stock=False, **beaker_opt
                     Route("POST", "/reset", "destroy the session: record and cookie")],
             cookie_header=request.environ.get(RAW_COOKIE_KEY) or cookie_header(request.environ),
             decode=describe_cookie,
-            session=store.peek(session_id) if session_id else None,
+            session=stored_data(store, session_id),
         )
 
     @app.get("/visits")
@@ -206,7 +206,7 @@ def create_app(secret=None, rolling=False, store=None, stock=False, **beaker_opt
               "session.namespace_class": CountingNamespace, "session.store": store}
     if not stock:
         config["session.session_class"] = StrictSession
-    return store_guard(Sessions(app, config, clean=not stock))
+    return storedown.guard(Sessions(app, config, clean=not stock))   # a failed save: 503
 
 
 def keep_rolling(callback):
