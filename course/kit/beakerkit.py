@@ -1,7 +1,7 @@
 """Beaker, hardened: the finished reference of lesson 05, which lessons 06, 07 and 08 build on.
 
 Beaker's ``SessionMiddleware`` is the real session library of this course, and its defaults fall
-short of what lesson 03 taught (research/beaker_probe.md measures each gap). This module closes them:
+short of what lesson 03 taught (lesson 05's notebook measures each gap). This module closes them:
 
 * :func:`session_config` - a ``session.``-prefixed config dict with safe defaults: cookie ``sid``
   (no framework fingerprint), ``HttpOnly``, ``SameSite=Lax``, a signing secret from
@@ -392,7 +392,7 @@ def expire_cookie(session) -> None:
 
 
 def _delete_record(real: Session) -> None:
-    """Remove ``real``'s record from the store (beaker_probe §5.9). Store errors propagate."""
+    """Remove ``real``'s record from the store. Store errors propagate."""
     if real.is_new or not hasattr(real, "namespace"):
         return                               # a brand-new session has no record (and no .namespace)
     namespace = real.namespace

@@ -7,8 +7,8 @@ Before the app runs, the middleware reads the ``sid`` cookie (``s:<id>.<sig>``, 
 express writes it), checks the signature, and loads the session from the store; a handler finds it
 in ``request.environ["session"]``, a dict with ``.id``, ``.is_new``, ``.modified`` and
 ``.destroy()``. After the app has run, it saves, touches or destroys the record and adds the
-``Set-Cookie`` header, by the rules of express-session 1.19 (research: express_session_spec.md
-section 1):
+``Set-Cookie`` header, by the rules of express-session 1.19
+(https://github.com/expressjs/session#readme):
 
 * a cookie that is missing, unsigned, tampered, over 4 KB, or names an ID the store does not hold
   (never issued, expired, destroyed) gets a **new** session with a new ID; an ID the server did not

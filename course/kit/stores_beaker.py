@@ -7,7 +7,7 @@ The finished reference of lesson 08 (lessons 09 and 10 build on it):
   ``mongodb://...``) as Beaker options: the backend (``type``) and what it needs (``url``,
   ``data_dir``, ``table_name``). A bad URL is a ``ValueError`` naming it and listing the forms.
 * :func:`hardened` - those options plus the fixes each backend needs on current drivers
-  (research/beaker_probe.md section 4), as extra options for ``beakerkit.session_config``:
+  (each measured by lesson 08's tests), as extra options for ``beakerkit.session_config``:
 
   - every backend: a store error surfaces as ``storedown.StoreUnavailable`` (so the app answers
     503, never a 500 and never a silent new session), and a session too big for the store is a
