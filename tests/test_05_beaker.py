@@ -18,7 +18,7 @@ import bottle
 import pytest
 import requests
 
-from course.kit import beakerkit
+from course.kit import beakerkit, storedown
 from course.kit.beakerkit import CountingStore
 from course.tools.testing import set_cookie_lines
 
@@ -218,9 +218,8 @@ def test_reset_of_a_brand_new_visitor_is_not_an_error(url, store):
 @pytest.mark.exercise("05.3")
 def test_a_store_failure_during_reset_is_503_and_the_session_survives(url, store):
     client, name, _, old_id = start_session(url)
-    store.down = {"destroys"}                       # the store dies just as the record is deleted
-    resp = client.post(url + "/reset")
-    store.down = False
+    with store.failing("destroy"):                  # the store dies just as the record is deleted
+        resp = client.post(url + "/reset")
     assert resp.status_code == 503 and "Session store unavailable" in resp.text, \
         ("a store error while destroying must reach the caller (503), not be swallowed: "
          f"{resp.status_code} {resp.text!r}")
@@ -402,13 +401,12 @@ def test_a_bad_session_cookie_starts_a_new_session_never_a_500(url, make):
 
 def test_a_store_that_is_down_is_503_and_nothing_is_lost(url, store):
     client, name, value, sid = start_session(url)
-    store.down = True
-    for path in ("/visits", "/peek"):
-        resp = client.get(url + path)
-        assert resp.status_code == 503 and "Session store unavailable" in resp.text, (path, resp.status_code)
-    fresh = requests.get(url + "/visits")
-    assert fresh.status_code == 503, "a new visitor's session cannot be saved: 503, not a 500"
-    store.down = False
+    with store.failing():
+        for path in ("/visits", "/peek"):
+            resp = client.get(url + path)
+            assert resp.status_code == 503 and "Session store unavailable" in resp.text, (path, resp.status_code)
+        fresh = requests.get(url + "/visits")
+        assert fresh.status_code == 503, "a new visitor's session cannot be saved: 503, not a 500"
     assert "You have visited 3 times" in client.get(url + "/visits").text
 
 
@@ -417,7 +415,7 @@ def test_a_store_that_is_down_is_503_and_nothing_is_lost(url, store):
 def kit_app(rolling=False, **config_options):
     """A small app on HardenedSessions, as lessons 06-08 build theirs."""
     app = bottle.Bottle()
-    app.install(beakerkit.answer_503_when_the_store_is_down)
+    app.install(storedown.plugin)
 
     @app.get("/inc")
     def inc():
@@ -509,13 +507,13 @@ def test_kit_store_errors_are_raised_and_answered_503(serve_app):
     url = serve_app(app)
     browser = requests.Session()
     browser.get(url + "/inc")
-    with store.unavailable({"destroys"}):
+    with store.failing("destroy"):
         resp = browser.post(url + "/logout")
     assert resp.status_code == 503 and browser.get(url + "/peek").text == "n=1", "destroy must raise, not swallow"
-    with store.unavailable({"sets"}):
+    with store.failing("set"):
         resp = browser.get(url + "/inc")
     assert resp.status_code == 503 and "Session store unavailable" in resp.text
-    with store.unavailable():
+    with store.failing():
         assert requests.get(url + "/inc").status_code == 503
     assert browser.get(url + "/peek").text == "n=1"
 
@@ -526,7 +524,8 @@ def test_kit_a_corrupt_record_starts_a_new_session(serve_app):
     browser = requests.Session()
     browser.get(url + "/inc")
     sid = browser.cookies["sid"][40:]
-    store._records[sid]["session"] = "not base64 at all!"
+    assert store.holds(sid)
+    store.store.set(sid, {"session": ["str", "not base64 at all!"]})   # the record as Beaker would find it
     with pytest.warns(Warning):
         assert browser.get(url + "/inc").text == "n=1"
 

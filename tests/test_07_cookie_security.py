@@ -588,7 +588,7 @@ def test_a_store_that_is_down_is_a_503_and_logout_says_it_failed(start):
     url = start(store=store)
     browser = requests.Session()
     log_in(url, browser)
-    with store.unavailable():
+    with store.failing():
         down = browser.get(url + "/dashboard")
         assert down.status_code == 503 and "Session store unavailable" in down.text, (down.status_code, down.text)
         out = browser.post(url + "/logout")

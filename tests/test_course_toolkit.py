@@ -1,7 +1,15 @@
 """The toolkit's own promises, the ones every lesson relies on."""
-import requests
+import ast
 
+import bottle
+import requests
+from beaker.middleware import SessionMiddleware as SessionMiddlewareOfBeaker
+
+from course import ROOT
+from course.kit import beakerkit, storedown
 from course.kit.cookies import cookie_header, parse_cookie_header
+from course.kit.sessions import SessionMiddleware
+from course.kit.stores import CountingStore
 from course.lesson.web import guard, todo
 from course.tools.loader import load_app_module
 
@@ -29,3 +37,55 @@ def test_a_cookie_header_is_parsed_like_a_browser_does_junk_and_all():
         ("sid", "abc"), ("theme", "dark"), ("sid", "second")]
     assert cookie_header({"HTTP_COOKIE": "a=\xff\xfe"}) == "a=\ufffd\ufffd"   # bytes that are not UTF-8
     assert cookie_header({}) == ""
+
+
+def test_the_kit_imports_nothing_from_the_lesson_runtime_or_the_tools():
+    """The arrows go tools -> lesson -> kit: the session library stands on its own."""
+    for path in sorted((ROOT / "course" / "kit").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for name in names:
+                assert not name.startswith(("course.lesson", "course.tools")), f"{path.name} imports {name}"
+
+
+def test_every_session_layer_answers_a_store_that_is_down_with_the_same_503(serve_app):
+    """storedown's one answer, from lesson 03's middleware, Beaker's (loading and saving) and a guard."""
+    app = bottle.Bottle()
+    app.install(storedown.plugin)
+
+    @app.get("/")
+    def visit():
+        session = beakerkit.get_session()
+        session["n"] = session.get("n", 0) + 1
+        session.save()
+        return "ok"
+
+    @app.get("/read")
+    def read():
+        return f"n={beakerkit.get_session().get('n')}"
+
+    def plain_app(environ, start_response):
+        environ["session"]["n"] = environ["session"].get("n", 0) + 1
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    store = CountingStore()
+    config = beakerkit.session_config(secret="toolkit-test-secret-0123456789", store=store)
+    SECRET = "toolkit-test-secret"
+    cases = [  # (what answers, the app, the store call that fails, the request)
+        ("lesson 03's middleware, loading", SessionMiddleware(plain_app, SECRET, store=store), "get", "/"),
+        ("lesson 03's middleware, saving", SessionMiddleware(plain_app, SECRET, store=store), "set", "/"),
+        ("the plugin, loading in a route", beakerkit.HardenedSessions(app, config), "get", "/read"),
+        ("HardenedSessions, saving", beakerkit.HardenedSessions(app, config), "set", "/"),
+        ("guard around Beaker's own, saving", storedown.guard(SessionMiddlewareOfBeaker(app, config)), "set", "/"),
+    ]
+    for label, wsgi_app, failing, path in cases:
+        url = serve_app(wsgi_app)
+        browser = requests.Session()
+        assert browser.get(url + "/").status_code == 200, label
+        with store.failing(failing):
+            resp = browser.get(url + path)
+        assert (resp.status_code, resp.text) == (503, storedown.MESSAGE + "\n"), (label, resp.status_code, resp.text)
+        assert "Set-Cookie" not in resp.headers and resp.headers["Retry-After"] == "1", label
+        assert browser.get(url + "/").status_code == 200, f"{label}: the store is back, so is the app"

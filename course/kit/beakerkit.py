@@ -15,9 +15,15 @@ short of what lesson 03 taught (lesson 05's tests and notebook measure each gap)
   request is never written back; a store that fails while saving answers 503, not a traceback.
 * :func:`get_session`, :func:`destroy_session` (the record removed from the store and the cookie
   cleared), :func:`regenerate_session` (a new ID for the same data, the old record destroyed).
-* :class:`CountingStore` - an in-memory Beaker backend, one per app, that counts what Beaker asks
-  of it (``stats()``: gets, sets, touches, destroys, sessions) and can be switched off to test
-  what an app does when its store is down.
+* :class:`CountingNamespace` - Beaker's backend for a :class:`course.kit.stores.CountingStore`
+  (the course's one counting store, re-exported here): sessions in memory, one store per app, that
+  counts what Beaker asks of it (``stats()``: gets, sets, touches, destroys, sessions) and can be
+  told to fail (``store.fail()``, ``with store.failing("destroy"):``) to test what an app does
+  when its store is down; :func:`stored_data` decodes what it holds for one session.
+
+A store that is down is answered from :mod:`course.kit.storedown` (503, ``storedown.MESSAGE``):
+:class:`HardenedSessions` does it when saving fails, ``app.install(storedown.plugin)`` when a
+route finds the store down while loading.
 
 Typical use (lesson 06 on)::
 
@@ -37,15 +43,12 @@ Typical use (lesson 06 on)::
 from __future__ import annotations
 
 import base64
-import contextlib
 import hmac
 import json
 import logging
 import os
 import pickle
 import re
-import sys
-import threading
 import warnings
 import zlib
 from hashlib import sha1
@@ -57,15 +60,16 @@ from beaker.middleware import SessionMiddleware
 from beaker.session import CookieSession, InvalidSignature, Session, SessionObject, _session_id
 from beaker.synchronization import null_synchronizer
 
+from course.kit import storedown
 from course.kit.cookies import parse_cookie_header
+from course.kit.stores import CountingStore, MemoryStore
 
 __all__ = [
     "DEV_SECRET", "InsecureSecretWarning", "resolve_secret", "session_config",
-    "StoreUnavailable", "CountingStore", "CountingNamespace",
+    "CountingStore", "CountingNamespace", "stored_data",
     "clean_cookie_header", "StrictSession", "HardenedSessions", "RAW_COOKIE_KEY",
     "get_session", "destroy_session", "regenerate_session", "expire_cookie",
     "session_id_from_cookie", "real_session", "CorruptSession",
-    "store_errors", "answer_503_when_the_store_is_down", "store_guard",
 ]
 
 log = logging.getLogger("course.kit.beakerkit")
@@ -158,126 +162,20 @@ def session_config(*, type: str = "memory", secret: str | None = None, key: str 
 
 # ---------------------------------------------------------------- a counting, per-app store
 
-class StoreUnavailable(ConnectionError):
-    """The session store cannot be reached (raised by a :class:`CountingStore` that is down)."""
-
-
-class CountingStore:
-    """An in-memory session store for Beaker, one per app, that counts what Beaker asks of it.
-
-    Beaker's own ``memory`` type keeps sessions in a dict on the class, shared by every app in the
-    process (two test servers would share sessions). This one keeps them on the instance. Plug it
-    in with ``session_config(store=store)`` (or ``session.namespace_class=CountingNamespace`` and
-    ``session.store=store``).
-
-    - ``stats()``: ``{"gets", "sets", "touches", "destroys", "sessions"}`` since the app started (the
-      shape of lesson 04's ``/store/stats``; Beaker never touches, so ``touches`` stays 0);
-    - ``peek(session_id)``: the stored data (JSON serializer) without counting, for the inspector;
-    - ``down = True`` (or ``with store.unavailable():``): every operation raises
-      :class:`StoreUnavailable`, as a store that is down would; ``down = {"destroys"}`` (or
-      ``"gets"``, ``"sets"``) fails only those operations, e.g. a store that dies mid-request.
-    """
-
-    def __init__(self):
-        self._records: dict[str, dict] = {}
-        self._lock = threading.RLock()
-        self.counts = {"gets": 0, "sets": 0, "touches": 0, "destroys": 0}
-        self.down = False
-
-    # what Beaker's namespace calls
-    def _check(self, operation: str):
-        if self.down is True or (self.down and operation in self.down):
-            raise StoreUnavailable("the session store is unavailable")
-
-    def get(self, namespace: str, key: str):
-        with self._lock:
-            self.counts["gets"] += 1
-            self._check("gets")
-            return self._records[namespace][key]       # KeyError: Beaker's "no such record"
-
-    def contains(self, namespace: str, key: str) -> bool:
-        with self._lock:
-            self._check("gets")
-            return key in self._records.get(namespace, {})
-
-    def set(self, namespace: str, key: str, value) -> None:
-        with self._lock:
-            self.counts["sets"] += 1
-            self._check("sets")
-            self._records.setdefault(namespace, {})[key] = value
-
-    def delete(self, namespace: str, key: str) -> None:
-        with self._lock:
-            self.counts["destroys"] += 1
-            self._check("destroys")
-            record = self._records.get(namespace, {})
-            del record[key]
-            if not record:
-                self._records.pop(namespace, None)
-
-    def remove(self, namespace: str) -> None:
-        with self._lock:
-            self.counts["destroys"] += 1
-            self._check("destroys")
-            self._records.pop(namespace, None)
-
-    def keys(self, namespace: str) -> list:
-        with self._lock:
-            self._check("gets")
-            return list(self._records.get(namespace, {}))
-
-    # what the lesson shows
-    def stats(self) -> dict:
-        """The counts since the app started, and the number of stored sessions."""
-        with self._lock:
-            return {**self.counts, "sessions": len(self._records)}
-
-    def session_ids(self) -> list[str]:
-        with self._lock:
-            return list(self._records)
-
-    def holds(self, session_id: str) -> bool:
-        """Whether the store has a record under ``session_id`` (not counted)."""
-        with self._lock:
-            return "session" in self._records.get(session_id or "", {})
-
-    def peek(self, session_id: str | None):
-        """The data stored under ``session_id``, or None; not counted (for the lesson page).
-
-        Records are ``base64(serializer.dumps(data))`` as Beaker writes them, JSON or pickle. Only
-        this process's Beaker ever writes into a CountingStore, so unpickling here is safe; never
-        unpickle what another process could have written.
-        """
-        with self._lock:
-            raw = self._records.get(session_id or "", {}).get("session")
-        if raw is None:
-            return None
-        try:
-            data = base64.b64decode(raw)
-        except (ValueError, TypeError):
-            return {"(stored)": "not a Beaker record"}
-        for loads in (lambda d: json.loads(zlib.decompress(d).decode("utf-8")), pickle.loads):
-            try:
-                return loads(data)
-            except Exception:
-                continue
-        return {"(stored)": f"{len(raw)} bytes, encrypted or not readable"}
-
-    @contextlib.contextmanager
-    def unavailable(self, operations=True):
-        """``with store.unavailable(): ...``: the store is down inside the block (or only ``operations``)."""
-        self.down = set(operations) if operations is not True else True
-        try:
-            yield self
-        finally:
-            self.down = False
-
-
 class CountingNamespace(NamespaceManager):
     """Beaker's view of one session's record in a :class:`CountingStore` (Beaker makes one per request).
 
-    Beaker creates it as ``namespace_class(session_id, data_dir=..., digest_filenames=False,
-    **namespace_args)``; the store arrives as the ``store`` option.
+    Beaker's own ``memory`` type keeps sessions in a dict on the class, shared by every app in the
+    process (two test servers would share sessions); a :class:`CountingStore` belongs to one app,
+    counts what Beaker asks of it and can be told to fail (``store.fail()``, ``with store.failing():``).
+
+    Beaker asks a namespace (a session ID) for keys (``"session"``) whose values are bytes (the
+    serialized, base64'd data, as bytes or str); a CountingStore keeps JSON-able dicts by session
+    ID. So a record is ``{key: ["bytes" or "str", the value as text]}``, and Beaker's reads,
+    writes and deletes are the store's ``get``,
+    ``set`` and ``destroy`` (counted as ``gets``, ``sets``, ``destroys``). Beaker creates it as
+    ``namespace_class(session_id, data_dir=..., digest_filenames=False, **namespace_args)``; the store
+    arrives as the ``store`` option (``session_config`` sets both).
     """
 
     def __init__(self, namespace, store: CountingStore | None = None, **_ignored):
@@ -289,29 +187,77 @@ class CountingNamespace(NamespaceManager):
     def get_creation_lock(self, key):
         return null_synchronizer()
 
+    def _record(self) -> dict:
+        return self.store.peek(self.namespace) or {}      # (uncounted: the counted call follows)
+
     def __getitem__(self, key):
-        return self.store.get(self.namespace, key)
+        record = self.store.get(self.namespace) or {}
+        if key not in record:
+            raise KeyError(key)                            # Beaker's "no such record"
+        kind, value = record[key]
+        return value.encode("latin-1") if kind == "bytes" else value
 
     def __contains__(self, key):
-        return self.store.contains(self.namespace, key)
+        self.store.check("get")                            # a store that is down cannot answer
+        return key in self._record()
 
     def has_key(self, key):
         return key in self
 
     def __setitem__(self, key, value):
-        self.store.set(self.namespace, key, value)
+        if isinstance(value, bytes):
+            packed = ["bytes", value.decode("latin-1")]      # latin-1: every byte is one character
+        elif isinstance(value, str):
+            packed = ["str", value]
+        else:
+            raise TypeError(f"Beaker writes bytes or str into a session record, not {type(value).__name__}")
+        self.store.set(self.namespace, {**self._record(), key: packed})
 
     def set_value(self, key, value, expiretime=None):
-        self.store.set(self.namespace, key, value)
+        self[key] = value
 
     def __delitem__(self, key):
-        self.store.delete(self.namespace, key)
+        record = self._record()
+        record.pop(key, None)
+        if record:
+            self.store.set(self.namespace, record)
+        else:
+            self.store.destroy(self.namespace)
 
     def do_remove(self):
-        self.store.remove(self.namespace)
+        self.store.destroy(self.namespace)
 
     def keys(self):
-        return self.store.keys(self.namespace)
+        self.store.check("get")
+        return list(self._record())
+
+
+def stored_data(store: CountingStore, session_id: str | None):
+    """The session data a :class:`CountingStore` holds under ``session_id``, decoded; None if nothing.
+
+    Not counted and never failing (it is for the lesson page's inspector and for tests). Records
+    are ``base64(serializer.dumps(data))`` as Beaker writes them, JSON or pickle. Pickle is read
+    only from a store kept in this process's memory (what only this process's Beaker wrote): never
+    unpickle what another process could have written.
+    """
+    record = store.peek(session_id) if session_id else None
+    packed = (record or {}).get("session")
+    if packed is None:
+        return None
+    raw = packed[1]
+    try:
+        data = base64.b64decode(raw)
+    except (ValueError, TypeError):
+        return {"(stored)": "not a Beaker record"}
+    loaders = [lambda d: json.loads(zlib.decompress(d).decode("utf-8"))]
+    if isinstance(store.store, MemoryStore):
+        loaders.append(pickle.loads)
+    for loads in loaders:
+        try:
+            return loads(data)
+        except Exception:
+            continue
+    return {"(stored)": f"{len(raw)} bytes, encrypted or not readable"}
 
 
 # ---------------------------------------------------------------- a robust Cookie header
@@ -518,71 +464,6 @@ def regenerate_session(session) -> None:
         real.save()
 
 
-def store_errors() -> tuple[type[BaseException], ...]:
-    """The exception types that mean "the session store cannot be reached", for the backends installed.
-
-    :class:`StoreUnavailable`, the built-in ``ConnectionError``/``TimeoutError``, and, when the
-    package is installed, redis-py's ``ConnectionError``/``TimeoutError``, SQLAlchemy's
-    ``OperationalError``/``InterfaceError`` and pymongo's ``ConnectionFailure``.
-    """
-    found: list[type[BaseException]] = [StoreUnavailable, ConnectionError, TimeoutError]
-    for module, names in (("redis.exceptions", ("ConnectionError", "TimeoutError")),
-                          ("sqlalchemy.exc", ("OperationalError", "InterfaceError")),
-                          ("pymongo.errors", ("ConnectionFailure", "ServerSelectionTimeoutError"))):
-        try:
-            loaded = __import__(module, fromlist=list(names))
-        except ImportError:
-            continue
-        found.extend(getattr(loaded, name) for name in names if hasattr(loaded, name))
-    return tuple(dict.fromkeys(found))
-
-
-def answer_503_when_the_store_is_down(callback):
-    """Bottle plugin: a route that hits a store error answers 503 "Session store unavailable".
-
-    ``app.install(answer_503_when_the_store_is_down)``. Loading a session happens inside the route
-    (Beaker loads lazily), so this is where a store that is down shows up; saving is handled by
-    :class:`HardenedSessions`.
-    """
-    errors = store_errors()
-
-    def wrapper(*args, **kwargs):
-        try:
-            return callback(*args, **kwargs)
-        except errors:
-            log.exception("the session store failed")
-            bottle.response.status = 503
-            bottle.response.content_type = "text/plain; charset=utf-8"
-            bottle.response.set_header("Cache-Control", "no-store")
-            return "Session store unavailable\n"
-
-    return wrapper
-
-
-def store_guard(wsgi_app):
-    """WSGI wrapper: a store error escaping ``wsgi_app`` becomes 503 "Session store unavailable".
-
-    Beaker's own ``SessionMiddleware`` saves the session in ``start_response``, after the route
-    has run, so a store that fails then escapes every route-level handler; this catches it.
-    (:class:`HardenedSessions` does the same by itself.)
-    """
-    errors = store_errors()
-
-    def guarded(environ, start_response):
-        try:
-            return wsgi_app(environ, start_response)
-        except errors:
-            log.exception("saving the session failed")
-            status, body = _store_unavailable(None, environ)
-            data = (body + "\n").encode("utf-8")
-            start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                                    ("Content-Length", str(len(data))), ("Cache-Control", "no-store")],
-                           sys.exc_info())
-            return [data]
-
-    return guarded
-
-
 # ---------------------------------------------------------------- the middleware
 
 class HardenedSessions(SessionMiddleware):
@@ -599,10 +480,10 @@ class HardenedSessions(SessionMiddleware):
     - **Destroy means destroyed**: a session passed to :func:`destroy_session` is not written back.
     - **Store errors on save**: Beaker saves in ``start_response``, where an exception becomes a
       broken response. Here the app runs first and the session is saved after; if that fails the
-      answer is 503 "Session store unavailable" (``on_save_error(exc, environ)`` may return another
-      ``(status, body)``), with no ``Set-Cookie``; an answer that is already a 5xx is kept as it is.
-      Errors while *loading* happen inside your route: handle them there (or install
-      :func:`answer_503_when_the_store_is_down`).
+      answer is :func:`course.kit.storedown.answer`'s 503 (``on_save_error(exc, environ)`` may return
+      another ``(status, message)``), with no ``Set-Cookie``; an answer that is already a 5xx is kept
+      as it is. Errors while *loading* happen inside your route: handle them there (or
+      ``app.install(storedown.plugin)``).
 
     The response body is collected before it is sent (fine for these lessons; no streaming).
     """
@@ -645,12 +526,8 @@ class HardenedSessions(SessionMiddleware):
                 if status[:1] == "5":          # the app already answered with an error: keep it
                     start_response(status, [(k, v) for k, v in headers if k.lower() != "set-cookie"], exc_info)
                     return body
-                status, text = (self.on_save_error or _store_unavailable)(exc, environ)
-                data = (text if text.endswith("\n") else text + "\n").encode("utf-8")
-                start_response(status, [("Content-Type", "text/plain; charset=utf-8"),
-                                        ("Content-Length", str(len(data))),
-                                        ("Cache-Control", "no-store")])
-                return [data]
+                status, message = (self.on_save_error or _store_down)(exc, environ)
+                return storedown.respond(start_response, status, message)
             if cookie:
                 headers.append(("Set-Cookie", cookie))
         start_response(status, headers, exc_info)
@@ -667,5 +544,5 @@ class HardenedSessions(SessionMiddleware):
         return sent.get("cookie_out") if sent.get("set_cookie") else None
 
 
-def _store_unavailable(exc, environ):
-    return "503 Service Unavailable", "Session store unavailable"
+def _store_down(exc, environ):
+    return storedown.answer(exc)

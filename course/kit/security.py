@@ -4,13 +4,14 @@
   HTTP. Beaker emits ``Secure`` whenever it is configured, whatever the request; express-session
   instead sends no cookie at all when the request is not HTTPS. The gate does what express does, and
   asks the app (``is_https(environ)``) what counts as HTTPS, so a proxy can be trusted or not.
-* :func:`resolve_secret` (from :mod:`course.kit.beakerkit`) - the session secret: given, or
-  ``SESSION_SECRET``; the development fallback only when not in production.
 * :func:`derive_key` - separate keys for separate jobs (encrypting, signing) from one secret.
 * :func:`session_save_error` - what :class:`course.kit.beakerkit.HardenedSessions` answers when saving
-  fails: 413 with a clear line when a cookie session outgrew the cookie, 503 when the store is down.
+  fails: 413 with a clear line when a cookie session outgrew the cookie, else the store-down 503
+  of :mod:`course.kit.storedown`.
 * :class:`FakeClock` - a clock a test or a notebook moves by hand (``clock.advance(3600)``), so that
   timeouts of hours are checked in milliseconds.
+
+(The session secret, given or from ``SESSION_SECRET``, is :func:`course.kit.beakerkit.resolve_secret`.)
 """
 from __future__ import annotations
 
@@ -23,10 +24,9 @@ from typing import Callable
 
 from beaker.exceptions import BeakerException
 
-from course.kit import beakerkit
+from course.kit import storedown
 
-__all__ = ["SecureCookieGate", "resolve_secret", "derive_key", "session_save_error",
-           "CookieTooLarge", "FakeClock", "COOKIE_TOO_LARGE"]
+__all__ = ["SecureCookieGate", "derive_key", "session_save_error", "FakeClock", "COOKIE_TOO_LARGE"]
 
 log = logging.getLogger("course.kit.security")
 
@@ -69,11 +69,6 @@ class SecureCookieGate:
 
 # ---------------------------------------------------------------- secrets and keys
 
-resolve_secret = beakerkit.resolve_secret
-"""The session secret: given, or ``SESSION_SECRET``; the development fallback (with a warning) only
-outside production. The same rule as every Beaker lesson; see :func:`course.kit.beakerkit.resolve_secret`."""
-
-
 def derive_key(secret: str, purpose: str) -> str:
     """A key for one job (``"encrypt"``, ``"validate"``) derived from the secret with HMAC-SHA256.
 
@@ -84,21 +79,17 @@ def derive_key(secret: str, purpose: str) -> str:
 
 # ---------------------------------------------------------------- when saving the session fails
 
-class CookieTooLarge(Exception):
-    """A cookie session's data no longer fits into one cookie."""
-
-
 def session_save_error(exc: Exception, environ: dict) -> tuple[str, str]:
     """``HardenedSessions(..., on_save_error=session_save_error)``: 413 for a cookie session that
     outgrew its cookie (Beaker raises ``BeakerException("Cookie value is too long to store")``,
-    which would otherwise be a 500), 503 "Session store unavailable" for anything else.
+    which would otherwise be a 500), :func:`course.kit.storedown.answer` (503) for anything else.
 
     The answer replaces the route's, and no ``Set-Cookie`` goes out: the browser keeps the session
     it had, so nothing changed.
     """
-    if isinstance(exc, CookieTooLarge) or (isinstance(exc, BeakerException) and "too long" in str(exc)):
+    if isinstance(exc, BeakerException) and "too long" in str(exc):
         return "413 Content Too Large", COOKIE_TOO_LARGE
-    return "503 Service Unavailable", "Session store unavailable"
+    return storedown.answer(exc)
 
 
 # ---------------------------------------------------------------- a clock you can move

@@ -18,7 +18,7 @@ https://github.com/expressjs/session):
   (when the store can), which restarts its ``max_age`` in the store;
 * a loaded session's cookie is sent again when ``rolling``, or when it is persistent (``max_age``)
   and was modified;
-* a store that raises answers 503 "Session store unavailable"; nothing half-done is kept.
+* a store that raises answers 503 (:mod:`course.kit.storedown`'s answer); nothing half-done is kept.
 
 Unlike express, the response is held until the store has answered (the app's output is buffered),
 so a failed save can still become a 503, and a redirect never races its own save.
@@ -26,20 +26,21 @@ so a failed save can still become a 503, and a redirect never races its own save
 from __future__ import annotations
 
 import json
+import logging
 import secrets
-import sys
 from email.utils import formatdate
 from time import time
 from typing import Sequence
 
+from course.kit import storedown
 from course.kit.cookies import decode_value, encode_value, first_cookie
 from course.kit.signing import secret_list, sign_cookie, unsign_cookie
 from course.kit.stores import MemoryStore, can
-from course.lesson.web import ExerciseNotDone
 
 COOKIE_NAME = "sid"
 MAX_COOKIE_CHARS = 4096          # browsers keep at most about 4 KB per cookie; more is an attack
-UNAVAILABLE = "Session store unavailable"
+
+log = logging.getLogger("course.kit.sessions")
 
 
 def new_session_id() -> str:
@@ -107,15 +108,6 @@ class Session(dict):
         self.destroyed = True
 
 
-def store_unavailable(environ, start_response, exc: Exception):
-    """503 with a line a human understands; the cause goes to the server's log."""
-    print(f"session store error: {type(exc).__name__}: {exc}", file=environ.get("wsgi.errors", sys.stderr))
-    body = f"{UNAVAILABLE}: please try again in a moment.\n".encode()
-    start_response("503 Service Unavailable", [("Content-Type", "text/plain; charset=utf-8"),
-                                               ("Content-Length", str(len(body))), ("Retry-After", "1")])
-    return [body]
-
-
 def run_buffered(app, environ):
     """Run a WSGI app to the end; return its ``(status, headers, body chunks, exc_info)``."""
     answer = {}
@@ -149,20 +141,26 @@ class SessionMiddleware:
     def __call__(self, environ, start_response):
         try:
             session = self.load(environ)
-        except ExerciseNotDone:
-            raise                                   # an unfinished exercise: course.lesson.web.guard answers 501
+        except NotImplementedError:
+            raise                                   # an unfinished exercise (todo): the lesson answers 501
         except Exception as exc:                    # the store is down: 503, never a 500
-            return store_unavailable(environ, start_response, exc)
+            return self.store_down(start_response, exc)
         environ["session"] = session
         status, headers, body, exc_info = run_buffered(self.app, environ)   # the handler runs here
         try:
             headers += self.save(session)
-        except ExerciseNotDone:
+        except NotImplementedError:
             raise
         except Exception as exc:
-            return store_unavailable(environ, start_response, exc)
+            return self.store_down(start_response, exc)
         start_response(status, headers, exc_info)
         return body
+
+    @staticmethod
+    def store_down(start_response, exc: Exception):
+        """Any error from the store is the 503 of :mod:`course.kit.storedown`; the cause goes to the log."""
+        log.warning("the session store failed: %s: %s", type(exc).__name__, exc)
+        return storedown.respond(start_response)
 
     def load(self, environ) -> Session:
         """The stored session the cookie names, or a new one with a new ID (never the sent ID)."""

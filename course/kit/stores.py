@@ -17,17 +17,21 @@ ttl=None)``                       calls it instead of ``set`` for an unchanged s
 ``clear()``            optional   remove every record
 =====================  =========  ===============================================================
 
-A store that cannot reach its backend raises (any exception): the middleware answers 503
-"Session store unavailable" and the next request tries again. Check for the optional methods with
+A store that cannot reach its backend raises (:class:`course.kit.storedown.StoreUnavailable`, or
+any exception): the middleware answers 503 (``storedown.MESSAGE``) and the next request tries
+again. Check for the optional methods with
 ``can(store, "touch")``, not ``hasattr``: a wrapper may hide one by setting it to None.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 from collections import Counter
 from typing import Callable, Protocol
+
+from course.kit.storedown import StoreUnavailable
 
 
 class Store(Protocol):
@@ -101,19 +105,22 @@ class MemoryStore:
             self._records.clear()
 
 
-class StoreDown(ConnectionError):
-    """What a ``CountingStore`` told to fail raises: the store is unreachable."""
-
-
 class CountingStore:
-    """Wraps any store, counts its calls, and can be told to fail: for tests and ``/store/stats``.
+    """Wraps any store, counts its calls, and can be told to fail: for tests, notebooks and ``/store/stats``.
 
-    >>> store = CountingStore(MemoryStore())
+    The course's one counting store. Lessons 03-04 hand it to their middleware as a Store; the
+    Beaker lessons (05-08) plug it in through :class:`course.kit.beakerkit.CountingNamespace`.
+
+    >>> store = CountingStore()                   # around a new MemoryStore
     >>> store.set("a", {"n": 1}); store.get("a"); store.stats()
     {'gets': 1, 'sets': 1, 'touches': 0, 'destroys': 0, 'sessions': 1}
-    >>> store.fail("get")          # every get now raises StoreDown; store.fail() fails them all
+    >>> store.fail("get")          # every get now raises StoreUnavailable; fail() fails them all
     >>> store.recover()
+    >>> with store.failing("destroy"):   # the same, for one block
+    ...     pass
 
+    Failing calls are counted too (the request did ask the store). :meth:`peek`, :meth:`holds`,
+    :meth:`all`, :meth:`length` and :meth:`clear` are for inspectors: never counted, never failing.
     ``touch=False`` (or an inner store without ``touch``) hides ``touch``, as a store that cannot
     touch: ``can(store, "touch")`` is then False.
     """
@@ -123,16 +130,20 @@ class CountingStore:
     def __init__(self, store=None, touch: bool = True):
         self.store = MemoryStore() if store is None else store
         self.counts: Counter = Counter()
-        self.failing: set[str] = set()
+        self._failing: set[str] = set()
         self._lock = threading.Lock()
         if not (touch and can(self.store, "touch")):
             self.touch = None          # the middleware checks can(store, "touch")
 
+    def check(self, method: str) -> None:
+        """Raise :class:`StoreUnavailable` if ``method`` is failing (for adapters that read uncounted)."""
+        if method in self._failing:
+            raise StoreUnavailable(f"the session store is down (CountingStore told to fail on {method})")
+
     def _call(self, method: str, *args, **kwargs):
         with self._lock:
             self.counts[method] += 1
-        if method in self.failing:
-            raise StoreDown(f"session store is down (CountingStore told to fail on {method})")
+        self.check(method)
         return getattr(self.store, method)(*args, **kwargs)
 
     def get(self, sid):
@@ -147,7 +158,15 @@ class CountingStore:
     def destroy(self, sid):
         return self._call("destroy", sid)
 
-    # The optional methods are passed through uncounted (they are for inspectors, not requests).
+    # For inspectors: passed through uncounted, and never failing.
+    def peek(self, sid):
+        """The record stored under ``sid`` (a copy), or None: not counted, never failing."""
+        return self.store.get(sid) if sid else None
+
+    def holds(self, sid) -> bool:
+        """Whether the store has a record under ``sid`` (not counted)."""
+        return self.peek(sid) is not None
+
     def all(self):
         return self.store.all()
 
@@ -159,14 +178,25 @@ class CountingStore:
 
     # Fault injection and counters.
     def fail(self, *methods: str) -> None:
-        """Make ``methods`` (default: get, set, touch, destroy) raise ``StoreDown`` until ``recover()``."""
+        """Make ``methods`` (default: get, set, touch, destroy) raise :class:`StoreUnavailable`
+        until :meth:`recover`."""
         unknown = set(methods) - set(self.METHODS)
         if unknown:
             raise ValueError(f"unknown store methods {sorted(unknown)}; choose from {self.METHODS}")
-        self.failing = set(methods or self.METHODS)
+        self._failing = set(methods or self.METHODS)
 
     def recover(self) -> None:
-        self.failing = set()
+        """The store is back: nothing fails any more."""
+        self._failing = set()
+
+    @contextlib.contextmanager
+    def failing(self, *methods: str):
+        """``with store.failing("destroy"): ...``: :meth:`fail` inside the block, :meth:`recover` after."""
+        self.fail(*methods)
+        try:
+            yield self
+        finally:
+            self.recover()
 
     def reset(self) -> None:
         """Set every counter back to 0 (the records stay)."""

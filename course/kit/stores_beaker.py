@@ -10,7 +10,7 @@ The finished reference of lesson 08:
   (each measured on Beaker 1.14.1 with the drivers pinned in requirements.txt), as extra options
   for ``beakerkit.session_config``:
 
-  - every backend: a store error surfaces as ``beakerkit.StoreUnavailable`` (so the app answers
+  - every backend: a store error surfaces as ``storedown.StoreUnavailable`` (so the app answers
     503, never a 500 and never a silent new session), and a session too big for the store is a
     :class:`SessionTooLarge` raised *before* anything is written (MariaDB's ``BLOB`` holds 65,535
     bytes; memcached items 1 MB - python-memcached would drop a bigger one without a word);
@@ -52,10 +52,10 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-from course.kit.beakerkit import StoreUnavailable
+from course.kit.storedown import StoreUnavailable, is_store_down
 
-__all__ = ["ACCEPTED_FORMS", "beaker_options", "hardened", "SessionTooLarge", "StoreUnavailable",
-           "is_store_down", "purge_expired", "peek", "redact", "session_files", "sql_engine", "sql_table",
+__all__ = ["ACCEPTED_FORMS", "beaker_options", "hardened", "SessionTooLarge", "purge_expired", "peek", "redact",
+           "session_files", "sql_engine", "sql_table",
            "redis_client", "max_session_bytes",
            "describe"]
 
@@ -191,16 +191,6 @@ class SessionTooLarge(Exception):
         self.size, self.limit, self.store = size, limit, store
         super().__init__(f"Session too large for the store: it is {size} bytes once encoded, and "
                          f"{store} holds at most {limit} bytes per session")
-
-
-def _down_errors() -> tuple:
-    from course.kit.beakerkit import store_errors
-    return tuple(e for e in store_errors()) + (OSError,)
-
-
-def is_store_down(exc: BaseException) -> bool:
-    """Whether ``exc`` means "the store cannot be reached" (as opposed to a bug or bad data)."""
-    return isinstance(exc, _down_errors())
 
 
 def max_session_bytes(options: dict) -> int | None:

@@ -4,6 +4,8 @@ The inspector shows what the browser sent (the raw ``Cookie`` header, and each c
 where the lesson knows how) and, for server-side sessions, what the store holds for this session.
 It is plain string building with ``html.escape`` (no Bottle template, so no template cache shared
 between lessons or tests).
+
+:func:`render_login` draws the small login page of lessons 06 on (the kit reads what it posts).
 """
 from __future__ import annotations
 
@@ -109,5 +111,37 @@ def render(*, lesson_id: str, title: str, intro: str = "", routes: Iterable[Rout
 {cookies_table}
 {store_html}
 </div>
+</body></html>
+"""
+
+
+# ---------------------------------------------------------------- the login page (lessons 06 on)
+
+def render_login(*, title: str = "Log in", message: str = "", action: str = "/login",
+               hidden: dict[str, str] | None = None, username: str = "") -> str:
+    """A small HTML page with a working login form (``username``, ``password``) posting to ``action``.
+
+    ``message`` is shown above the form (e.g. ``auth.LOGIN_FAILED``), ``hidden`` adds hidden fields
+    (lesson 07's CSRF token). Everything is escaped. (The kit reads what it posts:
+    ``course.kit.auth.read_credentials``.)
+    """
+    extra = "".join(f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">'
+                    for k, v in (hidden or {}).items())
+    note = f'<p id="message"><strong>{escape(message)}</strong></p>' if message else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title><style>{STYLE}</style></head>
+<body>
+<h1>{escape(title)}</h1>
+{note}
+<form method="post" action="{escape(action)}" id="login-form">{extra}
+<p><label>Username <input name="username" id="username" autocomplete="username"
+  value="{escape(username)}" required></label></p>
+<p><label>Password <input name="password" id="password" type="password"
+  autocomplete="current-password" required></label></p>
+<p><button type="submit" id="login">Log in</button></p>
+</form>
+<p class="muted">Demo users: <code>alice</code> / <code>wonderland</code>
+  and <code>bob</code> / <code>builder</code>.</p>
+<p><a href="/">Back to the lesson page</a></p>
 </body></html>
 """

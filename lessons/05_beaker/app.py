@@ -18,16 +18,16 @@ from beaker.middleware import SessionMiddleware
 from beaker.session import InvalidSignature, Session
 from bottle import request
 
+from course.kit import storedown
 from course.kit.beakerkit import (
     DEV_SECRET,
     RAW_COOKIE_KEY,
     CountingNamespace,
     CountingStore,
-    answer_503_when_the_store_is_down,
     expire_cookie,
     get_session,
     session_id_from_cookie,
-    store_guard,
+    stored_data,
 )
 from course.kit.cookies import cookie_header, parse_cookie_header  # parse_cookie_header: for 05.5
 from course.lesson.page import Route, render
@@ -172,7 +172,7 @@ def create_app(secret=None, rolling=False, store=None, stock=False, **beaker_opt
     if not stock:
         config["session.session_class"] = StrictSession
     app = new_app()
-    app.install(answer_503_when_the_store_is_down)     # a route that finds the store down: 503
+    app.install(storedown.plugin)     # a route that finds the store down: 503
     if rolling and not stock:
         app.install(keep_rolling)
 
@@ -198,7 +198,7 @@ def create_app(secret=None, rolling=False, store=None, stock=False, **beaker_opt
         destroy_session(get_session())
         return text("Session destroyed: the store holds nothing under the old ID")
 
-    return store_guard(Sessions(app, config, clean=not stock))
+    return storedown.guard(Sessions(app, config, clean=not stock))   # a failed save: 503
 
 
 def keep_rolling(callback):
@@ -248,7 +248,7 @@ def lesson_page(config, store):
                 Route("POST", "/reset", "destroy the session: record and cookie")],
         cookie_header=request.environ.get(RAW_COOKIE_KEY) or cookie_header(request.environ),
         decode=describe_cookie,
-        session=store.peek(session_id) if session_id else None,
+        session=stored_data(store, session_id),
     )
 
 

@@ -5,8 +5,8 @@ into the session, nor does the user's record: the server checks the password aga
 slow hash in the users table, then stores just the user's id in the session, under a brand-new
 session ID. Logging out destroys the session on the server, not just the cookie in the browser.
 
-Sessions come from course/kit/beakerkit.py (lesson 05's hardened Beaker); the users table, the
-form reader and the login page from course/kit/auth.py.
+Sessions come from course/kit/beakerkit.py (lesson 05's hardened Beaker); the users table and the
+form reader from course/kit/auth.py; the login page from course/lesson/page.py.
 
 Run it:  python lessons/06_login_logout/app.py   then open http://127.0.0.1:8080/
 Check it: make check LESSON=06
@@ -20,8 +20,8 @@ import secrets
 from bottle import redirect, request, response  # redirect: for 06.4
 
 from course import ROOT
-from course.kit import auth, beakerkit
-from course.lesson.page import Route, render
+from course.kit import auth, beakerkit, storedown
+from course.lesson.page import Route, render, render_login
 from course.lesson.server import lesson_main
 from course.lesson.web import new_app, text, todo
 
@@ -119,7 +119,7 @@ def create_app(secret=None, db_path=None, store=None):
     store = beakerkit.CountingStore() if store is None else store
     config = beakerkit.session_config(secret=secret, store=store)
     app = new_app()
-    app.install(auth.store_errors_as_503)     # a store that is down: 503, never a traceback
+    app.install(storedown.plugin)     # a store that is down: 503, never a traceback
     # The ready-made routes are at the end of the file; the two below are exercises 06.4 and 06.5.
     app.get("/", callback=lambda: lesson_page(config, store))
     app.get("/visits", callback=visits)
@@ -135,7 +135,7 @@ def create_app(secret=None, db_path=None, store=None):
         #   - user_id = verify(users, username, password); None: answer
         #     text("Authentication failed", 401) - the same for an unknown user and a wrong password
         #     (a browser, auth.from_browser_form(), may get
-        #     text_page(auth.login_page(title=..., message="Authentication failed"), 401) instead);
+        #     text_page(render_login(title=..., message="Authentication failed"), 401) instead);
         #   - session = beakerkit.get_session(); beakerkit.regenerate_session(session): a NEW session
         #     ID, the old record destroyed (Beaker's own regenerate_id() leaves it loadable);
         #   - store ONLY the id: session[USER_KEY] = user_id, then session.save();
@@ -169,7 +169,7 @@ def visits():
 
 def login_page():
     """The login form, for a browser (it posts to /login)."""
-    return auth.login_page(title="Lesson 06: log in")
+    return render_login(title="Lesson 06: log in")
 
 
 @login_required
@@ -205,7 +205,7 @@ def stored_session(config, store):
     """What the store holds for the browser's session cookie (for the inspector), or None."""
     session_id = beakerkit.session_id_from_cookie(request.environ.get("HTTP_COOKIE", ""),
                                                   config["session.key"], config["session.secret"])
-    return store.peek(session_id) if session_id else None
+    return beakerkit.stored_data(store, session_id)
 
 
 def describe_cookie(name, value, config, store):
@@ -217,7 +217,7 @@ def describe_cookie(name, value, config, store):
         return "not signed by this server: ignored (a new session would start)"
     if not store.holds(session_id):
         return f"session {session_id[:8]}...: no record in the store (destroyed or expired): ignored"
-    user_id = (store.peek(session_id) or {}).get(USER_KEY)
+    user_id = (beakerkit.stored_data(store, session_id) or {}).get(USER_KEY)
     return f"session {session_id[:8]}...: " + (f"logged in as user {user_id}" if user_id else "anonymous")
 
 

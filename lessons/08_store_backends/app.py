@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, urlsplit  # for 08.1
 
 from bottle import request
 
-from course.kit import stores_beaker
+from course.kit import storedown, stores_beaker
 from course.kit.beakerkit import (
     RAW_COOKIE_KEY,
     HardenedSessions,
@@ -27,7 +27,6 @@ from course.kit.beakerkit import (
     get_session,
     session_config,
     session_id_from_cookie,
-    store_errors,
 )
 from course.kit.cookies import cookie_header
 from course.lesson.page import Route, render
@@ -107,7 +106,8 @@ def store_error_answer(exc):
         # the limit) as the message.
         raise todo("08.5")
     # TODO(08.4): the store cannot be reached (down, or not answering in time). Return
-    # ("503 Service Unavailable", a message that contains "Session store unavailable").
+    # ("503 Service Unavailable", storedown.MESSAGE): the course's one line for it, "Session store
+    # unavailable".
     raise todo("08.4")
 
 
@@ -124,7 +124,8 @@ def create_app(store_url=DEFAULT_STORE, secret=None, timeout=SESSION_TIMEOUT):
     except ExerciseNotDone:                  # (until 08.1 is done, sessions stay in this process)
         options = {"type": "memory"}
     app = new_app()
-    app.install(answer_store_errors)
+    # Ready-made: a store error inside a route (loading the session) is answered by store_error_answer.
+    app.install(storedown.plugin_with(store_error_answer, also=(stores_beaker.SessionTooLarge,)))
     # beakerkit (lesson 05) gives safe cookie settings; stores_beaker the fixes each backend needs.
     config = session_config(secret=secret, timeout=timeout, **stores_beaker.hardened(options))
 
@@ -172,23 +173,6 @@ def create_app(store_url=DEFAULT_STORE, secret=None, timeout=SESSION_TIMEOUT):
     sessions = HardenedSessions(app, config,
                                 on_save_error=lambda exc, environ: store_error_answer(exc))
     return guard(sessions)
-
-
-# What each driver raises when its store cannot be reached (imported now, not at the first request).
-STORE_ERRORS = store_errors() + (stores_beaker.SessionTooLarge,)
-
-
-def answer_store_errors(callback):
-    """Bottle plugin (ready-made): a store error inside a route is answered by store_error_answer."""
-
-    def wrapper(*args, **kwargs):
-        try:
-            return callback(*args, **kwargs)
-        except STORE_ERRORS as exc:
-            status, message = store_error_answer(exc)
-            return text(message, status)
-
-    return wrapper
 
 
 def look_inside(config, options, session_id):

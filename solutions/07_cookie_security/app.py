@@ -25,17 +25,19 @@ from html import escape
 from bottle import request, response
 
 from course import ROOT
-from course.kit import auth, security
+from course.kit import auth, security, storedown
 from course.kit.beakerkit import (
     RAW_COOKIE_KEY,
     CountingStore,
     HardenedSessions,
     destroy_session,
     get_session,
+    resolve_secret,
     session_config,
     session_id_from_cookie,
+    stored_data,
 )
-from course.lesson.page import Route, render
+from course.lesson.page import Route, render, render_login
 from course.lesson.server import lesson_main
 from course.lesson.web import guard, new_app, text
 
@@ -175,7 +177,7 @@ def create_app(production=False, trust_proxy=False, idle_timeout=1800, absolute_
     ``idle_timeout``, ``absolute_timeout``: seconds. ``session_type``: ``"memory"`` (a store on the
     server) or ``"cookie"`` (07.6). ``now``: the clock (tests pass a ``FakeClock``).
     """
-    secret = security.resolve_secret(secret, production=production)
+    secret = resolve_secret(secret, production=production)
     options = cookie_settings(production)
     if session_type == "cookie":
         options.update(cookie_session_settings(secret))
@@ -188,7 +190,7 @@ def create_app(production=False, trust_proxy=False, idle_timeout=1800, absolute_
     config = session_config(secret=secret, timeout=max(1, math.ceil(idle_timeout)), **options)
 
     app = new_app()
-    app.install(auth.store_errors_as_503)  # a store that is down: 503, never a traceback
+    app.install(storedown.plugin)  # a store that is down: 503, never a traceback
     # What the routes below need to know, in Bottle's place for an app's settings (see setting()).
     app.config.update("lesson", users=auth.UserDB(db_path), clock=now, idle_timeout=idle_timeout,
                       absolute_timeout=absolute_timeout, session_config=config, store=store,
@@ -254,7 +256,7 @@ def index():
 
 @private
 def login_page():
-    return auth.login_page(title="Lesson 07: log in")
+    return render_login(title="Lesson 07: log in")
 
 
 @private
@@ -314,7 +316,7 @@ def profile_update():
 def logout():
     try:
         auth.log_out(get_session())    # the record destroyed, the cookie cleared (lesson 06)
-    except auth.STORE_ERRORS:          # the store is down: say so, do not pretend
+    except storedown.store_errors():        # the store is down: say so, do not pretend
         return text(auth.LOGOUT_FAILED, 500)
     response.headers.update(security_headers(logging_out=True))
     return text(auth.LOGOUT_OK)
@@ -350,7 +352,7 @@ def inspect_session(config, store):
         return dict(get_session()) if get_session().get("user_id") else {}
     session_id = session_id_from_cookie(request.environ.get("HTTP_COOKIE"), config["session.key"],
                                         config["session.secret"])
-    return store.peek(session_id) or {}
+    return stored_data(store, session_id) or {}
 
 
 app = create_app()
