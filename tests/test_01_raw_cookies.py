@@ -15,6 +15,7 @@ GARBAGE_VISITS = {
     "decimal": "2.5",
     "exponent": "1e3",
     "huge": "9" * 40,
+    "more digits than int() reads": "9" * 4301,
     "ten digits": "1000000000",
     "empty": "",
     "arabic-indic digits": "%D9%A3",   # "٣" percent-encoded, as a browser would send it
@@ -35,9 +36,10 @@ def test_read_count_accepts_small_non_negative_integers(app_module, value, expec
 
 @pytest.mark.exercise("01.1")
 @pytest.mark.parametrize("value", [None, "", "abc", "-3", "2.5", "1e3", "9" * 40, "1000000000", "٣", "１２", " 7",
-                                   '"12'],
+                                   '"12', "9" * 4301, "1" * 100_000],
                          ids=["none", "empty", "letters", "negative", "decimal", "exponent", "huge",
-                              "ten digits", "arabic-indic", "fullwidth", "leading space", "quote"])
+                              "ten digits", "arabic-indic", "fullwidth", "leading space", "quote",
+                              "4,301 digits (int() refuses them)", "100,000 digits"])
 def test_read_count_treats_anything_else_as_zero(app_module, value):
     assert app_module.read_count(value) == 0, f"read_count({value!r}) should be 0: it is not a small count"
 

@@ -1,17 +1,35 @@
-"""Reading a ``Cookie`` header the way browsers write it, tolerant of junk.
+"""Reading a ``Cookie`` header the way browsers write it: total over any bytes, in linear time.
 
-Python's ``http.cookies.SimpleCookie`` (used by Bottle and Beaker) gives up on the *whole* header
-when one piece is odd: ``SimpleCookie("null; sid=abc")`` is empty, so one stray token written by
-some script logs the user out. Browsers and express's ``cookie`` package skip the bad piece and
-keep the rest; so does this.
+This is the one cookie reader of the course: every lesson, Beaker's middleware included, reads
+cookies through it, and nothing here ever hands a name or a value to ``http.cookies``.
+
+Why not Python's ``http.cookies.SimpleCookie`` (which Bottle and Beaker use)?
+
+* It gives up on the *whole* header when one piece is odd: ``SimpleCookie("null; sid=abc")`` is
+  empty, so one stray token written by some script logs the user out.
+* A cookie *name* it refuses (``a(b=1``) makes it raise, and Bottle's ``request.cookies`` with it:
+  any page on another port of the same host can plant such a cookie and turn every page into a 500.
+* Unquoting a quoted value full of backslashes takes quadratic time on the Python this course runs
+  on (CVE-2024-7592, fixed in 3.11.10 / 3.12.6): one 60 KB cookie costs seconds of CPU.
+
+Browsers and express's ``cookie`` package skip the bad piece and keep the rest; so does this, with
+one pass over the header.
 """
 from __future__ import annotations
 
 from urllib.parse import quote, unquote
 
+RAW_COOKIE_KEY = "course.raw_cookie_header"
+"""Where a middleware that rewrites ``HTTP_COOKIE`` for a library (``beakerkit.HardenedSessions``
+hands Beaker only its own cookie) keeps the header exactly as the browser sent it."""
+
 
 def parse_cookie_header(header: str | None) -> list[tuple[str, str]]:
     """Every ``name=value`` pair in order, duplicates kept; pieces without ``=`` are skipped.
+
+    Any string is accepted (NUL, backslashes, quotes, 10,000 cookies): pieces are split at ``;``,
+    stripped of spaces and tabs, and one pair of surrounding double quotes is removed from a value,
+    as express's ``cookie`` package does. Nothing is unescaped.
 
     >>> parse_cookie_header('null; sid=abc; theme="dark"; sid=second')
     [('sid', 'abc'), ('theme', 'dark'), ('sid', 'second')]
@@ -19,7 +37,7 @@ def parse_cookie_header(header: str | None) -> list[tuple[str, str]]:
     pairs = []
     for piece in (header or "").split(";"):
         name, eq, value = piece.partition("=")
-        name, value = name.strip(), value.strip()
+        name, value = name.strip(" \t"), value.strip(" \t")
         if not eq or not name:
             continue
         if len(value) >= 2 and value[0] == value[-1] == '"':
@@ -47,11 +65,18 @@ def decode_value(value: str) -> str:
 
 
 def cookie_header(environ: dict) -> str:
-    """The request's raw ``Cookie`` header, or "" — never an exception.
+    """The request's ``Cookie`` header as the browser sent it, or "" — never an exception.
 
     Read it from the WSGI environ: Bottle's ``request.get_header("Cookie")`` raises (a 500) when
     the header holds bytes that are not UTF-8, and a client may send any bytes it likes. WSGI
     hands headers over as latin-1; undo that and decode as UTF-8, replacing what is not.
     """
-    raw = environ.get("HTTP_COOKIE", "")
+    raw = environ.get(RAW_COOKIE_KEY)
+    if raw is None:
+        raw = environ.get("HTTP_COOKIE", "")
     return raw.encode("latin-1", "replace").decode("utf-8", "replace")
+
+
+def request_cookies(environ: dict) -> list[tuple[str, str]]:
+    """The request's cookies as ``(name, value)`` pairs, in the order they were sent."""
+    return parse_cookie_header(cookie_header(environ))

@@ -11,6 +11,7 @@ from html import escape
 
 import bottle
 
+from course.kit.cookies import request_cookies
 from course.lesson import manifest
 from course.lesson.page import STYLE
 
@@ -66,10 +67,34 @@ def answer_501_for_unfinished_exercises(callback):
     return wrapper
 
 
+def read_cookies_with_the_kit(callback):
+    """Bottle plugin: ``request.cookies`` and ``request.get_cookie`` read the course's cookie reader.
+
+    Bottle parses cookies with Python's ``http.cookies``, which raises on a cookie name it dislikes
+    (``a(b=1``: a 500 on every page), drops the whole header at one bad piece, and takes quadratic
+    time on a quoted value full of backslashes (CVE-2024-7592). Bottle caches its parse in the
+    environ under ``bottle.request.cookies``; putting the kit's parse there first means a lesson
+    keeps writing ``request.get_cookie("visits")`` as the seed does. As in Bottle, of two cookies
+    with one name ``get_cookie`` returns the last; ``request.cookies.getall(name)`` has them all.
+    """
+
+    @functools.wraps(callback)
+    def wrapper(*args, **kwargs):
+        environ = bottle.request.environ
+        cookies = bottle.FormsDict()
+        for name, value in request_cookies(environ):
+            cookies.append(name, value)
+        environ["bottle.request.cookies"] = cookies
+        return callback(*args, **kwargs)
+
+    return wrapper
+
+
 def new_app() -> bottle.Bottle:
     """A new Bottle app of the lesson's own (never Bottle's global default app)."""
     app = bottle.Bottle()
     app.install(answer_501_for_unfinished_exercises)
+    app.install(read_cookies_with_the_kit)
     return app
 
 

@@ -14,6 +14,7 @@ Check it: make check LESSON=02
 import base64  # base64, hashlib and hmac: for 02.1 and 02.2
 import hashlib
 import hmac
+import re
 
 from bottle import request, response
 
@@ -81,10 +82,13 @@ def secret_list(secret):
                          f"strings, newest first (got a {type(secret).__name__})")
     return secrets
 
+SIGNATURE_SHAPE = re.compile(r"[A-Za-z0-9+/]{1,64}")   # what sign() writes: 43 base64 characters
+
 
 def read_count(value):
     """The count in a verified value, or 0 (as lesson 01: ASCII digits, at most MAX_VISITS)."""
-    if value and value.isascii() and value.isdigit() and int(value) <= MAX_VISITS:
+    # Count the digits before int(): int() refuses 4,301 digits or more (a ValueError, a 500).
+    if value and value.isascii() and value.isdigit() and len(value) <= len(str(MAX_VISITS)):
         return int(value)
     return 0
 
@@ -134,7 +138,9 @@ def create_app(secret=DEVELOPMENT_SECRET):
     def forge():
         """Ready-made: what an attacker tries, a bigger count with the old signature."""
         sent = cookie_sent(COOKIE) or ""
-        signature = sent.rpartition(".")[2] if sent.startswith(PREFIX) and "." in sent else "forged"
+        signature = sent.rpartition(".")[2] if sent.startswith(PREFIX) and "." in sent else ""
+        if not SIGNATURE_SHAPE.fullmatch(signature):
+            signature = "forged"        # not a signature of ours (too long, not base64): a made-up one
         forged = f"{PREFIX}1000000.{signature}"
         response.set_cookie(COOKIE, encode_value(forged), path="/", max_age=ONE_YEAR, httponly=True)
         return text(f"Your visits cookie now says {forged}. "
