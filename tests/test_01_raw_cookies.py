@@ -155,7 +155,16 @@ def test_index_page_lists_the_routes_and_shows_the_cookie_header(base_url):
     assert resp.headers["Content-Type"].startswith("text/html")
     for path in ("/visits", "/forget", "/theme"):
         assert f'href="{path}' in resp.text
-    assert "visits=7; theme=dark" in resp.text, "the inspector shows the raw Cookie header"
+    assert "theme=dark" in resp.text, "the inspector shows the Cookie header"
+    assert "7 visits" in resp.text, "the inspector says what the server makes of visits"
+
+
+def test_the_inspector_never_shows_the_value_of_an_httponly_cookie(base_url):
+    """The page is same-origin: a script could fetch('/') and read whatever it prints."""
+    secret = "s3cr3t-visits-value-9"
+    resp = requests.get(base_url + "/", headers={"Cookie": f"visits={secret}; sid=another-apps-session"})
+    assert secret not in resp.text and "another-apps-session" not in resp.text
+    assert "visits" in resp.text and "sid" in resp.text, "names are shown"
 
 
 def test_index_page_escapes_what_the_browser_sent(base_url):

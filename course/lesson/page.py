@@ -1,7 +1,9 @@
 """The one HTML page every lesson's ``GET /`` draws: title, routes to try, and the inspector.
 
-The inspector shows what the browser sent (the raw ``Cookie`` header, and each cookie decoded
-where the lesson knows how) and, for server-side sessions, what the store holds for this session.
+The inspector shows what the browser sent (the ``Cookie`` header, and each cookie decoded where
+the lesson knows how) and, for server-side sessions, what the store holds for this session. It
+never prints the value of an HttpOnly cookie: only its name, its length and what the server makes
+of it (see :func:`shown_value`).
 It is plain string building with ``html.escape`` (no Bottle template, so no template cache shared
 between lessons or tests).
 
@@ -65,19 +67,36 @@ def _route_row(route: Route) -> str:
             f'<td>{_inline(route.description)}</td></tr>')
 
 
+def shown_value(name: str, value: str, readable: Iterable[str]) -> str:
+    """A cookie's value as the inspector may show it: only the values page scripts may read.
+
+    The page is HTML on the lesson's own origin, so any script on that origin can ``fetch('/')``
+    and read it: printing an HttpOnly cookie there would hand the script what HttpOnly hides.
+    Cookies the lesson does not name as readable (its own HttpOnly ones, and any cookie another
+    app on this host set: cookies do not keep apart by port) show their length only.
+    """
+    if name in readable:
+        return value
+    return f"\u2039{len(value)} characters, not shown: HttpOnly or not this lesson's\u203a"
+
+
 def render(*, lesson_id: str, title: str, intro: str = "", routes: Iterable[Route] = (),
            cookie_header: str | None = "",
            decode: Callable[[str, str], Any] | None = None,
            session: Any = None, session_label: str = "What the store holds for this session",
-           extra_html: str = "") -> str:
+           extra_html: str = "", readable: Iterable[str] = (), inspector: bool = True) -> str:
     """The lesson page as an HTML string.
 
     ``decode(name, value)`` returns what the lesson can tell about a cookie (or None);
     ``session`` is the stored session data to show (None: the lesson has no server-side session).
+    ``readable`` names the cookies whose values may be shown (the ones set without HttpOnly);
+    ``inspector=False`` leaves the inspector out altogether (production has none).
     """
     rows = "\n".join(_route_row(r) for r in routes)
+    readable = frozenset(readable)
+    pairs = parse_cookie_header(cookie_header)
     cookie_rows = []
-    for name, value in parse_cookie_header(cookie_header):
+    for name, value in pairs:
         try:
             decoded = decode(name, value) if decode else None
         except Exception as exc:  # the inspector must never break the page
@@ -85,7 +104,8 @@ def render(*, lesson_id: str, title: str, intro: str = "", routes: Iterable[Rout
             decoded = (f"(finish exercise {exercise_id} to decode it)" if exercise_id
                        else f"(could not decode: {type(exc).__name__})")
         shown = "" if decoded is None else escape(str(decoded))
-        cookie_rows.append(f"<tr><td><code>{escape(name)}</code></td><td><code>{escape(value)}</code></td>"
+        cookie_rows.append(f"<tr><td><code>{escape(name)}</code></td>"
+                           f"<td><code>{escape(shown_value(name, value, readable))}</code></td>"
                            f"<td>{shown}</td></tr>")
     cookies_table = (
         "<table><tr><th>name</th><th>value as sent</th><th>what the server makes of it</th></tr>"
@@ -105,14 +125,23 @@ def render(*, lesson_id: str, title: str, intro: str = "", routes: Iterable[Rout
 <h2>Routes to try</h2>
 <table>{rows}</table>
 {extra_html}
-<div class="inspector" id="inspector">
-<h2>What your browser sent</h2>
-<pre id="cookie-header">{"Cookie: " + escape(cookie_header) if cookie_header else NO_COOKIE}</pre>
-{cookies_table}
-{store_html}
-</div>
+{_inspector(cookie_header, pairs, readable, cookies_table, store_html) if inspector else ""}
 </body></html>
 """
+
+
+def _inspector(cookie_header, pairs, readable, cookies_table: str, store_html: str) -> str:
+    if cookie_header:
+        masked = "; ".join(f"{name}={shown_value(name, value, readable)}" for name, value in pairs)
+        sent = "Cookie: " + escape(masked)
+    else:
+        sent = NO_COOKIE
+    return f"""<div class="inspector" id="inspector">
+<h2>What your browser sent</h2>
+<pre id="cookie-header">{sent}</pre>
+{cookies_table}
+{store_html}
+</div>"""
 
 
 # ---------------------------------------------------------------- the login page (lessons 06 on)

@@ -50,6 +50,7 @@ def create_app(**options):
                     Route("GET", "/theme?set=light", "remember the light theme")],
             cookie_header=cookie_header(request.environ),
             decode=describe_cookie,
+            readable=("theme",),          # visits is HttpOnly: the page shows its length, not its value
         )
 
     @app.get("/visits")
