@@ -52,7 +52,6 @@ import re
 import warnings
 import zlib
 from hashlib import sha1
-from http.cookies import Morsel, SimpleCookie
 
 import bottle
 from beaker.container import NamespaceManager
@@ -61,7 +60,7 @@ from beaker.session import CookieSession, InvalidSignature, Session, SessionObje
 from beaker.synchronization import null_synchronizer
 
 from course.kit import storedown
-from course.kit.cookies import parse_cookie_header
+from course.kit.cookies import RAW_COOKIE_KEY, first_cookie, parse_cookie_header
 from course.kit.stores import CountingStore, MemoryStore
 
 __all__ = [
@@ -77,10 +76,6 @@ log = logging.getLogger("course.kit.beakerkit")
 DEV_SECRET = "insecure-development-secret--set-SESSION_SECRET-in-production"
 """The signing secret used when ``SESSION_SECRET`` is not set: fine on your laptop, never in
 production (anybody who reads this file can sign session IDs for your app)."""
-
-RAW_COOKIE_KEY = "course.raw_cookie_header"
-"""Where :class:`HardenedSessions` keeps the ``Cookie`` header exactly as the browser sent it
-(``environ['HTTP_COOKIE']`` holds the cleaned one); the lesson page's inspector shows this."""
 
 
 class InsecureSecretWarning(UserWarning):
@@ -262,37 +257,29 @@ def stored_data(store: CountingStore, session_id: str | None):
 
 # ---------------------------------------------------------------- a robust Cookie header
 
-# The characters http.cookies accepts (its pattern is ASCII-only); anything else must be quoted.
-_LEGAL_NAME = re.compile(r"[\w!#%&'~`><@,:/$*+\-.^|)(?}{=]+", re.ASCII)
-_LEGAL_VALUE = re.compile(r"[\w!#%&'~`><@,:/$*+\-.^|)(?}{=\[\]]*", re.ASCII)
-_QUOTED_VALUE = re.compile(r'"(?:[^\\"]|\\.)*"')
-_RESERVED = {name.lower() for name in Morsel._reserved} | {"secure", "httponly", "partitioned"}
+# What a Beaker cookie holds: hex (a signed ID) or base64 (an encrypted cookie session). Python's
+# cookie parser reads these unquoted, in one pass, and never has to unescape anything.
+_PLAIN_VALUE = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~:/=]{1,4096}")
 
 
-def clean_cookie_header(header: str | None) -> str:
-    """The ``Cookie`` header rewritten so that Python's cookie parser keeps every good cookie.
+def clean_cookie_header(header: str | None, key: str = "sid") -> str:
+    """The ``Cookie`` header to hand Beaker: its own cookie and nothing else, or ``""``.
 
-    ``http.cookies.SimpleCookie`` (used by Beaker and Bottle) drops the *whole* header at the first
-    piece it cannot parse, so ``null; sid=...`` loses the session. Here each ``name=value`` pair is
-    kept in order, a bare token or an unparseable pair is dropped alone, and of two cookies with the
-    same name the first wins (browsers send the most specific one first; express keeps the first).
+    Beaker parses the header with ``http.cookies``, which drops the *whole* header at one odd piece
+    (``null; sid=...`` loses the session), raises on a name it refuses (``a(b=1``: a 500 on every
+    page), and unquotes a quoted value in quadratic time on this Python (CVE-2024-7592). Beaker
+    reads only its own cookie, so it gets only that: the first ``key`` cookie (browsers send the
+    most specific first; express reads the first), read by :mod:`course.kit.cookies`, and only when
+    its value is made of the characters a Beaker cookie holds. Any other value is no session of
+    ours: Beaker starts a new one.
 
-    >>> clean_cookie_header('null; sid=abc; theme="dark"; sid=second; path=/')
-    'sid=abc; theme=dark'
+    >>> clean_cookie_header('null; a(b=1; sid=abc; theme="dark"; sid=second')
+    'sid=abc'
     """
-    kept: dict[str, str] = {}
-    for name, value in parse_cookie_header(header):
-        if name in kept or not _LEGAL_NAME.fullmatch(name) or name.lower() in _RESERVED or name[0] == "$":
-            continue
-        if _LEGAL_VALUE.fullmatch(value):
-            piece = value
-        elif _QUOTED_VALUE.fullmatch(f'"{value}"'):
-            piece = f'"{value}"'
-        else:
-            continue
-        if name in SimpleCookie(f"{name}={piece}"):    # Python's parser reads this pair on its own
-            kept[name] = piece
-    return "; ".join(f"{name}={value}" for name, value in kept.items())
+    value = first_cookie(header, key)
+    if value is None or not _PLAIN_VALUE.fullmatch(value):
+        return ""
+    return f"{key}={value}"
 
 
 # ---------------------------------------------------------------- sessions
@@ -472,8 +459,10 @@ class HardenedSessions(SessionMiddleware):
     ``HardenedSessions(app, config, rolling=False)``, ``config`` as :func:`session_config` makes it.
 
     - **A robust Cookie header**: before Beaker sees it, the header is rewritten by
-      :func:`clean_cookie_header` (a stray ``null`` no longer drops the session; duplicates: the
-      first wins). The header as sent is kept in ``environ['course.raw_cookie_header']``.
+      :func:`clean_cookie_header`: Beaker sees only its own cookie, read by the course's cookie
+      reader (a stray ``null`` or a name ``http.cookies`` refuses no longer drops the session or
+      crashes the page; duplicates: the first wins). The header as sent is kept in
+      ``environ['course.raw_cookie_header']``.
     - **Strict IDs**: sessions are :class:`StrictSession` (an ID whose record is gone gets a fresh ID).
     - **Rolling**: with ``rolling=True`` the cookie is re-sent (with a fresh expiry, if
       ``cookie_expires`` sets one) on every response that used an existing session.
@@ -499,7 +488,7 @@ class HardenedSessions(SessionMiddleware):
         raw = environ.get("HTTP_COOKIE")
         environ.setdefault(RAW_COOKIE_KEY, raw or "")
         if raw is not None:
-            environ["HTTP_COOKIE"] = clean_cookie_header(raw)
+            environ["HTTP_COOKIE"] = clean_cookie_header(raw, self.options.get("key", "beaker.session.id"))
         session = SessionObject(environ, **self.options)
         environ[self.environ_key] = session
         environ["beaker.get_session"] = self._get_session

@@ -11,8 +11,8 @@ Run it:  python lessons/05_beaker/app.py   then open http://127.0.0.1:8080/
 Check it: make check LESSON=05
 """
 import os  # os and warnings: for 05.1
+import re
 import warnings
-from http.cookies import SimpleCookie  # for 05.5
 
 from beaker.middleware import SessionMiddleware
 from beaker.session import InvalidSignature, Session
@@ -29,7 +29,7 @@ from course.kit.beakerkit import (
     session_id_from_cookie,
     stored_data,
 )
-from course.kit.cookies import cookie_header, parse_cookie_header  # parse_cookie_header: for 05.5
+from course.kit.cookies import cookie_header, first_cookie  # first_cookie: for 05.5
 from course.lesson.page import Route, render
 from course.lesson.server import lesson_main
 from course.lesson.web import ExerciseNotDone, new_app, text, todo
@@ -130,19 +130,24 @@ def roll_cookie(session):
 
 # ---------------------------------------------------------------- 05.5 a robust Cookie header
 
-def clean_cookie_header(header):
-    """Exercise 05.5: the Cookie header with every good ``name=value`` pair and nothing else.
+# What a Beaker cookie holds: hex (a signed ID) or base64. Python's parser reads these as they are.
+PLAIN_VALUE = re.compile(r"[A-Za-z0-9!#$%&'*+\-.^_`|~:/=]{1,4096}")
+
+def clean_cookie_header(header, key):
+    """Exercise 05.5: the Cookie header to hand Beaker: its own cookie ``key`` alone, or ``""``.
 
     Python's cookie parser (used by Beaker and by Bottle) drops the *whole* header at the first
-    piece it cannot parse: ``null; sid=...`` loses the session. Keep each pair that Python's parser
-    reads correctly on its own, drop the others one by one; of two cookies with the same name keep
-    the first (what browsers send first, and what express reads).
+    piece it cannot parse (``null; sid=...`` loses the session), raises on a cookie name it refuses
+    (``a(b=1``: any page of another app on this host can plant one, and every page here is a 500),
+    and takes quadratic time to unquote a value full of backslashes (CVE-2024-7592). Beaker reads
+    only its own cookie: give it only that, found with the course's own reader, and only when its
+    value is made of the characters a Beaker cookie holds (``PLAIN_VALUE``). Of two cookies with
+    the same name, the first counts (what browsers send first, and what express reads).
     """
-    # TODO(05.5): parse_cookie_header(header) (from course.kit.cookies) gives every (name, value)
-    # pair in order and skips pieces without "=". Keep a pair only if it is the first with its
-    # name and SimpleCookie(f"{name}={value}") reads it back as it is (same name, and the
-    # morsel's .coded_value == value); join the kept pairs as "name=value; name=value".
-    # Until this is done, Beaker parses the header as the browser sent it.
+    # TODO(05.5): which cookie does Beaker need, and which reader in course.kit.cookies finds it
+    # without ever calling http.cookies? Hand Beaker a header holding that one cookie, and only
+    # when its value is one PLAIN_VALUE allows (what would Python's parser do with the others?);
+    # otherwise no header at all. Until this is done, Beaker parses the header as the browser sent it.
     raise todo("05.5")
 
 
@@ -227,7 +232,7 @@ class Sessions(SessionMiddleware):
         environ[RAW_COOKIE_KEY] = raw                  # the inspector shows what was really sent
         if self.clean and raw:
             try:
-                environ["HTTP_COOKIE"] = clean_cookie_header(raw)
+                environ["HTTP_COOKIE"] = clean_cookie_header(raw, self.options["key"])
             except ExerciseNotDone:
                 pass                                   # 05.5 not done: Beaker parses it as sent
         return super().__call__(environ, start_response)
