@@ -206,9 +206,12 @@ class CountingNamespace(NamespaceManager):
             packed = ["str", value]
         else:
             raise TypeError(f"Beaker writes bytes or str into a session record, not {type(value).__name__}")
-        self.store.set(self.namespace, {**self._record(), key: packed})
+        self.store.set(self.namespace, {**self._record(), key: packed}, ttl=self._ttl)
+
+    _ttl = None     # None: the CountingStore's own TTL
 
     def set_value(self, key, value, expiretime=None):
+        self._ttl = expiretime          # Beaker passes its session timeout, when one is set
         self[key] = value
 
     def __delitem__(self, key):

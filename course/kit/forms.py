@@ -13,7 +13,8 @@ from typing import Iterable
 
 import bottle
 
-__all__ = ["MAX_BODY", "FORM_TYPES", "FormError", "read_fields", "read_credentials", "from_browser_form"]
+__all__ = ["MAX_BODY", "FORM_TYPES", "FormError", "read_fields", "read_credentials", "optional_field",
+           "request_header", "from_browser_form"]
 
 MAX_BODY = 16 * 1024            # bytes: a login form is a few dozen
 _DRAIN = 1024 * 1024            # read (and drop) up to this much of a refused body, so the answer arrives
@@ -54,8 +55,8 @@ def _content_length(request) -> int | None:
     return int(raw)
 
 
-def _clean(name: str, value) -> str:
-    if value is None or value == "":
+def _clean(name: str, value, required: bool = True) -> str:
+    if required and (value is None or value == ""):
         raise FormError(400, f"Missing field: {name}")
     if not isinstance(value, str):
         raise FormError(400, f"Field {name} must be a string")
@@ -66,20 +67,46 @@ def _clean(name: str, value) -> str:
     return value
 
 
-def read_fields(names: Iterable[str], request=None) -> dict[str, str]:
-    """The fields ``names`` of a form or JSON body, as a dict of non-empty strings.
+def _json_object(raw: bytes) -> dict[str, str]:
+    """A JSON body as a flat object of strings, or a 400: nothing nested, no key sent twice."""
+    def pairs_once(pairs):
+        seen = {}
+        for key, value in pairs:
+            if key in seen:
+                raise FormError(400, f"Field {key} was sent more than once")
+            seen[key] = value
+        return seen
 
-    Raises :class:`FormError` (answered as it is by Bottle): 400 "Missing field: <name>" for a
-    missing or empty field, 400 for a field sent twice or that is not a string, malformed JSON, or
-    a JSON body that is not an object; 413 for a body over :data:`MAX_BODY` bytes; 415 for another
-    content type.
+    try:
+        data = json.loads(raw, object_pairs_hook=pairs_once)
+    except (ValueError, RecursionError):        # bad JSON, bytes that are not UTF-8, deep nesting
+        raise FormError(400, "Malformed JSON body") from None
+    if not isinstance(data, dict):
+        raise FormError(400, "The JSON body must be an object, such as "
+                             '{"username": "alice", "password": "wonderland"}')
+    for key, value in data.items():
+        if not isinstance(value, str):
+            raise FormError(400, f"Field {key} must be a string")
+    return data
+
+
+def read_fields(names: Iterable[str], request=None, *, optional: Iterable[str] = (),
+                max_body: int = MAX_BODY) -> dict[str, str]:
+    """The fields ``names`` (required) and ``optional`` of a form or JSON body, as strings.
+
+    Every required field is a non-empty string; an optional one is a string, or None when it was
+    not sent. Raises :class:`FormError` (answered as it is by Bottle): 400 "Missing field: <name>"
+    for a missing or empty required field; 400 for a field sent twice, a value that is not a string
+    (JSON must be a flat object of strings) or not UTF-8, malformed or too deeply nested JSON, or a
+    ``Content-Length`` that is not a plain decimal number; 413 for a body over ``max_body`` bytes;
+    415 for another content type.
     """
     request = bottle.request if request is None else request
-    names = tuple(names)
+    names, optional = tuple(names), tuple(optional)
     length = _content_length(request)
-    if length is not None and length > MAX_BODY:
+    if length is not None and length > max_body:
         _drain(request.environ, length)
-        raise FormError(413, f"Request body too large: at most {MAX_BODY} bytes")
+        raise FormError(413, f"Request body too large: at most {max_body} bytes")
     ctype = request.environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
     is_json = ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json"))
     if not is_json and ctype not in FORM_TYPES and ctype and length:
@@ -88,24 +115,28 @@ def read_fields(names: Iterable[str], request=None) -> dict[str, str]:
     body = request.body                       # Bottle reads and keeps the body (chunked ones too)
     size = body.seek(0, 2)
     body.seek(0)
-    if size > MAX_BODY:
-        raise FormError(413, f"Request body too large: at most {MAX_BODY} bytes")
+    if size > max_body:
+        raise FormError(413, f"Request body too large: at most {max_body} bytes")
     if is_json:
         try:
-            data = json.loads(body.read())
-        except ValueError:                      # includes bytes that are not UTF-8
-            raise FormError(400, "Malformed JSON body") from None
+            data = _json_object(body.read()) if size else {}
         finally:
             body.seek(0)
-        if not isinstance(data, dict):
-            raise FormError(400, "The JSON body must be an object, such as "
-                                 '{"username": "alice", "password": "wonderland"}')
-        return {name: _clean(name, data.get(name)) for name in names}
+        found = {name: data.get(name) for name in names + optional}
+    else:
+        found = _form_fields(request, names + optional)
+    values = {name: _clean(name, found[name]) for name in names}
+    for name in optional:
+        values[name] = None if found[name] is None else _clean(name, found[name], required=False)
+    return values
+
+
+def _form_fields(request, names: tuple[str, ...]) -> dict[str, str | None]:
     try:
         forms = request.forms
     except (ValueError, bottle.HTTPError):      # a multipart body Bottle cannot parse
         raise FormError(400, "Malformed form body") from None
-    values = {}
+    found = {}
     for name in names:
         if len(forms.getall(name)) > 1:
             raise FormError(400, f"Field {name} was sent more than once")
@@ -113,8 +144,34 @@ def read_fields(names: Iterable[str], request=None) -> dict[str, str]:
         value = forms.getunicode(name)          # None when the bytes are not UTF-8
         if raw not in (None, "") and value is None:
             raise FormError(400, f"Field {name} is not valid text")
-        values[name] = _clean(name, value)
-    return values
+        found[name] = value
+    return found
+
+
+def optional_field(name: str, request=None) -> str | None:
+    """One field of a form or JSON body, or None when it was not sent (errors as :func:`read_fields`)."""
+    return read_fields((), request, optional=(name,))[name]
+
+
+def request_header(name: str, environ: dict | None = None) -> str | None:
+    """A request header as text, or None when it was not sent; a 400 when it is not clean text.
+
+    Bottle's ``request.get_header`` raises (a 500) on bytes that are not UTF-8, and a header can hold
+    any byte a client likes, NUL and other control characters included: those are a 400 naming the
+    header, never a value a route goes on with.
+    """
+    environ = bottle.request.environ if environ is None else environ
+    key = "HTTP_" + name.upper().replace("-", "_")
+    raw = environ.get({"HTTP_CONTENT_TYPE": "CONTENT_TYPE", "HTTP_CONTENT_LENGTH": "CONTENT_LENGTH"}.get(key, key))
+    if raw is None:
+        return None
+    try:
+        value = raw.encode("latin-1").decode("utf-8")
+    except UnicodeError:
+        raise FormError(400, f"The {name} header is not UTF-8 text") from None
+    if any(ord(c) < 32 and c != "\t" or c == "\x7f" for c in value):
+        raise FormError(400, f"The {name} header holds control characters")
+    return value
 
 
 def read_credentials(request=None) -> tuple[str, str]:

@@ -53,13 +53,26 @@ class MemoryStore:
     Records are kept as JSON text, as express's MemoryStore does: ``get`` hands out a fresh copy
     (a handler changing its session changes nothing here until the middleware saves it), and
     data that cannot be stored anywhere else (a socket, a function) is refused at once.
-    Expired records are dropped when they are read; ``clock`` is injectable for tests.
+    Expired records are dropped when they are read, and swept on a write at most once every
+    ``sweep_every`` seconds: a record nobody reads again (a bot's 3,000 one-visit sessions) goes too,
+    instead of filling the process for ever. ``clock`` is injectable for tests.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, clock: Callable[[], float] = time.monotonic, sweep_every: float = 60.0):
         self.clock = clock
         self._records: dict[str, tuple[str, float | None]] = {}   # sid -> (json, expires at or None)
         self._lock = threading.Lock()
+        self.sweep_every = sweep_every
+        self._next_sweep = clock() + sweep_every
+
+    def sweep(self) -> int:
+        """Delete every expired record now; how many went. (Call with the lock held.)"""
+        now = self.clock()
+        dead = [sid for sid, (_, expires) in self._records.items() if expires is not None and expires <= now]
+        for sid in dead:
+            del self._records[sid]
+        self._next_sweep = now + self.sweep_every
+        return len(dead)
 
     def _expires(self, ttl: float | None) -> float | None:
         return None if ttl is None else self.clock() + ttl
@@ -80,6 +93,8 @@ class MemoryStore:
     def set(self, sid: str, data: dict, ttl: float | None = None) -> None:
         text = json.dumps(data)
         with self._lock:
+            if self.clock() >= self._next_sweep:
+                self.sweep()
             self._records[sid] = (text, self._expires(ttl))
 
     def touch(self, sid: str, ttl: float | None = None) -> None:
@@ -126,9 +141,11 @@ class CountingStore:
     """
 
     METHODS = ("get", "set", "touch", "destroy")
+    DEFAULT_TTL = 24 * 60 * 60     # seconds: a record written without a TTL still dies (as connect-redis's day)
 
-    def __init__(self, store=None, touch: bool = True):
+    def __init__(self, store=None, touch: bool = True, ttl: float | None = DEFAULT_TTL):
         self.store = MemoryStore() if store is None else store
+        self.ttl = ttl                 # for set()/touch() calls that give no ttl of their own
         self.counts: Counter = Counter()
         self._failing: set[str] = set()
         self._lock = threading.Lock()
@@ -150,10 +167,10 @@ class CountingStore:
         return self._call("get", sid)
 
     def set(self, sid, data, ttl=None):
-        return self._call("set", sid, data, ttl=ttl)
+        return self._call("set", sid, data, ttl=self.ttl if ttl is None else ttl)
 
-    def touch(self, sid, ttl=None):  # noqa: F811 - hidden per instance when the store cannot touch
-        return self._call("touch", sid, ttl=ttl)
+    def touch(self, sid, ttl=None):  # hidden per instance (self.touch = None) when the store cannot touch
+        return self._call("touch", sid, ttl=self.ttl if ttl is None else ttl)
 
     def destroy(self, sid):
         return self._call("destroy", sid)

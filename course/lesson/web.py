@@ -113,6 +113,22 @@ def guard(wsgi_app):
     return guarded
 
 
+def see_other(path: str) -> str:
+    """Send a browser on to ``path`` (303 See Other) with a relative ``Location``: ``return see_other("/")``.
+
+    Not ``bottle.redirect``: it makes ``Location`` absolute from ``request.url``, which Bottle builds
+    from ``X-Forwarded-Host``, a header any client can send: ``X-Forwarded-Host: evil.example`` on a
+    login would send the browser to evil.example (an open redirect). A relative ``Location``
+    (RFC 9110, section 10.2.2) takes nothing from the request. Cookies set on ``bottle.response``
+    are kept, as with :func:`text`.
+    """
+    if not path.startswith("/") or path.startswith("//") or "\\" in path:
+        raise ValueError(f"see_other takes a path on this site, such as '/dashboard', not {path!r}")
+    bottle.response.status = 303
+    bottle.response.set_header("Location", path)
+    return ""
+
+
 def text(body: str, status: int = 200) -> str:
     """Answer plain text (what most lesson routes return, so curl and tests read it easily).
 

@@ -25,6 +25,7 @@ TITLE = "The server remembers"
 COOKIE_NAME = "sid"
 DEV_SECRET = "lesson 03 development secret: pass your own with create_app(secret=...)"
 IDLE_TIMEOUT = 30 * 60           # seconds: a session nobody used for this long is gone
+SWEEP_EVERY = 60                 # seconds between sweeps of the expired records nobody reads again
 MAX_COOKIE_CHARS = 4096          # a browser keeps about 4 KB per cookie; anything longer is an attack
 
 
@@ -43,6 +44,7 @@ class MemoryStore:
         self.clock = clock
         self.records = {}                # sid -> (data as JSON text, expires at or None)
         self.lock = threading.Lock()     # two requests may arrive at the same moment
+        self.next_sweep = clock() + SWEEP_EVERY
 
     # TODO(03.1): write the methods below. Keep each record as (json.dumps(data), expires_at), with
     # expires_at = self.clock() + ttl, or None when ttl is None (never expires). A record whose
@@ -56,6 +58,9 @@ class MemoryStore:
 
     def set(self, sid, data, ttl=None):
         """Store ``data`` (a JSON-able dict) under ``sid`` for ``ttl`` seconds (None: no expiry)."""
+        # TODO(03.1): also, when self.next_sweep has passed, drop the expired records that nobody
+        # will ever read again (3,000 one-visit bots must not fill the memory), and set the next
+        # sweep SWEEP_EVERY seconds on.
         raise todo("03.1")
 
     def touch(self, sid, ttl=None):

@@ -17,13 +17,13 @@ import hmac
 import logging
 import secrets
 
-from bottle import redirect, request, response  # redirect: for 06.4
+from bottle import request, response
 
 from course import ROOT
-from course.kit import auth, beakerkit, storedown
+from course.kit import auth, beakerkit, csrf, storedown
 from course.lesson.page import Route, render, render_login
 from course.lesson.server import lesson_main
-from course.lesson.web import new_app, text, todo
+from course.lesson.web import new_app, see_other, text, todo
 
 TITLE = "Who is this? Login and logout"
 USER_KEY = "user_id"              # the only thing a login puts in the session
@@ -123,10 +123,11 @@ def create_app(secret=None, db_path=None, store=None):
     # The ready-made routes are at the end of the file; the two below are exercises 06.4 and 06.5.
     app.get("/", callback=lambda: lesson_page(config, store))
     app.get("/visits", callback=visits)
-    app.get("/login", callback=login_page)
+    app.get("/login", callback=lambda: login_page(config["session.secret"]))
     app.get("/dashboard", callback=dashboard)
 
     @app.post("/login")
+    @csrf.protect_login(lambda: config["session.secret"])   # no login CSRF (ready-made: see the README)
     def login():
         """Exercise 06.4: log a user in."""
         # TODO(06.4):
@@ -139,11 +140,12 @@ def create_app(secret=None, db_path=None, store=None):
         #   - session = beakerkit.get_session(); beakerkit.regenerate_session(session): a NEW session
         #     ID, the old record destroyed (Beaker's own regenerate_id() leaves it loadable);
         #   - store ONLY the id: session[USER_KEY] = user_id, then session.save();
-        #   - a browser (auth.from_browser_form()) goes on with redirect("/dashboard", 303); anybody
+        #   - a browser (auth.from_browser_form()) goes on with return see_other("/dashboard"); anybody
         #     else gets text("Login successful!").
         raise todo("06.4")
 
     @app.post("/logout")
+    @csrf.refuse_cross_site                                  # a page of another site cannot log you out
     def logout():
         """Exercise 06.5: log the user out, for good."""
         # TODO(06.5): beakerkit.destroy_session(beakerkit.get_session()) removes the record from
@@ -167,9 +169,9 @@ def visits():
     return text(f"You have visited {session['visits']} times")
 
 
-def login_page():
-    """The login form, for a browser (it posts to /login)."""
-    return render_login(title="Lesson 06: log in")
+def login_page(secret):
+    """The login form, for a browser (it posts to /login), with its pre-session CSRF token."""
+    return render_login(title="Lesson 06: log in", hidden={csrf.TOKEN_FIELD: csrf.login_form_token(secret)})
 
 
 @login_required

@@ -25,7 +25,7 @@ from html import escape
 from bottle import request, response
 
 from course import ROOT
-from course.kit import auth, security, storedown
+from course.kit import auth, csrf, security, storedown
 from course.kit.beakerkit import (
     RAW_COOKIE_KEY,
     CountingStore,
@@ -39,12 +39,13 @@ from course.kit.beakerkit import (
 )
 from course.lesson.page import Route, render, render_login
 from course.lesson.server import lesson_main
-from course.lesson.web import guard, new_app, text, todo
+from course.lesson.web import guard, new_app, see_other, text, todo
 
 TITLE = "Cookie security: attributes, proxies, timeouts, CSRF"
 DEFAULT_DB = ROOT / ".sessions" / "07_cookie_security-users.sqlite3"   # made on the first login
 MAX_DISPLAY_NAME = 100   # characters
 MAX_BIO = 5000           # characters: fits a server-side session, not a cookie
+MAX_PROFILE_BODY = 64 * 1024   # bytes: a display name and a bio, in UTF-8, with room to spare
 
 
 # ---------------------------------------------------------------- 07.1 private pages
@@ -191,7 +192,8 @@ def create_app(production=False, trust_proxy=False, idle_timeout=1800, absolute_
     app = new_app()
     app.install(storedown.plugin)  # a store that is down: 503, never a traceback
     # What the routes below need to know, in Bottle's place for an app's settings (see setting()).
-    app.config.update("lesson", users=auth.UserDB(db_path), clock=now, idle_timeout=idle_timeout,
+    app.config.update("lesson", users=auth.UserDB(db_path), clock=now, idle_timeout=idle_timeout, secret=secret,
+                      production=production,
                       absolute_timeout=absolute_timeout, session_config=config, store=store,
                       mode=(f"Mode: {'production' if production else 'development'}, "
                             f"{'trusting' if trust_proxy else 'not trusting'} X-Forwarded-Proto, "
@@ -249,16 +251,19 @@ def index():
                 Route("POST", "/logout", "log out: destroy the session, clear the site's data")],
         cookie_header=request.environ.get(RAW_COOKIE_KEY, ""),
         decode=lambda name, value: describe_cookie(name, value, setting("session_config")),
-        session=inspect_session(setting("session_config"), setting("store")),
+        session=None if setting("production") else inspect_session(setting("session_config"), setting("store")),
+        inspector=not setting("production"),   # production shows nobody what their browser sent
     )
 
 
 @private
 def login_page():
-    return render_login(title="Lesson 07: log in")
+    token = csrf.login_form_token(setting("secret"))    # no login CSRF: a pre-session token
+    return render_login(title="Lesson 07: log in", hidden={csrf.TOKEN_FIELD: token})
 
 
 @private
+@csrf.protect_login(lambda: setting("secret"))
 def login():
     username, password = auth.read_credentials()   # a missing field: 400 naming it
     user_id = auth.verify(setting("users"), username, password)
@@ -271,9 +276,7 @@ def login():
     session.save()
     if auth.from_browser_form():       # a browser goes on to the page (POST, redirect, GET)
         # Not bottle.redirect(): it builds Location from X-Forwarded-Host (see the README).
-        response.status = 303
-        response.set_header("Location", "/dashboard")   # relative: nothing from the headers in it
-        return ""
+        return see_other("/dashboard")
     return text(auth.LOGIN_OK)
 
 
@@ -297,11 +300,13 @@ def profile_form():
 @logged_in
 def profile_update():
     session = get_session()
-    sent = request.forms.getunicode("csrf_token") or request.get_header("X-CSRF-Token")
-    if not csrf_token_ok(session, sent):
+    # The kit reads the body: a bad Content-Length, bytes that are not UTF-8, a field sent twice,
+    # nested JSON or an oversized body are a 4xx naming the problem, never a 500.
+    fields = auth.read_fields((), optional=("display_name", "bio"), max_body=MAX_PROFILE_BODY)
+    if not csrf_token_ok(session, csrf.sent_token()):           # X-CSRF-Token, or the form's field
         return text("CSRF token missing or invalid", 403)   # before anything changes
-    name = (request.forms.getunicode("display_name") or "").strip()
-    bio = request.forms.getunicode("bio") or ""
+    name = (fields["display_name"] or "").strip()
+    bio = fields["bio"] or ""
     if not name or len(name) > MAX_DISPLAY_NAME or not name.isprintable():
         return text(f"display_name: 1 to {MAX_DISPLAY_NAME} printable characters, please", 400)
     if len(bio) > MAX_BIO:
@@ -312,6 +317,7 @@ def profile_update():
 
 
 @private
+@csrf.refuse_cross_site               # a page of another site cannot log you out
 def logout():
     try:
         auth.log_out(get_session())    # the record destroyed, the cookie cleared (lesson 06)

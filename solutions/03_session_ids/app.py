@@ -24,6 +24,7 @@ TITLE = "The server remembers"
 COOKIE_NAME = "sid"
 DEV_SECRET = "lesson 03 development secret: pass your own with create_app(secret=...)"
 IDLE_TIMEOUT = 30 * 60           # seconds: a session nobody used for this long is gone
+SWEEP_EVERY = 60                 # seconds between sweeps of the expired records nobody reads again
 MAX_COOKIE_CHARS = 4096          # a browser keeps about 4 KB per cookie; anything longer is an attack
 
 
@@ -42,6 +43,7 @@ class MemoryStore:
         self.clock = clock
         self.records = {}                # sid -> (data as JSON text, expires at or None)
         self.lock = threading.Lock()     # two requests may arrive at the same moment
+        self.next_sweep = clock() + SWEEP_EVERY
 
     def _live(self, sid):
         """The record of ``sid`` unless it has expired (an expired one is deleted now)."""
@@ -60,6 +62,10 @@ class MemoryStore:
     def set(self, sid, data, ttl=None):
         expires = None if ttl is None else self.clock() + ttl
         with self.lock:
+            now = self.clock()
+            if now >= self.next_sweep:   # now and then, drop what expired and nobody reads again
+                self.records = {s: r for s, r in self.records.items() if r[1] is None or r[1] > now}
+                self.next_sweep = now + SWEEP_EVERY
             self.records[sid] = (json.dumps(data), expires)
 
     def touch(self, sid, ttl=None):

@@ -16,13 +16,13 @@ import hmac
 import logging
 import secrets
 
-from bottle import redirect, request, response  # redirect: for 06.4
+from bottle import request, response
 
 from course import ROOT
-from course.kit import auth, beakerkit, storedown
+from course.kit import auth, beakerkit, csrf, storedown
 from course.lesson.page import Route, render, render_login
 from course.lesson.server import lesson_main
-from course.lesson.web import new_app, text
+from course.lesson.web import new_app, see_other, text
 
 TITLE = "Who is this? Login and logout"
 USER_KEY = "user_id"              # the only thing a login puts in the session
@@ -131,10 +131,11 @@ def create_app(secret=None, db_path=None, store=None):
     # The ready-made routes are at the end of the file; the two below are exercises 06.4 and 06.5.
     app.get("/", callback=lambda: lesson_page(config, store))
     app.get("/visits", callback=visits)
-    app.get("/login", callback=login_page)
+    app.get("/login", callback=lambda: login_page(config["session.secret"]))
     app.get("/dashboard", callback=dashboard)
 
     @app.post("/login")
+    @csrf.protect_login(lambda: config["session.secret"])   # no login CSRF (ready-made: see the README)
     def login():
         """Exercise 06.4: log a user in."""
         username, password = auth.read_credentials()     # a missing field: 400 naming it
@@ -150,10 +151,11 @@ def create_app(secret=None, db_path=None, store=None):
         session[USER_KEY] = user_id             # only the id: never the password or the user record
         session.save()                          # Beaker writes only what you save()
         if auth.from_browser_form():
-            redirect("/dashboard", 303)         # a browser goes on to the page (POST, redirect, GET)
+            return see_other("/dashboard")      # a browser goes on to the page (POST, redirect, GET)
         return text("Login successful!")
 
     @app.post("/logout")
+    @csrf.refuse_cross_site                                  # a page of another site cannot log you out
     def logout():
         """Exercise 06.5: log the user out, for good."""
         try:
@@ -180,9 +182,9 @@ def visits():
     return text(f"You have visited {session['visits']} times")
 
 
-def login_page():
-    """The login form, for a browser (it posts to /login)."""
-    return render_login(title="Lesson 06: log in")
+def login_page(secret):
+    """The login form, for a browser (it posts to /login), with its pre-session CSRF token."""
+    return render_login(title="Lesson 06: log in", hidden={csrf.TOKEN_FIELD: csrf.login_form_token(secret)})
 
 
 @login_required
