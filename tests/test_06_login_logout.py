@@ -379,6 +379,16 @@ def test_logging_in_as_someone_else_replaces_the_session(url, client, store):
 
 
 @pytest.mark.exercise("06.4")
+def test_the_login_redirect_never_takes_its_host_from_the_request(url, client):
+    """bottle.redirect() builds Location from X-Forwarded-Host, which any client sends: an open redirect."""
+    resp = client.post(url + "/login", data=ALICE, allow_redirects=False,
+                       headers={**HTML, "X-Forwarded-Host": "evil.example", "Host": "evil.example"})
+    assert resp.status_code == 303
+    assert "evil.example" not in resp.headers["Location"], \
+        f"Location: {resp.headers['Location']}: use a relative Location (see_other), not the request's host"
+
+
+@pytest.mark.exercise("06.4")
 def test_a_browser_form_login_is_redirected_to_the_dashboard(url, client):
     resp = client.post(url + "/login", data=ALICE, headers=HTML, allow_redirects=False)
     assert resp.status_code == 303, f"a browser's form login should get 303 to /dashboard, got {resp.status_code}"
