@@ -44,7 +44,7 @@ from course.kit.beakerkit import CorruptSession, StoreUnavailable, StrictSession
 
 log = logging.getLogger("course.kit.beaker_backends")
 
-__all__ = ["JsonSession", "SessionTooLarge", "RedisJson", "SqlJson", "MemcachedJson", "FileJson",
+__all__ = ["JsonSession", "SessionTooLarge", "RedisJson", "RespClient", "resp_client", "SqlJson", "MemcachedJson", "FileJson",
            "DbmJson", "MongoJson", "sql_store", "PURGE_EVERY"]
 
 PURGE_EVERY = 300.0        # seconds between two purges of expired SQL rows, per process and table
@@ -158,8 +158,8 @@ class _JsonNamespace(NamespaceManager):
 class RedisJson(_JsonNamespace):
     """``GET`` to load, ``SET ... EX`` to save, ``DEL`` to destroy: one command each.
 
-    ``url`` is a redis-py client (``stores_beaker.redis_client``: short timeouts, one quick retry).
-    The key is Beaker's own, ``beaker_cache:<session id>:session``.
+    ``url`` is a client with ``get``, ``set(ex=)`` and ``delete``: a :class:`RespClient`, or redis-py's
+    for ``rediss://``. The key is Beaker's own, ``beaker_cache:<session id>:session``.
     """
 
     store_name = "Redis"
@@ -178,6 +178,139 @@ class RedisJson(_JsonNamespace):
 
     def _delete(self):
         self.client.delete(self.key)
+
+
+class RedisReplyError(ConnectionError):
+    """Redis answered with an error (``-LOADING``, ``-NOAUTH``, ...): it is not serving sessions now."""
+
+
+class RespClient:
+    """The three Redis commands a session needs (``GET``, ``SET ... EX``, ``DEL``), on plain sockets.
+
+    redis-py makes four to five system calls per command (a timeout change, a non-blocking read
+    to check the pooled connection, the write, one or two reads) and about 30 µs of Python around
+    them; this makes one write and usually one read. URLs: ``redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]``
+    (``AUTH`` and ``SELECT`` once per connection; TLS ``rediss://`` goes through redis-py instead).
+    Connect timeout 1 s, reply timeout 2 s; a pooled connection found broken is replaced and the
+    command sent once more (GET, SET and DEL can be repeated safely), so an outage costs no
+    request once Redis is back. Socket errors are ``OSError``: "the store is down".
+    """
+
+    def __init__(self, url: str):
+        from urllib.parse import unquote, urlsplit
+        parts = urlsplit(url)
+        self.address = (parts.hostname or "127.0.0.1", parts.port or 6379)
+        self.password = unquote(parts.password) if parts.password else None
+        self.username = unquote(parts.username) if parts.username else None
+        self.db = int(parts.path.strip("/") or 0)
+        self._idle: list = []
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def _connect(self):
+        import socket
+        sock = socket.create_connection(self.address, timeout=1.0)
+        try:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.settimeout(2.0)
+            conn = (sock, sock.makefile("rb"))
+            if self.password is not None:
+                auth = ("AUTH", self.username, self.password) if self.username else ("AUTH", self.password)
+                self._exchange(conn, _resp(*auth))
+            if self.db:
+                self._exchange(conn, _resp("SELECT", str(self.db)))
+        except BaseException:
+            sock.close()
+            raise
+        return conn
+
+    def _exchange(self, conn, payload: bytes):
+        sock, reader = conn
+        sock.sendall(payload)
+        line = reader.readline()
+        if not line.endswith(b"\r\n"):
+            raise ConnectionError("Redis closed the connection")
+        kind, rest = line[:1], line[1:-2]
+        if kind == b"$":
+            size = int(rest)
+            if size < 0:
+                return None
+            data = reader.read(size + 2)
+            if len(data) != size + 2:
+                raise ConnectionError("Redis closed the connection")
+            return data[:-2]
+        if kind == b":":
+            return int(rest)
+        if kind == b"+":
+            return rest
+        if kind == b"-":
+            raise RedisReplyError(rest.decode("utf-8", "replace"))
+        raise ConnectionError(f"unexpected Redis reply {line[:40]!r}")
+
+    def command(self, *args):
+        payload = _resp(*args)
+        for attempt in (1, 2):
+            conn, reused = None, False
+            with self._lock:
+                if self._pid != os.getpid():          # forked: never share the parent's sockets
+                    self._idle, self._pid = [], os.getpid()
+                if self._idle:
+                    conn, reused = self._idle.pop(), True
+            try:
+                if conn is None:
+                    conn = self._connect()
+                reply = self._exchange(conn, payload)
+            except RedisReplyError:
+                self._checkin(conn)
+                raise
+            except OSError:
+                if conn is not None:
+                    conn[0].close()
+                if reused and attempt == 1:
+                    continue                          # a pooled connection that died meanwhile: once more
+                raise
+            except BaseException:
+                if conn is not None:
+                    conn[0].close()
+                raise
+            self._checkin(conn)
+            return reply
+
+    def _checkin(self, conn):
+        with self._lock:
+            if len(self._idle) < 16:
+                self._idle.append(conn)
+                return
+        conn[0].close()
+
+    def get(self, key: str):
+        return self.command("GET", key)
+
+    def set(self, key: str, value: bytes, ex: int | None = None):
+        return self.command("SET", key, value, "EX", str(int(ex))) if ex else self.command("SET", key, value)
+
+    def delete(self, key: str):
+        return self.command("DEL", key)
+
+
+def _resp(*args) -> bytes:
+    """A command in Redis's protocol: ``*N`` then ``$len`` and each argument."""
+    out = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg if isinstance(arg, bytes) else str(arg).encode("utf-8")
+        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+_RESP_CLIENTS: dict[str, RespClient] = {}
+
+
+def resp_client(url: str) -> RespClient:
+    """One :class:`RespClient` per URL and process."""
+    client = _RESP_CLIENTS.get(url)
+    if client is None:
+        client = _RESP_CLIENTS.setdefault(url, RespClient(url))
+    return client
 
 
 # ---------------------------------------------------------------- SQL: PostgreSQL, MariaDB/MySQL, SQLite
@@ -265,6 +398,9 @@ class SqlStore:
                 conn.autocommit(True)
             else:
                 conn.autocommit = True
+                # A session write need not wait for PostgreSQL's disk flush (most of a save's time):
+                # a crash of the server may lose the last moment of session writes, never corrupt them.
+                conn.execute("SET synchronous_commit = off")
         if not self._ready:
             self._create_table(conn)
         return conn

@@ -283,7 +283,8 @@ def hardened(options: dict) -> dict:
         limited_as = "MariaDB/MySQL (a BLOB column)" if limit else "the SQL store"
         out["url"] = _sql_url(out["url"])
     elif kind == "ext:redis":
-        out["url"] = redis_client(out["url"])
+        url = out["url"]
+        out["url"] = beaker_backends.resp_client(url) if url.startswith("redis://") else redis_client(url)
     elif kind == "ext:mongodb":
         out["url"] = _with_defaults(out["url"], serverSelectionTimeoutMS=2000, connectTimeoutMS=2000)
     out["namespace_class"] = _namespace_class(kind, limited_as, limit)
