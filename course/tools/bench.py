@@ -475,6 +475,8 @@ def benchmark(slug: str, target: str = "solutions", store: str | None = None, wo
     if not (1 <= rounds <= 20 and 1 <= seconds <= 60 and 1 <= connections <= 256 and 1 <= workers <= 16
             and 1 <= threads <= 64):
         raise SystemExit("bounded: 1-20 rounds of 1-60 s, 1-256 connections, 1-16 workers, 1-64 threads")
+    if compare:
+        _loopback(compare)
     load = _wrk if shutil.which("wrk") else _python_load
     if load is _python_load:
         print("wrk not found (Debian: apt-get install wrk): using the Python client, which shares the CPU "
