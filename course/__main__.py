@@ -13,6 +13,7 @@ Instructors:
 
 Maintainers:
     python -m course freeze                record lessons/*/app.py as the shipped starters
+    python -m course bench 08 --store URL  what a session store costs: gunicorn, wrk, paired rounds
 """
 from __future__ import annotations
 
@@ -98,6 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     freeze = commands.add_parser("freeze", help="(maintainers) record lessons/*/app.py as the shipped starters")
     freeze.set_defaults(handler=cli.freeze)
+
+    bench = commands.add_parser("bench", help="what a session store costs: a lesson under gunicorn, loaded with "
+                                              "wrk beside the same app without sessions, in alternating rounds")
+    cli.bench_arguments(bench)
+    bench.set_defaults(handler=cli.bench)
     return parser
 
 

@@ -83,16 +83,19 @@ def clear_cookie_header(name: str = COOKIE_NAME) -> str:
     return f"{name}=; Path=/; HttpOnly; SameSite=Lax; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT"
 
 
+_canonical = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str).encode
+
+
 def fingerprint(data: dict) -> str:
     """What "modified" compares: the data as canonical JSON (express hashes JSON.stringify)."""
-    return json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return _canonical(data) if data else "{}"
 
 
 class Session(dict):
     """One visitor's data (a dict), plus what the middleware needs to know about it."""
 
     def __init__(self, sid: str, data: dict | None = None, is_new: bool = True):
-        super().__init__(data or {})
+        super().__init__(data or ())
         self.id = sid
         self.is_new = is_new              # True: no valid cookie came in; the ID was made just now
         self.destroyed = False

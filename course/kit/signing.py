@@ -9,7 +9,6 @@ never breaks them.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 from typing import Sequence
 
@@ -25,8 +24,8 @@ def secret_list(secret: str | Sequence[str]) -> list[str]:
 
 
 def mac(value: str, secret: str) -> str:
-    digest = hmac.new(secret.encode(), value.encode(), hashlib.sha256).digest()
-    return base64.b64encode(digest).decode().rstrip("=")
+    digest = hmac.digest(secret.encode(), value.encode(), "sha256")     # hmac.new(...).digest(), in one C call
+    return base64.b64encode(digest).decode()[:-1]                       # 32 bytes: 44 characters, one "="
 
 
 def sign(value: str, secret: str) -> str:

@@ -6,52 +6,58 @@ The finished reference of lesson 08:
   ``sqlite:///PATH``, ``redis://...``, ``postgresql://...``, ``mysql://...``, ``memcached://...``,
   ``mongodb://...``) as Beaker options: the backend (``type``) and what it needs (``url``,
   ``data_dir``, ``table_name``). A bad URL is a ``ValueError`` naming it and listing the forms.
-* :func:`hardened` - those options plus the fixes each backend needs on current drivers
-  (each measured on Beaker 1.14.1 with the drivers pinned in requirements.txt), as extra options
-  for ``beakerkit.session_config``:
+* :func:`hardened` - those options plus the course's own backends (``course.kit.beaker_backends``)
+  and the fixes each store needs on current drivers, as extra options for ``beakerkit.session_config``:
 
-  - every backend: a store error surfaces as ``storedown.StoreUnavailable`` (so the app answers
-    503, never a 500 and never a silent new session), and a session too big for the store is a
+  - every backend: the record is the session as **JSON** (``beaker_backends.JsonSession``), and
+    nothing on any load path unpickles (Beaker's own backends pickle every record: a value written
+    into the store by somebody else would run code in the app); one round trip per load and per
+    save; a store error surfaces as ``storedown.StoreUnavailable`` (so the app answers 503, never
+    a 500 and never a silent new session), and a session too big for the store is a
     :class:`SessionTooLarge` raised *before* anything is written (MariaDB's ``BLOB`` holds 65,535
     bytes; memcached items 1 MB - python-memcached would drop a bigger one without a word);
-  - Redis: short socket timeouts and one immediate retry (redis-py's default is 3 retries with an
-    exponential back-off of up to 10 s, so a dead Redis would hang each request for seconds), and
-    ``SETEX`` replaced by ``SET ... EX`` (redis-py 8 deprecates ``setex``, which Beaker calls);
-  - PostgreSQL / MariaDB / SQLite through SQLAlchemy (``postgresql+psycopg``, ``mysql+pymysql``):
-    a connect timeout, and ``pool_pre_ping`` so that connections broken by an outage are replaced
-    instead of failing the first requests after the server is back; SQLite's folder is created;
+  - Redis: ``GET`` / ``SET ... EX`` (Redis expires the key), short socket timeouts and one
+    immediate retry (redis-py's default is 3 retries with an exponential back-off of up to 10 s,
+    so a dead Redis would hang each request for seconds);
+  - PostgreSQL / MariaDB / SQLite: one ``SELECT`` / one upsert on a connection in autocommit mode,
+    an ``expires`` column with an index (expired rows are never loaded, and are purged every few
+    minutes), a connect timeout, and a broken pooled connection replaced (not a failed request
+    after an outage); SQLite in WAL mode with a busy timeout, its folder created;
   - memcached (python-memcached, never pylibmc): a store that is down raises instead of looking
     like an empty session (python-memcached answers ``None``), items get the session's TTL
     (Beaker forgets to pass it), a server is retried after 1 s instead of 30 s, and removing a
     session deletes that session only (Beaker's ``remove()`` is ``flush_all``: everybody's);
-  - MongoDB (pymongo): a short server-selection timeout. Not verified in CI (no server here).
+  - files and dbm: Beaker's folders and locks, the record stored as it is (no pickle);
+  - MongoDB (pymongo): Beaker's backend minus pickle, a TTL, a short server-selection timeout.
+    Not verified in CI (no server here).
 
-* :func:`purge_expired` - delete the sessions idle for longer than a timeout. Beaker never deletes
-  a record: SQL rows and files stay forever. Redis and memcached expire records themselves (a TTL
-  on each key); the memory store lives and dies with its process. MongoDB does NOT: Beaker 1.14.1
-  writes ``expiration: None`` on every session document and creates no TTL index, so the MongoDB
-  branch below deletes nothing (tests/test_library_claims.py shows it); a real purge would have to
-  read the access time inside each pickled record, which is not done here.
+* :func:`purge_expired` - delete the sessions idle for longer than a timeout (and, in SQL, the rows
+  whose ``expires`` has passed). Stock Beaker never deletes a record: SQL rows and files stay
+  forever, and its MongoDB backend writes ``expiration: None`` on every document and creates no TTL
+  index, so nothing there expires either (tests/test_library_claims.py shows it). Redis and
+  memcached expire the kit's records themselves (a TTL on each key); the kit's MongoDB backend
+  writes an ``expiration`` time that Beaker's own clean-up honours, which cannot be verified here
+  (no MongoDB server); the memory store lives and
+  dies with its process.
 * :func:`peek` - what the store holds for one session (the Redis key and its TTL, the SQL row, the
   file on disk), for the lesson page and the notebook.
 """
 from __future__ import annotations
 
-import base64
 import dbm
 import functools
 import hashlib
 import json
 import os
-import pickle
 import re
 import threading
 import time
-import zlib
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+from course.kit import beaker_backends
+from course.kit.beaker_backends import SessionTooLarge
 from course.kit.storedown import StoreUnavailable, is_store_down
 
 __all__ = ["ACCEPTED_FORMS", "beaker_options", "hardened", "SessionTooLarge", "purge_expired", "peek", "redact",
@@ -184,19 +190,12 @@ def describe(options: dict) -> str:
 
 # ---------------------------------------------------------------- errors
 
-class SessionTooLarge(Exception):
-    """The session is bigger than the store can hold; nothing was written (the old record stays)."""
-
-    def __init__(self, size: int, limit: int, store: str):
-        self.size, self.limit, self.store = size, limit, store
-        super().__init__(f"Session too large for the store: it is {size} bytes once encoded, and "
-                         f"{store} holds at most {limit} bytes per session")
 
 
 def max_session_bytes(options: dict) -> int | None:
     """The most one session's record may hold in this store, or None when the limit is not a concern."""
     if options.get("type") == "ext:database" and str(options.get("url", "")).startswith("mysql"):
-        return 65_535                  # SQLAlchemy's PickleType is a BLOB on MySQL/MariaDB
+        return 65_535                  # the data column is a BLOB on MySQL/MariaDB
     if options.get("type") == "ext:memcached":
         return 1_000_000               # memcached's default item size is 1 MB (key and header included)
     return None
@@ -232,37 +231,20 @@ def _guarded_class(base: type, name: str, limit: int | None, extra: dict | None 
         impl = namespace.get(method) or getattr(base, method, None)
         if impl is not None:
             namespace[method] = _guard(impl)
+    namespace["store_name"] = name
     if limit is not None:
-        setitem = namespace["__setitem__"]
-
-        def __setitem__(self, key, value, _setitem=setitem):
-            size = len(pickle.dumps({key: value}, pickle.HIGHEST_PROTOCOL))
-            if size > limit:
-                raise SessionTooLarge(size, limit, name)
-            return _setitem(self, key, value)
-
-        namespace["__setitem__"] = __setitem__
+        namespace["limit"] = limit            # checked by beaker_backends before anything is written
     return type(f"Guarded{base.__name__}", (base,), namespace)
+
+
+_BACKENDS = {"ext:redis": "RedisJson", "ext:database": "SqlJson", "ext:memcached": "MemcachedJson",
+             "file": "FileJson", "dbm": "DbmJson", "ext:mongodb": "MongoJson"}
 
 
 @functools.lru_cache(maxsize=None)
 def _namespace_class(kind: str, limited_as: str | None, limit: int | None) -> type:
-    from beaker.cache import clsmap
-    if kind == "ext:database":
-        return _guarded_class(clsmap[kind], limited_as or "the SQL store", limit,
-                              {"__init__": _database_init})
-    if kind == "ext:memcached":
-        return _guarded_class(_memcached_class(), "memcached", limit)
-    return _guarded_class(clsmap[kind], limited_as or kind, limit)
-
-
-def _database_init(self, namespace, url=None, **params):
-    from beaker.ext.database import DatabaseNamespaceManager
-    if url and url.startswith("sqlite:///"):
-        folder = os.path.dirname(url[len("sqlite:///"):].split("?")[0])
-        if folder:
-            os.makedirs(folder, exist_ok=True)      # SQLite creates the file, not its folder
-    DatabaseNamespaceManager.__init__(self, namespace, url=url, **params)
+    base = getattr(beaker_backends, _BACKENDS[kind])
+    return _guarded_class(base, limited_as or kind, limit)
 
 
 _REDIS_CLIENTS: dict[str, object] = {}
@@ -270,7 +252,7 @@ _REDIS_LOCK = threading.Lock()
 
 
 def redis_client(url: str):
-    """One redis-py client per URL: short timeouts, one immediate retry, ``SET ... EX`` not ``SETEX``."""
+    """One redis-py client per URL: short timeouts, one immediate retry."""
     with _REDIS_LOCK:
         client = _REDIS_CLIENTS.get(url)
         if client is None:
@@ -278,88 +260,40 @@ def redis_client(url: str):
             from redis.backoff import NoBackoff
             from redis.retry import Retry
 
-            class Redis(redis.Redis):
-                def setex(self, name, time, value):       # Beaker calls setex when a timeout is set
-                    return self.set(name, value, ex=time)
-
-            client = Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2,
-                                    retry=Retry(NoBackoff(), 1))
+            client = redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2,
+                                          retry=Retry(NoBackoff(), 1))
             _REDIS_CLIENTS[url] = client
         return client
 
 
-@functools.lru_cache(maxsize=None)
-def _memcached_class() -> type:
-    import memcache
-    from beaker.container import NamespaceManager
-    from beaker.ext.memcached import MemcachedNamespaceManager
-    from beaker.util import SyncDict
-
-    class Memcached(MemcachedNamespaceManager):
-        """python-memcached with the outage, TTL and flush_all problems fixed (see the module doc)."""
-        clients = SyncDict()
-
-        def __init__(self, namespace, url, timeout=None, **_ignored):
-            NamespaceManager.__init__(self, namespace)
-            self.lock_dir = None
-            self.timeout = timeout
-            self.mc = Memcached.clients.get(url, memcache.Client, url.split(";"),
-                                            socket_timeout=1, dead_retry=1)
-
-        def _down(self) -> bool:
-            return all(server.deaduntil for server in self.mc.servers)
-
-        def __getitem__(self, key):
-            value = self.mc.get(self._format_key(key))
-            if value is None and self._down():
-                raise StoreUnavailable("memcached is unavailable")
-            return value
-
-        def __contains__(self, key):
-            return self[key] is not None
-
-        def set_value(self, key, value, expiretime=None):
-            ttl = int(expiretime or self.timeout or 0)
-            if not self.mc.set(self._format_key(key), value, time=ttl):
-                raise StoreUnavailable("memcached did not store the session")
-
-        def __setitem__(self, key, value):
-            self.set_value(key, value)
-
-        def __delitem__(self, key):
-            self.mc.delete(self._format_key(key))
-            if self._down():
-                raise StoreUnavailable("memcached is unavailable")
-
-        def do_remove(self):
-            self.__delitem__("session")     # never flush_all: that would end everybody's session
-
-    return Memcached
-
-
 def hardened(options: dict) -> dict:
-    """``options`` (from :func:`beaker_options`) plus the fixes of this module, for ``session_config``."""
+    """``options`` (from :func:`beaker_options`) plus the course's backends, for ``session_config``."""
     out = dict(options)
     kind = out["type"]
     if kind == "memory":
         return out                                        # beakerkit's per-app CountingStore
     limit = max_session_bytes(options)
-    limited_as = None
+    limited_as = {"ext:redis": "Redis", "ext:memcached": "memcached", "file": "the file store",
+                  "dbm": "the dbm store", "ext:mongodb": "MongoDB"}.get(kind)
     if kind == "ext:database":
         limited_as = "MariaDB/MySQL (a BLOB column)" if limit else "the SQL store"
-        url = out["url"]
-        if url.startswith("postgresql+psycopg:"):
-            url = _with_defaults(url, connect_timeout=2)
-        elif url.startswith("mysql+pymysql:"):
-            url = _with_defaults(url, connect_timeout=2, read_timeout=5, write_timeout=5)
-        out["url"] = url
-        out["sa_opts"] = {"sa.pool_pre_ping": True}
+        out["url"] = _sql_url(out["url"])
     elif kind == "ext:redis":
-        out["url"] = redis_client(out["url"])
+        url = out["url"]
+        out["url"] = beaker_backends.resp_client(url) if url.startswith("redis://") else redis_client(url)
     elif kind == "ext:mongodb":
         out["url"] = _with_defaults(out["url"], serverSelectionTimeoutMS=2000, connectTimeoutMS=2000)
     out["namespace_class"] = _namespace_class(kind, limited_as, limit)
+    out["session_class"] = beaker_backends.JsonSession
     return out
+
+
+def _sql_url(url: str) -> str:
+    if url.startswith("postgresql+psycopg:"):
+        return _with_defaults(url, connect_timeout=2)
+    if url.startswith("mysql+pymysql:"):
+        return _with_defaults(url, connect_timeout=2, read_timeout=5, write_timeout=5)
+    return url
 
 
 # ---------------------------------------------------------------- purge
@@ -371,7 +305,7 @@ _ENGINES_LOCK = threading.Lock()
 def sql_engine(options: dict):
     """A SQLAlchemy engine for an ``ext:database`` store (one per URL, made on first use)."""
     import sqlalchemy as sa
-    url = hardened(options)["url"] if options["type"] == "ext:database" else None
+    url = _sql_url(options["url"]) if options["type"] == "ext:database" else None
     if url is None:
         raise ValueError(f"{describe(options)} is not an SQL store")
     with _ENGINES_LOCK:
@@ -393,7 +327,7 @@ def sql_table(options: dict):
     if not sa.inspect(engine).has_table(name):
         return engine, None
     return engine, sa.table(name, sa.column("namespace"), sa.column("accessed"), sa.column("created"),
-                            sa.column("data"))
+                            sa.column("data"), sa.column("expires"))
 
 
 def session_files(options: dict):
@@ -430,12 +364,16 @@ def purge_expired(options: dict, older_than: float, now: float | None = None) ->
     cutoff = now - older_than
     kind = options["type"]
     if kind == "ext:database":
+        import sqlalchemy as sa
         engine, table = sql_table(options)
         if table is None:
             return 0
         with engine.begin() as conn:
-            # Beaker writes `accessed` as datetime.now(): local time, no time zone
-            result = conn.execute(table.delete().where(table.c.accessed < datetime.fromtimestamp(cutoff)))
+            # `accessed` is datetime.now() (local time, no time zone), as Beaker writes it;
+            # `expires` (epoch seconds) is when the record's time to live runs out
+            old = sa.or_(table.c.accessed < datetime.fromtimestamp(cutoff),
+                         sa.and_(table.c.expires.is_not(None), table.c.expires <= now))
+            result = conn.execute(table.delete().where(old))
             return result.rowcount
     if kind in ("file", "dbm"):
         count = 0
@@ -460,17 +398,14 @@ def purge_expired(options: dict, older_than: float, now: float | None = None) ->
 # ---------------------------------------------------------------- a look inside
 
 def _decode(record) -> object:
-    """A session record as Beaker wrote it (base64 of zlib'd JSON, or of a pickle) as data."""
+    """A session record as the course's backends write it (JSON text) as data; never unpickled."""
     if record is None:
         return None
     try:
-        raw = base64.b64decode(record)
+        data = json.loads(bytes(record).decode("utf-8") if not isinstance(record, str) else record)
     except Exception:
-        return {"(stored)": f"{len(record)} bytes"}
-    try:
-        return json.loads(zlib.decompress(raw).decode("utf-8"))
-    except Exception:
-        return {"(stored)": f"{len(raw)} bytes, not JSON (never unpickled just to show it)"}
+        return {"(stored)": f"{len(record)} bytes, not JSON (never unpickled just to show it)"}
+    return data
 
 
 def peek(options: dict, session_id: str | None) -> dict | None:
@@ -488,8 +423,7 @@ def peek(options: dict, session_id: str | None) -> dict | None:
             raw = client.get(key)
             if raw is None:
                 return None
-            return {"where": f"Redis key {key}", "ttl_seconds": client.ttl(key),
-                    "data": _decode(pickle.loads(raw))}
+            return {"where": f"Redis key {key}", "ttl_seconds": client.ttl(key), "data": _decode(raw)}
         if kind == "ext:database":
             engine, table = sql_table(options)
             if table is None:
@@ -498,21 +432,22 @@ def peek(options: dict, session_id: str | None) -> dict | None:
                 row = conn.execute(table.select().where(table.c.namespace == session_id)).first()
             if row is None:
                 return None
-            data = pickle.loads(row.data) if isinstance(row.data, (bytes, memoryview)) else row.data
-            return {"where": f"row of table {table.name}", "created": str(row.created),
-                    "accessed": str(row.accessed), "data": _decode(data.get("session"))}
+            found = {"where": f"row of table {table.name}", "created": str(row.created),
+                     "accessed": str(row.accessed), "data": _decode(row.data)}
+            if row.expires is not None:
+                found["expires_in_seconds"] = round(row.expires - time.time())
+            return found
         if kind in ("file", "dbm"):
             for found_id, paths, mtime in session_files(options):
                 if found_id != session_id:
                     continue
-                data = None
                 if kind == "file":
                     with open(paths[0], "rb") as fh:
-                        data = pickle.load(fh).get("session")
+                        data = fh.read()
                 else:
                     base = str(paths[0]).split(".dbm")[0] + ".dbm"
                     with dbm.open(base, "r") as db:
-                        data = pickle.loads(db[b"session"]) if b"session" in db else None
+                        data = db[b"session"] if b"session" in db else None
                 if data is None:
                     return None
                 return {"where": str(paths[0]), "written": datetime.fromtimestamp(mtime).isoformat(" ", "seconds"),
@@ -520,7 +455,7 @@ def peek(options: dict, session_id: str | None) -> dict | None:
             return None
         if kind == "ext:memcached":
             namespace = _namespace_class(kind, None, None)(session_id, url=options["url"])
-            value = namespace["session"]
+            value = namespace._load()
             return None if value is None else {"where": f"memcached key {session_id}_session",
                                                "data": _decode(value)}
     except (StoreUnavailable, SessionTooLarge):

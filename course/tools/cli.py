@@ -488,3 +488,16 @@ def freeze(args) -> int:
     lock = teeth.freeze()
     print(f"Recorded {len(lock)} starters in {display(teeth.STARTERS_LOCK)}.")
     return 0
+
+
+# ---------------------------------------------------------------- bench
+
+def bench_arguments(parser) -> None:
+    from course.tools import bench as bench_module
+    bench_module.add_arguments(parser)
+
+
+def bench(args) -> int:
+    """``python -m course bench LESSON --store URL``: course/tools/bench.py does the work."""
+    from course.tools import bench as bench_module
+    return bench_module.command(args)

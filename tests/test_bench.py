@@ -1,0 +1,70 @@
+"""``python -m course bench``: it runs end to end and its figures add up (no speed is asserted here).
+
+A short run (one round of one second, lesson 04 in memory on one gunicorn worker) checks that the
+servers start, the sessions are made, both servers answer every request without an error, the CPU
+per request is read from /proc, and gunicorn is gone afterwards. The speeds themselves belong to a
+benchmark on a quiet machine, not to a test.
+"""
+import io
+import json
+import os
+import shutil
+import sys
+
+import pytest
+
+from course.tools import bench
+
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the benchmark reads /proc")
+
+
+def test_a_short_benchmark_runs_both_servers_and_reports_per_request_cpu(monkeypatch):
+    started = []
+    real_init = bench.Gunicorn.__init__
+
+    def remember(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        started.append(self)
+
+    monkeypatch.setattr(bench.Gunicorn, "__init__", remember)
+    out = io.StringIO()
+    summary = bench.benchmark("04_session_options", workers=1, connections=2, rounds=1, seconds=1, sessions=5,
+                              out=out)
+    text = out.getvalue()
+    assert set(summary) == {"no session", "sessions"}, summary
+    for name, row in summary.items():
+        assert row["errors"] == 0, f"{name}: {row}\n{text}"
+        assert row["rps"] > 0 and row["rounds"][0]["requests"] > 0, (name, row)
+        assert 0 < row["cpu_us"] < 1_000_000, f"{name}: CPU per request not read from /proc: {row}"
+    assert summary["no session"]["x_no_session"] == 1.0
+    assert "load average" in text and "CPU µs/req" in text, text
+    assert len(started) == 2 and all(server.proc.poll() is not None for server in started), \
+        "both gunicorn servers are stopped at the end"
+    assert ("wrk not found" in text) == (shutil.which("wrk") is None)
+
+
+def test_the_benchmark_only_loads_this_machine():
+    with pytest.raises(SystemExit, match="127.0.0.1"):
+        bench.benchmark("04_session_options", compare="http://example.org/visits", rounds=1, seconds=1)
+
+
+def test_the_benchmark_is_bounded():
+    with pytest.raises(SystemExit, match="bounded"):
+        bench.benchmark("04_session_options", rounds=100)
+
+
+def test_the_no_session_app_serves_lesson_08_without_beaker(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_BENCH_TARGET", "solutions")
+    monkeypatch.setenv("COURSE_BENCH_SLUG", "08_store_backends")
+    options = {"store_url": f"sqlite:///{tmp_path}/s.db", "secret": "bench-test-secret-0123456789abcdef"}
+    monkeypatch.setenv("COURSE_BENCH_OPTIONS", json.dumps(options))
+    monkeypatch.setenv("COURSE_BENCH_NO_SESSION", "1")
+    app = bench.gunicorn_app()
+    answer = {}
+    body = b"".join(app({"REQUEST_METHOD": "GET", "PATH_INFO": "/visits", "SERVER_NAME": "x", "SERVER_PORT": "80",
+                         "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(), "wsgi.errors": sys.stderr,
+                         "SERVER_PROTOCOL": "HTTP/1.1", "QUERY_STRING": ""},
+                        lambda status, headers, exc=None: answer.update(status=status, headers=headers)))
+    assert answer["status"].startswith("200") and b"visited 1 times" in body
+    assert not any(name == "Set-Cookie" for name, _ in answer["headers"]), "no session, no cookie"
+    assert not os.path.exists(tmp_path / "s.db"), "and nothing stored"
