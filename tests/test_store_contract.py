@@ -21,8 +21,8 @@ import bottle
 import pytest
 import requests
 
-from course.kit import beaker_backends, stores_beaker
-from course.kit.beakerkit import HardenedSessions, answer_503_when_the_store_is_down, get_session, session_config
+from course.kit import beaker_backends, storedown, stores_beaker
+from course.kit.beakerkit import HardenedSessions, get_session, session_config
 from course.tools import services
 
 SECRET = "store-contract-secret-0123456789abcdef"
@@ -70,7 +70,7 @@ def make_app(url, timeout=600):
     """The smallest app on the kit: /visits counts in the session, a store error is a 503."""
     options = stores_beaker.hardened(stores_beaker.beaker_options(url))
     app = bottle.Bottle()
-    app.install(answer_503_when_the_store_is_down)
+    app.install(storedown.plugin)
 
     @app.get("/visits")
     def visits():

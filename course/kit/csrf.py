@@ -38,6 +38,7 @@ import bottle
 
 from course.kit.cookies import request_cookies
 from course.kit.forms import FormError, optional_field, request_header
+from course.kit.security import SCHEME_KEY
 
 __all__ = ["LOGIN_COOKIE", "TOKEN_FIELD", "TOKEN_HEADER", "CROSS_SITE_REFUSED", "is_cross_site",
            "login_form_token", "login_token_ok", "refuse_cross_site", "protect_login"]
@@ -55,11 +56,12 @@ _LOGIN_TOKEN_AGE = 3600              # seconds a login form stays usable
 def own_origin(environ: dict) -> str:
     """``scheme://host[:port]`` of this server as the browser addressed it.
 
-    ``wsgi.url_scheme`` is ``https`` only when this server speaks TLS or a trusted proxy said so
-    (lesson 07's ``trust_proxy``); the host is the ``Host`` header (``X-Forwarded-Host`` is never
+    The scheme is what :class:`course.kit.security.SecureCookieGate` found the browser used
+    (``https`` behind a proxy lesson 07 trusts), else ``wsgi.url_scheme`` (``https`` only when this
+    server itself speaks TLS); the host is the ``Host`` header (``X-Forwarded-Host`` is never
     believed here: any client can send it).
     """
-    scheme = environ.get("wsgi.url_scheme", "http")
+    scheme = environ.get(SCHEME_KEY) or environ.get("wsgi.url_scheme", "http")
     host = environ.get("HTTP_HOST") or f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}"
     host = host.encode("latin-1", "replace").decode("utf-8", "replace").lower()
     default = {"http": ":80", "https": ":443"}.get(scheme, "")
@@ -149,7 +151,10 @@ def protect_login(secret_of: Callable[[], str]) -> Callable[[Callable], Callable
         def guarded(*args, **kwargs):
             if is_cross_site(bottle.request.environ):
                 raise refused()
-            sent = sent_token()
+            try:
+                sent = sent_token()
+            except FormError:
+                sent = None          # a body the kit refuses: the route's own reading answers it
             if sent is not None and not login_token_ok(secret_of(), sent):
                 raise refused(403, "Login form expired or forged: reload the login page and try again")
             return route(*args, **kwargs)

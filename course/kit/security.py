@@ -40,6 +40,11 @@ def _is_secure_cookie(value: str) -> bool:
     return any(part.strip().lower() == "secure" for part in value.split(";")[1:])
 
 
+SCHEME_KEY = "course.scheme"
+"""Where :class:`SecureCookieGate` writes the scheme the browser used (``https`` behind a trusted
+TLS proxy too), for :func:`course.kit.csrf.own_origin`."""
+
+
 class SecureCookieGate:
     """Drop every ``Set-Cookie`` marked ``Secure`` from an answer to a request that is not HTTPS.
 
@@ -64,6 +69,10 @@ class SecureCookieGate:
                             environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
             return start_response(status, headers, exc_info)
 
+        try:   # what the browser used, for csrf.own_origin: behind a trusted proxy, its https
+            environ[SCHEME_KEY] = "https" if self.is_https(environ) else environ.get("wsgi.url_scheme", "http")
+        except NotImplementedError:
+            pass           # 07.4 not done yet: the scheme stays what the server itself spoke
         return self.app(environ, gate)
 
 

@@ -282,7 +282,7 @@ def hardened(options: dict) -> dict:
         url = out["url"]
         out["url"] = beaker_backends.resp_client(url) if url.startswith("redis://") else redis_client(url)
     elif kind == "ext:mongodb":
-        out["url"] = _with_defaults(out["url"], serverSelectionTimeoutMS=2000, connectTimeoutMS=2000)
+        out["url"] = _with_defaults(out["url"], serverSelectionTimeoutMS=500, connectTimeoutMS=500)
     out["namespace_class"] = _namespace_class(kind, limited_as, limit)
     out["session_class"] = beaker_backends.JsonSession
     return out
@@ -350,6 +350,20 @@ def session_files(options: dict):
         digest = hashlib.sha1(session_id.encode()).hexdigest()
         lock = locks / digest[:1] / digest[:2] / f"{digest}.lock"
         yield session_id, paths + ([lock] if lock.exists() else []), mtime
+
+
+def _files_of(options: dict, session_id: str):
+    """``session_files`` for one session: its files at Beaker's path (``ab/abcd.../``), no walk."""
+    if not re.fullmatch(r"[0-9a-f]{32}", session_id or ""):
+        return
+    kind, root = options["type"], Path(options["data_dir"])
+    folder = root / ("container_file" if kind == "file" else "container_dbm") / session_id[:1] / session_id[:2]
+    paths = sorted(folder.glob(f"{session_id}.cache" if kind == "file" else f"{session_id}.dbm*"))
+    if paths:
+        try:
+            yield session_id, paths, max(p.stat().st_mtime for p in paths)
+        except FileNotFoundError:       # removed meanwhile
+            return
 
 
 def purge_expired(options: dict, older_than: float, now: float | None = None) -> int:
@@ -438,9 +452,8 @@ def peek(options: dict, session_id: str | None) -> dict | None:
                 found["expires_in_seconds"] = round(row.expires - time.time())
             return found
         if kind in ("file", "dbm"):
-            for found_id, paths, mtime in session_files(options):
-                if found_id != session_id:
-                    continue
+            # Straight to the session's own files (Beaker's layout), never a walk of every session.
+            for _, paths, mtime in _files_of(options, session_id):
                 if kind == "file":
                     with open(paths[0], "rb") as fh:
                         data = fh.read()

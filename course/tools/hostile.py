@@ -126,16 +126,17 @@ def request_bytes(method: str, path: str, port: int, headers: dict[str, str], bo
     return ("\r\n".join(lines) + "\r\n\r\n" + body).encode("latin-1")
 
 
-def find_routes(html: str) -> list[tuple[str, str]]:
-    """The (method, path) pairs a lesson page offers: its links and its forms, ``GET /`` first."""
-    routes = [("GET", "/")]
+def find_routes(html: str, extra=()) -> list[tuple[str, str]]:
+    """The (method, path) pairs a lesson page offers (its links and forms, ``GET /`` first), and ``extra``."""
+    routes = [("GET", "/"), *extra]
     for path in re.findall(r'<a href="(/[^"]*)"', html):
         routes.append(("GET", unescape(path)))
     for method, path in re.findall(r'<form method="(\w+)" action="(/[^"]*)"', html):
         routes.append((method.upper(), unescape(path)))
     unique = list(dict.fromkeys(routes))
-    # Routes that end the session go last, so the entries before them still carry a live one.
-    return sorted(unique, key=lambda r: any(w in r[1] for w in ("logout", "reset", "revoke")))
+    # Routes that replace or end the session go last, so the entries before them carry a live one.
+    return sorted(unique, key=lambda r: r[0] == "POST" and any(w in r[1] for w in ("login", "logout", "reset",
+                                                                                     "revoke")))
 
 
 def make_session(base: str, routes, login: dict | None, headers: dict) -> str:
@@ -163,7 +164,7 @@ def run_target(create_app, target: dict, corpus: dict, options: dict) -> tuple[l
     try:
         fixed = dict(target.get("headers", {}))
         html = requests.get(base + "/", headers=fixed, timeout=10).text
-        routes = find_routes(html)
+        routes = find_routes(html, [tuple(r) for r in target.get("routes", [])])
         session = make_session(base, routes, target.get("login"), fixed)
         results = []
 

@@ -261,7 +261,7 @@ def describe_cookie(name, value):
     """What the inspector on ``GET /`` says about each cookie the browser sent."""
     if name in ("sid", "beaker.session.id"):
         if len(value) == 72:
-            return f"signature {value[:8]}... + session ID {value[40:]}"
+            return f"signature {value[:8]}... + session ID {value[40:48]}..."
         return "session ID (unsigned: Beaker believes whatever is here)"
     return None
 

@@ -348,7 +348,7 @@ def describe_cookie(name, value, config):
     if config["session.type"] == "cookie":
         return f"the whole session, encrypted and signed ({len(value)} characters): you cannot read it"
     session_id = session_id_from_cookie(f"{name}={value}", name, config["session.secret"])
-    return f"session ID {session_id}" if session_id else "bad signature: ignored"
+    return f"session ID {session_id[:8]}..." if session_id else "bad signature: ignored"
 
 
 def inspect_session(config, store):

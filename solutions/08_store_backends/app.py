@@ -12,6 +12,7 @@ Purge:   python lessons/08_store_backends/app.py purge --store sqlite:///.sessio
 Check it: make check LESSON=08
 """
 import argparse
+import json
 import sys
 import time  # for 08.3
 from datetime import datetime  # for 08.3
@@ -205,8 +206,11 @@ def look_inside(config, options, session_id):
         record = config["session.store"].peek(session_id)
     else:
         record = stores_beaker.peek(options, session_id)
-    return {"store": stores_beaker.describe(options), "session id": session_id,
-            "record": record if record is not None else "(nothing stored under this ID)"}
+    shown = {"store": stores_beaker.describe(options), "session id": session_id,
+             "record": record if record is not None else "(nothing stored under this ID)"}
+    # The page is readable by any script of this origin, and the full ID (with the development
+    # secret) rebuilds the HttpOnly cookie: show only its first characters, wherever it appears.
+    return json.loads(json.dumps(shown, default=str).replace(session_id, session_id[:8] + "..."))
 
 
 app = create_app()
