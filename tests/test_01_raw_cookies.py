@@ -7,7 +7,7 @@ A ``requests.Session`` (the ``client`` fixture) keeps cookies as a browser does;
 import pytest
 import requests
 
-from course.tools.testing import set_cookie_lines
+from course.tools.testing import cookie_attributes, set_cookie_lines
 
 GARBAGE_VISITS = {
     "letters": "abc",
@@ -178,3 +178,21 @@ def test_index_page_survives_a_cookie_header_that_is_not_utf8(base_url):
     resp = requests.get(base_url + "/", headers={"Cookie": b"visits=\xff\xfe; theme=dark"})
     assert resp.status_code == 200
     assert "theme=dark" in resp.text
+
+
+@pytest.mark.exercise("01.4")
+@pytest.mark.parametrize("forged", ["blue", "Dark", "light2", "darkdark"])
+def test_a_theme_cookie_that_is_not_one_of_the_themes_reads_as_light(base_url, forged):
+    """Only the two known values count: any other, however harmless it looks, is not echoed."""
+    resp = requests.get(base_url + "/theme", headers={"Cookie": f"theme={forged}"})
+    assert resp.status_code == 200 and "Your theme is light" in resp.text and forged not in resp.text
+
+
+@pytest.mark.exercise("01.4")
+def test_the_theme_cookie_is_readable_by_scripts_and_kept_for_a_year_on_every_page(base_url):
+    resp = requests.get(base_url + "/theme?set=dark")
+    line = set_cookie_lines(resp, "theme")[0]
+    attributes = cookie_attributes(line)
+    assert "httponly" not in attributes, "a page script styles the page from the theme: no HttpOnly"
+    assert attributes.get("path") == "/", "Path=/: every page needs the theme"
+    assert int(attributes.get("max-age", "0")) >= 30 * 24 * 3600, "kept when the browser closes: Max-Age"

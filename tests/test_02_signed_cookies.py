@@ -379,3 +379,19 @@ def test_the_inspector_tells_an_older_secret_apart(server):
     page = requests.get(server(secret=[NEW, OLD]) + "/", timeout=5,
                         headers={"Cookie": f"visits={signed_cookie('5', OLD)}"}).text
     assert "valid, signed with an older secret" in page
+
+
+@pytest.mark.exercise("02.2")
+def test_unsign_refuses_a_signature_with_its_letters_case_changed(app_module):
+    """base64 is case-sensitive: a comparison of lower-cased strings accepts forgeries."""
+    sig = mac("5", SECRET)
+    assert app_module.unsign(f"5.{sig.swapcase()}", SECRET) is None
+    assert app_module.unsign(f"5.{sig.lower()}", SECRET) is None or sig.lower() == sig
+
+
+@pytest.mark.exercise("02.2")
+def test_unsign_refuses_a_value_with_spaces_added(app_module):
+    """What is signed is exactly the string before the last dot: nothing is stripped."""
+    sig = mac("5", SECRET)
+    for tampered in (f" 5.{sig}", f"5 .{sig}", f"5. {sig}", f"5.{sig} "):
+        assert app_module.unsign(tampered, SECRET) is None, f"{tampered!r} verified"

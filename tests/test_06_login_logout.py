@@ -557,3 +557,31 @@ def test_the_users_file_is_made_on_first_use_not_at_import(app_module, tmp_path)
     path = tmp_path / "not-yet" / "users.sqlite3"
     app_module.create_app(secret=SECRET, db_path=str(path))
     assert not path.exists() and not path.parent.exists(), "create_app() must not touch the disk"
+
+
+@pytest.mark.exercise("06.1")
+def test_check_password_compares_with_hmac_compare_digest(app_module, monkeypatch):
+    calls = []
+    real = hmac.compare_digest
+
+    def spy(a, b):
+        calls.append((a, b))
+        return real(a, b)
+
+    import secrets as secrets_module
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    monkeypatch.setattr(secrets_module, "compare_digest", spy)
+    stored = app_module.hash_password("wonderland")
+    assert app_module.check_password("wonderland", stored) and not app_module.check_password("nope", stored)
+    assert calls, "compare the derived keys with hmac.compare_digest, not =="
+
+
+@pytest.mark.exercise("06.1")
+def test_the_salt_comes_from_a_cryptographic_source_not_random(app_module):
+    """random is seedable and predictable; the salt must come from secrets (or os.urandom)."""
+    import random
+    random.seed(6)
+    first = app_module.hash_password("x")
+    random.seed(6)
+    second = app_module.hash_password("x")
+    assert first.split("$")[4] != second.split("$")[4], "the same random.seed gave the same salt: use secrets"

@@ -7,6 +7,7 @@ a server that speaks TLS itself (``environ["wsgi.url_scheme"] = "https"``) and a
 http://, so production tests send the ``Cookie`` header themselves.
 """
 import base64
+import hmac
 import re
 import secrets
 import zlib
@@ -671,3 +672,58 @@ def test_samesite_stops_a_cross_site_form_but_only_the_token_stops_a_same_site_o
             assert page.input_value("input[name=display_name]") == "Alice"
         finally:
             chrome.close()
+
+
+
+# ---------------------------------------------------------------- what an adversarial review found missing
+
+@pytest.mark.exercise("07.3")
+def test_a_session_without_its_timestamps_is_over(app_module):
+    """The docstring's promise: no login_at / seen_at (an old or tampered record) means logged out."""
+    for session in ({}, {"login_at": 100.0}, {"seen_at": 100.0}, {"login_at": "x", "seen_at": 100.0}):
+        assert app_module.session_expired(session, 200.0, 1800, 28800) is not None, session
+
+
+@pytest.mark.exercise("07.5")
+def test_csrf_tokens_are_long_random_and_unpredictable(app_module):
+    """At least 128 random bits (token_urlsafe(32) is 43 characters): no clock, no counter."""
+    tokens = [app_module.csrf_token(FakeSession()) for _ in range(64)]
+    assert len(set(tokens)) == len(tokens), "two sessions got the same CSRF token"
+    assert all(len(t) >= 32 for t in tokens), f"a {len(tokens[0])}-character token is too short to be unguessable"
+    assert tokens != sorted(tokens), "the tokens come in order: they are made from a clock or a counter"
+    alphabet = set("".join(tokens))
+    assert len(alphabet) > 16, "the tokens use only hex digits: use secrets.token_urlsafe(32)"
+
+
+@pytest.mark.exercise("07.5")
+def test_csrf_tokens_are_compared_with_hmac_compare_digest(app_module, monkeypatch):
+    calls = []
+    real = hmac.compare_digest
+
+    def spy(a, b):
+        calls.append((a, b))
+        return real(a, b)
+
+    import secrets as secrets_module
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    monkeypatch.setattr(secrets_module, "compare_digest", spy)
+    session = FakeSession()
+    token = app_module.csrf_token(session)
+    assert app_module.csrf_token_ok(session, token) and not app_module.csrf_token_ok(session, token[:-1] + "x")
+    assert calls, "compare CSRF tokens with hmac.compare_digest: == tells an attacker, by its timing, how much is right"
+
+
+@pytest.mark.exercise("07.6")
+def test_the_cookie_session_encrypts_and_signs_with_two_different_keys(app_module):
+    settings = app_module.cookie_session_settings("a-long-random-secret-for-the-test-0123456789")
+    assert settings["encrypt_key"] and settings["validate_key"]
+    assert settings["encrypt_key"] != settings["validate_key"], "one key per job: derive each from the secret"
+    assert "a-long-random-secret-for-the-test-0123456789" not in (settings["encrypt_key"], settings["validate_key"]), \
+        "derive the keys from the secret (security.derive_key), do not use the secret itself"
+
+
+class FakeSession(dict):
+    """A session for the pure-function exercises: a dict with Beaker's save()."""
+
+    def save(self):
+        pass
