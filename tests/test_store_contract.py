@@ -176,6 +176,19 @@ def test_one_round_trip_per_load_and_per_save_on_redis(store_url, serve_app):
         "the record's time to live is the session timeout (600 s) + 120 s"
 
 
+def test_a_pooled_redis_connection_that_died_costs_no_request(store_url):
+    """Redis restarted, a proxy dropped the connection: the next command reconnects and goes through."""
+    import redis
+    url = store_url("redis")
+    store, key = beaker_backends.redis_store(url), f"sc_{uuid.uuid4().hex}"
+    store.command("SET", key, b"kept", "EX", 60)
+    own_id = store.command("CLIENT", "ID")          # the connection this process will reuse next
+    with redis.Redis.from_url(url, socket_timeout=5) as admin:
+        assert admin.client_kill_filter(_id=own_id) == 1, "the server closed the store's connection"
+    assert store.command("GET", key) == b"kept", "one quick retry on a new connection, no error"
+    assert store.command("CLIENT", "ID") != own_id, "and that was a new connection"
+
+
 def test_a_rediss_url_speaks_tls(store_url):
     """``rediss://`` is TLS (redis-py's SSLConnection): on the plain-text port it cannot even connect."""
     url = store_url("redis")
