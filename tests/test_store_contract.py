@@ -148,20 +148,56 @@ def test_records_are_json_in_every_store(store_url, serve_app):
         assert record and record["data"].get("visits") == 1, (kind, record)
 
 
-def test_one_round_trip_per_load_and_per_save_on_redis(store_url, serve_app, monkeypatch):
+def test_one_round_trip_per_load_and_per_save_on_redis(store_url, serve_app):
+    """Counted by Redis itself: MONITOR shows every command the server runs, and which connection sent it."""
+    import redis
     url = store_url("redis")
-    wsgi, options = make_app(url)
-    client = options["url"]                          # the Redis client the app uses
-    sent = []
-    real = client._exchange                          # one call: one command written, its reply read
-    monkeypatch.setattr(client, "_exchange", lambda conn, payload: sent.append(payload.split(b"\r\n")[2].decode())
-                        or real(conn, payload))
-    base, browser = serve_app(wsgi), requests.Session()
-    browser.get(base + "/visits", timeout=10)        # new session: nothing to load, one save
-    assert sent == ["SET"], sent
-    sent.clear()
-    assert browser.get(base + "/visits", timeout=10).text == "visits=2"
-    assert sent == ["GET", "SET"], f"one command to load, one to save (with its EX): {sent}"
+    wsgi, _ = make_app(url)
+    base = serve_app(wsgi)
+    requests.get(base + "/visits", timeout=10)        # another visitor first: the app's connection is open
+    watcher, mark = redis.Redis.from_url(url, socket_timeout=10), uuid.uuid4().hex
+    browser, seen = requests.Session(), []
+    with watcher.monitor() as monitor:
+        browser.get(base + "/visits", timeout=10)    # a new session: nothing to load, one save
+        watcher.echo(f"{mark}:1")
+        assert browser.get(base + "/visits", timeout=10).text == "visits=2"
+        watcher.echo(f"{mark}:2")
+        while not seen or seen[-1]["command"] != f"ECHO {mark}:2":
+            seen.append(monitor.next_command())
+    watcher.close()
+    key = f"beaker_cache:{browser.cookies['sid'][40:]}:session"
+    app = {(c["client_address"], c["client_port"]) for c in seen if key in c["command"]}
+    split = [c["command"] for c in seen].index(f"ECHO {mark}:1")
+    sent = [[c["command"].split()[0] for c in part if (c["client_address"], c["client_port"]) in app]
+            for part in (seen[:split], seen[split:])]
+    assert sent[0] == ["SET"], f"a new session: one command to save it, and nothing else: {sent[0]}"
+    assert sent[1] == ["GET", "SET"], f"one command to load, one to save (with its EX): {sent[1]}"
+    assert any(c["command"].startswith(f"SET {key} ") and c["command"].endswith(" EX 720") for c in seen), \
+        "the record's time to live is the session timeout (600 s) + 120 s"
+
+
+def test_a_pooled_redis_connection_that_died_costs_no_request(store_url):
+    """Redis restarted, a proxy dropped the connection: the next command reconnects and goes through."""
+    import redis
+    url = store_url("redis")
+    store, key = beaker_backends.redis_store(url), f"sc_{uuid.uuid4().hex}"
+    store.command("SET", key, b"kept", "EX", 60)
+    own_id = store.command("CLIENT", "ID")          # the connection this process will reuse next
+    with redis.Redis.from_url(url, socket_timeout=5) as admin:
+        assert admin.client_kill_filter(_id=own_id) == 1, "the server closed the store's connection"
+    assert store.command("GET", key) == b"kept", "one quick retry on a new connection, no error"
+    assert store.command("CLIENT", "ID") != own_id, "and that was a new connection"
+
+
+def test_a_rediss_url_speaks_tls(store_url):
+    """``rediss://`` is TLS (redis-py's SSLConnection): on the plain-text port it cannot even connect."""
+    url = store_url("redis")
+    assert beaker_backends.redis_store(url).command("GET", f"sc_{uuid.uuid4().hex}") is None
+    started = time.monotonic()
+    with pytest.raises(Exception) as failed:
+        beaker_backends.redis_store("rediss://" + url.split("://", 1)[1]).command("GET", "anything")
+    assert storedown.is_store_down(failed.value), f"a TLS failure is the store being down: {failed.value!r}"
+    assert time.monotonic() - started < 6, "and it fails within the short timeouts"
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])

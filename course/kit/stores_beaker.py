@@ -252,7 +252,11 @@ _REDIS_LOCK = threading.Lock()
 
 
 def redis_client(url: str):
-    """One redis-py client per URL: short timeouts, one immediate retry."""
+    """One redis-py client per URL, for the tools (``peek``, the tests): short timeouts, one immediate retry.
+
+    The sessions themselves go through ``beaker_backends.redis_store(url)``: redis-py's connections
+    without the client layer around each command (one write, one read).
+    """
     with _REDIS_LOCK:
         client = _REDIS_CLIENTS.get(url)
         if client is None:
@@ -279,8 +283,7 @@ def hardened(options: dict) -> dict:
         limited_as = "MariaDB/MySQL (a BLOB column)" if limit else "the SQL store"
         out["url"] = _sql_url(out["url"])
     elif kind == "ext:redis":
-        url = out["url"]
-        out["url"] = beaker_backends.resp_client(url) if url.startswith("redis://") else redis_client(url)
+        out["url"] = beaker_backends.redis_store(out["url"])     # redis-py's connections, one set per process
     elif kind == "ext:mongodb":
         out["url"] = _with_defaults(out["url"], serverSelectionTimeoutMS=500, connectTimeoutMS=500)
     out["namespace_class"] = _namespace_class(kind, limited_as, limit)
