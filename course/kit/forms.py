@@ -19,6 +19,7 @@ __all__ = ["MAX_BODY", "FORM_TYPES", "FormError", "read_fields", "read_credentia
 MAX_BODY = 16 * 1024            # bytes: a login form is a few dozen
 _DRAIN = 1024 * 1024            # read (and drop) up to this much of a refused body, so the answer arrives
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
+_DRAINED = "course.kit.forms.drained"   # set once a refused body has been read and dropped
 
 
 class FormError(bottle.HTTPResponse):
@@ -37,6 +38,11 @@ class FormError(bottle.HTTPResponse):
 
 
 def _drain(environ: dict, length: int) -> None:
+    """Read (and drop) a refused body, once per request: a second reader would wait for bytes
+    the client already sent (and the client waits for the answer)."""
+    if environ.get(_DRAINED):
+        return
+    environ[_DRAINED] = True
     stream = environ.get("wsgi.input")
     left = min(length, _DRAIN)
     while stream is not None and left > 0:
