@@ -15,6 +15,7 @@ GARBAGE_VISITS = {
     "decimal": "2.5",
     "exponent": "1e3",
     "huge": "9" * 40,
+    "4301 digits": "9" * 4301,      # int() refuses more than 4,300 digits: a ValueError, if not checked
     "ten digits": "1000000000",
     "empty": "",
     "arabic-indic digits": "%D9%A3",   # "٣" percent-encoded, as a browser would send it
@@ -34,9 +35,9 @@ def test_read_count_accepts_small_non_negative_integers(app_module, value, expec
 
 
 @pytest.mark.exercise("01.1")
-@pytest.mark.parametrize("value", [None, "", "abc", "-3", "2.5", "1e3", "9" * 40, "1000000000", "٣", "１２", " 7",
-                                   '"12'],
-                         ids=["none", "empty", "letters", "negative", "decimal", "exponent", "huge",
+@pytest.mark.parametrize("value", [None, "", "abc", "-3", "2.5", "1e3", "9" * 40, "9" * 4301, "1000000000", "٣",
+                                   "１２", " 7", '"12'],
+                         ids=["none", "empty", "letters", "negative", "decimal", "exponent", "huge", "4301 digits",
                               "ten digits", "arabic-indic", "fullwidth", "leading space", "quote"])
 def test_read_count_treats_anything_else_as_zero(app_module, value):
     assert app_module.read_count(value) == 0, f"read_count({value!r}) should be 0: it is not a small count"

@@ -28,7 +28,9 @@ def read_count(value):
     ``"٣"`` (``int("٣")`` is 3, and ``"٣".isdigit()`` is True!). Only ASCII digits, at most nine
     of them, are a count.
     """
-    if value and value.isascii() and value.isdigit() and int(value) <= MAX_VISITS:
+    # Count the digits before int(): int() of more than 4,300 digits raises ValueError (Python's
+    # guard against slow conversions), and a client chooses how many digits it sends.
+    if value and value.isascii() and value.isdigit() and len(value) <= len(str(MAX_VISITS)):
         return int(value)
     return 0
 
