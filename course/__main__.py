@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
                      type=lambda text: option_pair(text) and text,
                      help="a keyword argument for the lesson's create_app (repeatable), e.g. --option max_age=60")
     run.add_argument("--no-reload", action="store_true", help="serve in this process, without restarting on save")
+    run.add_argument("--target", default="lessons", help=argparse.SUPPRESS)
     run.set_defaults(handler=cli.run)
 
     check = commands.add_parser("check", help="check your work on a lesson: the next step, and a hint")

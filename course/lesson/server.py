@@ -160,7 +160,8 @@ def lesson_main(create_app: Callable, argv=None, *, title: str = "",
     arguments for ``create_app``. ``--option NAME=VALUE`` (any number of times) passes any other
     keyword argument of ``create_app``, e.g. ``--option max_age=60``.
     """
-    parser = argparse.ArgumentParser(description=title or None)
+    prog = "python -m course run NN" if sys.argv[0].endswith("__main__.py") else None
+    parser = argparse.ArgumentParser(prog=prog, description=title or None)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=port_number, default=8080, help="port to listen on (default 8080)")
     parser.add_argument("--option", type=option_pair, action="append", default=[], metavar="NAME=VALUE",
