@@ -1,7 +1,8 @@
 # The course's commands. Every target creates .venv and installs requirements.txt on first use
 # (and again whenever requirements.txt changes), so a fresh clone needs only Python 3.11+ and make.
 #
-#   make run [LESSON=01] [SOLUTION=1] [PORT=8080] [STORE=url]   serve a lesson
+#   make run [LESSON=01] [SOLUTION=1] [PORT=8080] [STORE=url] [OPTIONS="max_age=60 rolling=true"]
+#                                                              serve a lesson; it restarts when you save
 #   make check LESSON=01                                       check your own work on a lesson
 #   make list | make hint EXERCISE=01.2 | make watch [LESSON=01]  your progress, hints, re-check on save
 #   make test                                                  lint, then check the whole course (maintainers, CI)
@@ -34,7 +35,7 @@ $(STAMP): requirements.txt
 venv: $(STAMP)
 
 run: $(STAMP)
-	@$(PY) -m course run $(LESSON) --host $(HOST) --port $(PORT) $(if $(SOLUTION),--solution) $(if $(STORE),--store $(STORE))
+	@$(PY) -m course run $(LESSON) --host $(HOST) --port $(PORT) $(if $(SOLUTION),--solution) $(if $(STORE),--store $(STORE)) $(foreach option,$(OPTIONS),--option $(option))
 
 check: $(STAMP)
 	@$(PY) -m course check $(LESSON) || test $$? -eq 1
@@ -54,8 +55,9 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest -n $(JOBS) --dist loadfile $(ARGS)
 
+# Jupyter refuses to start as root without --allow-root (most containers run as root).
 notebooks: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo 'usage: make grade SUBMISSIONS="copies/*" [OUT=grades] [JOBS=2] [LESSONS=01,02] [TIMEOUT=seconds]'; exit 2; }

@@ -1,8 +1,9 @@
 """``python -m course``: the student's and the instructor's command line.
 
-Students:
+Students (with the course's venv: .venv/bin/python -m course ..., or the make targets):
     python -m course list                  every lesson and exercise, checked now against your code
-    python -m course run 01                serve lesson 01 (--solution: the reference; --port, --store)
+    python -m course run 01                serve lesson 01, restarted on every save (--solution: the
+                                           reference; --port, --store, --option NAME=VALUE)
     python -m course check 01              the next exercise to do, what went wrong, and a hint
     python -m course hint 01.2             one more hint each time (hint 01: the next exercise's)
     python -m course watch 01              check again each time you save (Ctrl-C stops)
@@ -22,7 +23,29 @@ import os
 import sys
 import threading
 
-from course.tools import cli
+NEEDED = ("bottle", "beaker", "pytest", "requests")
+"""What every command needs; a Python without them is not the course's venv."""
+
+
+def _missing_venv() -> str:
+    """One line saying to use the venv, when this Python lacks the course's dependencies ("" if not)."""
+    import importlib.util
+
+    missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
+    if not missing:
+        return ""
+    venv = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".venv", "bin", "python")
+    where = ".venv/bin/python" if os.path.exists(venv) else "make venv  (once: it creates .venv), then .venv/bin/python"
+    return (f"This Python ({sys.executable}) does not have the course's dependencies (no {', '.join(missing)}): "
+            f"it is not the course's venv. Use {where} -m course ..., or the make targets (make check LESSON=01).")
+
+
+if __name__ == "__main__" and _missing_venv():
+    print(_missing_venv(), file=sys.stderr)
+    sys.exit(2)
+
+from course.lesson.server import option_pair, port_number  # noqa: E402  (after the venv check)
+from course.tools import cli  # noqa: E402
 
 EPILOG = """examples:
   python -m course list
@@ -51,8 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("lesson", help="lesson number or slug, e.g. 01")
     run.add_argument("--solution", action="store_true", help="serve the reference solution instead of your code")
     run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8080)
+    run.add_argument("--port", type=port_number, default=8080)
     run.add_argument("--store", help="session store URL (lesson 08 on), e.g. sqlite:///.sessions/s.db")
+    run.add_argument("--option", action="append", metavar="NAME=VALUE",
+                     type=lambda text: option_pair(text) and text,
+                     help="a keyword argument for the lesson's create_app (repeatable), e.g. --option max_age=60")
+    run.add_argument("--no-reload", action="store_true", help="serve in this process, without restarting on save")
+    run.add_argument("--target", default="lessons", help=argparse.SUPPRESS)
     run.set_defaults(handler=cli.run)
 
     check = commands.add_parser("check", help="check your work on a lesson: the next step, and a hint")
@@ -125,9 +153,21 @@ def _exit(code: int) -> None:
     sys.exit(code)
 
 
+def _quiet_broken_pipe() -> None:
+    """``python -m course diff 01 | head``: the reader stopped reading, which is not an error."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+
+
 if __name__ == "__main__":
     try:
         _exit(main())
     except KeyboardInterrupt:
         print("\nStopped.", file=sys.stderr)
         _exit(130)
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        _exit(0)

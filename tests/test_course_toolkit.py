@@ -2,6 +2,7 @@
 import ast
 
 import bottle
+import pytest
 import requests
 from beaker.middleware import SessionMiddleware as SessionMiddlewareOfBeaker
 
@@ -11,11 +12,19 @@ from course.kit.cookies import cookie_header, parse_cookie_header
 from course.kit.sessions import SessionMiddleware
 from course.kit.stores import CountingStore
 from course.lesson.web import guard, todo
+from course.tools import teeth
 from course.tools.loader import load_app_module
 
 
-def test_an_unfinished_route_answers_501_naming_the_exercise_in_text_or_html(serve_app):
-    url = serve_app(load_app_module("lessons", "01_raw_cookies").create_app())
+def test_an_unfinished_route_answers_501_naming_the_exercise_in_text_or_html(serve_app, tmp_path):
+    # The shipped starter (from git, as the teeth check reads it): lessons/ may hold the student's work.
+    try:
+        starter = teeth.shipped_starter("01_raw_cookies")
+    except teeth.StarterUnavailable as exc:
+        pytest.skip(str(exc))
+    (tmp_path / "01_raw_cookies").mkdir()
+    (tmp_path / "01_raw_cookies" / "app.py").write_bytes(starter)
+    url = serve_app(load_app_module(tmp_path, "01_raw_cookies").create_app())
     plain = requests.get(url + "/visits")
     assert plain.status_code == 501 and plain.headers["Content-Type"].startswith("text/plain")
     assert plain.text.startswith("Exercise 01.2 is not done yet: edit lessons/01_raw_cookies/app.py")

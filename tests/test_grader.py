@@ -84,7 +84,7 @@ def build_class(root: Path) -> Path:
     build.patched(root / "h_flood" / "lessons", SLUG, append='print("x" * 12_000_000)',
                   function="read_count", body="""
         print("read_count", repr(value) * 1000)
-        if value and value.isascii() and value.isdigit() and len(value) <= 9:
+        if value and value.isascii() and value.isdigit() and len(value) <= len(str(MAX_VISITS)):
             return int(value)
         return 0
     """)

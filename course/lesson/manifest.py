@@ -23,10 +23,36 @@ class Exercise:
     points: int
     hints: tuple[str, ...]  # progressive: each one says more than the last
     lesson_slug: str
+    hint_checks: tuple[tuple[str, ...], ...] = ()   # per hint: the tests (function names) it answers
 
     @property
     def app_path(self) -> str:
         return f"lessons/{self.lesson_slug}/app.py"
+
+    def hint_for(self, nodeid: str | None) -> int:
+        """The number (from 1) of the hint written for the failing test ``nodeid``; 1 if none names it.
+
+        ``tests/test_01_raw_cookies.py::test_x[param]`` is matched by its function name, ``test_x``.
+        """
+        if nodeid:
+            name = nodeid.split("::")[-1].split("[")[0]
+            for number, checks in enumerate(self.hint_checks, start=1):
+                if name in checks:
+                    return number
+        return 1
+
+
+def _hints(raw: list) -> tuple[tuple[str, ...], tuple[tuple[str, ...], ...]]:
+    """A hint is a string, or a table ``{ text = "...", checks = ["test_name", ...] }``."""
+    texts, checks = [], []
+    for hint in raw:
+        if isinstance(hint, str):
+            texts.append(hint)
+            checks.append(())
+        else:
+            texts.append(hint["text"])
+            checks.append(tuple(hint.get("checks", ())))
+    return tuple(texts), tuple(checks)
 
 
 @dataclass(frozen=True)
@@ -66,7 +92,8 @@ def lessons() -> tuple[Lesson, ...]:
         exercises = tuple(
             Exercise(
                 id=e["id"], title=e["title"], function=e["function"], points=int(e.get("points", 1)),
-                hints=tuple(e.get("hints", ())), lesson_slug=raw["slug"],
+                hints=_hints(e.get("hints", ()))[0], hint_checks=_hints(e.get("hints", ()))[1],
+                lesson_slug=raw["slug"],
             )
             for e in raw.get("exercise", [])
         )

@@ -4,15 +4,25 @@ Why not ``bottle.run``? Its wsgiref server polls for shutdown every 0.5 s, so ea
 would cost half a second to stop, and it serves one request at a time. Here the standard
 library's server gets threads (two tabs, two requests at once), a 10 ms shutdown poll, a quiet
 log, and a listen backlog big enough for a small load test.
+
+``run_reloading`` is ``make run``'s reloader: the server runs in a child process that is started
+again whenever a ``.py`` file of the lesson's folder is saved (Bottle's own reloader works the
+same way, but only with ``bottle.run``'s servers).
 """
 from __future__ import annotations
 
 import argparse
+import ast
 import errno
+import os
+import signal
 import socketserver
+import subprocess
 import sys
 import threading
+import time
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Callable, Iterator
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -49,10 +59,45 @@ def make_threaded_server(app, host: str = "127.0.0.1", port: int = 0, quiet: boo
         if exc.errno == errno.EADDRINUSE:
             raise PortInUse(
                 f"Port {port} on {host} is already in use (is another lesson still running?).\n"
-                f"Stop the other server, or pick another port: make run PORT={port + 1}  "
-                f"(or python -m course run LESSON --port {port + 1})"
+                f"Stop the other server, or pick another port: make run PORT={port + 1}"
             ) from None
+        if exc.errno in (errno.EADDRNOTAVAIL, errno.EACCES, errno.EINVAL):
+            raise PortInUse(f"Cannot listen on {host}:{port} ({exc.strerror or exc}). "
+                            "Use HOST=127.0.0.1 and a port from 1024 to 65535, e.g. make run PORT=8081") from None
         raise
+    except (OverflowError, UnicodeError) as exc:     # socket's own errors for a port or host out of range
+        raise PortInUse(f"Cannot listen on {host}:{port} ({exc}). "
+                        "Use HOST=127.0.0.1 and a port from 1024 to 65535, e.g. make run PORT=8081") from None
+
+
+def port_number(text: str) -> int:
+    """argparse type for ``--port``: a number from 0 to 65535, or one line saying what is wrong."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1024 to 65535, e.g. 8080)") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port: ports go from 0 to 65535 (try 8080)")
+    return port
+
+
+def option_pair(text: str) -> tuple[str, object]:
+    """argparse type for ``--option KEY=VALUE``: a keyword argument for the lesson's create_app.
+
+    The value is read as a Python literal when it is one (``60``, ``True``, ``None``, ``['a', 'b']``;
+    ``true``/``false``/``none`` too), else kept as text: ``--option secret=abc``.
+    """
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"{text!r}: write --option NAME=VALUE, e.g. --option max_age=60")
+    words = {"true": True, "false": False, "none": None, "null": None}
+    if raw.strip().lower() in words:
+        return key, words[raw.strip().lower()]
+    try:
+        return key, ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return key, raw
 
 
 @contextmanager
@@ -112,13 +157,112 @@ def lesson_main(create_app: Callable, argv=None, *, title: str = "",
     """The ``main()`` every lesson's app.py calls: ``--host``, ``--port`` and the lesson's own flags.
 
     ``add_arguments(parser)`` adds the lesson's flags; ``options(args)`` turns them into keyword
-    arguments for ``create_app``.
+    arguments for ``create_app``. ``--option NAME=VALUE`` (any number of times) passes any other
+    keyword argument of ``create_app``, e.g. ``--option max_age=60``.
     """
-    parser = argparse.ArgumentParser(description=title or None)
+    prog = "python -m course run NN" if sys.argv[0].endswith("__main__.py") else None
+    parser = argparse.ArgumentParser(prog=prog, description=title or None)
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080)")
+    parser.add_argument("--port", type=port_number, default=8080, help="port to listen on (default 8080)")
+    parser.add_argument("--option", type=option_pair, action="append", default=[], metavar="NAME=VALUE",
+                        help="a keyword argument for the lesson's create_app (repeatable), e.g. max_age=60")
     if add_arguments:
         add_arguments(parser)
     args = parser.parse_args(argv)
-    app = create_app(**(options(args) if options else {}))
+    chosen = {**(options(args) if options else {}), **dict(args.option)}
+    _check_options(parser, create_app, chosen)
+    app = create_app(**chosen)
     serve_forever(app, args.host, args.port, title=title)
+
+
+def _check_options(parser: argparse.ArgumentParser, create_app: Callable, chosen: dict) -> None:
+    """An option create_app does not take is one line naming the ones it does, not a TypeError."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(create_app).parameters
+    except (TypeError, ValueError):
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in parameters.values()):
+        return
+    unknown = sorted(set(chosen) - set(parameters))
+    if unknown:
+        known = ", ".join(parameters) or "none"
+        parser.error(f"create_app has no option {', '.join(unknown)}; its options are: {known}")
+
+
+# ---------------------------------------------------------------- the reloader
+
+RELOAD_WAIT = 3
+"""A served child's exit code for "the lesson's code cannot start": the reloader waits for a save."""
+
+
+def snapshot(folder: Path, pattern: str = "*.py") -> dict[str, tuple[float, int]]:
+    """Each matching file under ``folder`` with its (mtime, size): compared to see a save."""
+    found = {}
+    folder = Path(folder)
+    if folder.is_dir():
+        for path in folder.rglob(pattern):
+            if "__pycache__" in path.parts:
+                continue
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            found[str(path)] = (stat.st_mtime, stat.st_size)
+    return found
+
+
+def _stop(child: subprocess.Popen) -> None:
+    if child.poll() is None:
+        child.terminate()
+        try:
+            child.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def run_reloading(command: list[str], folder: Path, shown: str, interval: float = 0.3) -> int:
+    """Run ``command`` (a server) in a child process; start it again after each save in ``folder``.
+
+    A child that exits with ``RELOAD_WAIT`` (the lesson's code does not load, or crashed while
+    starting; it said why) is started again at the next save. Any other exit (a port in use, a bad
+    option: nothing a save would fix) ends the reloader with the child's exit code. Ctrl-C stops both.
+    """
+    print(f"Reloading on save: the server restarts whenever you save a .py file in {shown}/ "
+          "(Ctrl-C stops it).", flush=True)
+    child = None
+    try:
+        while True:
+            before = snapshot(folder)
+            child = subprocess.Popen(command)
+            waiting = False
+            while True:
+                code = child.poll()
+                if code is not None and not waiting:
+                    if code != RELOAD_WAIT:
+                        return code
+                    print(f"Waiting for you to save a fix in {shown}/ ...", flush=True)
+                    waiting = True
+                now = snapshot(folder)
+                if now != before:
+                    break
+                time.sleep(interval)
+            changed = sorted(name for name in set(now) | set(before) if now.get(name) != before.get(name))
+            time.sleep(0.1)                                  # let the editor finish writing
+            _stop(child)
+            names = ", ".join(os.path.relpath(name, Path(folder).parent.parent) for name in changed[:3])
+            print(f"\n{names} changed: restarting the server.", flush=True)
+    except KeyboardInterrupt:
+        if child is not None:
+            try:
+                child.wait(timeout=1)                        # from a terminal, it got the same Ctrl-C
+            except subprocess.TimeoutExpired:
+                child.send_signal(signal.SIGINT)
+                try:
+                    child.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    pass
+            _stop(child)
+        return 0

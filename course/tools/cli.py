@@ -13,17 +13,20 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from course import ROOT
 from course.lesson import manifest
+from course.lesson.server import RELOAD_WAIT, run_reloading, snapshot
 from course.tools import teeth
+from course.tools.crashes import Crash, from_traceback
 from course.tools.loader import LessonLoadError, display, load_app_module, resolve_target
-from course.tools.plugins import CollectErrors, NativeTracebacks, SkipAfterTimeout
+from course.tools.plugins import CollectErrors, NativeTracebacks, SkipAfterTimeout, SkipNotStarted
 from course.tools.results import PYTEST_QUIET, TIMED_OUT_SIGN, ExerciseState, lesson_slug, load_problem, merge, states
-from course.tools.term import Style, bar, tidy_message, unfinished, width
+from course.tools.term import Style, bar, course_command, python_command, tidy_message, unfinished, width
 
 DEFAULT_TEST_TIMEOUT = 10.0
 IMPORT_HANG = ("Importing app.py did not finish: does it start a server or loop when imported? Code that "
@@ -44,18 +47,61 @@ def _where(target: str, lesson: manifest.Lesson) -> str:
 # ---------------------------------------------------------------- run
 
 def run(args) -> int:
+    """Serve a lesson; unless ``--no-reload``, in a child process started again on every save."""
     lesson = _lesson(args.lesson)
-    target = "solutions" if args.solution else "lessons"
-    try:
-        module = load_app_module(target, lesson.slug)
-    except LessonLoadError as exc:
-        raise SystemExit(str(exc)) from None
+    target = "solutions" if args.solution else args.target
+    if args.no_reload:
+        return serve_lesson(lesson, target, _serve_argv(args))
+    folder = resolve_target(target) / lesson.slug
+    command = [sys.executable, "-m", "course", "run", lesson.id, "--no-reload", "--target", str(target),
+               *_serve_argv(args)]
+    return run_reloading(command, folder, display(folder))
+
+
+def _serve_argv(args) -> list[str]:
     argv = ["--host", args.host, "--port", str(args.port)]
     if args.store:
         argv += ["--store", args.store]
-    print(f"Lesson {lesson.id} ({'reference solution' if args.solution else 'your code'}: "
-          f"{display(ROOT / target / lesson.slug / 'app.py')})", flush=True)
-    module.main(argv)
+    for option in args.option or []:
+        argv += ["--option", option]
+    return argv
+
+
+def serve_lesson(lesson: manifest.Lesson, target: str, argv: list[str]) -> int:
+    """Serve the lesson in this process until Ctrl-C; a problem with the student's code is one message.
+
+    Returns RELOAD_WAIT when the code cannot start (the reloader then waits for a save).
+    """
+    from course.lesson.web import ExerciseNotDone
+
+    path = resolve_target(target) / lesson.slug / "app.py"
+    try:
+        module = load_app_module(target, lesson.slug)
+    except LessonLoadError as exc:
+        print(f"Cannot serve lesson {lesson.id}: {exc}", file=sys.stderr, flush=True)
+        return RELOAD_WAIT
+    print(f"Lesson {lesson.id} ({'reference solution' if target == 'solutions' else 'your code'}: "
+          f"{display(path)})", flush=True)
+    try:
+        module.main(argv)
+    except ExerciseNotDone as exc:
+        try:
+            where = manifest.exercise(exc.exercise_id).function
+        except LookupError:
+            where = "its code"
+        option = " with --store (STORE=...)" if "--store" in argv else ""
+        print(f"Cannot start lesson {lesson.id}: starting it{option} runs exercise {exc.exercise_id} ({where}), "
+              f"which still raises todo(\"{exc.exercise_id}\"). Finish it and save (the server then starts), "
+              f"or start without that option for now.", file=sys.stderr, flush=True)
+        return RELOAD_WAIT
+    except Exception as exc:                      # the student's create_app or main crashed
+        crash = from_traceback(exc, exc.__traceback__, path.parent)
+        lines = crash.lines()
+        print(f"Your app.py crashed while starting: {lines[0]}", file=sys.stderr)
+        for line in lines[2:]:
+            print("  " + line, file=sys.stderr)
+        sys.stderr.flush()
+        return RELOAD_WAIT
     return 0
 
 
@@ -69,7 +115,11 @@ class Checked:
 
 def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
                test_timeout: float = DEFAULT_TEST_TIMEOUT) -> Checked:
-    """Run lessons' tests in this process against ``target``, pytest's own output off; one record per test."""
+    """Run lessons' tests in this process against ``target``, pytest's own output off; one record per test.
+
+    The checks of an exercise whose code is still the starter's are not run (plugins.SkipNotStarted):
+    they are reported as todo at once.
+    """
     import pytest
 
     if isinstance(lessons, manifest.Lesson):
@@ -85,7 +135,7 @@ def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
                 "-p", "no:terminal"]
         if exercises_only:
             args += ["-m", "exercise"]
-        pytest.main(args, plugins=[collected, SkipAfterTimeout(), NativeTracebacks()])
+        pytest.main(args, plugins=[collected, SkipAfterTimeout(), NativeTracebacks(), SkipNotStarted(target)])
         records = json.loads(report.read_text(encoding="utf-8"))["tests"] if report.exists() else []
     return Checked(list(merge(records).values()), collected.errors)
 
@@ -141,7 +191,7 @@ def _nothing_ran(lesson: manifest.Lesson, checked: Checked, target: str) -> int:
     print(f"\nNo checks ran for lesson {lesson.id}.")
     for error in checked.collect_errors[:1]:
         print("\n".join(error.splitlines()[-15:]))
-    print(f"See pytest's own report: python -m pytest {display(lesson.test_file)} --target {target}")
+    print(f"See pytest's own report: {python_command()} -m pytest {display(lesson.test_file)} --target {target}")
     return 2
 
 
@@ -164,33 +214,48 @@ def _ready_made_parts_fail(other: list[dict], style: Style) -> int:
 
 def _complete(lesson: manifest.Lesson, summary: str, style: Style) -> None:
     print("\n" + style.green(f"Lesson {lesson.id} is complete.") + f" {summary}")
-    print(f"Compare your code with the reference: python -m course diff {lesson.id}")
+    print(f"Compare your code with the reference: {course_command('diff ' + lesson.id)}")
     following = [each for each in manifest.lessons() if each.id > lesson.id]
     if following:
-        print(f"Next: lesson {following[0].id}, {following[0].title} (python -m course check {following[0].id})")
+        print(f"Next: lesson {following[0].id}, {following[0].title} (make check LESSON={following[0].id})")
 
 
 def explain(state: ExerciseState, style: Style) -> None:
-    """What to do next: the exercise, where, the first failing check, what happened, the hint."""
+    """What to do next: the exercise, where; the crash, if the code crashed; the check; its hint."""
     ex = state.exercise
+    room = max(40, width() - 14)
     print("\n" + style.bold(f"Next: exercise {ex.id}, {ex.title}"))
     print(f"  Edit:      {ex.app_path}, {ex.function}")
-    record = state.failing[0]
-    lines = tidy_message(record["message"] or record["outcome"], max_lines=4, max_width=max(60, width() - 14))
+    failing = state.failing
+    record = next((r for r in failing if r.get("crash")), failing[0])
+    number = 1
     if state.state == "todo":
         print(f"  Not started: the code still raises todo(\"{ex.id}\"); replace that line with your solution.")
     else:
+        crash = Crash.from_dict(record["crash"]) if record.get("crash") else None
+        if crash is not None:
+            lines = crash.lines()
+            print(f"  Crashed:   {style.red(lines[0])}")
+            for line in lines[1:]:
+                print(f"             {line}")
         print(f"  Check:     {record['nodeid'].split('::', 1)[-1]}")
-        print(f"  Happened:  {style.red(lines[0])}")
+        lines = tidy_message(record["message"] or record["outcome"], max_lines=4, max_width=1200, wrap=room)
+        print(f"  {'Expected:' if crash else 'Happened:'}  {lines[0] if crash else style.red(lines[0])}")
         for line in lines[1:]:
             note = ""
             if "501" in line and line.lstrip().startswith("assert"):
                 note = style.dim("   (501: a route that still raises todo(...))")
             print(f"             {line}{note}")
+        number = ex.hint_for(record["nodeid"])
     if ex.hints:
-        print(f"  Hint 1/{len(ex.hints)}:  {ex.hints[0]}")
+        label = f"Hint {number}/{len(ex.hints)}:"
+        text = textwrap.wrap(ex.hints[number - 1], room) or [""]
+        print(f"  {label:<11}{text[0]}")
+        for line in text[1:]:
+            print(f"             {line}")
         if len(ex.hints) > 1:
-            print(style.dim(f"             more: python -m course hint {ex.id}"))
+            print(style.dim(f"             {'the hint for this check; ' if number > 1 else ''}"
+                            f"all of them, one at a time: {course_command('hint ' + ex.id)}"))
 
 
 # ---------------------------------------------------------------- list
@@ -217,7 +282,7 @@ def list_(args) -> int:
         _list_lesson(lesson, found, load_problem(mine), title_width, here, style)
     print(f"\n{total_done} of {total_ex} exercises done ({time.monotonic() - started:.1f} s).")
     if current:
-        print(f"Next: python -m course check {current.id}   (or: python -m course watch {current.id})")
+        print(f"Next: make check LESSON={current.id}   (or, to check on every save: make watch LESSON={current.id})")
     return 0
 
 
@@ -279,10 +344,11 @@ def hint(args) -> int:
     for number, text in enumerate(ex.hints[:shown], start=1):
         print(f"Hint {number} of {len(ex.hints)}: {text}\n")
     if shown < len(ex.hints):
-        print(style.dim(f"Run `python -m course hint {ex.id}` again for hint {shown + 1} of {len(ex.hints)}."))
+        print(style.dim(f"Run `{course_command('hint ' + ex.id)}` again for hint {shown + 1} of {len(ex.hints)}."))
     else:
-        print(style.dim(f"That was the last hint. After the lesson passes, `python -m course diff "
-                        f"{ex.id.split('.')[0]}` shows the reference beside your code."))
+        diff = course_command("diff " + ex.id.split(".")[0])
+        print(style.dim(f"That was the last hint. After the lesson passes, `{diff}` shows the reference "
+                        "beside your code."))
     return 0
 
 
@@ -298,7 +364,7 @@ def _exercise_to_hint(args) -> manifest.Exercise | None:
     pending = next((s for s in states(lesson, records, args.target) if s.state != "done"), None)
     if records and pending is None:
         print(f"Lesson {lesson.id} is complete: no hint needed. "
-              f"Compare with the reference: python -m course diff {lesson.id}")
+              f"Compare with the reference: {course_command('diff ' + lesson.id)}")
         return None
     return pending.exercise if pending else lesson.exercises[0]
 
@@ -327,7 +393,7 @@ def diff(args) -> int:
         print(f"Not yet: the reference for lesson {lesson.id} is shown once your code passes every exercise, "
               f"so it cannot give away what you are still working out.")
         if to_go:
-            print(f"Still to do: {', '.join(to_go)}. Run python -m course check {lesson.id} to see the next step.")
+            print(f"Still to do: {', '.join(to_go)}. Run make check LESSON={lesson.id} to see the next step.")
         return 1
     ours = mine.read_text(encoding="utf-8").splitlines()
     theirs = reference.read_text(encoding="utf-8").splitlines()
@@ -387,20 +453,6 @@ def side_by_side(ours, theirs, left_name, right_name, total_width, style, contex
 
 # ---------------------------------------------------------------- watch
 
-def _snapshot(folder: Path) -> dict[str, tuple[float, int]]:
-    found = {}
-    if folder.is_dir():
-        for path in folder.rglob("*"):
-            if "__pycache__" in path.parts or not path.is_file():
-                continue
-            try:
-                stat = path.stat()
-            except OSError:
-                continue
-            found[str(path)] = (stat.st_mtime, stat.st_size)
-    return found
-
-
 def watch(args) -> int:
     style = Style(sys.stdout)
     lesson = _lesson(args.lesson) if args.lesson else _lesson_with_todo(args.target)
@@ -419,7 +471,7 @@ def watch(args) -> int:
     signal.signal(signal.SIGTERM, stop)          # stopped from outside: still stop the check it runs
     try:
         while True:
-            before = _snapshot(folder)
+            before = snapshot(folder, "*")
             if clear:
                 sys.stdout.write("\033[2J\033[H")
             print(style.dim(f"[{time.strftime('%H:%M:%S')}] checking lesson {lesson.id}..."), flush=True)
@@ -448,16 +500,16 @@ def _lesson_with_todo(target: str) -> manifest.Lesson | None:
     ready = [each for each in manifest.lessons() if each.test_file.exists()]
     lesson = next((each for each in ready if unfinished(resolve_target(target) / each.slug / "app.py")), None)
     if lesson is None:
-        print("No lesson has a todo(...) left. Watch one anyway: python -m course watch NN")
+        print("No lesson has a todo(...) left. Watch one anyway: make watch LESSON=NN")
     else:
-        print(f"Watching lesson {lesson.id}, the first with a todo(...) left (another: python -m course watch NN).")
+        print(f"Watching lesson {lesson.id}, the first with a todo(...) left (another: make watch LESSON=NN).")
     return lesson
 
 
 def _wait_for_change(folder: Path, before: dict, interval: float) -> None:
     """Poll every ``interval`` seconds until a file in ``folder`` changes (its time or size)."""
     time.sleep(interval)
-    while _snapshot(folder) == before:
+    while snapshot(folder, "*") == before:
         time.sleep(interval)
     time.sleep(min(interval, 0.2))               # let an editor finish writing
 

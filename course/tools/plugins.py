@@ -5,7 +5,7 @@ wants none of them: it shows every test's own outcome and pytest's full tracebac
 """
 from __future__ import annotations
 
-from course.tools.results import STUCK_SIGN, TIMED_OUT_SIGN
+from course.tools.results import NOT_STARTED_SIGN, STUCK_SIGN, TIMED_OUT_SIGN, lesson_slug, not_started_in
 
 
 class SkipAfterTimeout:
@@ -50,3 +50,45 @@ class CollectErrors:
     def pytest_collectreport(self, report):
         if report.failed:
             self.errors.append(str(report.longrepr))
+
+
+class SkipNotStarted:
+    """The checks of an exercise whose code is still the starter's are skipped, as not started.
+
+    They could only fail (results.not_started says why), and some would start servers, app
+    processes or a browser to find that out: lesson 08's, on an untouched starter, took most of a
+    minute on a busy machine and could end in a time limit instead of ``todo``. ``check`` and
+    ``list`` add this plugin; the grader and ``make test`` do not, and run every test.
+
+    Only a lesson whose app.py imports is skipped this way: the first time a lesson comes up, its
+    module is loaded (course.tools.pytest_plugin.lesson_module, the one the tests then use, under
+    the time limit), so an app.py that does not import still fails every check with its message.
+    """
+
+    def __init__(self, target):
+        self.target = target
+        self.found: dict[str, set[str]] = {}
+
+    def _not_started(self, item) -> set[str]:
+        from course.tools.loader import LessonLoadError, app_path
+        from course.tools.pytest_plugin import lesson_module
+
+        slug = lesson_slug(item.nodeid)
+        if slug is None:
+            return set()
+        if slug not in self.found:
+            found = not_started_in(app_path(self.target, slug), slug)
+            if found:
+                try:
+                    lesson_module(item.config, self.target, slug)
+                except LessonLoadError:
+                    found = set()
+            self.found[slug] = found
+        return self.found[slug]
+
+    def pytest_runtest_setup(self, item):
+        import pytest
+
+        exercise = dict(item.user_properties).get("exercise")
+        if exercise and exercise in self._not_started(item):
+            pytest.skip(f'{NOT_STARTED_SIGN} {exercise} is the starter\'s, which raises todo("{exercise}")')

@@ -7,8 +7,10 @@ Each exercise test carries ``@pytest.mark.exercise("03.2")``. An exercise is wor
 the manifest gives it; its tests share them equally unless one says ``weight=2``. The marker's
 id must exist in the manifest (a typo fails the run instead of losing points silently).
 
-``--course-report PATH`` writes one JSON record per test (exercise, weight, outcome, message):
-what ``python -m course check``, the grader and the teeth check read.
+``--course-report PATH`` writes one JSON record per test (exercise, weight, outcome, message,
+and the crash, when the code under test raised): what ``python -m course check``, the grader and
+the teeth check read. A test that fails after the app crashed shows the crash (course.tools.crashes)
+in a section of its own, under pytest's own report too.
 
 ``--course-timeout SECONDS`` fails a test whose setup, call or teardown takes longer (an endless
 loop in a route, a request that never gets an answer) instead of hanging the run; 0, the default,
@@ -29,9 +31,14 @@ import requests
 
 from course.lesson import manifest
 from course.lesson.server import serve
+from course.tools.crashes import Crash, CrashRecorder, called_directly
 from course.tools.loader import LessonLoadError, load_app_module, resolve_target
 from course.tools.results import TIMED_OUT_SIGN
 from course.tools.results import lesson_slug as slug_of
+
+CRASHES = pytest.StashKey[list]()
+"""The crashes the app under test had during one test (``serve_app``'s servers record them)."""
+CRASH_SECTION = "crash in the code under test"
 
 
 def pytest_addoption(parser):
@@ -75,6 +82,22 @@ def pytest_collection_modifyitems(config, items):
         item.user_properties.append(("weight", marker.kwargs.get("weight", 1)))
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed phase carries the first crash of the code under test: the app's, or the call's own."""
+    report = yield
+    if report.failed:
+        crashes = item.stash.get(CRASHES, [])
+        crash = crashes[0] if crashes else None
+        if crash is None and call.excinfo is not None:
+            crash = called_directly(call.excinfo, resolve_target(item.config.getoption("--target")))
+        if crash is not None:
+            report.course_crash = crash.as_dict()
+            more = f"\n(and {len(crashes) - 1} more crash(es) in this test)" if len(crashes) > 1 else ""
+            report.sections.append((CRASH_SECTION, crash.text() + more))
+    return report
+
+
 def _message(report) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     if crash is not None:
@@ -104,7 +127,7 @@ class CourseReport:
         self.records.append({
             "nodeid": report.nodeid, "exercise": props.get("exercise"), "weight": props.get("weight", 1),
             "outcome": outcome, "message": "" if report.passed else _message(report)[:2000],
-            "duration": round(report.duration, 4),
+            "duration": round(report.duration, 4), "crash": getattr(report, "course_crash", None),
         })
         self._stream([self.records[-1]])
 
@@ -202,22 +225,38 @@ def lesson_slug(request) -> str:
     return slug
 
 
+LOADED = pytest.StashKey[dict]()
+
+
+def lesson_module(config, target, slug):
+    """The lesson's app.py from ``target``, imported once per run (the ``app_module`` fixture's)."""
+    loaded = config.stash.setdefault(LOADED, {})
+    key = (str(resolve_target(target)), slug)
+    if key not in loaded:
+        loaded[key] = load_app_module(target, slug)
+    return loaded[key]
+
+
 @pytest.fixture(scope="module")
-def app_module(course_target, lesson_slug):
+def app_module(request, course_target, lesson_slug):
     """The lesson's app.py from the target, imported under a name of its own."""
     try:
-        return load_app_module(course_target, lesson_slug)
+        return lesson_module(request.config, course_target, lesson_slug)
     except LessonLoadError as exc:
         pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture
-def serve_app():
-    """``url = serve_app(wsgi_app)``: serve any WSGI app on a free port until the test ends."""
+def serve_app(request, course_target):
+    """``url = serve_app(wsgi_app)``: serve any WSGI app on a free port until the test ends.
+
+    What the app raises while it answers is recorded for the test's report (CrashRecorder).
+    """
     contexts = []
+    crashes: list[Crash] = request.node.stash.setdefault(CRASHES, [])
 
     def start(app) -> str:
-        context = serve(app)
+        context = serve(CrashRecorder(app, course_target, crashes))
         url = context.__enter__()
         contexts.append(context)
         return url

@@ -15,8 +15,10 @@ them the same way, with the same rules, so a student and the instructor never se
 """
 from __future__ import annotations
 
+import ast
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from course.lesson import manifest
 from course.tools.loader import resolve_target
@@ -24,6 +26,7 @@ from course.tools.term import unfinished
 
 TIMED_OUT_SIGN = "timed out: the test's"        # how pytest_plugin's time limit (--course-timeout) fails a test
 STUCK_SIGN = "an earlier test of"                # how plugins.SkipAfterTimeout skips the rest of an exercise
+NOT_STARTED_SIGN = "not run: the code of exercise"  # how plugins.SkipNotStarted skips an untouched exercise
 PYTEST_QUIET = ["-p", "no:xdist", "-p", "no:anyio", "-p", "no:platformdirs", "-p", "no:cacheprovider"]
 """Plugins a run of the course's tests for one student does without (each costs start-up time)."""
 TEST_FILE = re.compile(r"test_(\d\d_[a-z0-9_]+)\.py(?=::|$)")
@@ -49,9 +52,11 @@ def merge(records: list[dict]) -> dict[str, dict]:
 
 
 def outcome(record: dict) -> str:
-    """The record's outcome, or ``timeout`` when the time limit failed it."""
+    """The record's outcome; ``timeout`` when the time limit failed it, ``todo`` when not started."""
     if record["outcome"] != "passed" and TIMED_OUT_SIGN in (record.get("message") or ""):
         return "timeout"
+    if record["outcome"] == "skipped" and NOT_STARTED_SIGN in (record.get("message") or ""):
+        return "todo"
     return record["outcome"]
 
 
@@ -70,7 +75,7 @@ def status(outcomes: list[str], marked_todo: bool) -> str:
         return "partial"
     if failing == {"not run"}:
         return "not run"
-    if marked_todo and failing == {"failed"}:
+    if failing == {"todo"} or (marked_todo and failing <= {"failed", "todo"}):
         return "todo"
     if "timeout" in failing:
         return "timeout"
@@ -134,6 +139,71 @@ def states(lesson: manifest.Lesson, records: list[dict], target: str = "lessons"
     todo = unfinished(resolve_target(target) / lesson.slug / "app.py")
     return [ExerciseState(ex, [r for r in records if r["exercise"] == ex.id], ex.id in todo)
             for ex in lesson.exercises]
+
+
+# ---------------------------------------------------------------- not started: no need to run
+
+def _functions(tree: ast.AST) -> dict[str, list[ast.AST]]:
+    """Every function of a module by its qualified name (``SessionMiddleware.save``)."""
+    found: dict[str, list[ast.AST]] = {}
+
+    def walk(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                name = prefix + child.name
+                if not isinstance(child, ast.ClassDef):
+                    found.setdefault(name, []).append(child)
+                walk(child, name + ".")
+            else:
+                walk(child, prefix)
+
+    walk(tree, "")
+    return found
+
+
+def _mentions(node: ast.AST, exercise_id: str) -> bool:
+    return any(isinstance(n, ast.Call) and getattr(n.func, "id", None) == "todo" and n.args
+               and isinstance(n.args[0], ast.Constant) and n.args[0].value == exercise_id for n in ast.walk(node))
+
+
+def _shape(node: ast.AST) -> str:
+    return ast.dump(node, annotate_fields=False, include_attributes=False)
+
+
+def not_started(code: str, starter: str) -> set[str]:
+    """The exercises whose code in ``code`` is still the starter's, so their checks cannot pass.
+
+    An exercise is not started when every function of the ``starter`` that raises its
+    ``todo("NN.K")`` is in ``code`` unchanged (the same syntax tree: comments and layout do not
+    count), and defined once. Its checks would fail exactly as on the starter, where the teeth
+    check (tests/test_course_teeth.py) makes sure that every one of them fails; so ``check`` and
+    ``list`` report it as todo at once, without starting a server. Anything else (a function
+    changed, renamed, defined twice, a file that does not parse) is run as usual.
+    """
+    try:
+        mine, theirs = _functions(ast.parse(code)), _functions(ast.parse(starter))
+    except (SyntaxError, ValueError):
+        return set()
+    ids = {m for m in re.findall(r"""\btodo\(\s*["'](\d\d\.\d+)["']\s*\)""", starter)}
+    result = set()
+    for exercise_id in ids:
+        marked = {name: nodes for name, nodes in theirs.items() if any(_mentions(n, exercise_id) for n in nodes)}
+        if marked and all(len(nodes) == 1 and len(mine.get(name, [])) == 1
+                          and _shape(mine[name][0]) == _shape(nodes[0]) for name, nodes in marked.items()):
+            result.add(exercise_id)
+    return result
+
+
+def not_started_in(app_py: Path, slug: str) -> set[str]:
+    """``not_started`` for a lesson's app.py, against the starter the course ships (empty if unknown)."""
+    from course.tools.teeth import StarterUnavailable, shipped_starter
+
+    try:
+        code = Path(app_py).read_text(encoding="utf-8")
+        starter = shipped_starter(slug).decode("utf-8")
+    except (OSError, UnicodeDecodeError, StarterUnavailable):
+        return set()
+    return not_started(code, starter)
 
 
 def load_problem(records: list[dict]) -> str:

@@ -11,8 +11,36 @@ import shutil
 import sys
 import threading
 import time
+from pathlib import Path
 
 CODES = {"bold": "1", "dim": "2", "red": "31", "green": "32", "yellow": "33", "blue": "34", "cyan": "36"}
+
+
+def python_command() -> str:
+    """This Python as the reader can type it: ``.venv/bin/python`` for the course's own venv.
+
+    Advice the commands print must work as printed. A bare ``python`` is often a Python without
+    the course's dependencies (the system's), so the venv's is named by its path.
+    """
+    from course import ROOT
+
+    venv = ROOT / ".venv"
+    try:
+        if Path(sys.prefix).resolve() == venv.resolve():
+            relative = os.path.relpath(venv / "bin" / "python", Path.cwd())
+            return relative if relative.startswith(".") else "./" + relative
+    except (OSError, ValueError):
+        pass
+    for name in ("python3", "python"):
+        found = shutil.which(name)
+        if found and Path(found).resolve() == Path(sys.executable).resolve():
+            return name
+    return sys.executable
+
+
+def course_command(args: str) -> str:
+    """``.venv/bin/python -m course check 01``: a command to print as advice."""
+    return f"{python_command()} -m course {args}"
 
 
 def wants_colour(stream) -> bool:
@@ -132,11 +160,12 @@ _PREFIXES = ("AssertionError: ", "Failed: ", "course.lesson.web.ExerciseNotDone:
 
 
 def tidy_message(message: str, replace: dict[str, str] | None = None, max_lines: int = 4,
-                 max_width: int = 240) -> list[str]:
+                 max_width: int = 240, wrap: int | None = None) -> list[str]:
     """A test's failure message as a few readable lines: the test's own words, then the comparison.
 
     Drops pytest's ``+ where`` lines and object addresses; ``replace`` maps text to hide (a
-    temporary path) to what the reader knows it as.
+    temporary path) to what the reader knows it as. With ``wrap``, a long line is folded onto
+    lines of that width (up to ``max_width`` characters in all) instead of being cut.
     """
     for old, new in (replace or {}).items():
         if old:
@@ -148,7 +177,14 @@ def tidy_message(message: str, replace: dict[str, str] | None = None, max_lines:
             if lines[0].startswith(prefix):
                 lines[0] = lines[0][len(prefix):]
     out = [line if len(line) <= max_width else line[: max_width - 3] + "..." for line in lines[:max_lines]]
+    if wrap:
+        out = [piece for line in out for piece in _fold(line, wrap)]
     return out or ["(no message)"]
+
+
+def _fold(line: str, size: int) -> list[str]:
+    size = max(20, size)
+    return [line[i:i + size] for i in range(0, len(line), size)] or [""]
 
 
 _TODO = re.compile(r"""\btodo\(\s*["'](\d\d\.\d+)["']\s*\)""")

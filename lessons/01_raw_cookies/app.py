@@ -5,7 +5,7 @@ browser sends it back on every later request in a ``Cookie`` request header. Tha
 cookie is, which is why the server must never trust what comes back: the browser (or anybody
 with curl) can send any value it likes.
 
-Run it:  python lessons/01_raw_cookies/app.py   then open http://127.0.0.1:8080/
+Run it:  make run LESSON=01   then open http://127.0.0.1:8080/ (it restarts when you save)
 Check it: make check LESSON=01
 """
 from bottle import request, response

@@ -8,7 +8,7 @@ signature does not match. The format is express's (``cookie-signature``):
 
 The client can still *read* the count (signing is not encryption), but it can no longer change it.
 
-Run it:  python lessons/02_signed_cookies/app.py   then open http://127.0.0.1:8080/
+Run it:  make run LESSON=02   then open http://127.0.0.1:8080/ (it restarts when you save)
 Check it: make check LESSON=02
 """
 import base64  # base64, hashlib and hmac: for 02.1 and 02.2

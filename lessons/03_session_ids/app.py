@@ -5,7 +5,7 @@ A session middleware wraps the Bottle app: before a handler runs it reads the ``
 loads that session from the store, and after the handler it saves the session back and, for a new
 one, sends the cookie. An ID the server did not issue is never adopted.
 
-Run it:  python lessons/03_session_ids/app.py   then open http://127.0.0.1:8080/
+Run it:  make run LESSON=03   then open http://127.0.0.1:8080/ (it restarts when you save)
 Check it: make check LESSON=03
 """
 import json

@@ -5,7 +5,7 @@ stored a visitor who wrote nothing, sent the cookie once, and gave it no expiry.
 turns each choice into an option. Here you build them into the middleware and watch a counting
 store (``GET /store/stats``) and the ``Set-Cookie`` headers show what each one costs.
 
-Run it:  python lessons/04_session_options/app.py --resave --rolling --max-age 60
+Run it:  make run LESSON=04 OPTIONS="resave=true rolling=true max_age=60"
 Check it: make check LESSON=04
 """
 import json
@@ -63,30 +63,40 @@ class SessionMiddleware(Lesson03Middleware):
 
     def save_new(self, session):
         """Exercise 04.1 (saveUninitialized): store a new session, and send its cookie?"""
-        # TODO(04.1): return True to store the new session (and send its cookie): always when
-        # self.save_uninitialized, else only when the handler changed it (session.modified).
+        # TODO(04.1): is this new session worth a record (and a cookie)? Return True or False.
+        # Two facts decide: the option self.save_uninitialized, and whether the handler changed
+        # the session (session.modified). Work out all four cases first, from the README's
+        # "save_uninitialized" paragraph and the *new, reads* / *new, writes* columns of its
+        # table: which visitors does express store? Then write the four cases as one expression.
         raise todo("04.1")
 
     def expiry_attributes(self):
         """Exercise 04.2 (maxAge): the cookie attributes that make it live ``self.max_age`` seconds."""
-        # TODO(04.2): return "; Max-Age=<seconds>; Expires=<HTTP date>" for self.max_age seconds
-        # from now. formatdate(timestamp, usegmt=True) writes an HTTP date. (express's maxAge is in
-        # milliseconds; ours is in seconds, as Max-Age is.)
+        # TODO(04.2): the attributes (a string, each one starting with "; ") that make a browser
+        # keep the cookie for self.max_age seconds. Which two attributes say how long a cookie
+        # lives, and why send both (RFC 6265, section 4.1.2; the README's "max_age")? One counts
+        # from now, the other names a moment: the imports at the top of this file write that
+        # moment as HTTP wants it. Mind the unit: express's maxAge counts milliseconds.
         raise todo("04.2")
 
     def send_cookie(self, session):
         """Exercise 04.3 (rolling): send a loaded session's cookie again?"""
-        # TODO(04.3): the browser has this cookie already. Return True to send it again:
-        #   - always when self.rolling (its expiry restarts on every response);
-        #   - else when it is a persistent cookie (self.max_age is not None) and the session
-        #     changed (session.modified); a browser-session cookie is never sent again.
+        # TODO(04.3): the browser already holds this cookie. Is it worth sending again? Return
+        # True or False. A cookie sent again changes nothing in the browser but its expiry. Three
+        # facts may matter: self.rolling, whether the cookie has an expiry at all (self.max_age),
+        # and whether the handler changed the session (session.modified). Read the README's
+        # *returning, reads* and *returning, writes* columns: in which rows does express send
+        # Set-Cookie, and which of the three facts explains each one?
         raise todo("04.3")
 
     def write_back(self, session):
         """Exercise 04.4 (resave): what to do with an unchanged loaded session: "set", "touch" or None."""
-        # TODO(04.4): return "set" when self.resave (write it again, as if it had changed);
-        # else "touch" when the store can (can(self.store, "touch")): only restart its expiry;
-        # else None: a store without touch gets nothing at all.
+        # TODO(04.4): a loaded session the handler did not change. Return "set" (write it all
+        # again), "touch" (only restart its expiry in the store) or None (leave it alone). Which
+        # option asks for the costly answer, and what does it buy? When the costly answer is not
+        # asked for, what is the cheapest one that still keeps the session alive, and which
+        # stores can give it (can(self.store, "touch") tells)? The README's "resave" paragraph
+        # and the counters at /store/stats let you check your reasoning.
         raise todo("04.4")
 
 
@@ -105,12 +115,15 @@ def create_app(resave=False, save_uninitialized=False, rolling=False, max_age=No
         return render(
             lesson_id="04", title=TITLE,
             intro=(f"Options: resave={resave}, save_uninitialized={save_uninitialized}, "
-                   f"rolling={rolling}, max_age={max_age}. This page's handler never uses the session; "
-                   "watch `/store/stats` and your browser's Set-Cookie headers while you try the routes."),
+                   f"rolling={rolling}, max_age={max_age}. This page only reads the session, to show it "
+                   "below (reading changes nothing); watch `/store/stats` and your browser's Set-Cookie "
+                   "headers while you try the routes."),
             routes=[Route("GET", "/peek", "read the session (changes nothing)"),
                     Route("GET", "/visits", "count your visits (changes the session)"),
                     Route("GET", "/store/stats", "what the store was asked so far")],
             cookie_header=cookie_header(request.environ),
+            session=_stored(request.environ["session"]),
+            session_label="What the store holds for this session (as loaded for this request)",
         )
 
     @app.get("/peek")
@@ -144,6 +157,11 @@ def create_app(resave=False, save_uninitialized=False, rolling=False, max_age=No
 
 
 app = create_app()
+
+
+def _stored(session):
+    """The session's data as the store gave it (a new session has no record yet: {})."""
+    return {} if session.is_new else dict(session)
 
 
 def add_arguments(parser):

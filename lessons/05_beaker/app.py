@@ -7,7 +7,7 @@ shows in its session recipe (warning that concurrent updates of one session can 
 exercise closes one gap. Until an exercise is done, the app behaves as Beaker does out of the box,
 so you can see the gap before you close it (``--stock`` shows Beaker as it ships, always).
 
-Run it:  python lessons/05_beaker/app.py   then open http://127.0.0.1:8080/
+Run it:  make run LESSON=05   then open http://127.0.0.1:8080/ (it restarts when you save)
 Check it: make check LESSON=05
 """
 import os  # os and warnings: for 05.1

@@ -11,7 +11,7 @@ Lesson 06's login works on your laptop. This lesson makes it fit for the interne
 - and, for comparison, the whole session can live in an encrypted cookie (07.6): no store at all,
   but a 4 KB limit and no way to revoke it.
 
-Run it:  python lessons/07_cookie_security/app.py   then open http://127.0.0.1:8080/
+Run it:  make run LESSON=07   then open http://127.0.0.1:8080/ (it restarts when you save)
          (--production --trust-proxy --cookie-sessions to try the other settings)
 Check it: make check LESSON=07   (do the exercises in order: each builds on the last)
 """

@@ -5,7 +5,7 @@ browser sends it back on every later request in a ``Cookie`` request header. Tha
 cookie is, which is why the server must never trust what comes back: the browser (or anybody
 with curl) can send any value it likes.
 
-Run it:  python lessons/01_raw_cookies/app.py   then open http://127.0.0.1:8080/
+Run it:  make run LESSON=01   then open http://127.0.0.1:8080/ (it restarts when you save)
 """
 from bottle import request, response
 
@@ -28,7 +28,8 @@ def read_count(value):
     ``"٣"`` (``int("٣")`` is 3, and ``"٣".isdigit()`` is True!). Only ASCII digits, at most nine
     of them, are a count.
     """
-    # Count the digits before int(): int() refuses 4,301 digits or more (a ValueError, a 500).
+    # Count the digits before int(): int() of more than 4,300 digits raises ValueError (Python's
+    # guard against slow conversions), and a client chooses how many digits it sends.
     if value and value.isascii() and value.isdigit() and len(value) <= len(str(MAX_VISITS)):
         return int(value)
     return 0

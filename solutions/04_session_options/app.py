@@ -5,7 +5,7 @@ stored a visitor who wrote nothing, sent the cookie once, and gave it no expiry.
 turns each choice into an option. Here you build them into the middleware and watch a counting
 store (``GET /store/stats``) and the ``Set-Cookie`` headers show what each one costs.
 
-Run it:  python lessons/04_session_options/app.py --resave --rolling --max-age 60
+Run it:  make run LESSON=04 OPTIONS="resave=true rolling=true max_age=60"
 """
 import json
 import time  # for 04.2
@@ -103,12 +103,15 @@ def create_app(resave=False, save_uninitialized=False, rolling=False, max_age=No
         return render(
             lesson_id="04", title=TITLE,
             intro=(f"Options: resave={resave}, save_uninitialized={save_uninitialized}, "
-                   f"rolling={rolling}, max_age={max_age}. This page's handler never uses the session; "
-                   "watch `/store/stats` and your browser's Set-Cookie headers while you try the routes."),
+                   f"rolling={rolling}, max_age={max_age}. This page only reads the session, to show it "
+                   "below (reading changes nothing); watch `/store/stats` and your browser's Set-Cookie "
+                   "headers while you try the routes."),
             routes=[Route("GET", "/peek", "read the session (changes nothing)"),
                     Route("GET", "/visits", "count your visits (changes the session)"),
                     Route("GET", "/store/stats", "what the store was asked so far")],
             cookie_header=cookie_header(request.environ),
+            session=_stored(request.environ["session"]),
+            session_label="What the store holds for this session (as loaded for this request)",
         )
 
     @app.get("/peek")
@@ -142,6 +145,11 @@ def create_app(resave=False, save_uninitialized=False, rolling=False, max_age=No
 
 
 app = create_app()
+
+
+def _stored(session):
+    """The session's data as the store gave it (a new session has no record yet: {})."""
+    return {} if session.is_new else dict(session)
 
 
 def add_arguments(parser):

@@ -8,7 +8,7 @@ session ID. Logging out destroys the session on the server, not just the cookie 
 Sessions come from course/kit/beakerkit.py (lesson 05's hardened Beaker); the users table and the
 form reader from course/kit/auth.py; the login page from course/lesson/page.py.
 
-Run it:  python lessons/06_login_logout/app.py   then open http://127.0.0.1:8080/
+Run it:  make run LESSON=06   then open http://127.0.0.1:8080/ (it restarts when you save)
 """
 import functools
 import hashlib  # hashlib, hmac and secrets: for 06.1

@@ -6,9 +6,9 @@ in a real store: files, dbm, SQLite, Redis, PostgreSQL, MariaDB, memcached or Mo
 has a backend for each; this lesson maps a URL to it, then meets what real stores do: outlive
 the app, serve two apps at once, pile up dead sessions, go down, and refuse what is too big.
 
-Run it:  python lessons/08_store_backends/app.py --store redis://127.0.0.1:6379/0
-         then open http://127.0.0.1:8080/      (without --store: SQLite in .sessions/)
-Purge:   python lessons/08_store_backends/app.py purge --store sqlite:///.sessions/sessions.db
+Run it:  make run LESSON=08 STORE=redis://127.0.0.1:6379/0
+         then open http://127.0.0.1:8080/      (without STORE=: SQLite in .sessions/)
+Purge:   .venv/bin/python lessons/08_store_backends/app.py purge --store sqlite:///.sessions/sessions.db
 Check it: make check LESSON=08
 """
 import argparse

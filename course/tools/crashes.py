@@ -1,0 +1,177 @@
+"""A crash in the code under test, shown as a crash: the exception, the student's own lines, the request.
+
+A route that raises answers 500 and the check that sent the request sees only the 500
+(``assert 500 == 200``): without the exception, a student would go and fix whatever the check's
+message names. So the lesson servers of the tests record every exception raised in the app while
+a test runs (``CrashRecorder``, a WSGI wrapper), and when the test fails its report carries the
+first one (``pytest_plugin``): ``python -m course check`` shows it before the check's expectation,
+and a plain ``pytest`` shows it in a section of its own under the failure.
+
+Bottle catches an exception in a route itself (and answers 500), so the wrapper cannot see it
+raised; it sees Bottle put ``sys.exc_info()`` into ``environ["bottle.exc_info"]`` (Bottle 0.13,
+``Bottle._handle``), in the same dict the wrapper passed in, and records it there. An exception
+raised outside Bottle (in a middleware) reaches the wrapper directly.
+
+The student's frames are those in the folder of lessons under test; the rest (the course, Bottle,
+Beaker, the standard library) are folded into a count: they are not where the bug is.
+"""
+from __future__ import annotations
+
+import linecache
+import threading
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+MAX_FRAMES = 4          # the student's innermost frames shown (the last one is where it broke)
+
+
+@dataclass
+class Frame:
+    file: str           # as the reader knows it: lessons/01_raw_cookies/app.py
+    line: int
+    function: str
+    code: str
+
+
+@dataclass
+class Crash:
+    error: str                          # "KeyError: 'visits'"
+    request: str = ""                   # "GET /visits  (Cookie: visits=abc)", or "" when called directly
+    frames: list[Frame] = field(default_factory=list)
+    folded: int = 0                     # frames of the course and of libraries, left out
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(data: dict) -> Crash:
+        return Crash(error=data.get("error", ""), request=data.get("request", ""),
+                     frames=[Frame(**f) for f in data.get("frames", [])], folded=int(data.get("folded", 0)))
+
+    def lines(self) -> list[str]:
+        """The crash as plain lines: what broke, where in the student's code, for which request."""
+        out = [self.error]
+        if self.request:
+            out.append(f"while answering {self.request}")
+        else:
+            out.append("in a function the check called directly")
+        for frame in self.frames:
+            out.append(f"{frame.file}, line {frame.line}, in {frame.function}")
+            if frame.code:
+                out.append(f"    {frame.code}")
+        if self.folded:
+            out.append(f"({self.folded} frame{'s' * (self.folded != 1)} of the course and its libraries folded)")
+        return out
+
+    def text(self) -> str:
+        return "\n".join(self.lines())
+
+
+def _display(path: str) -> str:
+    from course import ROOT
+
+    try:
+        return str(Path(path).resolve().relative_to(ROOT))
+    except ValueError:
+        return path
+
+
+def _inside(filename: str, root: Path) -> bool:
+    try:
+        return Path(filename).resolve().is_relative_to(root)
+    except (OSError, ValueError):
+        return False
+
+
+def from_traceback(exc: BaseException, tb, root: Path, request: str = "") -> Crash:
+    """A Crash from an exception and its traceback; ``root`` is the folder of the student's code."""
+    root = Path(root).resolve()
+    summary = traceback.extract_tb(tb)
+    mine = [entry for entry in summary if _inside(entry.filename, root)]
+    shown = mine[-MAX_FRAMES:] or summary[-1:]
+    frames = [Frame(_display(e.filename), e.lineno or 0, e.name,
+                    (e.line or linecache.getline(e.filename, e.lineno or 0)).strip()) for e in shown]
+    error = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
+    return Crash(error=error[-1] if error else type(exc).__name__, request=request, frames=frames,
+                 folded=len(summary) - len(shown))
+
+
+def describe_request(environ: dict) -> str:
+    """``GET /visits?x=1  (Cookie: visits=abc)``: enough to send the same request again."""
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+    if environ.get("QUERY_STRING"):
+        path += "?" + environ["QUERY_STRING"]
+    line = f"{environ.get('REQUEST_METHOD', 'GET')} {path or '/'}"
+    cookie = environ.get("HTTP_COOKIE")
+    if cookie is not None:
+        cookie = cookie if len(cookie) <= 120 else cookie[:117] + "..."
+        line += f"  (Cookie: {cookie})"
+    else:
+        line += "  (no Cookie header)"
+    return line
+
+
+def is_todo(exc: BaseException) -> bool:
+    from course.lesson.web import ExerciseNotDone
+
+    return isinstance(exc, ExerciseNotDone)
+
+
+class _Watched(dict):
+    """The request's environ, which tells the recorder when Bottle files an exception in it."""
+
+    recorder: CrashRecorder
+
+    def __setitem__(self, key, value):
+        if key == "bottle.exc_info" and value and value[1] is not None:
+            self.recorder.record(value[1], value[2], self)
+        super().__setitem__(key, value)
+
+
+class CrashRecorder:
+    """WSGI wrapper: every exception the app raises while answering is kept in ``crashes``.
+
+    The app answers exactly as it would unwrapped (the exception is re-raised, Bottle's 500 stays).
+    ``todo(...)`` is not a crash (it is the 501 of an unfinished exercise) and is not kept.
+    """
+
+    def __init__(self, app, root: Path, crashes: list[Crash]):
+        self.app, self.root, self.crashes = app, Path(root), crashes
+        self.lock = threading.Lock()
+
+    def record(self, exc: BaseException, tb, environ: dict) -> None:
+        if is_todo(exc):
+            return
+        crash = from_traceback(exc, tb, self.root, describe_request(environ))
+        with self.lock:
+            self.crashes.append(crash)
+
+    def __call__(self, environ, start_response):
+        watched = _Watched(environ)
+        watched.recorder = self
+        try:
+            return self.app(watched, start_response)
+        except Exception as exc:
+            self.record(exc, exc.__traceback__, watched)
+            raise
+
+
+def called_directly(excinfo, root: Path) -> Crash | None:
+    """A Crash for an exception a test's own call raised (``app_module.read_count(...)``), if it is one.
+
+    Not one: a failed assert or ``pytest.fail`` (the check's own verdict), a skip, ``todo(...)``.
+    """
+    if excinfo is None:
+        return None
+    exc = excinfo.value
+    import pytest
+
+    if isinstance(exc, (AssertionError, pytest.fail.Exception, pytest.skip.Exception, KeyboardInterrupt)) \
+            or is_todo(exc) or not isinstance(exc, Exception):
+        return None
+    crash = from_traceback(exc, excinfo.tb, root)
+    mine = Path(root).resolve()
+    if not any(_inside(frame.filename, mine) for frame in traceback.extract_tb(excinfo.tb)):
+        return None                      # raised in the test or a library, not in the student's code
+    return crash

@@ -1,0 +1,321 @@
+"""The student's loop: edit, save, the server reloads, ``check`` answers in seconds and says why.
+
+A crash in the student's code is shown as a crash (the exception, their own line, the request);
+a failing check shows the hint written for it; an exercise still at the starter's code is todo
+without running anything; ``run`` restarts on save and passes a lesson's options; every failure of
+a command is one line saying what to do, never a traceback. Each test works on a copy of its own
+(``--target``), built from the course now (tests/fixtures/submissions.py); none touches lessons/.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+from course import ROOT
+from course.lesson import manifest
+from course.tools.results import not_started
+from tests.fixtures import submissions as build
+
+SLUG = "01_raw_cookies"
+CRASHING_VISITS = """
+    sent = request.get_cookie("visits")
+    counts = {"1": 1}
+    count = counts[sent] + 1 if sent else 1
+    response.set_cookie("visits", str(count), path="/", max_age=ONE_YEAR, httponly=True)
+    return text(f"You have visited {count} times")
+"""
+
+
+def course(*args, env=None, timeout=120, **kwargs):
+    environment = {**os.environ, "NO_COLOR": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "course", *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=environment, **kwargs)
+
+
+def flat(text: str) -> str:
+    """Text with every run of whitespace as one space: wrapped lines compare as one."""
+    return " ".join(text.split())
+
+
+def line_of(path, needle: str) -> int:
+    return next(number for number, line in enumerate(path.read_text().splitlines(), start=1) if needle in line)
+
+
+# ---------------------------------------------------------------- a crash is a crash
+
+def test_a_crash_in_a_route_shows_the_exception_the_students_line_and_the_request(tmp_path):
+    app = build.patched(tmp_path, SLUG, function="visits", body=CRASHING_VISITS)
+    proc = course("check", "01", "--target", tmp_path)
+    out = proc.stdout
+    assert proc.returncode == 1, out + proc.stderr
+    assert "Crashed:   KeyError: 'abc'" in out, out
+    assert f"{app}, line {line_of(app, 'counts[sent]')}, in visits" in out
+    assert "count = counts[sent] + 1 if sent else 1" in out, "the student's own line is shown"
+    assert "while answering GET /visits  (Cookie: visits=abc)" in out, "the request that crashed"
+    assert "frames of the course and its libraries folded" in out and "bottle.py" not in out
+    assert out.index("Crashed:") < out.index("Check:") < out.index("Expected:") < out.index("Hint ")
+    assert "Traceback" not in out + proc.stderr
+
+
+def test_a_crash_in_a_function_the_check_calls_shows_its_line(tmp_path):
+    app = build.patched(tmp_path, SLUG, function="read_count", body="""
+        if value and value.isascii() and value.isdigit():
+            return int(value) if int(value) <= MAX_VISITS else 0
+        return 0
+    """)
+    proc = course("check", "01", "--target", tmp_path)
+    out = proc.stdout
+    assert "fail    01.1" in out, out
+    assert "Crashed:   ValueError: Exceeds the limit (4300 digits)" in out
+    assert "in a function the check called directly" in out
+    assert f"{app}, line {line_of(app, 'return int(value) if')}, in read_count" in out
+    assert "[4301 digits]" in out
+
+
+def test_plain_pytest_shows_the_crash_under_the_failure_too(tmp_path):
+    build.patched(tmp_path, SLUG, function="visits", body=CRASHING_VISITS)
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:xdist",
+                           "tests/test_01_raw_cookies.py", "--target", str(tmp_path), "-x",
+                           "-k", "garbage_visits_cookie"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    section = proc.stdout.split("crash in the code under test", 1)[1]
+    assert "KeyError: 'abc'" in section and "count = counts[sent] + 1 if sent else 1" in section
+
+
+def test_a_check_that_fails_without_a_crash_shows_no_crash(tmp_path):
+    app = build.solved(tmp_path, SLUG)
+    app.write_text(app.read_text().replace("max_age=ONE_YEAR, httponly=True", "max_age=ONE_YEAR"))
+    proc = course("check", "01", "--target", tmp_path)
+    assert "Happened:" in proc.stdout and "Crashed:" not in proc.stdout
+
+
+# ---------------------------------------------------------------- the hint written for the check
+
+def test_a_failing_check_shows_the_hint_written_for_it(tmp_path):
+    app = build.solved(tmp_path, SLUG)
+    app.write_text(app.read_text().replace("max_age=ONE_YEAR, httponly=True", "max_age=ONE_YEAR"))
+    proc = course("check", "01", "--target", tmp_path)
+    ex = manifest.exercise("01.2")
+    number = ex.hint_for("tests/test_01_raw_cookies.py::test_visits_cookie_has_path_max_age_and_httponly")
+    assert number == 2
+    assert "Check:     test_visits_cookie_has_path_max_age_and_httponly" in proc.stdout
+    assert f"Hint 2/{len(ex.hints)}:" in proc.stdout and flat(ex.hints[1]) in flat(proc.stdout)
+    assert flat(ex.hints[0]) not in flat(proc.stdout), "not hint 1 whatever failed"
+
+
+def test_another_failing_check_of_the_same_exercise_shows_another_hint(tmp_path):
+    build.patched(tmp_path, SLUG, function="forget", body="""
+        response.delete_cookie("visits", path="/forget")
+        return text("Forgot your visits")
+    """)
+    proc = course("check", "01", "--target", tmp_path)
+    ex = manifest.exercise("01.3")
+    assert "fail    01.3" in proc.stdout
+    assert "Check:     test_forget" in proc.stdout
+    shown = [number for number, hint in enumerate(ex.hints, start=1) if flat(hint) in flat(proc.stdout)]
+    assert len(shown) == 1
+    failing = proc.stdout.split("Check:     ", 1)[1].split()[0]
+    assert shown[0] == ex.hint_for(failing)
+
+
+# ---------------------------------------------------------------- not started: todo at once
+
+def test_an_exercise_still_at_the_starters_code_is_not_started_and_a_changed_one_is():
+    starter = build.starter_text("03_session_ids")
+    every = {ex.id for ex in manifest.lesson("03").exercises}
+    assert not_started(starter, starter) == every
+    reformatted = starter.replace('raise todo("03.4")', "raise todo(  '03.4'  )  # not yet")
+    assert "03.4" in not_started(reformatted, starter), "layout and comments do not count"
+    one_method = build.with_body(starter, "touch", "return None")
+    assert "03.1" not in not_started(one_method, starter), "one of 03.1's seven methods is changed"
+    assert not_started(build.solution_text("03_session_ids"), starter) == set()
+    assert not_started("def broken(:", starter) == set()
+    twice = starter + "\n\ndef new_session_id():\n    return 'x'\n"
+    assert "03.2" not in not_started(twice, starter), "a function defined again is not the starter's"
+
+
+def test_lesson_08s_untouched_starter_is_todo_in_seconds_without_a_timeout(tmp_path):
+    build.starter(tmp_path, "08_store_backends")
+    started = time.monotonic()
+    proc = course("check", "08", "--target", tmp_path)
+    took = time.monotonic() - started
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    for ex in manifest.lesson("08").exercises:
+        assert f"todo    {ex.id}" in proc.stdout
+    assert "timeout" not in proc.stdout
+    assert took < 20, f"check 08 on the starter took {took:.1f} s: no server should start"
+
+
+def test_a_starter_that_does_not_import_still_says_so(tmp_path):
+    app = build.starter(tmp_path, SLUG)
+    app.write_text(app.read_text() + "\nraise RuntimeError('a line outside the exercises')\n")
+    proc = course("check", "01", "--target", tmp_path)
+    assert "does not load" in proc.stdout and "a line outside the exercises" in proc.stdout
+
+
+def test_list_on_untouched_starters_is_todo_everywhere_and_quick(tmp_path):
+    for lesson in manifest.lessons():
+        build.starter(tmp_path, lesson.slug)
+    started = time.monotonic()
+    proc = course("list", "--target", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    for lesson in manifest.lessons():
+        for ex in lesson.exercises:
+            assert f"todo    {ex.id}" in proc.stdout
+    assert time.monotonic() - started < 30
+
+
+# ---------------------------------------------------------------- run: reload on save, options
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Running:
+    """``python -m course run ...`` in the background, its output collected."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([sys.executable, "-m", "course", "run", *map(str, args)], cwd=ROOT,
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env={**os.environ, "NO_COLOR": "1"}, start_new_session=True)
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(iter(self.proc.stdout.readline, "")),
+                                       daemon=True)
+        self.reader.start()
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, times: int = 1, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while self.output.count(text) < times:
+            assert time.monotonic() < deadline, f"no {text!r} within {seconds} s:\n{self.output}"
+            assert self.proc.poll() is None or self.output.count(text) >= times, self.output
+            time.sleep(0.05)
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGINT)        # Ctrl-C reaches the whole group
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.reader.join(5)
+        return self.proc.returncode
+
+
+def test_run_restarts_the_server_when_the_lesson_is_saved(tmp_path):
+    build.starter(tmp_path, SLUG)
+    port = free_port()
+    running = Running("01", "--target", tmp_path, "--port", port)
+    try:
+        running.wait_for("Reloading on save")
+        running.wait_for("serving on")
+        assert requests.get(f"http://127.0.0.1:{port}/visits", timeout=10).status_code == 501
+        time.sleep(0.3)                                     # a new mtime, even on a coarse file system
+        build.solved(tmp_path, SLUG)
+        running.wait_for("changed: restarting the server")
+        running.wait_for("serving on", times=2)
+        resp = requests.get(f"http://127.0.0.1:{port}/visits", timeout=10)
+        assert resp.status_code == 200 and "You have visited 1 times" in resp.text
+    finally:
+        code = running.stop()
+    assert code == 0 and "Traceback" not in running.output, running.output
+
+
+def test_run_waits_for_a_fix_when_the_code_does_not_start(tmp_path):
+    app = build.patched(tmp_path, SLUG, append="raise KeyError('oops')")
+    port = free_port()
+    running = Running("01", "--target", tmp_path, "--port", port)
+    try:
+        running.wait_for("Waiting for you to save a fix")
+        assert "does not import: KeyError: 'oops'" in running.output
+        time.sleep(0.3)
+        app.write_text(build.solution_text(SLUG))
+        running.wait_for("serving on")
+        assert requests.get(f"http://127.0.0.1:{port}/visits", timeout=10).status_code == 200
+    finally:
+        running.stop()
+    assert "Traceback" not in running.output, running.output
+
+
+def test_run_passes_a_lessons_options_to_create_app(tmp_path):
+    build.solved(tmp_path, "04_session_options")
+    port = free_port()
+    running = Running("04", "--target", tmp_path, "--port", port, "--no-reload",
+                      "--option", "max_age=60", "--option", "rolling=true")
+    try:
+        running.wait_for("serving on")
+        page = requests.get(f"http://127.0.0.1:{port}/", timeout=10).text
+        assert "rolling=True, max_age=60" in page
+        with requests.Session() as browser:
+            browser.get(f"http://127.0.0.1:{port}/visits", timeout=10)
+            resp = browser.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert "What the store holds for this session" in resp.text and "visits" in resp.text.split(
+            "What the store holds", 1)[1], "lesson 04's page shows the stored session"
+    finally:
+        running.stop()
+
+
+def test_an_option_create_app_does_not_take_is_one_line(tmp_path):
+    build.solved(tmp_path, "04_session_options")
+    proc = course("run", "04", "--target", tmp_path, "--no-reload", "--option", "rollin=true", timeout=60)
+    assert proc.returncode == 2
+    assert "create_app has no option rollin; its options are: resave, save_uninitialized, rolling" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+# ---------------------------------------------------------------- one line, never a traceback
+
+def test_a_port_out_of_range_is_one_line():
+    proc = course("run", "01", "--port", "99999", timeout=60)
+    assert proc.returncode == 2 and "99999 is not a port" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_store_on_an_unfinished_lesson_08_says_which_exercise(tmp_path):
+    build.starter(tmp_path, "08_store_backends")
+    proc = course("run", "08", "--target", tmp_path, "--no-reload", "--port", free_port(),
+                  "--store", "sqlite:///x.db", timeout=60)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "exercise 08.2 (function store_url_argument), which still raises todo" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_diff_into_a_pipe_that_closes_early_is_not_an_error(tmp_path):
+    build.solved(tmp_path, SLUG)
+    app = tmp_path / SLUG / "app.py"
+    app.write_text(app.read_text().replace("Forgot your visits", "Forgotten") + "\n# mine\n" * 400)
+    command = [sys.executable, "-m", "course", "diff", "01", "--target", str(tmp_path)]
+    diff = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    diff.stdout.readline()
+    diff.stdout.close()                                     # `| head -1`: the reader stops
+    stderr = diff.stderr.read().decode()
+    assert diff.wait(timeout=60) == 0 and "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+
+
+def test_a_python_without_the_courses_dependencies_is_told_to_use_the_venv():
+    # -S: no site-packages, as with a system Python that never had `make venv`'s packages.
+    proc = subprocess.run([sys.executable, "-S", "-m", "course", "check", "02"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "does not have the course's dependencies" in proc.stderr and ".venv/bin/python -m course" in proc.stderr
+    assert "app.py" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_advice_printed_by_check_names_a_python_that_has_the_course():
+    if os.path.realpath(sys.prefix) != os.path.realpath(ROOT / ".venv"):
+        pytest.skip("the suite runs outside the course's .venv: the advice names that Python instead")
+    proc = course("hint", "01.1", env={"COURSE_HINTS_FILE": os.devnull})
+    assert ".venv/bin/python -m course hint 01.1" in proc.stdout
