@@ -366,7 +366,7 @@ def test_an_atomic_counter_shows_every_number_once(server, store, kind):
 
 @pytest.mark.exercise("09.4")
 def test_merge_changes_writes_only_what_the_request_changed(app_module):
-    stored = {"theme": "dark", "cart": ["a", "b"], "visits": 7}       # another tab saved cart and visits
+    stored = {"theme": "dark", "cart": ["a", "b"], "visits": 7, "note": "x"}   # another tab saved since
     loaded = {"theme": "light", "cart": ["a"], "visits": 5, "note": "x"}
     mine = {"theme": "light", "cart": ["a"], "visits": 5, "lang": "fr"}   # this request: lang, no note
     assert app_module.merge_changes(stored, loaded, mine) == {"theme": "dark", "cart": ["a", "b"], "visits": 7,
