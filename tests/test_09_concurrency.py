@@ -71,11 +71,6 @@ def store(tmp_path):
             pass
 
 
-@pytest.fixture
-def in_tmp(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)          # file locks (SQLite) live in .sessions/ of the working folder
-
-
 def count_of(resp):
     assert resp.status_code == 200, f"{resp.request.method} {resp.request.url}: {resp.status_code} {resp.text[:300]}"
     return int(re.search(r"visited (\d+) times", resp.text).group(1))
@@ -251,11 +246,9 @@ def pids_serving(base_url, count=16):
 
 
 @pytest.mark.exercise("09.2")
-def test_two_workers_lose_nothing_8_clients_x_200_on_every_shared_store(course_target, store, gunicorns,
-                                                                       tmp_path, monkeypatch):
+def test_two_workers_lose_nothing_8_clients_x_200_on_every_shared_store(course_target, store, gunicorns):
     # gunicorn -w 2 for each store, all at once. SQLite locks with files (this machine), Redis and
     # PostgreSQL with Redis locks (09.2): a thread lock of one worker means nothing to the other.
-    monkeypatch.chdir(tmp_path)
     kinds = ["sqlite", "redis", "postgres"]
     urls = {kind: store(kind) for kind in kinds}
     servers = dict(zip(kinds, at_once(lambda i: gunicorn(gunicorns, course_target, store_url=urls[kinds[i]]),

@@ -237,8 +237,9 @@ def make_locks(kind, store_url, options, lock_url, lock_ttl, lock_wait):
                 else "redis")
     if kind == "process":
         return kind, ProcessLocks()
-    if kind == "file":
-        return kind, concurrency.FileLocks(".sessions/locks")
+    if kind == "file":                         # next to the database file, or in the files' folder
+        folder = options.get("data_dir") or os.path.dirname(store_url.split("?")[0][len("sqlite:///"):])
+        return kind, concurrency.FileLocks(os.path.join(folder or ".", "locks"))
     if kind == "redis":
         if lock_url is None:
             lock_url = store_url if store_url.startswith(("redis://", "redis+sentinel://")) else DEFAULT_LOCK_REDIS
