@@ -206,6 +206,10 @@ class _LazySentinel:
     def __init__(self, url: str):
         self.url = url
 
+    def command(self, *args):
+        """One command to the current primary (what ``beaker_backends.RedisJson`` sends)."""
+        return sentinel_client(self.url).execute_command(*args)
+
     def __getattr__(self, name):
         return getattr(sentinel_client(self.url), name)
 
@@ -215,11 +219,11 @@ def redis_for_locks(url: str):
     if url.partition(":")[0].lower() == SENTINEL_SCHEME:
         client = sentinel_client(url)
         return _RedisPyCommands(client)
-    return beaker_backends.resp_client(url)
+    return beaker_backends.redis_store(url)
 
 
 class _RedisPyCommands:
-    """redis-py's client seen through RespClient's ``command(*args)``."""
+    """redis-py's client seen through ``command(*args)``, as ``beaker_backends.RedisStore`` offers."""
 
     def __init__(self, client):
         self.client = client
