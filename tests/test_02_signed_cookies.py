@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from course.kit.cookies import decode_value, encode_value
-from course.tools.testing import set_cookie_lines
+from course.tools.testing import compare_digest_calls, set_cookie_lines
 
 SECRET = "test secret of lesson 02"
 NEW, OLD, OTHER = "rotated-in secret 2026", "retiring secret 2025", "somebody else's secret"
@@ -160,18 +160,7 @@ def test_unsign_returns_none_for_no_value_at_all(app_module):
 
 @pytest.mark.exercise("02.2")
 def test_unsign_compares_signatures_with_hmac_compare_digest(app_module, monkeypatch):
-    calls = []
-    real = hmac.compare_digest
-
-    def spy(a, b):
-        calls.append((a, b))
-        return real(a, b)
-
-    import secrets as secrets_module
-    monkeypatch.setattr(hmac, "compare_digest", spy)
-    monkeypatch.setattr(secrets_module, "compare_digest", spy)
-    if hasattr(app_module, "compare_digest"):      # from hmac import compare_digest
-        monkeypatch.setattr(app_module, "compare_digest", spy)
+    calls = compare_digest_calls(monkeypatch, app_module)
     assert app_module.unsign(f"5.{mac('5', SECRET)}", SECRET) == "5"
     assert app_module.unsign(f"6.{mac('5', SECRET)}", SECRET) is None
     assert len(calls) >= 2, ("compare signatures with hmac.compare_digest: '==' stops at the first "

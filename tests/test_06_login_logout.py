@@ -18,6 +18,7 @@ import requests
 from course.kit import auth, beakerkit
 from course.lesson.web import new_app, text
 from course.tools import browser, testing
+from course.tools.testing import compare_digest_calls
 
 SECRET = "lesson-06-test-secret-" + "k" * 24
 ALICE = {"username": "alice", "password": "wonderland"}
@@ -561,16 +562,7 @@ def test_the_users_file_is_made_on_first_use_not_at_import(app_module, tmp_path)
 
 @pytest.mark.exercise("06.1")
 def test_check_password_compares_with_hmac_compare_digest(app_module, monkeypatch):
-    calls = []
-    real = hmac.compare_digest
-
-    def spy(a, b):
-        calls.append((a, b))
-        return real(a, b)
-
-    import secrets as secrets_module
-    monkeypatch.setattr(hmac, "compare_digest", spy)
-    monkeypatch.setattr(secrets_module, "compare_digest", spy)
+    calls = compare_digest_calls(monkeypatch, app_module)
     stored = app_module.hash_password("wonderland")
     assert app_module.check_password("wonderland", stored) and not app_module.check_password("nope", stored)
     assert calls, "compare the derived keys with hmac.compare_digest, not =="

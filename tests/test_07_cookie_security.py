@@ -7,7 +7,6 @@ a server that speaks TLS itself (``environ["wsgi.url_scheme"] = "https"``) and a
 http://, so production tests send the ``Cookie`` header themselves.
 """
 import base64
-import hmac
 import re
 import secrets
 import zlib
@@ -18,7 +17,7 @@ import requests
 from course.kit.beakerkit import CountingStore, HardenedSessions, get_session, session_config
 from course.kit.security import FakeClock
 from course.tools import browser
-from course.tools.testing import cookie_attributes, set_cookie_lines
+from course.tools.testing import compare_digest_calls, cookie_attributes, set_cookie_lines
 
 # A tampered cookie session is refused with a BeakerWarning: expected here, and tested.
 pytestmark = pytest.mark.filterwarnings("ignore:Invalidating corrupt session")
@@ -697,16 +696,7 @@ def test_csrf_tokens_are_long_random_and_unpredictable(app_module):
 
 @pytest.mark.exercise("07.5")
 def test_csrf_tokens_are_compared_with_hmac_compare_digest(app_module, monkeypatch):
-    calls = []
-    real = hmac.compare_digest
-
-    def spy(a, b):
-        calls.append((a, b))
-        return real(a, b)
-
-    import secrets as secrets_module
-    monkeypatch.setattr(hmac, "compare_digest", spy)
-    monkeypatch.setattr(secrets_module, "compare_digest", spy)
+    calls = compare_digest_calls(monkeypatch, app_module)
     session = FakeSession()
     token = app_module.csrf_token(session)
     assert app_module.csrf_token_ok(session, token) and not app_module.csrf_token_ok(session, token[:-1] + "x")

@@ -30,8 +30,6 @@ import pytest
 from course.lesson.server import serve
 from course.tools import browser
 
-RESOLVER = "--host-resolver-rules=MAP *.test 127.0.0.1"
-
 
 class CookieLab:
     """A WSGI app that sets what it is told to and answers with the Cookie header it received."""
@@ -82,16 +80,8 @@ def lab():
 
 @pytest.fixture(scope="module")
 def chrome():
-    path = browser.require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=path, headless=True, timeout=15_000,
-                                              args=browser.CHROMIUM_ARGS + [RESOLVER])
-        try:
-            yield instance
-        finally:
-            instance.close()
+    with browser.chromium(browser.require_chromium(), timeout_ms=15_000, test_hosts=True) as instance:
+        yield instance
 
 
 @pytest.fixture

@@ -12,7 +12,6 @@ from course.lesson.server import serve
 from course.tools import browser
 from course.tools.loader import load_app_module
 
-RESOLVER = "--host-resolver-rules=MAP *.test 127.0.0.1"
 LESSONS = ["06_login_logout", "07_cookie_security"]
 ATTACKERS = {"another site": "evil.test", "another port of this host": "127.0.0.1"}
 
@@ -34,16 +33,8 @@ class AttackerSite:
 
 @pytest.fixture(scope="module")
 def chrome():
-    path = browser.require_chromium()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=path, headless=True, timeout=15_000,
-                                              args=browser.CHROMIUM_ARGS + [RESOLVER])
-        try:
-            yield instance
-        finally:
-            instance.close()
+    with browser.chromium(browser.require_chromium(), timeout_ms=15_000, test_hosts=True) as instance:
+        yield instance
 
 
 @pytest.fixture(scope="module")

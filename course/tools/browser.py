@@ -28,6 +28,9 @@ CHROMIUM_ARGS = [
 ]
 """What Chromium needs here: no sandbox (containers run as root), no GPU, and no traffic of its own."""
 
+TEST_HOSTS = "--host-resolver-rules=MAP *.test 127.0.0.1"
+"""Every ``*.test`` host name is 127.0.0.1 in the browser: several sites, and no traffic off the machine."""
+
 HOW_TO_INSTALL = ("Chromium is not installed. Install Debian's package: `sudo apt-get install chromium` "
                   "(or point COURSE_CHROMIUM at a Chromium binary).")
 
@@ -60,11 +63,14 @@ def require_chromium() -> str:
 
 
 @contextmanager
-def chromium(executable: str | None = None, timeout_ms: int = 10_000) -> Iterator:
+def chromium(executable: str | None = None, timeout_ms: int = 10_000, test_hosts: bool = False) -> Iterator:
     """A headless Chromium (a Playwright ``Browser``), closed when the block ends.
 
     >>> with chromium() as browser:
     ...     page = browser.new_page()
+
+    ``test_hosts=True`` resolves every ``*.test`` name to 127.0.0.1 inside this browser only
+    (:data:`TEST_HOSTS`), so ``site-a.test`` and ``evil.test`` are other sites on loopback.
     """
     from playwright.sync_api import sync_playwright
 
@@ -72,7 +78,8 @@ def chromium(executable: str | None = None, timeout_ms: int = 10_000) -> Iterato
     if executable is None:
         raise FileNotFoundError(HOW_TO_INSTALL)
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS,
+        args = CHROMIUM_ARGS + ([TEST_HOSTS] if test_hosts else [])
+        browser = playwright.chromium.launch(executable_path=executable, args=args,
                                              headless=True, timeout=timeout_ms)
         try:
             yield browser

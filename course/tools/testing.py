@@ -5,6 +5,9 @@ also appear inside ``Expires=`` dates, so tests read the raw lines from urllib3 
 """
 from __future__ import annotations
 
+import hmac
+import secrets
+
 
 def set_cookie_lines(resp, name: str | None = None) -> list[str]:
     """The raw ``Set-Cookie`` lines of a ``requests`` response (of one cookie name, if given)."""
@@ -20,3 +23,24 @@ def cookie_attributes(line: str) -> dict[str, str]:
         key, _, value = part.strip().partition("=")
         found[key.strip().lower()] = value.strip()
     return found
+
+
+def compare_digest_calls(monkeypatch, module=None) -> list:
+    """Record every ``hmac.compare_digest`` call (``secrets.compare_digest`` and a module's own
+    ``from hmac import compare_digest`` too) for the rest of the test: the calls' argument pairs.
+
+    An exercise that compares secrets with ``==`` leaks, by its timing, how much of a guess is
+    right; a test asserts the list is not empty.
+    """
+    calls = []
+    real = hmac.compare_digest
+
+    def spy(a, b):
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    monkeypatch.setattr(secrets, "compare_digest", spy)
+    if module is not None and hasattr(module, "compare_digest"):
+        monkeypatch.setattr(module, "compare_digest", spy)
+    return calls
