@@ -28,7 +28,7 @@ class ExerciseNotDone(NotImplementedError):
             where = "see the lesson's README"
         super().__init__(
             f"Exercise {exercise_id} is not done yet: {where}. "
-            f"Stuck? python -m course hint {exercise_id}"
+            f"Stuck? make hint EXERCISE={exercise_id}"
         )
 
 
@@ -45,7 +45,7 @@ def not_done_body(exc: ExerciseNotDone, accept: str | None) -> tuple[bytes, str]
             f"{escape(exc.exercise_id)} is not done yet</title><style>{STYLE}</style></head><body>"
             f"<h1>Not done yet: exercise {escape(exc.exercise_id)}</h1><p>{escape(str(exc))}</p>"
             "<p class=\"muted\">HTTP 501: this part of the lesson is yours to write. "
-            "Reload the page once you have saved your change (and restarted the server).</p></body></html>\n")
+            "Save your change and reload the page: <code>make run</code> restarts the server on every save.</p></body></html>\n")
     return page.encode(), "text/html; charset=utf-8"
 
 

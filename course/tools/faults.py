@@ -6,20 +6,20 @@ store is "down" (every open connection is dropped and every new one is reset at 
 server had died), then ``relay.restore()`` and it is back, with the data it held. Nothing is
 mocked: the driver, its connection pool and Beaker see a real outage.
 
-``AppProcess`` runs a lesson's app in a process of its own (``python app.py --port P ...`` or
-``create_app(**options)`` through ``python -m course.tools.faults serve``), so a test can kill it and
-start it again, or run two of them side by side.
+``AppProcess`` runs a lesson's app in a process of its own (its ``main(["--port", P, ...])`` as
+``python app.py`` would, or ``create_app(**options)``), forked from the test process so that it
+starts in milliseconds, and a test can kill it and start it again, or run two side by side.
 """
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import select
+import signal
 import socket
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
@@ -150,43 +150,135 @@ class Relay:
 
 # ---------------------------------------------------------------- apps in processes of their own
 
+_FORKING = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A port nobody listens on now. Taken under the fork lock, so a forked child never inherits
+    the probe socket (it would hold the port, and the app meant to listen there could not)."""
+    with _FORKING, socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+class Forked:
+    """A child forked from this process, with the part of ``subprocess.Popen`` a test uses."""
+
+    def __init__(self, pid: int, log_path: str):
+        self.pid, self.returncode, self._log_path = pid, None, log_path
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"pid {self.pid}", timeout)
+            time.sleep(0.005)
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def output(self) -> str:
+        try:
+            with open(self._log_path, encoding="utf-8", errors="replace") as log:
+                return log.read()
+        except OSError:
+            return ""
+
+
+def _fork_app(run, *, cwd, env: dict | None) -> Forked:
+    """Fork a child that chdirs to ``cwd``, applies ``env`` (None deletes), calls ``run()`` and exits.
+
+    A fork instead of a new interpreter: the child already has Bottle, Beaker and the drivers
+    imported, so an app process starts in milliseconds instead of half a second of CPU. It is still
+    a process of its own: its memory is its own, and a SIGKILL ends it with nothing saved.
+    """
+    log_fd, log_path = tempfile.mkstemp(prefix="course-app-", suffix=".log")
+    with _FORKING:                       # no other thread holds a half-made socket when we fork
+        pid = os.fork()
+    if pid == 0:                                          # the child: never returns to the caller
+        code = 1
+        try:
+            os.setpgid(0, 0)                              # its own group: the test runner's Ctrl-C is not its
+            devnull = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(devnull, 0)
+            os.dup2(log_fd, 1)
+            os.dup2(log_fd, 2)
+            sys.stdout = open(1, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+            sys.stderr = open(2, "w", buffering=1, encoding="utf-8", errors="replace", closefd=False)
+            for name, value in (env or {}).items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+            os.chdir(cwd or ROOT)
+            run()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+            if not isinstance(exc.code, int) and exc.code is not None:
+                print(exc.code, file=sys.stderr)
+        except BaseException:
+            import traceback
+            traceback.print_exc()
+        finally:
+            try:
+                sys.stdout.flush()
+                sys.stderr.flush()
+            finally:
+                os._exit(code)
+    os.close(log_fd)
+    return Forked(pid, log_path)
 
 
 class AppProcess:
     """A lesson app served by a process of its own on a free port: ``.url``, ``.kill()``, ``.stop()``.
 
-    ``AppProcess.script(path, "--store", url)`` runs ``python path --port P --store url`` (the
-    student's ``main()``); ``AppProcess.create_app(target, slug, store_url=...)`` serves
-    ``create_app(**options)`` without going through ``main()``.
+    ``AppProcess.script(path, "--store", url)`` runs the app file's ``main(["--port", P, "--store",
+    url])`` as ``python path ...`` would (the student's ``main()``); ``AppProcess.create_app(target,
+    slug, store_url=...)`` serves ``create_app(**options)`` without going through ``main()``. Both
+    fork this process (see ``_fork_app``) and import the app file afresh in the child.
     """
 
-    def __init__(self, argv: list[str], *, port: int, cwd=None, env: dict | None = None,
-                 ready_timeout: float = 60):
+    def __init__(self, run, *, port: int, cwd=None, env: dict | None = None, ready_timeout: float = 60):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
-        for name, value in list(full_env.items()):
-            if value is None:
-                del full_env[name]
-        self.proc = subprocess.Popen(argv, cwd=cwd or ROOT, env=full_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+        self.proc = _fork_app(run, cwd=cwd, env=env)
         self._wait_ready(ready_timeout)
 
     @classmethod
     def script(cls, path, *args: str, cwd=None, env=None) -> "AppProcess":
         port = free_port()
-        return cls([sys.executable, str(path), "--port", str(port), *args], port=port, cwd=cwd, env=env)
+        argv = ["--port", str(port), *args]
+
+        def run():
+            sys.argv = [str(path), *argv]
+            _fresh_module(path).main(argv)
+        return cls(run, port=port, cwd=cwd, env=env)
 
     @classmethod
     def create_app(cls, target, slug: str, *, cwd=None, env=None, **options) -> "AppProcess":
+        from course.tools.loader import app_path
         port = free_port()
-        argv = [sys.executable, "-m", "course.tools.faults", "serve", str(target), slug, "--port", str(port),
-                "--options", json.dumps(options)]
-        return cls(argv, port=port, cwd=cwd, env=env)
+        path = app_path(target, slug)
+
+        def run():
+            _serve(_fresh_module(path).create_app(**options), port)
+        return cls(run, port=port, cwd=cwd, env=env)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -201,54 +293,48 @@ class AppProcess:
                     self.kill()
                     raise RuntimeError(f"the app did not listen on {self.url} within {timeout} s:\n"
                                        f"{self.output()}") from None
-                time.sleep(0.02)
+                time.sleep(0.005)
 
     def output(self) -> str:
-        if self.proc.poll() is None:
-            return "(still running)"
-        return self.proc.stdout.read() if self.proc.stdout else ""
+        return self.proc.output()
 
     def kill(self) -> None:
         """Stop it the hard way (SIGKILL): a crash, nothing gets a chance to clean up."""
-        if self.proc.poll() is None:
-            self.proc.kill()
+        self.proc.kill()
         self.proc.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(timeout=5)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
         self.stop()
-        if self.proc.stdout:
-            self.proc.stdout.close()
+        try:
+            os.unlink(self.proc._log_path)
+        except OSError:
+            pass
 
 
-def _serve_command(argv=None) -> None:
-    """``python -m course.tools.faults serve TARGET SLUG --port P --options JSON``."""
-    parser = argparse.ArgumentParser(prog="python -m course.tools.faults")
-    sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve TARGET/SLUG/app.py's create_app(**options)")
-    serve.add_argument("target")
-    serve.add_argument("slug")
-    serve.add_argument("--port", type=int, required=True)
-    serve.add_argument("--options", default="{}", help="create_app's keyword arguments, as JSON")
-    args = parser.parse_args(argv)
+def _fresh_module(path):
+    """``path`` imported anew under a name of its own (the child must not reuse the parent's copy)."""
+    import importlib.util
+    name = f"course_forked_app_{os.getpid()}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _serve(app, port: int) -> None:
     from course.lesson.server import make_threaded_server
-    from course.tools.loader import load_app_module
-    module = load_app_module(args.target, args.slug)
-    server = make_threaded_server(module.create_app(**json.loads(args.options)), "127.0.0.1", args.port)
-    print(f"serving on http://127.0.0.1:{args.port}/", flush=True)
+    server = make_threaded_server(app, "127.0.0.1", port)
+    print(f"serving on http://127.0.0.1:{port}/", flush=True)
     server.serve_forever(poll_interval=0.05)
-
-
-if __name__ == "__main__":
-    _serve_command()
