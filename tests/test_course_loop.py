@@ -319,3 +319,16 @@ def test_advice_printed_by_check_names_a_python_that_has_the_course():
         pytest.skip("the suite runs outside the course's .venv: the advice names that Python instead")
     proc = course("hint", "01.1", env={"COURSE_HINTS_FILE": os.devnull})
     assert ".venv/bin/python -m course hint 01.1" in proc.stdout
+
+
+def test_the_advice_in_a_501_works_as_printed(serve_app, tmp_path):
+    # The starter's unfinished route names the command to run for a hint; run it as printed.
+    from course.tools.loader import load_app_module
+    url = serve_app(load_app_module(ROOT / "lessons", "01_raw_cookies").create_app())
+    body = requests.get(url + "/visits", timeout=10).text
+    assert requests.get(url + "/visits", timeout=10).status_code == 501
+    advice = body.split("Stuck? ", 1)[1].strip()
+    assert advice == "make hint EXERCISE=01.1", body
+    proc = subprocess.run(["make", "-s", *advice.split()[1:]], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "COURSE_HINTS_FILE": str(tmp_path / "hints.json")})
+    assert proc.returncode == 0 and "Hint 1 of" in proc.stdout, proc.stdout + proc.stderr
