@@ -325,10 +325,11 @@ def test_the_advice_in_a_501_works_as_printed(serve_app, tmp_path):
     # The starter's unfinished route names the command to run for a hint; run it as printed.
     from course.tools.loader import load_app_module
     url = serve_app(load_app_module(ROOT / "lessons", "01_raw_cookies").create_app())
-    body = requests.get(url + "/visits", timeout=10).text
-    assert requests.get(url + "/visits", timeout=10).status_code == 501
+    resp = requests.get(url + "/visits", timeout=10)
+    body = resp.text
+    assert resp.status_code == 501, body
     advice = body.split("Stuck? ", 1)[1].strip()
-    assert advice == "make hint EXERCISE=01.1", body
+    assert advice == "make hint EXERCISE=01.2", body
     proc = subprocess.run(["make", "-s", *advice.split()[1:]], cwd=ROOT, capture_output=True, text=True,
                           timeout=60, env={**os.environ, "COURSE_HINTS_FILE": str(tmp_path / "hints.json")})
     assert proc.returncode == 0 and "Hint 1 of" in proc.stdout, proc.stdout + proc.stderr
