@@ -27,7 +27,7 @@ from html import escape
 
 from bottle import request, response
 
-from course.kit import auth, csrf, locks, ratelimit, remember, security, stores_beaker
+from course.kit import auth, csrf, locks, ratelimit, remember, security, storedown, stores_beaker
 from course.kit.beakerkit import (
     RAW_COOKIE_KEY,
     HardenedSessions,
@@ -230,6 +230,7 @@ def create_app(store_url=DEFAULT_STORE, secret=None, db_path=DEFAULT_DB, product
                 timeouts=(idle_timeout, absolute_timeout, renew_every), config=config,
                 store=stores_beaker.describe(options))
     app = new_app()
+    app.install(storedown.plugin)                            # a store that is down: 503, never a traceback
     app.config["capstone"] = here
     for method, path, route in ROUTES:
         app.route(path, method, route)
@@ -507,7 +508,8 @@ def add_note(user_id):
 
 @changes_state
 def delete_note(user_id, note_id):
-    if not note_id.isdigit() or len(note_id) > 18 or not here().notes.delete(user_id, int(note_id)):
+    number = int(note_id) if note_id.isascii() and note_id.isdigit() and len(note_id) <= 18 else None
+    if number is None or not here().notes.delete(user_id, number):
         return text("No such note of yours", 404)
     return see_other("/notes") if auth.from_browser_form() else text("Note deleted")
 
