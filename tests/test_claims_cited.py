@@ -53,7 +53,7 @@ def tracked_files() -> list[Path]:
     return [ROOT / line for line in out.stdout.splitlines()]
 
 
-OUTSIDE = re.compile(r"\.\./shared|research/|COURSE\.md|the capstone", re.IGNORECASE)
+OUTSIDE = re.compile(r"\.\./shared|research/|COURSE\.md", re.IGNORECASE)
 LESSON_NUMBER = re.compile(r"\blessons? (\d\d)\b", re.IGNORECASE)
 
 

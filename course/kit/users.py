@@ -99,6 +99,16 @@ class UserDB:
         """``verify(self, username, password)``: the user's id, or None (see :func:`verify`)."""
         return verify(self, username, password)
 
+    def set_password(self, user_id: int, password: str) -> bool:
+        """Store a new hash for ``user_id``'s password; whether there is such a user."""
+        self._ensure()
+        stored = self.hasher(password)
+        conn = self._connect()
+        try:
+            return conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (stored, user_id)).rowcount == 1
+        finally:
+            conn.close()
+
     def add(self, username: str, password: str) -> int:
         """Create a user; its id. ``sqlite3.IntegrityError`` when the username is taken."""
         self._ensure()

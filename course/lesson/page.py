@@ -147,16 +147,19 @@ def _inspector(cookie_header, pairs, readable, cookies_table: str, store_html: s
 # ---------------------------------------------------------------- the login page (lessons 06 on)
 
 def render_login(*, title: str = "Log in", message: str = "", action: str = "/login",
-               hidden: dict[str, str] | None = None, username: str = "") -> str:
+               hidden: dict[str, str] | None = None, username: str = "", remember: bool = False) -> str:
     """A small HTML page with a working login form (``username``, ``password``) posting to ``action``.
 
     ``message`` is shown above the form (e.g. ``auth.LOGIN_FAILED``), ``hidden`` adds hidden fields
-    (lesson 07's CSRF token). Everything is escaped. (The kit reads what it posts:
+    (lesson 07's CSRF token), ``remember`` a "keep me logged in" checkbox (field ``remember``, lesson 10).
+    Everything is escaped. (The kit reads what it posts:
     ``course.kit.auth.read_credentials``.)
     """
     extra = "".join(f'<input type="hidden" name="{escape(k)}" value="{escape(v)}">'
                     for k, v in (hidden or {}).items())
     note = f'<p id="message"><strong>{escape(message)}</strong></p>' if message else ""
+    keep = ('<p><label><input type="checkbox" name="remember" id="remember" value="1"> Keep me logged in'
+            '</label></p>\n' if remember else "")
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{escape(title)}</title><style>{STYLE}</style></head>
 <body>
@@ -167,7 +170,7 @@ def render_login(*, title: str = "Log in", message: str = "", action: str = "/lo
   value="{escape(username)}" required></label></p>
 <p><label>Password <input name="password" id="password" type="password"
   autocomplete="current-password" required></label></p>
-<p><button type="submit" id="login">Log in</button></p>
+{keep}<p><button type="submit" id="login">Log in</button></p>
 </form>
 <p class="muted">Demo users: <code>alice</code> / <code>wonderland</code>
   and <code>bob</code> / <code>builder</code>.</p>
