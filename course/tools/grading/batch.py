@@ -80,12 +80,14 @@ def _grade_one(submission: Submission, plan: Plan, out: Path, cancel: threading.
     try:
         run = run_submission(submission, plan, workdir, cancel, bar)
         replace = {str(workdir / "lessons"): "lessons", str(workdir): ".", str(ROOT) + os.sep: ""}
-        lessons = score(plan, run, replace)
+        notes: list[str] = []
+        untouched = credit.unstarted(submission.lessons_dir, plan, notes)
+        lessons = score(plan, run, replace, not_started=untouched)
         again = credit.recheck(submission, plan, run, lessons, workdir, cancel, bar) if fair_credit else None
         if again and again.records:
-            lessons = score(plan, run, replace, fair=again.records)
+            lessons = score(plan, run, replace, fair=again.records, not_started=untouched)
         prints = same.lesson_prints(submission.lessons_dir, [each.slug for each in plan.lessons])
-        result = StudentResult(submission, run, lessons, prints, again.notes if again else [],
+        result = StudentResult(submission, run, lessons, prints, notes + (again.notes if again else []),
                                again.duration if again else 0.0)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -18,10 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from course import ROOT
+from course.tools import teeth
 from course.tools.grading.find import Submission
-from course.tools.grading.hybrid import HybridError, hybrid
+from course.tools.grading.hybrid import HybridError, hybrid, not_started
 from course.tools.grading.plan import Plan
 from course.tools.grading.run import Run, run_submission
+from course.tools.grading.same import read_source
 from course.tools.grading.score import LessonResult
 from course.tools.results import TIMED_OUT_SIGN
 from course.tools.term import Progress
@@ -36,6 +38,22 @@ class Recheck:
     exercises: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     duration: float = 0.0
+
+
+def unstarted(lessons_dir: Path | None, plan: Plan, notes: list[str]) -> set[str]:
+    """The exercises whose code in the copy is still the shipped starter's (hybrid.not_started): they earn 0."""
+    found = set()
+    for lesson in plan.lessons:
+        student = read_source(lessons_dir / lesson.slug / "app.py") if lessons_dir else None
+        if student is None:
+            continue
+        try:
+            starter = teeth.shipped_starter(lesson.slug).decode("utf-8", "replace")
+        except teeth.StarterUnavailable as exc:
+            notes.append(f"lesson {lesson.id}: cannot tell an untouched exercise from a started one: {exc}")
+            continue
+        found |= not_started(student, starter, lesson.slug)
+    return found
 
 
 def worth_checking(run: Run, lessons: list[LessonResult]) -> dict[str, list[str]]:
@@ -57,10 +75,9 @@ def build_rounds(student_dir: Path, chosen: dict[str, list[str]], into: Path,
     """The hybrid copies, one folder of lessons per round, and the exercise each lesson holds in it."""
     hybrids: dict[str, list[tuple[str, str]]] = {}
     for slug, ids in chosen.items():
-        student_file = student_dir / slug / "app.py"
-        if student_file.is_symlink() or not student_file.is_file():
+        student = read_source(student_dir / slug / "app.py")
+        if student is None:
             continue
-        student = student_file.read_text(encoding="utf-8", errors="replace")
         reference = (ROOT / "solutions" / slug / "app.py").read_text(encoding="utf-8")
         for exercise_id in ids:
             try:

@@ -19,8 +19,11 @@ from __future__ import annotations
 
 import ast
 import builtins
+import copy
 
 from course.lesson import manifest
+from course.tools.grading.same import without_docstrings
+from course.tools.term import _TODO
 
 SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
 BUILTINS = frozenset(dir(builtins))
@@ -317,3 +320,45 @@ def _before_app(tree: ast.Module, length: int) -> int:
         if isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "app" for t in stmt.targets):
             return stmt.lineno
     return length + 1
+
+
+# ---------------------------------------------------------------- not started: still the starter's code
+
+def _code(node: ast.AST) -> str:
+    """A definition's code without docstrings, comments and layout (see course.tools.grading.same)."""
+    return ast.dump(without_docstrings(copy.deepcopy(node)), annotate_fields=False)
+
+
+def not_started(student: str, starter: str, slug: str) -> set[str]:
+    """The exercises of lesson ``slug`` whose code in ``student`` is still the starter's: they earn nothing.
+
+    An exercise is not started when each definition it owns is the starter's (the same code, apart
+    from comments, docstrings and layout); a definition two exercises share (08.4 and 08.5's
+    store_error_answer) is this exercise's starter code while it still holds ``todo("NN.K")``.
+    Some tests pass on starter code in the right context (a test that nothing is written when
+    nothing changed passes when the exercise only raises todo), so a test passing is not enough.
+    """
+    try:
+        mine, theirs = ast.parse(student), ast.parse(starter)
+    except (SyntaxError, ValueError):
+        return set()
+    lesson = manifest.lesson(slug)
+    owners: dict[str, int] = {}
+    for ex in lesson.exercises:
+        for name in ex.names:
+            owners[name] = owners.get(name, 0) + 1
+    found = set()
+    for ex in lesson.exercises:
+        untouched = bool(ex.names)
+        for name in ex.names:
+            path = tuple(name.split("."))
+            node, start = find(mine, path), find(theirs, path)
+            if not node or not start:
+                untouched = False
+                break
+            same_code = _code(node[-1]) == _code(start[-1])
+            marked = owners[name] > 1 and ex.id in _TODO.findall(ast.get_source_segment(student, node[-1]) or "")
+            untouched = untouched and (same_code or marked)
+        if untouched:
+            found.add(ex.id)
+    return found

@@ -21,7 +21,7 @@ from course.tools import teeth
 REFERENCE = "the reference"
 
 
-def _without_docstrings(tree: ast.AST) -> ast.AST:
+def without_docstrings(tree: ast.AST) -> ast.AST:
     for node in ast.walk(tree):
         if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
             first = node.body[0]
@@ -32,18 +32,22 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
 
 
 def _tokens(source: str) -> str:
+    """The tokens of code that does not parse, without comments and layout (as far as they can be read)."""
     skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING}
+    found = []
     try:
-        return " ".join(tok.string for tok in tokenize.generate_tokens(io.StringIO(source).readline)
-                        if tok.type not in skip)
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type not in skip:
+                found.append(tok.string)
     except (tokenize.TokenError, SyntaxError):
-        return " ".join(source.split())
+        pass                        # an unclosed bracket is found at the end: what came before is kept
+    return " ".join(found)
 
 
 def normalised(source: str) -> str:
     """The code of ``source`` without whitespace, comments and docstrings (its syntax tree, as text)."""
     try:
-        return ast.dump(_without_docstrings(ast.parse(source)), annotate_fields=False)
+        return ast.dump(without_docstrings(ast.parse(source)), annotate_fields=False)
     except (SyntaxError, ValueError, RecursionError):
         return "tokens:" + _tokens(source)
 
@@ -91,7 +95,14 @@ def flags(prints: dict[str, dict[str, str]], lesson_ids: dict[str, str]) -> dict
     return found
 
 
-MAX_SOURCE = 2_000_000          # bytes: a bigger app.py is not compared
+MAX_SOURCE = 2_000_000          # bytes: a bigger app.py is not read
+
+
+def read_source(path) -> str | None:
+    """A copy's app.py as text; None when it is missing, too big, or a symlink (never followed)."""
+    if path is None or path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_SOURCE:
+        return None
+    return path.read_text(encoding="utf-8", errors="replace")
 
 
 def lesson_prints(lessons_dir, slugs: list[str]) -> dict[str, str]:
@@ -99,10 +110,8 @@ def lesson_prints(lessons_dir, slugs: list[str]) -> dict[str, str]:
     prints = {}
     for slug in slugs:
         path = lessons_dir / slug / "app.py" if lessons_dir else None
-        if path is None or not (path.is_symlink() or path.is_file()):
-            continue
-        if path.is_symlink():
+        if path is not None and path.is_symlink():
             prints[slug] = "symlink"
-        elif path.stat().st_size <= MAX_SOURCE:
-            prints[slug] = fingerprint(path.read_text(encoding="utf-8", errors="replace"))
+        elif (source := read_source(path)) is not None:
+            prints[slug] = fingerprint(source)
     return prints

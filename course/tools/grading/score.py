@@ -94,10 +94,16 @@ def number(value: float):
     return int(value) if value == int(value) else value
 
 
-def score(plan: Plan, run: Run, replace: dict[str, str], fair: list[dict] | None = None) -> list[LessonResult]:
+NOT_STARTED = ("not started: {names} is still the starter's code, so its checks earn nothing "
+               "(this one passes on the starter when the rest of the lesson is done)")
+
+
+def score(plan: Plan, run: Run, replace: dict[str, str], fair: list[dict] | None = None,
+          not_started: set[str] = frozenset()) -> list[LessonResult]:
     """Each lesson's results; ``replace`` maps the working folder's paths in messages to the student's.
 
     ``fair``: the records of the hybrid runs (fair credit); a test passed there counts as passed.
+    ``not_started``: exercises whose code is still the starter's (hybrid.not_started); they earn 0.
     """
     merged = results.merge(run.records)
     passed_fair = {nodeid for nodeid, record in results.merge(fair or []).items()
@@ -111,7 +117,12 @@ def score(plan: Plan, run: Run, replace: dict[str, str], fair: list[dict] | None
             for test in tests:
                 if test.outcome != "passed" and test.case.nodeid in passed_fair:
                     test.outcome, test.recorded, test.message, test.fair = "passed", "passed", "", True
-            exercises.append(_exercise_result(ex, tests, ex.id in run.todo))
+                if ex.id in not_started and test.outcome == "passed":
+                    test.recorded, test.fair = "failed", False
+                    test.message = NOT_STARTED.format(names=", ".join(ex.names))
+                if ex.id in not_started:
+                    test.outcome = "todo"
+            exercises.append(_exercise_result(ex, tests, ex.id in run.todo or ex.id in not_started))
         everything = [(t.recorded, t.message) for e in exercises for t in e.tests]
         lessons.append(LessonResult(lesson, exercises, results.problem(everything)))
     return lessons
