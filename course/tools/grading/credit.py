@@ -118,7 +118,7 @@ def recheck(submission: Submission, plan: Plan, run: Run, lessons: list[LessonRe
         tests = [t for t in plan.tests if held.get(t.slug) == t.exercise]
         sub_plan = Plan(lessons=[each for each in plan.lessons if each.slug in held], tests=tests,
                         test_timeout=plan.test_timeout, timeout=budget, only_these_tests=True)
-        copy = Submission(submission.name, submission.path, folder)
+        copy = Submission(submission.name, folder, folder, submission.file_name)      # the hybrids only
         hybrid_run = run_submission(copy, sub_plan, workdir / f"fair-{number}", cancel, progress)
         budget -= hybrid_run.duration
         result.duration += hybrid_run.duration
