@@ -9,7 +9,8 @@ Only exercises worth a second look are checked again: not those that passed, not
 student has not started (status todo: their code is the starter's, and the starter fails every
 test), and none when the copy ran out of time or the lesson's app.py hangs at import. Each
 lesson's app.py holds one hybrid at a time, so the hybrids run in rounds: round k checks the k-th
-exercise of every lesson that has one, with only that exercise's tests, in one test process.
+exercise of every lesson that has one, with only that exercise's tests that did not pass already,
+in one test process.
 """
 from __future__ import annotations
 
@@ -110,12 +111,13 @@ def recheck(submission: Submission, plan: Plan, run: Run, lessons: list[LessonRe
     if not chosen:
         return result
     rounds = build_rounds(workdir / "lessons", chosen, workdir / "hybrids", result.notes)
+    passed = {t.case.nodeid for lesson in lessons for ex in lesson.exercises for t in ex.tests if t.outcome == "passed"}
     budget = plan.timeout
     for number, (folder, held) in enumerate(rounds, start=1):
         if budget <= 1:
             result.notes.append("fair credit: stopped, the copy's time limit is used up")
             break
-        tests = [t for t in plan.tests if held.get(t.slug) == t.exercise]
+        tests = [t for t in plan.tests if held.get(t.slug) == t.exercise and t.nodeid not in passed]
         sub_plan = Plan(lessons=[each for each in plan.lessons if each.slug in held], tests=tests,
                         test_timeout=plan.test_timeout, timeout=budget, only_these_tests=True)
         copy = Submission(submission.name, folder, folder, submission.file_name)      # the hybrids only
