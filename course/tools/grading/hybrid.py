@@ -70,7 +70,7 @@ def _definitions(body: list[ast.stmt]):
     for stmt in body:
         if isinstance(stmt, SCOPES):
             yield stmt
-        elif not isinstance(stmt, ast.expr):
+        else:
             for field in ("body", "orelse", "finalbody", "handlers"):
                 for child in getattr(stmt, field, ()):
                     yield from _definitions(child.body if isinstance(child, ast.ExceptHandler) else [child])
