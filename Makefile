@@ -8,7 +8,7 @@
 #   make test                                                  lint, then check the whole course (maintainers, CI)
 #   make lint                                                  only the linter (ruff, configured in ruff.toml)
 #   make notebooks                                             open the walkthroughs in Jupyter
-#   make grade SUBMISSIONS="a/ b/" OUT=grades                  grade a class (instructors)
+#   make grade SUBMISSIONS="a/ b/" OUT=grades [MERGE=1]        grade a class (instructors): gradebook.csv and more
 #   make services                                              start Redis, PostgreSQL, MariaDB, memcached, MongoDB in containers
 
 PYTHON ?= python3
@@ -60,8 +60,8 @@ notebooks: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/ $(if $(filter 0,$(shell id -u)),--allow-root)
 
 grade: $(STAMP)
-	@test -n "$(SUBMISSIONS)" || { echo 'usage: make grade SUBMISSIONS="copies/*" [OUT=grades] [JOBS=2] [LESSONS=01,02] [TIMEOUT=seconds]'; exit 2; }
-	@$(PY) -m course grade $(SUBMISSIONS) --out $(or $(OUT),grades) --jobs $(JOBS) $(if $(LESSONS),--lessons $(LESSONS)) $(if $(TIMEOUT),--timeout $(TIMEOUT))
+	@test -n "$(SUBMISSIONS)" || { echo 'usage: make grade SUBMISSIONS="copies/*" [OUT=grades] [JOBS=2] [LESSONS=01,02] [TIMEOUT=seconds] [MERGE=1]'; exit 2; }
+	@$(PY) -m course grade $(SUBMISSIONS) --out $(or $(OUT),grades) --jobs $(JOBS) $(if $(LESSONS),--lessons $(LESSONS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(MERGE),--merge)
 
 services:
 	@command -v docker >/dev/null 2>&1 || { echo "make services needs Docker (docker compose). Without it, install redis-server, postgresql, mariadb-server and memcached from your package manager and start them on their standard ports."; exit 2; }

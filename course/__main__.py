@@ -123,6 +123,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "the exercise's other tests are skipped")
     grade.add_argument("--lessons", action="append", metavar="NN[,NN]", help="grade only these lessons (default all)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    grade.add_argument("--merge", action="store_true",
+                       help="keep the students graded earlier into --out; replace only the rows of those graded now")
+    grade.add_argument("--no-fair-credit", action="store_true",
+                       help="do not re-check a failed exercise with the reference's version of the lesson's "
+                            "other exercises (faster; an exercise then depends on the ones it builds on)")
     grade.set_defaults(handler=cli.grade)
 
     freeze = commands.add_parser("freeze", help="(maintainers) record lessons/*/app.py as the shipped starters")

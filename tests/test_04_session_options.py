@@ -53,6 +53,8 @@ def step(browser, url, path):
     before = stats(url)
     resp = browser.get(url + path)
     after = stats(url)
+    # Every step must answer: "nothing written" from a save() that raised proves nothing.
+    assert resp.status_code == 200, f"{path} gave {resp.status_code}: {resp.text[:200]}"
     return resp, {k: after[k] - before[k] for k in COUNTS}
 
 
@@ -171,6 +173,9 @@ def test_max_age_gives_the_cookie_max_age_and_expires(server):
 
 @pytest.mark.exercise("04.2")
 def test_without_max_age_the_cookie_is_a_browser_session_cookie(server):
+    # The same app, asked for a lifetime and not: only the first cookie carries one.
+    kept = sid_lines(requests.get(server(secret=SECRET, save_uninitialized=True, max_age=120) + "/peek"))[0].lower()
+    assert "max-age=120" in kept and "expires=" in kept, kept
     line = sid_lines(requests.get(server(secret=SECRET, save_uninitialized=True) + "/peek"))[0].lower()
     assert "max-age" not in line and "expires" not in line, line
 
@@ -263,7 +268,9 @@ def test_touch_keeps_a_session_in_use_alive(server, client):  # T56
 @pytest.mark.exercise("04.4")
 def test_a_persistent_cookie_is_sent_only_when_the_session_changes(server, client):  # T34
     url = server(secret=SECRET, max_age=300)
-    sent = [bool(sid_lines(client.get(url + path))) for path in ("/visits", "/visits", "/peek", "/visits")]
+    answers = [client.get(url + path) for path in ("/visits", "/visits", "/peek", "/visits")]
+    assert [resp.status_code for resp in answers] == [200] * 4, [resp.text[:200] for resp in answers]
+    sent = [bool(sid_lines(resp)) for resp in answers]
     assert sent == [True, True, False, True], f"Set-Cookie per request: {sent}"
 
 

@@ -24,6 +24,7 @@ class Exercise:
     hints: tuple[str, ...]  # progressive: each one says more than the last
     lesson_slug: str
     hint_checks: tuple[tuple[str, ...], ...] = ()   # per hint: the tests (function names) it answers
+    names: tuple[str, ...] = ()    # the definitions of app.py it owns: "sign", "Store.get", "create_app.visits"
 
     @property
     def app_path(self) -> str:
@@ -93,7 +94,7 @@ def lessons() -> tuple[Lesson, ...]:
             Exercise(
                 id=e["id"], title=e["title"], function=e["function"], points=int(e.get("points", 1)),
                 hints=_hints(e.get("hints", ()))[0], hint_checks=_hints(e.get("hints", ()))[1],
-                lesson_slug=raw["slug"],
+                lesson_slug=raw["slug"], names=tuple(e.get("names", ())),
             )
             for e in raw.get("exercise", [])
         )

@@ -11,9 +11,15 @@ Scoring: an exercise is worth the manifest's points; its tests share them by wei
 ``weight=``, default 1): points = points x passed weight / total weight. A test that did not pass
 (failed, error, timed out, skipped, or never ran because the submission was stopped) earns nothing.
 
-Outputs in ``--out``: ``grades.csv`` (student x exercise), ``summary.md`` (the class), and per
-student ``json/NAME.json``, ``junit/NAME.xml``, ``feedback/NAME.md`` (what passed, what failed, the
-first hint; never the solution) and ``logs/NAME.log`` (the test run's output, head and tail).
+Fair credit: an exercise that failed is run again in a hybrid, the student's app.py with the
+lesson's other exercises taken from the reference; a test passed in either run counts. An
+exercise whose code is still the starter's earns 0.
+
+Outputs in ``--out``: ``gradebook.csv`` (one row per student, for a spreadsheet or an LMS),
+``grades.csv`` (student x exercise), ``summary.md`` (the class, with the same-code flags),
+``histogram.png``, and per student ``json/NAME.json``, ``junit/NAME.xml``, ``feedback/NAME.md``
+(what passed, what failed, the first hint; never the solution) and ``logs/NAME.log`` (the test
+run's output, head and tail). ``--merge`` keeps the students graded earlier into ``--out``.
 
 The stages, one module each:
 
@@ -21,8 +27,11 @@ The stages, one module each:
 * ``plan``    the lessons to grade and every exercise test they hold (collected once);
 * ``worker``  the test process the grader starts (``python -m course.tools.grading.worker``);
 * ``run``     one submission: copied, run in its own process group, within time and output limits;
+* ``hybrid``  fair credit's source transform: one exercise the student's, the others the reference's;
+* ``credit``  fair credit's runs: the hybrids of the exercises that failed, and what is not started;
 * ``score``   the run's records as points per exercise, lesson and student;
-* ``report``  grades.csv, summary.md, and each student's JSON, JUnit XML, feedback and log;
+* ``same``    the same-code flags: a lesson identical to the reference's or a classmate's;
+* ``report``  gradebook.csv, grades.csv, summary.md, histogram.png, and each student's files;
 * ``batch``   the whole class, a few submissions at a time (``grade``).
 
 This file imports none of them, so that ``python -m course.tools.grading.worker`` starts clean.

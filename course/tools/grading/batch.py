@@ -1,7 +1,12 @@
 """The whole class: find the copies, plan once, then run, score and report each, a few at a time.
 
+Each copy runs as it is, then (fair credit, course.tools.grading.credit) each exercise that did
+not pass there runs again with the reference's version of the lesson's other exercises.
+``merge=True`` keeps the students graded earlier into ``out`` and replaces only the rows of those
+graded again.
+
 Ctrl-C (or any error) stops the batch: the running workers are killed, and the class files
-(grades.csv, summary.md) are not written.
+(gradebook.csv, grades.csv, summary.md, histogram.png) are not written.
 """
 from __future__ import annotations
 
@@ -14,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from course import ROOT
-from course.tools.grading import report
+from course.tools.grading import credit, report, same
 from course.tools.grading.find import Submission, find_submissions
 from course.tools.grading.plan import GradeError, Plan, make_plan
 from course.tools.grading.run import run_submission
@@ -25,20 +30,23 @@ DEFAULT_TEST_TIMEOUT = 30.0                         # generous: lesson 08 starts
 
 def grade(paths: list[str], out: Path, jobs: int = 2, timeout: float | None = None,
           test_timeout: float = DEFAULT_TEST_TIMEOUT, lessons: list[str] | None = None,
-          progress: bool = True, stderr=None) -> list[StudentResult]:
-    """Grade every submission in ``paths`` into ``out``; the students' results, in name order."""
+          progress: bool = True, stderr=None, merge: bool = False, fair_credit: bool = True) -> list[StudentResult]:
+    """Grade every submission in ``paths`` into ``out``; the results of those graded now, in name order."""
     stderr = stderr or sys.stderr
-    submissions, notes = find_submissions(paths)
+    submissions, notes = find_submissions(paths, report.earlier_files(out) if merge else None)
     if not submissions:
         raise GradeError("no submission to grade: give the folders of the students' copies")
     plan = make_plan(lessons, test_timeout, timeout)
+    earlier = report.load_students(out, plan, skip={s.name for s in submissions}) if merge else []
+    if earlier:
+        notes.append(f"--merge: keeping the {len(earlier)} student(s) graded earlier in {out}")
     _announce(stderr, notes + plan.warnings, submissions, plan, jobs)
-    report.prepare(out)
+    report.prepare(out, merge=merge)
     bar = Progress(len(submissions), "grading", stderr, enabled=progress)
     cancel = threading.Event()
 
     def one(submission: Submission) -> StudentResult:
-        return _grade_one(submission, plan, out, cancel, bar)
+        return _grade_one(submission, plan, out, cancel, bar, fair_credit)
 
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
@@ -51,7 +59,7 @@ def grade(paths: list[str], out: Path, jobs: int = 2, timeout: float | None = No
     pool.shutdown()
     bar.close()
     ordered = [results[s.name] for s in submissions]
-    report.write_class(out, ordered, plan)
+    report.write_class(out, sorted(earlier + ordered, key=lambda each: each.name), plan)
     return ordered
 
 
@@ -65,14 +73,22 @@ def _announce(stderr, notes: list[str], submissions: list[Submission], plan: Pla
 
 
 def _grade_one(submission: Submission, plan: Plan, out: Path, cancel: threading.Event,
-               bar: Progress) -> StudentResult:
+               bar: Progress, fair_credit: bool = True) -> StudentResult:
     """Run, score and write one submission, in a working folder removed afterwards."""
     bar.start(submission.name)
     workdir = Path(tempfile.mkdtemp(prefix="course-grade-"))
     try:
         run = run_submission(submission, plan, workdir, cancel, bar)
         replace = {str(workdir / "lessons"): "lessons", str(workdir): ".", str(ROOT) + os.sep: ""}
-        result = StudentResult(submission, run, score(plan, run, replace))
+        notes: list[str] = []
+        untouched = credit.unstarted(submission.lessons_dir, plan, notes)
+        lessons = score(plan, run, replace, not_started=untouched)
+        again = credit.recheck(submission, plan, run, lessons, workdir, cancel, bar) if fair_credit else None
+        if again and again.records:
+            lessons = score(plan, run, replace, fair=again.records, not_started=untouched)
+        prints = same.lesson_prints(submission.lessons_dir, [each.slug for each in plan.lessons])
+        result = StudentResult(submission, run, lessons, prints, notes + (again.notes if again else []),
+                               again.duration if again else 0.0)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report.write_student(out, result)

@@ -44,6 +44,14 @@ class Plan:
     test_timeout: float
     timeout: float
     warnings: list[str] = field(default_factory=list)
+    only_these_tests: bool = False      # run only ``tests`` (by test id), not every exercise test of the files
+
+    def test_args(self, lessons: list[manifest.Lesson]) -> list[str]:
+        """What the worker is given to run for ``lessons``: their test files, or only this plan's tests."""
+        slugs = {each.slug for each in lessons}
+        if self.only_these_tests:
+            return [str(ROOT / test.nodeid) for test in self.tests if test.slug in slugs]
+        return [str(each.test_file) for each in lessons]
 
 
 def make_plan(lesson_keys: list[str] | None, test_timeout: float, timeout: float | None) -> Plan:

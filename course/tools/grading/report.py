@@ -1,5 +1,14 @@
-"""What the grader writes: grades.csv and summary.md for the class; JSON, JUnit XML, feedback and
-the log for each student.
+"""What the grader writes: gradebook.csv, grades.csv, summary.md and histogram.png for the class;
+JSON, JUnit XML, feedback and the log for each student.
+
+gradebook.csv is the file for a spreadsheet or an LMS: one row per student (student, total, max,
+one column per lesson, status, flags), RFC 4180 (comma-separated, CRLF line ends, quoted only when
+needed), UTF-8 without a byte-order mark, numbers as plain decimals (8.33, never 8,33 or 8.33e0).
+A cell that a spreadsheet would run as a formula (it starts with = + - @) is written with a
+leading ' so it stays text. grades.csv has one row per student and exercise.
+
+With ``--merge``, the students graded earlier into the same folder stay: their rows are read
+back from their json/NAME.json.
 
 The feedback tells the student what passed, what failed and the first hint; never the solution.
 """
@@ -8,7 +17,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import statistics
 import sys
 import time
@@ -16,30 +24,35 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
-from course.tools.grading.plan import Plan
-from course.tools.grading.score import ExerciseResult, LessonResult, StudentResult, number
+from course.lesson import manifest
+from course.tools.grading import same
+from course.tools.grading.find import Submission
+from course.tools.grading.plan import GradeError, Plan, TestCase
+from course.tools.grading.run import Run
+from course.tools.grading.score import ExerciseResult, LessonResult, StudentResult, TestResult, number
 from course.tools.results import TIMED_OUT_SIGN
 
 FOLDERS = {"json": ".json", "junit": ".xml", "feedback": ".md", "logs": ".log"}
 """Each student's files in ``--out``: folder, and the suffix of the files the grader owns there."""
 
 
-def safe_name(name: str) -> str:
-    return re.sub(r"[^\w.@+-]", "_", name) or "_"
+CLASS_FILES = ("gradebook.csv", "grades.csv", "summary.md", "histogram.png")
 
 
-def prepare(out: Path) -> None:
-    """``out`` and its folders, without the students' files of an earlier grading."""
+def prepare(out: Path, merge: bool = False) -> None:
+    """``out`` and its folders; without the students' files of an earlier grading, unless ``merge``."""
     out.mkdir(parents=True, exist_ok=True)
     for sub in FOLDERS:
         (out / sub).mkdir(exist_ok=True)
+        if merge:
+            continue
         for old in (out / sub).glob("*.*"):
             if old.suffix in FOLDERS.values():
                 old.unlink()
 
 
 def write_student(out: Path, result: StudentResult) -> None:
-    name = safe_name(result.name)
+    name = result.submission.file_name
     (out / "json" / f"{name}.json").write_text(json.dumps(student_json(result), indent=1, ensure_ascii=False) + "\n",
                                               encoding="utf-8")
     (out / "junit" / f"{name}.xml").write_bytes(junit(result))
@@ -48,8 +61,120 @@ def write_student(out: Path, result: StudentResult) -> None:
 
 
 def write_class(out: Path, students: list[StudentResult], plan: Plan) -> None:
+    flags = class_flags(students, plan)
     write_csv(out / "grades.csv", students)
-    (out / "summary.md").write_text(summary(students, plan), encoding="utf-8")
+    write_gradebook(out / "gradebook.csv", students, plan, flags)
+    (out / "summary.md").write_text(summary(students, plan, flags), encoding="utf-8")
+    write_histogram(out / "histogram.png", students)
+
+
+def class_flags(students: list[StudentResult], plan: Plan) -> dict[str, list[str]]:
+    """Per student, the lessons whose code is the reference's or a classmate's (course.tools.grading.same)."""
+    return same.flags({s.name: s.fingerprints for s in students}, {each.slug: each.id for each in plan.lessons})
+
+
+# ---------------------------------------------------------------- gradebook.csv
+
+def decimal(value: float) -> str:
+    """A number as a spreadsheet and an LMS read it in any locale's CSV import: 8.33, 8, 0.5."""
+    return f"{round(float(value), 2):.2f}".rstrip("0").rstrip(".")
+
+
+def cell(text: str) -> str:
+    """Text that a spreadsheet would run as a formula (=, +, -, @ first) kept as text with a leading '."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+def gradebook_header(plan: Plan) -> list[str]:
+    return ["student", "total", "max"] + [f"lesson {each.id}" for each in plan.lessons] + ["status", "flags"]
+
+
+def write_gradebook(path: Path, students: list[StudentResult], plan: Plan, flags: dict[str, list[str]]) -> None:
+    """One row per student: student, total, max, one column per lesson, status, flags (RFC 4180)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n")
+    writer.writerow(gradebook_header(plan))
+    for student in students:
+        writer.writerow([cell(student.name), decimal(student.points), decimal(student.max_points)]
+                        + [decimal(each.points) for each in student.lessons]
+                        + [student.run.status, cell("; ".join(flags.get(student.name, [])))])
+    path.write_bytes(buffer.getvalue().encode("utf-8"))
+
+
+# ---------------------------------------------------------------- histogram.png
+
+def write_histogram(path: Path, students: list[StudentResult]) -> None:
+    """The class's totals, in tenths of the maximum (matplotlib's Agg backend: no display needed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    shares = [100 * s.points / s.max_points if s.max_points else 0 for s in students]
+    figure = Figure(figsize=(6.4, 3.6), dpi=100)
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    axes.hist(shares, bins=[10 * i for i in range(11)], color="#4477aa", edgecolor="white")
+    axes.set_xlim(0, 100)
+    axes.set_xlabel("total, % of the maximum")
+    axes.set_ylabel("students")
+    mean = statistics.mean(shares) if shares else 0
+    axes.set_title(f"{len(students)} submission(s), mean {mean:.0f}%")
+    axes.yaxis.get_major_locator().set_params(integer=True)
+    figure.tight_layout()
+    figure.savefig(path, format="png", metadata={"Software": None})
+
+
+# ---------------------------------------------------------------- --merge: the students graded earlier
+
+def load_students(out: Path, plan: Plan, skip: set[str]) -> list[StudentResult]:
+    """The students in ``out/json`` but not in ``skip``, as results; GradeError if graded on other lessons."""
+    found = []
+    for path in sorted((out / "json").glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            name = data["student"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue                    # not one of the grader's files
+        if name in skip:
+            continue
+        lessons = [each["lesson"] for each in data.get("lessons", [])]
+        if lessons != [each.id for each in plan.lessons]:
+            raise GradeError(f"--merge: {name} in {out} was graded on lesson(s) {', '.join(lessons) or 'none'}, "
+                             f"this grading is of {', '.join(each.id for each in plan.lessons)}. Grade the same "
+                             "lessons, or grade into another --out.")
+        found.append(_from_json(data, path.stem))
+    return found
+
+
+def earlier_files(out: Path) -> dict[str, str]:
+    """Student name -> file name, of the students graded earlier into ``out`` (so that --merge keeps them)."""
+    files = {}
+    for path in sorted((out / "json").glob("*.json")) if (out / "json").is_dir() else []:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            files[str(data["student"])] = str(data.get("file") or path.stem)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    return files
+
+
+def _from_json(data: dict, stem: str) -> StudentResult:
+    submission = Submission(data["student"], Path(data.get("submission", "")), None, data.get("file") or stem)
+    run = Run([], data.get("status", "ok"), data.get("exit_code"), float(data.get("duration_s", 0)),
+              int(data.get("output_bytes", 0)), "")
+    lessons = []
+    for raw in data["lessons"]:
+        lesson = manifest.lesson(raw["lesson"])
+        exercises = []
+        for ex_raw in raw["exercises"]:
+            ex = manifest.exercise(ex_raw["exercise"])
+            tests = [TestResult(TestCase(f"tests/test_{lesson.slug}.py::{t['name']}", lesson.slug, ex.id,
+                                         float(t.get("weight", 1))), t["outcome"], t.get("message", ""),
+                                t["outcome"], bool(t.get("fair"))) for t in ex_raw["tests"]]
+            exercises.append(ExerciseResult(ex, tests, float(ex_raw["points"]), ex_raw["status"],
+                                            bool(ex_raw.get("marked_todo"))))
+        lessons.append(LessonResult(lesson, exercises, raw.get("problem", "")))
+    return StudentResult(submission, run, lessons, dict(data.get("fingerprints", {})), list(data.get("notes", [])),
+                         float(data.get("fair_seconds", 0)))
 
 
 # ---------------------------------------------------------------- grades.csv
@@ -71,9 +196,11 @@ def write_csv(path: Path, students: list[StudentResult]) -> None:
 def student_json(result: StudentResult) -> dict:
     run = result.run
     return {
-        "version": 1, "student": result.name, "submission": str(result.submission.path),
+        "version": 1, "student": result.name, "file": result.submission.file_name,
+        "submission": str(result.submission.path),
         "status": run.status, "points": number(result.points), "max_points": result.max_points,
         "exit_code": run.exit_code, "duration_s": round(run.duration, 2), "output_bytes": run.output_bytes,
+        "fair_seconds": round(result.fair_seconds, 2), "notes": result.notes, "fingerprints": result.fingerprints,
         "lessons": [_lesson_json(each) for each in result.lessons],
     }
 
@@ -86,8 +213,9 @@ def _lesson_json(lesson: LessonResult) -> dict:
         "exercises": [{
             "exercise": e.exercise.id, "title": e.exercise.title, "points": number(e.points),
             "max_points": e.exercise.points, "status": e.status, "passed": e.passed, "total": len(e.tests),
+            "marked_todo": e.marked_todo, "fair": e.fair,
             "tests": [{"name": t.case.name, "weight": number(t.case.weight), "outcome": t.outcome,
-                       "message": t.message} for t in e.tests],
+                       "message": t.message, "fair": t.fair} for t in e.tests],
         } for e in lesson.exercises],
     }
 
@@ -189,6 +317,9 @@ def _lesson_feedback(lesson: LessonResult) -> list[str]:
 def _exercise_feedback(ex: ExerciseResult, show_failure: bool) -> list[str]:
     lines = [f"- **{ex.exercise.id} {ex.exercise.title}**: {STATUS_WORDS.get(ex.status, ex.status)}, "
              f"{number(ex.points)}/{ex.exercise.points} points ({ex.passed} of {len(ex.tests)} checks)"]
+    if ex.fair:
+        lines.append(f"  - {ex.fair} of these checks passed when the lesson's other exercises were the course's "
+                     "own: they count, so an exercise is worth its points whatever else is done")
     failure = ex.first_failure
     if failure and show_failure and ex.status != "todo":
         message = failure.message.splitlines() or [failure.outcome]
@@ -206,10 +337,13 @@ def _pct(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "-"
 
 
-def summary(students: list[StudentResult], plan: Plan) -> str:
+def summary(students: list[StudentResult], plan: Plan, flags: dict[str, list[str]] | None = None) -> str:
+    flags = flags if flags is not None else class_flags(students, plan)
     lines = [f"# Class summary: {len(students)} submission(s)", "",
              f"Lessons {', '.join(each.id for each in plan.lessons)}; each test at most {plan.test_timeout:g} s, "
-             f"each submission at most {plan.timeout:g} s.", ""]
+             f"each submission at most {plan.timeout:g} s.", "",
+             "![The class's totals](histogram.png)", "",
+             "gradebook.csv: one row per student, for a spreadsheet or an LMS; grades.csv: one row per exercise.", ""]
     lines += [f"> Note: {warning}" for warning in plan.warnings]
     if plan.warnings:
         lines.append("")
@@ -217,9 +351,21 @@ def summary(students: list[StudentResult], plan: Plan) -> str:
     rows = _exercise_rows(students, plan)
     lines += _exercises_table(rows, len(students))
     lines += _most_failed(rows, len(students))
-    lines += _students_table(students, plan)
+    lines += _same_code(flags)
+    lines += _students_table(students, plan, flags)
     lines.append("")
     return "\n".join(lines)
+
+
+def _same_code(flags: dict[str, list[str]]) -> list[str]:
+    lines = ["", "## Same code", "",
+             "Lessons whose app.py is, apart from whitespace, comments and docstrings, the reference solution's "
+             "or a classmate's (an untouched starter is not counted). A reason to look, not a verdict.", ""]
+    flagged = {name: found for name, found in sorted(flags.items()) if found}
+    if not flagged:
+        lines.append("None.")
+    lines += [f"- **{name}**: {'; '.join(found)}" for name, found in flagged.items()]
+    return lines
 
 
 def _lessons_table(students: list[StudentResult], plan: Plan) -> list[str]:
@@ -246,10 +392,14 @@ def _exercise_rows(students: list[StudentResult], plan: Plan) -> list[tuple]:
 
 
 def _exercises_table(rows: list[tuple], n: int) -> list[str]:
-    lines = ["", "## Exercises", "", "| exercise | max | mean | passed by | not started |", "|---|---:|---:|---:|---:|"]
+    lines = ["", "## Exercises", "",
+             "Fair credit: students with checks of the exercise that passed only when the lesson's other "
+             "exercises were the reference's.", "",
+             "| exercise | max | mean | passed by | not started | fair credit |", "|---|---:|---:|---:|---:|---:|"]
     for ex, found, passed, todo in rows:
+        fair = sum(bool(r.fair) for r in found)
         lines.append(f"| {ex.id} {ex.title} | {ex.points} | {statistics.mean(r.points for r in found):.2f} | "
-                     f"{_pct(passed, n)} ({passed}) | {todo} |")
+                     f"{_pct(passed, n)} ({passed}) | {todo} | {fair} |")
     return lines
 
 
@@ -273,13 +423,15 @@ def _most_failed(rows: list[tuple], n: int) -> list[str]:
     return lines
 
 
-def _students_table(students: list[StudentResult], plan: Plan) -> list[str]:
+def _students_table(students: list[StudentResult], plan: Plan, flags: dict[str, list[str]]) -> list[str]:
     columns = " | ".join(each.id for each in plan.lessons)
-    lines = ["", "## Students", "", f"| student | {columns} | total | status |",
-             "|---|" + "---:|" * len(plan.lessons) + "---:|---|"]
+    lines = ["", "## Students", "", f"| student | {columns} | total | status | flags |",
+             "|---|" + "---:|" * len(plan.lessons) + "---:|---|---|"]
     for s in students:
         cells = " | ".join(f"{number(each.points)}" for each in s.lessons)
-        lines.append(f"| {s.name} | {cells} | {number(s.points)}/{s.max_points} | {s.run.status} |")
+        flagged = "; ".join(flags.get(s.name, [])).replace("|", "\\|")
+        lines.append(f"| {s.name.replace('|', chr(92) + '|')} | {cells} | {number(s.points)}/{s.max_points} | "
+                     f"{s.run.status} | {flagged} |")
     return lines
 
 
@@ -291,5 +443,5 @@ def print_totals(students: list[StudentResult], out: Path, started: float, strea
         flag = "" if s.run.status == "ok" else f"  ({s.run.status})"
         stream.write(f"  {s.name:<24} {number(s.points):>6} / {s.max_points}{flag}\n")
     stream.write(f"Graded {len(students)} submission(s) in {time.monotonic() - started:.1f} s. "
-                 f"Wrote {out / 'grades.csv'}, {out / 'summary.md'}, "
-                 "and json/, junit/, feedback/, logs/ per student.\n")
+                 f"Wrote {out / 'gradebook.csv'}, {out / 'grades.csv'}, {out / 'summary.md'}, "
+                 f"{out / 'histogram.png'}, and json/, junit/, feedback/, logs/ per student.\n")

@@ -203,7 +203,7 @@ class _Attempts:
         """One worker over the ``pending`` lessons; what is left to run in a new one (after a crash)."""
         plan, number = self.plan, len(self.logs) + 1
         report, stream = self.workdir / f"report-{number}.json", self.workdir / f"stream-{number}.jsonl"
-        command = worker.command([str(each.test_file) for each in pending], self.workdir / "lessons", "--course-report",
+        command = worker.command(plan.test_args(pending), self.workdir / "lessons", "--course-report",
                                  str(report), "--course-stream", str(stream), "--course-timeout",
                                  f"{plan.test_timeout:g}", "--capture=no", "-p", "no:terminal",
                                  "--continue-on-collection-errors")

@@ -3,10 +3,14 @@
 An exercise is worth the manifest's points; its tests share them by weight: points = points x
 passed weight / total weight. What each test's outcome means, and an exercise's status, are
 course.tools.results' rules, the ones ``python -m course check`` follows too.
+
+Fair credit (course.tools.grading.credit): a test that failed in the copy as it is, and passed
+when the exercise was checked with the reference's version of the lesson's other exercises, counts
+as passed; the feedback says so.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from course.lesson import manifest
 from course.tools import results
@@ -22,6 +26,7 @@ class TestResult:
     outcome: str                # passed, failed, error, skipped, timeout, not run
     message: str
     recorded: str = ""          # the outcome as recorded (failed or error for a timeout), or not run
+    fair: bool = False          # passed only with the reference's other exercises (fair credit)
 
 
 @dataclass
@@ -35,6 +40,11 @@ class ExerciseResult:
     @property
     def passed(self) -> int:
         return sum(t.outcome == "passed" for t in self.tests)
+
+    @property
+    def fair(self) -> int:
+        """How many of its tests passed only with the reference's other exercises."""
+        return sum(t.fair for t in self.tests)
 
     @property
     def first_failure(self) -> TestResult | None:
@@ -61,6 +71,9 @@ class StudentResult:
     submission: Submission
     run: Run
     lessons: list[LessonResult]
+    fingerprints: dict[str, str] = field(default_factory=dict)   # lesson slug -> its app.py's (grading.same)
+    notes: list[str] = field(default_factory=list)      # for the instructor: what fair credit could not check
+    fair_seconds: float = 0.0                           # time the fair-credit runs took
 
     @property
     def name(self) -> str:
@@ -81,16 +94,35 @@ def number(value: float):
     return int(value) if value == int(value) else value
 
 
-def score(plan: Plan, run: Run, replace: dict[str, str]) -> list[LessonResult]:
-    """Each lesson's results; ``replace`` maps the working folder's paths in messages to the student's."""
+NOT_STARTED = ("not started: {names} is still the starter's code, so its checks earn nothing "
+               "(this one passes on the starter when the rest of the lesson is done)")
+
+
+def score(plan: Plan, run: Run, replace: dict[str, str], fair: list[dict] | None = None,
+          not_started: set[str] = frozenset()) -> list[LessonResult]:
+    """Each lesson's results; ``replace`` maps the working folder's paths in messages to the student's.
+
+    ``fair``: the records of the hybrid runs (fair credit); a test passed there counts as passed.
+    ``not_started``: exercises whose code is still the starter's (hybrid.not_started); they earn 0.
+    """
     merged = results.merge(run.records)
+    passed_fair = {nodeid for nodeid, record in results.merge(fair or []).items()
+                   if results.outcome(record) == "passed"}
     lessons = []
     for lesson in plan.lessons:
         exercises = []
         for ex in lesson.exercises:
             cases = [t for t in plan.tests if t.slug == lesson.slug and t.exercise == ex.id]
             tests = [_test_result(case, merged.get(case.nodeid), run, replace) for case in cases]
-            exercises.append(_exercise_result(ex, tests, ex.id in run.todo))
+            for test in tests:
+                if test.outcome != "passed" and test.case.nodeid in passed_fair:
+                    test.outcome, test.recorded, test.message, test.fair = "passed", "passed", "", True
+                if ex.id in not_started and test.outcome == "passed":
+                    test.recorded, test.fair = "failed", False
+                    test.message = NOT_STARTED.format(names=", ".join(ex.names))
+                if ex.id in not_started:
+                    test.outcome = "todo"
+            exercises.append(_exercise_result(ex, tests, ex.id in run.todo or ex.id in not_started))
         everything = [(t.recorded, t.message) for e in exercises for t in e.tests]
         lessons.append(LessonResult(lesson, exercises, results.problem(everything)))
     return lessons

@@ -1,0 +1,129 @@
+"""Fair credit: each exercise that did not pass in the copy as it is, checked again in a hybrid.
+
+The hybrid of exercise X (course.tools.grading.hybrid) is the student's app.py with every other
+exercise of the lesson taken from the reference solution, so X is worth its points whatever else
+the student did or did not do: 03.3 solved and 03.2 not earns 03.3's points. A test earns its
+weight when it passed in either run.
+
+Only exercises worth a second look are checked again: not those that passed, not those the
+student has not started (status todo: their code is the starter's, and the starter fails every
+test), and none when the copy ran out of time or the lesson's app.py hangs at import. Each
+lesson's app.py holds one hybrid at a time, so the hybrids run in rounds: round k checks the k-th
+exercise of every lesson that has one, with only that exercise's tests that did not pass already,
+in one test process.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from course import ROOT
+from course.tools import teeth
+from course.tools.grading.find import Submission
+from course.tools.grading.hybrid import HybridError, hybrid, not_started
+from course.tools.grading.plan import Plan
+from course.tools.grading.run import Run, run_submission
+from course.tools.grading.same import read_source
+from course.tools.grading.score import LessonResult
+from course.tools.results import TIMED_OUT_SIGN
+from course.tools.term import Progress
+
+SKIP_STATUSES = {"pass", "todo", "untested", "skipped"}
+
+
+@dataclass
+class Recheck:
+    """What the hybrids of one copy did: their records, the exercises checked, and what could not be."""
+    records: list[dict] = field(default_factory=list)
+    exercises: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    duration: float = 0.0
+
+
+def unstarted(lessons_dir: Path | None, plan: Plan, notes: list[str]) -> set[str]:
+    """The exercises whose code in the copy is still the shipped starter's (hybrid.not_started): they earn 0."""
+    found = set()
+    for lesson in plan.lessons:
+        student = read_source(lessons_dir / lesson.slug / "app.py") if lessons_dir else None
+        if student is None:
+            continue
+        try:
+            starter = teeth.shipped_starter(lesson.slug).decode("utf-8", "replace")
+        except teeth.StarterUnavailable as exc:
+            notes.append(f"lesson {lesson.id}: cannot tell an untouched exercise from a started one: {exc}")
+            continue
+        found |= not_started(student, starter, lesson.slug)
+    return found
+
+
+def worth_checking(run: Run, lessons: list[LessonResult]) -> dict[str, list[str]]:
+    """Per lesson slug, the exercises to check again in a hybrid (see the module docstring)."""
+    if run.status == "timeout":
+        return {}
+    chosen = {}
+    for lesson in lessons:
+        if TIMED_OUT_SIGN in lesson.problem:
+            continue
+        ids = [ex.exercise.id for ex in lesson.exercises if ex.status not in SKIP_STATUSES and ex.exercise.names]
+        if ids:
+            chosen[lesson.lesson.slug] = ids
+    return chosen
+
+
+def build_rounds(student_dir: Path, chosen: dict[str, list[str]], into: Path,
+                 notes: list[str]) -> list[tuple[Path, dict[str, str]]]:
+    """The hybrid copies, one folder of lessons per round, and the exercise each lesson holds in it."""
+    hybrids: dict[str, list[tuple[str, str]]] = {}
+    for slug, ids in chosen.items():
+        student = read_source(student_dir / slug / "app.py")
+        if student is None:
+            continue
+        reference = (ROOT / "solutions" / slug / "app.py").read_text(encoding="utf-8")
+        for exercise_id in ids:
+            try:
+                hybrids.setdefault(slug, []).append((exercise_id, hybrid(student, reference, exercise_id)))
+            except HybridError as exc:
+                notes.append(f"{exercise_id}: not checked with the reference's other exercises: {exc}")
+    rounds = []
+    for number in range(max((len(each) for each in hybrids.values()), default=0)):
+        folder = into / f"round-{number + 1}"
+        held = {}
+        for slug, each in hybrids.items():
+            if number < len(each):
+                exercise_id, source = each[number]
+                (folder / slug).mkdir(parents=True)
+                (folder / slug / "app.py").write_text(source, encoding="utf-8")
+                held[slug] = exercise_id
+        rounds.append((folder, held))
+    return rounds
+
+
+def recheck(submission: Submission, plan: Plan, run: Run, lessons: list[LessonResult], workdir: Path,
+            cancel: threading.Event, progress: Progress | None = None) -> Recheck:
+    """Run the hybrids of the exercises worth checking again; their records, for ``score(..., fair=...)``.
+
+    ``workdir`` holds the copy's lessons as graded (``workdir/lessons``); the rounds go beside them.
+    All rounds together get at most the copy's own time limit.
+    """
+    result = Recheck()
+    chosen = worth_checking(run, lessons)
+    if not chosen:
+        return result
+    rounds = build_rounds(workdir / "lessons", chosen, workdir / "hybrids", result.notes)
+    passed = {t.case.nodeid for lesson in lessons for ex in lesson.exercises for t in ex.tests if t.outcome == "passed"}
+    budget = plan.timeout
+    for number, (folder, held) in enumerate(rounds, start=1):
+        if budget <= 1:
+            result.notes.append("fair credit: stopped, the copy's time limit is used up")
+            break
+        tests = [t for t in plan.tests if held.get(t.slug) == t.exercise and t.nodeid not in passed]
+        sub_plan = Plan(lessons=[each for each in plan.lessons if each.slug in held], tests=tests,
+                        test_timeout=plan.test_timeout, timeout=budget, only_these_tests=True)
+        copy = Submission(submission.name, folder, folder, submission.file_name)      # the hybrids only
+        hybrid_run = run_submission(copy, sub_plan, workdir / f"fair-{number}", cancel, progress)
+        budget -= hybrid_run.duration
+        result.duration += hybrid_run.duration
+        result.exercises += sorted(held.values())
+        result.records += hybrid_run.records
+    return result

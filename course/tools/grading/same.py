@@ -1,0 +1,117 @@
+"""Copies that are the same code: a lesson identical to the reference solution, or to a classmate's.
+
+Two app.py files are the same when their code is, whatever the whitespace, comments, docstrings,
+quotes or parentheses: the fingerprint is a hash of the module's syntax tree without those
+(``ast.dump`` of the tree with its docstrings removed). A file that does not parse is compared by
+its tokens without comments and blank lines. The shipped starter is nobody's work, so two
+untouched lessons are never flagged. A flag is a reason to look, not a verdict: short exercises
+done the obvious way can come out the same.
+"""
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import tokenize
+from functools import lru_cache
+
+from course import ROOT
+from course.tools import teeth
+
+REFERENCE = "the reference"
+
+
+def without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) \
+                    and isinstance(first.value.value, str):
+                node.body = node.body[1:] or [ast.Pass()]
+    return tree
+
+
+def _tokens(source: str) -> str:
+    """The tokens of code that does not parse, without comments and layout (as far as they can be read)."""
+    skip = {tokenize.COMMENT, tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENCODING}
+    found = []
+    try:
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline):
+            if tok.type not in skip:
+                found.append(tok.string)
+    except (tokenize.TokenError, SyntaxError):
+        pass                        # an unclosed bracket is found at the end: what came before is kept
+    return " ".join(found)
+
+
+def normalised(source: str) -> str:
+    """The code of ``source`` without whitespace, comments and docstrings (its syntax tree, as text)."""
+    try:
+        return ast.dump(without_docstrings(ast.parse(source)), annotate_fields=False)
+    except (SyntaxError, ValueError, RecursionError):
+        return "tokens:" + _tokens(source)
+
+
+def fingerprint(source: str) -> str:
+    return hashlib.sha256(normalised(source).encode("utf-8", "surrogateescape")).hexdigest()[:16]
+
+
+@lru_cache(maxsize=None)
+def reference_fingerprint(slug: str) -> str:
+    return fingerprint((ROOT / "solutions" / slug / "app.py").read_text(encoding="utf-8"))
+
+
+@lru_cache(maxsize=None)
+def starter_fingerprint(slug: str) -> str:
+    try:
+        return fingerprint(teeth.shipped_starter(slug).decode("utf-8", "replace"))
+    except teeth.StarterUnavailable:
+        return fingerprint((ROOT / "lessons" / slug / "app.py").read_text(encoding="utf-8"))
+
+
+def flags(prints: dict[str, dict[str, str]], lesson_ids: dict[str, str]) -> dict[str, list[str]]:
+    """Per student, the flags: ``lesson 03 = the reference``, ``lesson 02 = bob``.
+
+    ``prints``: student -> {lesson slug: fingerprint of its app.py}; ``lesson_ids``: slug -> "03".
+    """
+    by_print: dict[tuple[str, str], list[str]] = {}
+    for student, lessons in prints.items():
+        for slug, value in lessons.items():
+            if value and value != "symlink" and value != starter_fingerprint(slug):
+                by_print.setdefault((slug, value), []).append(student)
+    found: dict[str, list[str]] = {student: [] for student in prints}
+    for slug, lesson_id in lesson_ids.items():
+        for student, lessons in sorted(prints.items()):
+            value = lessons.get(slug)
+            if not value or value == starter_fingerprint(slug):
+                continue
+            if value == "symlink":
+                found[student].append(f"lesson {lesson_id} = a symlink (app.py points elsewhere)")
+                continue
+            same = [REFERENCE] if value == reference_fingerprint(slug) else []
+            same += sorted(other for other in by_print.get((slug, value), []) if other != student)
+            if same:
+                found[student].append(f"lesson {lesson_id} = {', '.join(same)}")
+    return found
+
+
+MAX_SOURCE = 2_000_000          # bytes: a bigger app.py is not read
+
+
+def read_source(path) -> str | None:
+    """A copy's app.py as text; None when it is missing, too big, or a symlink (never followed)."""
+    if path is None or path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_SOURCE:
+        return None
+    return path.read_text(encoding="utf-8", errors="replace")
+
+
+def lesson_prints(lessons_dir, slugs: list[str]) -> dict[str, str]:
+    """The fingerprint of each lesson's app.py in a copy (a symlink is flagged as one, never followed)."""
+    prints = {}
+    for slug in slugs:
+        path = lessons_dir / slug / "app.py" if lessons_dir else None
+        if path is not None and path.is_symlink():
+            prints[slug] = "symlink"
+        elif (source := read_source(path)) is not None:
+            prints[slug] = fingerprint(source)
+    return prints
