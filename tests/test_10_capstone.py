@@ -603,7 +603,9 @@ def test_remember_me_logs_in_and_is_rotated_on_use(start):
 def test_logout_everywhere_revokes_remember_me(start):
     url = start()
     laptop = log_in(url, remember=True)
-    kept = without_session(laptop)
+    reopened = without_session(laptop)
+    assert_logged_in(dashboard(url, reopened), 1, why=" by the remember-me cookie alone, before logout everywhere")
+    kept = without_session(reopened)               # the token as it is after that use (rotated)
     post(url, log_in(url), "/logout-everywhere")
     assert_logged_out(dashboard(url, kept), ": a remember-me cookie after logout everywhere")
     assert_logged_out(dashboard(url, laptop))

@@ -45,7 +45,8 @@ def not_done_body(exc: ExerciseNotDone, accept: str | None) -> tuple[bytes, str]
             f"{escape(exc.exercise_id)} is not done yet</title><style>{STYLE}</style></head><body>"
             f"<h1>Not done yet: exercise {escape(exc.exercise_id)}</h1><p>{escape(str(exc))}</p>"
             "<p class=\"muted\">HTTP 501: this part of the lesson is yours to write. "
-            "Save your change and reload the page: <code>make run</code> restarts the server on every save.</p></body></html>\n")
+            "Save your change and reload the page: <code>make run</code> restarts the server on every save."
+            "</p></body></html>\n")
     return page.encode(), "text/html; charset=utf-8"
 
 
