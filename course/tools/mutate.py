@@ -724,10 +724,17 @@ def killers(mutant: Mutant, subject: Subject, base: Baseline) -> list[str]:
     return sorted(chosen, key=lambda test: (base.durations.get(test, 0.0), test))
 
 
+STATUS = {0: "survived", 1: "killed", 2: "killed", 5: "survived"}
+"""pytest's exit code -> the mutant's fate: 1 a test failed; 2 the tests could not even import the mutated
+code (collection error); 5 no test ran (counted as surviving, never as killed); anything else is an error
+of the run (also never counted as killed)."""
+NOT_KILLED = ("survived", "not covered", "error")
+
+
 @dataclass
 class Outcome:
     mutant: Mutant
-    status: str               # killed, timeout, survived, not covered
+    status: str               # killed, timeout, survived, not covered, error
     tests: int = 0            # how many tests it was run against
     killed_by: str = ""
     equivalent: str = ""      # the recorded reason, when it is in the record
@@ -757,10 +764,10 @@ class FileReport:
 
     def summary(self) -> dict:
         return {"file": self.file, "mutants": len(self.outcomes), "not_covered": self.count("not covered"),
-                "killed": self.killed, "survived": self.count("survived", "not covered"),
+                "killed": self.killed, "survived": self.count(*NOT_KILLED),
                 "equivalent": self.equivalent, "score": self.score,
                 "survivors": [{**o.mutant.describe(), "status": o.status} for o in self.outcomes
-                              if o.status in ("survived", "not covered") and not o.equivalent],
+                              if o.status in NOT_KILLED and not o.equivalent],
                 "equivalent_killed": [o.mutant.describe() for o in self.outcomes
                                       if o.equivalent and o.status in ("killed", "timeout")]}
 
@@ -836,7 +843,7 @@ def mutate(subjects: list[Subject], jobs: int = 2, sample: int | None = None, se
             else:
                 outcomes[mutant] = Outcome(mutant, "not covered")
         args = _pytest_args(subjects, files)
-        args = [a for a in args if not a.endswith(".py")]     # the tests are given by _Select... and by file:
+        args = [a for a in args if not a.endswith(".py")]     # each mutant: only the files of its killers
         done = {"n": 0}
 
         def start(task):
@@ -844,7 +851,7 @@ def mutate(subjects: list[Subject], jobs: int = 2, sample: int | None = None, se
             here = workdir / f"m{index}"
             here.mkdir()
             slowest = max(base.durations.get(t, 1.0) for t in tests)
-            test_files = list(dict.fromkeys(t.split("::")[0] for t in tests))
+            test_files = list(dict.fromkeys(str(ROOT / t.split("::")[0]) for t in tests))
             child_args = [*args, *test_files, "--course-timeout", f"{max(5.0, 4 * slowest + 2):g}"]
             seconds = 30 + 3 * sum(base.durations.get(t, 1.0) for t in tests)
             return _fork(lambda: _mutant_child(subject, mutant, child_args, tests, here)), seconds, here
@@ -853,7 +860,7 @@ def mutate(subjects: list[Subject], jobs: int = 2, sample: int | None = None, se
             _, subject, mutant, tests = task
             killed_by = here / "killed-by.json"
             by = json.loads(killed_by.read_text(encoding="utf-8"))["test"] if killed_by.exists() else ""
-            status = "timeout" if code is None else "survived" if code == 0 else "killed"
+            status = "timeout" if code is None else STATUS.get(code, "error")
             outcomes[mutant] = Outcome(mutant, status, len(tests), by)
             done["n"] += 1
             if progress:
@@ -880,6 +887,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sample", type=int, metavar="N", help="run only N mutants, chosen at random with --seed")
     parser.add_argument("--seed", type=int, default=0, help="the seed of --sample (default 0)")
     parser.add_argument("--jobs", "-j", type=int, default=2, metavar="N", help="mutants run at once (default 2)")
+    parser.add_argument("--survivors-of", metavar="REPORT.json",
+                        help="run only the mutants that survived in an earlier --json report (after adding tests)")
     parser.add_argument("--list", action="store_true", help="only list the mutants, run nothing")
     parser.add_argument("--fresh", action="store_true",
                         help="run the baseline (the killer tests on the unchanged code, traced) again, "
@@ -910,8 +919,9 @@ def command(args) -> int:
         if args.list:
             return _list(subjects, args.json)
         progress = None if args.json or not sys.stderr.isatty() else _progress
+        only = survivors_of(Path(args.survivors_of)) if args.survivors_of else None
         reports = [mutate(group, jobs=args.jobs, sample=args.sample, seed=args.seed, progress=progress,
-                          cache=not args.fresh)
+                          cache=not args.fresh, only=only)
                    for group in ([s for s in subjects if s.kind == kind] for kind in ("lesson", "kit")) if group]
         report = reports[0] if len(reports) == 1 else _joined(reports)
     except MutateError as exc:
@@ -922,6 +932,16 @@ def command(args) -> int:
     else:
         print_report(report, every=args.all_survivors)
     return 0
+
+
+def survivors_of(report: Path):
+    """A filter keeping the mutants an earlier ``--json`` report lists as survivors."""
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+        wanted = {(m["file"], m["function"], m["line"], m["mutation"]) for f in data["files"] for m in f["survivors"]}
+    except (OSError, ValueError, KeyError) as exc:
+        raise MutateError(f"{report} is not a report of python -m course mutate --json ({exc})") from None
+    return lambda m: (m.file, m.function, m.line, m.mutation) in wanted
 
 
 def _joined(reports: list[Report]) -> Report:
@@ -952,13 +972,14 @@ def print_report(report: Report, every: bool = False) -> None:
     for f in report.files:
         score = "-" if f.score is None else f"{100 * f.score:.1f}%"
         print(f"{f.file:<40} {len(f.outcomes):>7} {f.count('not covered'):>8} {f.killed:>6} "
-              f"{f.count('survived', 'not covered'):>8} {f.equivalent:>6} {score:>6}")
+              f"{f.count(*NOT_KILLED):>8} {f.equivalent:>6} {score:>6}")
     for f in report.files:
-        survivors = [o for o in f.outcomes if o.status in ("survived", "not covered") and not o.equivalent]
+        survivors = [o for o in f.outcomes if o.status in NOT_KILLED and not o.equivalent]
         if survivors:
             print(f"\nSurvivors in {f.file}:")
             for o in survivors if every else survivors[:40]:
-                note = " (not covered: no test runs this line)" if o.status == "not covered" else ""
+                note = {"not covered": " (not covered: no test runs this line)",
+                        "error": " (the run failed: see --json)"}.get(o.status, "")
                 print(f"  {o.mutant.where}  {o.mutant.function}  [{o.mutant.operator}]  {o.mutant.mutation}{note}")
             if not every and len(survivors) > 40:
                 print(f"  ... and {len(survivors) - 40} more (--all-survivors)")
