@@ -328,6 +328,10 @@ def test_a_second_sid_smuggled_in_another_cookie_does_not_replace_the_first(url)
     assert "Visits so far: 2" in resp.text, (
         f"Cookie: {name}=<yours>; junk=x {name}=<another> read the other session ({resp.text!r}): hand Beaker "
         "only the first sid, and only a value made of a Beaker cookie's characters")
+    resp = peek(url, f"{name}=x {name}={forged}")
+    assert "Visits so far: 5" not in resp.text, (
+        f"Cookie: {name}=x {name}=<another> read the other session: a sid whose value holds a space is not a "
+        "Beaker value; hand Beaker nothing, so it starts a new session")
 
 
 @pytest.mark.exercise("05.5")
