@@ -8,6 +8,7 @@ shows here.
 from __future__ import annotations
 
 import ast
+import json
 import os
 import textwrap
 
@@ -263,3 +264,14 @@ def test_a_mutant_no_test_notices_is_reported_as_surviving():
     statuses = {o.status for f in report.files for o in f.outcomes}
     assert statuses, "no mutant of cookie_header ran"
     assert statuses & {"survived", "not covered"}, statuses
+
+
+def test_survivors_of_an_earlier_run_are_read_back_and_a_sample_is_refused(tmp_path):
+    survivor = {"file": "solutions/01_raw_cookies/app.py", "function": "read_count", "line": 33, "mutation": "a -> b"}
+    report = {"files": [{"survivors": [survivor], "equivalent_survivors": []}], "sample": False}
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps(report), encoding="utf-8")
+    assert mutate.survivors_of(path) == {("solutions/01_raw_cookies/app.py", "read_count", 33, "a -> b")}
+    path.write_text(json.dumps({**report, "sample": True}), encoding="utf-8")
+    with pytest.raises(mutate.MutateError, match="sample"):
+        mutate.survivors_of(path)

@@ -729,12 +729,14 @@ STATUS = {0: "survived", 1: "killed", 2: "killed", 5: "survived"}
 code (collection error); 5 no test ran (counted as surviving, never as killed); anything else is an error
 of the run (also never counted as killed)."""
 NOT_KILLED = ("survived", "not covered", "error")
+KILLED = ("killed", "timeout", "killed before")
+"""``killed before``: with ``--survivors-of``, a mutant the earlier run killed (only its survivors run again)."""
 
 
 @dataclass
 class Outcome:
     mutant: Mutant
-    status: str               # killed, timeout, survived, not covered, error
+    status: str               # killed, timeout, killed before, survived, not covered, error
     tests: int = 0            # how many tests it was run against
     killed_by: str = ""
     equivalent: str = ""      # the recorded reason, when it is in the record
@@ -754,12 +756,12 @@ class FileReport:
 
     @property
     def killed(self) -> int:
-        return self.count("killed", "timeout")
+        return self.count(*KILLED)
 
     @property
     def score(self) -> float | None:
         counted = len(self.outcomes) - self.equivalent
-        killed = sum(o.status in ("killed", "timeout") and not o.equivalent for o in self.outcomes)
+        killed = sum(o.status in KILLED and not o.equivalent for o in self.outcomes)
         return killed / counted if counted else None
 
     def summary(self) -> dict:
@@ -768,8 +770,10 @@ class FileReport:
                 "equivalent": self.equivalent, "score": self.score,
                 "survivors": [{**o.mutant.describe(), "status": o.status} for o in self.outcomes
                               if o.status in NOT_KILLED and not o.equivalent],
+                "equivalent_survivors": [{**o.mutant.describe(), "status": o.status} for o in self.outcomes
+                                         if o.status in NOT_KILLED and o.equivalent],
                 "equivalent_killed": [o.mutant.describe() for o in self.outcomes
-                                      if o.equivalent and o.status in ("killed", "timeout")]}
+                                      if o.equivalent and o.status in KILLED]}
 
 
 def equivalent_record(path: Path = EQUIVALENT_RECORD) -> list[dict]:
@@ -819,10 +823,12 @@ def _cpu() -> float:
 
 def mutate(subjects: list[Subject], jobs: int = 2, sample: int | None = None, seed: int = 0,
            kit_tests: tuple[str, ...] = KIT_TESTS, progress=None, record: list[dict] | None = None,
-           keep: Path | None = None, only=None, cache: bool = True) -> Report:
+           keep: Path | None = None, only=None, cache: bool = True, again: set | None = None) -> Report:
     """Generate the subjects' mutants, run each against the tests that execute its lines; the report.
 
-    ``only(mutant)`` keeps some of them (before ``sample`` picks among those)."""
+    ``only(mutant)`` keeps some of them (before ``sample`` picks among those). ``again``: the keys
+    (``_key``) of the mutants an earlier full run did not kill; only those run, the others count as
+    "killed before" (tests are only ever added, and the code under test is the same)."""
     started, cpu = time.monotonic(), _cpu()
     by_subject = [(subject, [m for m in subject.mutants() if only is None or only(m)]) for subject in subjects]
     every = [(subject, mutant) for subject, mutants in by_subject for mutant in mutants]
@@ -838,7 +844,9 @@ def mutate(subjects: list[Subject], jobs: int = 2, sample: int | None = None, se
         tasks = []
         for index, (subject, mutant) in enumerate(every):
             tests = killers(mutant, subject, base)
-            if tests:
+            if again is not None and _key(mutant) not in again:
+                outcomes[mutant] = Outcome(mutant, "killed before")
+            elif tests:
                 tasks.append((index, subject, mutant, tests))
             else:
                 outcomes[mutant] = Outcome(mutant, "not covered")
@@ -888,7 +896,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="the seed of --sample (default 0)")
     parser.add_argument("--jobs", "-j", type=int, default=2, metavar="N", help="mutants run at once (default 2)")
     parser.add_argument("--survivors-of", metavar="REPORT.json",
-                        help="run only the mutants that survived in an earlier --json report (after adding tests)")
+                        help="run again only the mutants an earlier full --json report did not kill (after adding "
+                             "tests); the others count as killed before")
     parser.add_argument("--list", action="store_true", help="only list the mutants, run nothing")
     parser.add_argument("--fresh", action="store_true",
                         help="run the baseline (the killer tests on the unchanged code, traced) again, "
@@ -919,9 +928,9 @@ def command(args) -> int:
         if args.list:
             return _list(subjects, args.json)
         progress = None if args.json or not sys.stderr.isatty() else _progress
-        only = survivors_of(Path(args.survivors_of)) if args.survivors_of else None
+        again = survivors_of(Path(args.survivors_of)) if args.survivors_of else None
         reports = [mutate(group, jobs=args.jobs, sample=args.sample, seed=args.seed, progress=progress,
-                          cache=not args.fresh, only=only)
+                          cache=not args.fresh, again=again)
                    for group in ([s for s in subjects if s.kind == kind] for kind in ("lesson", "kit")) if group]
         report = reports[0] if len(reports) == 1 else _joined(reports)
     except MutateError as exc:
@@ -934,14 +943,20 @@ def command(args) -> int:
     return 0
 
 
-def survivors_of(report: Path):
-    """A filter keeping the mutants an earlier ``--json`` report lists as survivors."""
+def _key(mutant: Mutant) -> tuple:
+    return mutant.file, mutant.function, mutant.line, mutant.mutation
+
+
+def survivors_of(report: Path) -> set:
+    """The keys of the mutants an earlier full ``--json`` report did not kill (equivalent ones too)."""
     try:
         data = json.loads(report.read_text(encoding="utf-8"))
-        wanted = {(m["file"], m["function"], m["line"], m["mutation"]) for f in data["files"] for m in f["survivors"]}
+        if data.get("sample"):
+            raise MutateError(f"{report} is the report of a sample: --survivors-of needs a full run")
+        return {(m["file"], m["function"], m["line"], m["mutation"]) for f in data["files"]
+                for m in [*f["survivors"], *f.get("equivalent_survivors", [])]}
     except (OSError, ValueError, KeyError) as exc:
         raise MutateError(f"{report} is not a report of python -m course mutate --json ({exc})") from None
-    return lambda m: (m.file, m.function, m.line, m.mutation) in wanted
 
 
 def _joined(reports: list[Report]) -> Report:
