@@ -93,6 +93,7 @@ EXPECTED = [
     ("file:.sessions/files", {"type": "file", "data_dir": ".sessions/files"}),
     ("dbm:/var/lib/app/sessions", {"type": "dbm", "data_dir": "/var/lib/app/sessions"}),
     ("sqlite:///.sessions/sessions.db", {"type": "ext:database", "url": "sqlite:///.sessions/sessions.db"}),
+    ("sqlite:///s", {"type": "ext:database", "url": "sqlite:///s"}),     # the shortest file name there is
     ("redis://127.0.0.1:6379/0", {"type": "ext:redis", "url": "redis://127.0.0.1:6379/0"}),
     ("postgresql://postgres@127.0.0.1:5432/test",
      {"type": "ext:database", "url": "postgresql+psycopg://postgres@127.0.0.1:5432/test"}),
@@ -104,7 +105,9 @@ BAD_URLS = ["bogus://somewhere", "redis:", "postgresql://", "mysql://root@127.0.
             "memcached://", "mongodb://127.0.0.1:27017", "", "127.0.0.1:6379",
             # an in-memory SQLite database (lost at restart, one per connection), a scheme nobody knows that
             # looks like a URL, a database without a host (a Unix socket this course does not use)
-            "sqlite:///", "bogus://host/db", "postgresql:///test", "mysql:///test", "dbm:"]
+            "sqlite:///", "bogus://host/db", "postgresql:///test", "mysql:///test", "dbm:",
+            # two slashes (sqlite:///PATH has three), and memory: with something after it
+            "sqlite://sessions.db", "memory:sessions"]
 
 
 @pytest.mark.exercise("08.1")
@@ -113,6 +116,12 @@ def test_store_options_maps_each_url_to_its_beaker_backend_and_driver(app_module
     got = app_module.store_options(url)
     for key, value in expected.items():
         assert got.get(key) == value, f"store_options({url!r})[{key!r}] should be {value!r}, got {got!r}"
+
+
+@pytest.mark.exercise("08.1")
+def test_an_sqlite_url_with_a_table_but_no_file_is_refused(app_module):
+    with pytest.raises(ValueError):
+        app_module.store_options("sqlite:///?table=sessions")   # no file: an in-memory database again
 
 
 @pytest.mark.exercise("08.1")
