@@ -99,6 +99,7 @@ EXPECTED = [
      {"type": "ext:database", "url": "postgresql+psycopg://postgres@127.0.0.1:5432/test"}),
     ("mysql://root@127.0.0.1:3306/test", {"type": "ext:database", "url": "mysql+pymysql://root@127.0.0.1:3306/test"}),
     ("memcached://127.0.0.1:11211", {"type": "ext:memcached", "url": "127.0.0.1:11211"}),
+    ("memcached://10.0.0.1:11211,10.0.0.2:11211", {"type": "ext:memcached", "url": "10.0.0.1:11211;10.0.0.2:11211"}),
     ("mongodb://127.0.0.1:27017/sessions", {"type": "ext:mongodb", "url": "mongodb://127.0.0.1:27017/sessions"}),
 ]
 BAD_URLS = ["bogus://somewhere", "redis:", "postgresql://", "mysql://root@127.0.0.1", "sqlite://", "file:",
@@ -107,7 +108,7 @@ BAD_URLS = ["bogus://somewhere", "redis:", "postgresql://", "mysql://root@127.0.
             # looks like a URL, a database without a host (a Unix socket this course does not use)
             "sqlite:///", "bogus://host/db", "postgresql:///test", "mysql:///test", "dbm:",
             # two slashes (sqlite:///PATH has three), and memory: with something after it
-            "sqlite://sessions.db", "memory:sessions"]
+            "sqlite://sessions.db", "memory:sessions", "postgresql://postgres@127.0.0.1/"]
 
 
 @pytest.mark.exercise("08.1")
