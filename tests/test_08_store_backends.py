@@ -7,6 +7,7 @@ run in parallel with anybody else's; nothing flushes a shared store. "The store 
 real outage: a TCP relay (course.tools.faults.Relay) in front of the real server, cut and restored.
 "A restart" is a real process, killed with SIGKILL and started again.
 """
+import argparse
 import os
 import secrets
 import subprocess
@@ -108,7 +109,8 @@ BAD_URLS = ["bogus://somewhere", "redis:", "postgresql://", "mysql://root@127.0.
             # looks like a URL, a database without a host (a Unix socket this course does not use)
             "sqlite:///", "bogus://host/db", "postgresql:///test", "mysql:///test", "dbm:",
             # two slashes (sqlite:///PATH has three), and memory: with something after it
-            "sqlite://sessions.db", "memory:sessions", "postgresql://postgres@127.0.0.1/"]
+            "sqlite://sessions.db", "memory:sessions", "postgresql://postgres@127.0.0.1/", "mongodb:///sessions",
+            "mongodb://127.0.0.1:27017/"]
 
 
 @pytest.mark.exercise("08.1")
@@ -233,6 +235,15 @@ def test_two_app_processes_share_one_store_but_not_memory(course_target, store, 
     for kind in kinds[1:]:
         assert counts[kind] == [1, 2, 3], f"two processes on one {kind} store should share the session: {counts[kind]}"
     assert counts["memory"][:2] == [1, 1], "each process has its own memory: the second one does not know the visitor"
+
+
+@pytest.mark.exercise("08.2")
+def test_store_url_argument_gives_back_a_good_url_and_argparse_s_error_for_a_bad_one(app_module):
+    assert app_module.store_url_argument("sqlite:///s.db") == "sqlite:///s.db"
+    with pytest.raises(argparse.ArgumentTypeError) as info:
+        app_module.store_url_argument("bogus://somewhere")
+    assert "bogus://somewhere" in str(info.value) and "redis://" in str(info.value), (
+        f"argparse prints this message as it is: name the URL and list the accepted forms: {info.value}")
 
 
 @pytest.mark.exercise("08.2")
