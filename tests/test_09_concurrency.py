@@ -266,6 +266,20 @@ def test_thread_locks_are_not_enough_across_workers(course_target, store, gunico
     assert lost > 0, "a lock in one worker's memory does not stop the other worker"
 
 
+@pytest.mark.exercise("09.1")
+def test_a_request_whose_session_lock_stays_taken_gets_a_503_not_an_endless_wait(app_module, server, store):
+    redis_url = store("redis")
+    base_url = server(store_url=store("sqlite"), secret=SECRET, lock=True, locks="redis", lock_url=redis_url,
+                      lock_wait=0.3)
+    cookie = new_session(base_url)
+    with app_module.RedisLocks(redis_url, ttl=10, wait=1).hold(cookie[40:]):     # another request holds it
+        resp = tab(cookie).get(base_url + "/visits", timeout=30)
+    assert resp.status_code == 503 and "busy" in resp.text, (
+        f"a session whose lock stays taken beyond lock_wait: expected 503 saying the session is busy, got "
+        f"{resp.status_code} {resp.text[:200]!r} (catch LockBusy around locks.hold)")
+    assert count_of(tab(cookie).get(base_url + "/visits", timeout=30)) == 2, "the busy request changed nothing"
+
+
 @pytest.mark.exercise("09.2")
 def test_a_redis_lock_is_released_only_by_its_holder(app_module, store):
     url = store("redis")
