@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from course.kit import stores_beaker
+from course.kit import concurrency, stores_beaker
 from course.tools import services
 from course.tools.bench import Gunicorn
 from course.tools.faults import AppProcess, free_port
@@ -348,6 +348,17 @@ def test_a_worker_killed_while_holding_the_lock_leaves_the_session_intact(course
 
 
 # ---------------------------------------------------------------- 09.3 an atomic counter
+
+@pytest.mark.exercise("09.3")
+@pytest.mark.parametrize("kind", ["redis", "sqlite"])
+def test_two_apps_on_one_store_count_on_one_counter(app_module, store, kind):
+    """Two processes of the app share the store: a counter must live there, not in one app's memory."""
+    url = store(kind)
+    first, second = (app_module.Counter(url, concurrency.store_config(url)) for _ in range(2))
+    key = f"hits:{uuid.uuid4().hex}"
+    assert [app_module.add_one(first, key), app_module.add_one(second, key), app_module.add_one(first, key)] == \
+        [1, 2, 3], f"add_one on {kind}: each app counted on its own; count in the store (INCR, UPDATE ... n + 1)"
+
 
 @pytest.mark.exercise("09.3")
 @pytest.mark.parametrize("kind", STORES)
