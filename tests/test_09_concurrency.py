@@ -358,6 +358,12 @@ def test_two_apps_on_one_store_count_on_one_counter(app_module, store, kind):
     key = f"hits:{uuid.uuid4().hex}"
     assert [app_module.add_one(first, key), app_module.add_one(second, key), app_module.add_one(first, key)] == \
         [1, 2, 3], f"add_one on {kind}: each app counted on its own; count in the store (INCR, UPDATE ... n + 1)"
+    if kind == "redis":
+        import redis
+        ttl = redis.Redis.from_url(url).ttl(key)
+        assert 0 < ttl <= app_module.COUNTER_TTL, (
+            f"the counter key has TTL {ttl}: give it an expiry (EXPIRE key COUNTER_TTL), or Redis keeps every "
+            "visitor's counter for ever")
 
 
 @pytest.mark.exercise("09.3")
