@@ -807,7 +807,8 @@ class Report:
 
     @property
     def run(self) -> int:
-        return sum(1 for f in self.files for o in f.outcomes if o.status != "not covered")
+        """How many mutants this run ran (not those on lines no test runs, nor those killed before)."""
+        return sum(1 for f in self.files for o in f.outcomes if o.status not in ("not covered", "killed before"))
 
     def as_dict(self) -> dict:
         return {"files": [f.summary() for f in self.files], "seconds": round(self.seconds, 1),
