@@ -755,6 +755,16 @@ class FileReport:
         return sum(bool(o.equivalent) for o in self.outcomes)
 
     @property
+    def not_covered(self) -> int:
+        """Survivors on lines no killer test executes (so they were not run)."""
+        return sum(o.status == "not covered" and not o.equivalent for o in self.outcomes)
+
+    @property
+    def survived(self) -> int:
+        """Not killed and not recorded as equivalent (those on lines no test runs included)."""
+        return sum(o.status in NOT_KILLED and not o.equivalent for o in self.outcomes)
+
+    @property
     def killed(self) -> int:
         return self.count(*KILLED)
 
@@ -765,8 +775,8 @@ class FileReport:
         return killed / counted if counted else None
 
     def summary(self) -> dict:
-        return {"file": self.file, "mutants": len(self.outcomes), "not_covered": self.count("not covered"),
-                "killed": self.killed, "survived": self.count(*NOT_KILLED),
+        return {"file": self.file, "mutants": len(self.outcomes), "not_covered": self.not_covered,
+                "killed": self.killed, "survived": self.survived,
                 "equivalent": self.equivalent, "score": self.score,
                 "survivors": [{**o.mutant.describe(), "status": o.status} for o in self.outcomes
                               if o.status in NOT_KILLED and not o.equivalent],
@@ -987,8 +997,8 @@ def print_report(report: Report, every: bool = False) -> None:
     print(header)
     for f in report.files:
         score = "-" if f.score is None else f"{100 * f.score:.1f}%"
-        print(f"{f.file:<40} {len(f.outcomes):>7} {f.count('not covered'):>8} {f.killed:>6} "
-              f"{f.count(*NOT_KILLED):>8} {f.equivalent:>6} {score:>6}")
+        print(f"{f.file:<40} {len(f.outcomes):>7} {f.not_covered:>8} {f.killed:>6} "
+              f"{f.survived:>8} {f.equivalent:>6} {score:>6}")
     for f in report.files:
         survivors = [o for o in f.outcomes if o.status in NOT_KILLED and not o.equivalent]
         if survivors:
