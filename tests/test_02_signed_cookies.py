@@ -275,9 +275,9 @@ def test_junk_elsewhere_in_the_header_does_not_lose_the_cookie(server):
 # ---------------------------------------------------------------- 02.4 rotation
 
 @pytest.mark.exercise("02.4")
-@pytest.mark.parametrize("bad", ["", [], [""], [NEW, ""], [NEW, None], None, 42],
+@pytest.mark.parametrize("bad", ["", [], [""], [NEW, ""], [NEW, None], None, 42, [NEW, 42], (NEW, b"bytes")],
                          ids=["empty string", "empty list", "list of empty", "one empty", "None inside",
-                              "None", "a number"])
+                              "None", "a number", "a number inside", "bytes inside"])
 def test_an_unusable_secret_is_a_value_error_at_create_app(app_module, bad):
     with pytest.raises(ValueError) as caught:
         app_module.create_app(secret=bad)

@@ -89,6 +89,31 @@ def test_store_hands_out_copies(app_module):
 
 
 @pytest.mark.exercise("03.1")
+def test_store_sweeps_the_expired_records_nobody_reads_again_every_sweep_every(app_module):
+    """3,000 one-visit bots must not fill the memory: set() drops what expired, once per SWEEP_EVERY."""
+    clock = Clock()
+    store = app_module.MemoryStore(clock=clock)
+    every = app_module.SWEEP_EVERY
+    for i in range(50):
+        store.set(f"bot{i}", {"n": i}, ttl=5)
+    store.set("edge", {"n": 0}, ttl=every + 1)           # expires exactly when the sweep below runs
+    store.set("forever", {"n": 1})
+    store.set("later", {"n": 2}, ttl=10 * every)
+    clock.now += every + 1
+    store.set("new", {"n": 3}, ttl=60)
+    assert sorted(store.records) == ["forever", "later", "new"], (
+        f"after SWEEP_EVERY seconds, set() should drop the expired records (expires_at <= now) and keep the "
+        f"rest; the store holds {sorted(store.records)[:6]}...")
+    store.set("short", {"n": 4}, ttl=1)
+    clock.now += 2
+    store.set("other", {"n": 5})
+    assert "short" in store.records, "the next sweep is SWEEP_EVERY seconds after the last, not at every set()"
+    clock.now += every
+    store.set("another", {"n": 6})
+    assert "short" not in store.records, "SWEEP_EVERY seconds after the last sweep, set() sweeps again"
+
+
+@pytest.mark.exercise("03.1")
 def test_store_records_expire_after_their_ttl(app_module):
     clock = Clock()
     store = app_module.MemoryStore(clock=clock)
@@ -177,6 +202,27 @@ def test_session_id_from_reads_a_cookie_it_signed(app_module, secret):
     assert app_module.session_id_from(header, secret) == sid
 
 
+def _signed_cookie_of_length(length):
+    """A ``sid=...`` header whose value, signed and percent-encoded, is exactly ``length`` characters."""
+    for size in range(length - 120, length):
+        for last in "ABCDEFGH":                   # the signature's encoded length varies: try a few IDs
+            sid = "A" * size + last
+            value = express_cookie(sid).split("=", 1)[1]
+            if len(value) == length:
+                return sid, "sid=" + value
+    raise AssertionError(f"no signed cookie of {length} characters")
+
+
+@pytest.mark.exercise("03.2")
+def test_session_id_from_reads_a_cookie_of_the_largest_size_and_refuses_one_more(app_module):
+    limit = app_module.MAX_COOKIE_CHARS
+    sid, header = _signed_cookie_of_length(limit)
+    assert app_module.session_id_from(header, SECRET) == sid, (
+        f"a signed cookie of exactly MAX_COOKIE_CHARS ({limit}) characters is still one a browser keeps: read it")
+    _, longer = _signed_cookie_of_length(limit + 1)
+    assert app_module.session_id_from(longer, SECRET) is None, "one character more than MAX_COOKIE_CHARS: refuse it"
+
+
 BAD_COOKIES = {
     "no cookie header": None,
     "empty header": "",
@@ -240,6 +286,18 @@ def test_a_bad_cookie_starts_a_fresh_session_without_asking_the_store(url, store
     assert "You have visited 1 times" in resp.text
     assert store.stats()["gets"] == 0, "a cookie we did not sign must not cost a store lookup"
     assert ID.fullmatch(issued_id(resp) or ""), "a fresh session gets a fresh ID"
+
+
+@pytest.mark.exercise("03.3")
+def test_a_loaded_session_the_handler_emptied_is_saved_empty(app_module):
+    store = MemoryStore()
+    store.set("known-id", {"visits": 3, "cart": ["tea"]})
+    session = app_module.Session("known-id", {"visits": 3, "cart": ["tea"]}, is_new=False)
+    session.clear()                                        # the handler removed everything it held
+    app_module.SessionMiddleware(None, SECRET, store).save(session)
+    assert store.get("known-id") == {}, (
+        "a session loaded from the store and emptied by the handler must be saved (empty): skipping the save "
+        "leaves the old data in the store for the next request")
 
 
 @pytest.mark.exercise("03.3")

@@ -118,6 +118,9 @@ def test_check_password_accepts_the_password_and_nothing_else(app_module):
     assert app_module.check_password("wonderland", stored) is True
     for wrong in ("Wonderland", "wonderland ", "wonder", "", "builder", "wonderlanđ"):
         assert app_module.check_password(wrong, stored) is False, f"{wrong!r} was accepted"
+    other_scheme = "sha1" + stored[len("scrypt"):]
+    assert app_module.check_password("wonderland", other_scheme) is False, (
+        "a stored hash that does not say scrypt is not one of ours: refuse it rather than guess how it was made")
 
 
 @pytest.mark.exercise("06.1")

@@ -680,7 +680,10 @@ def test_samesite_stops_a_cross_site_form_but_only_the_token_stops_a_same_site_o
 def test_a_session_without_its_timestamps_is_over(app_module):
     """The docstring's promise: no login_at / seen_at (an old or tampered record) means logged out."""
     for session in ({}, {"login_at": 100.0}, {"seen_at": 100.0}, {"login_at": "x", "seen_at": 100.0}):
-        assert app_module.session_expired(session, 200.0, 1800, 28800) is not None, session
+        reason = app_module.session_expired(session, 200.0, 1800, 28800)
+        assert reason in ("idle", "absolute"), (
+            f"session_expired({session}, ...) = {reason!r}: a session without its timestamps is over, and the "
+            "answer says why as the other cases do, \"idle\" or \"absolute\" (never a TypeError, never a 500)")
 
 
 @pytest.mark.exercise("07.5")
@@ -701,6 +704,32 @@ def test_csrf_tokens_are_compared_with_hmac_compare_digest(app_module, monkeypat
     token = app_module.csrf_token(session)
     assert app_module.csrf_token_ok(session, token) and not app_module.csrf_token_ok(session, token[:-1] + "x")
     assert calls, "compare CSRF tokens with hmac.compare_digest: == tells an attacker, by its timing, how much is right"
+
+
+@pytest.mark.exercise("07.5")
+def test_a_new_csrf_token_is_saved_in_the_session_and_then_reused(app_module):
+    class CountingSaves(FakeSession):
+        saves = 0
+
+        def save(self):
+            self.saves += 1
+
+    session = CountingSaves()
+    token = app_module.csrf_token(session)
+    assert session.get("csrf_token") == token and session.saves == 1, (
+        "csrf_token makes the token on first use and saves the session (session.save()), or the next request "
+        "does not know the token the page carries")
+    assert app_module.csrf_token(session) == token and session.saves == 1, "an existing token is reused as it is"
+
+
+@pytest.mark.exercise("07.5")
+@pytest.mark.parametrize("session", [{}, {"csrf_token": None}, {"csrf_token": ""}], ids=["none", "None", "empty"])
+def test_a_token_sent_to_a_session_that_has_none_is_refused(app_module, session):
+    sent = "a-token-the-session-never-issued-0123456789abcdef"
+    assert app_module.csrf_token_ok(FakeSession(session), sent) is False, (
+        "a session without a CSRF token matches no token: refuse it (and never hand None to compare_digest)")
+    assert app_module.csrf_token_ok(FakeSession(session), "") is False and \
+        app_module.csrf_token_ok(FakeSession(session), None) is False
 
 
 @pytest.mark.exercise("07.6")

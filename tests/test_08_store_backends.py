@@ -7,6 +7,7 @@ run in parallel with anybody else's; nothing flushes a shared store. "The store 
 real outage: a TCP relay (course.tools.faults.Relay) in front of the real server, cut and restored.
 "A restart" is a real process, killed with SIGKILL and started again.
 """
+import argparse
 import os
 import secrets
 import subprocess
@@ -93,15 +94,23 @@ EXPECTED = [
     ("file:.sessions/files", {"type": "file", "data_dir": ".sessions/files"}),
     ("dbm:/var/lib/app/sessions", {"type": "dbm", "data_dir": "/var/lib/app/sessions"}),
     ("sqlite:///.sessions/sessions.db", {"type": "ext:database", "url": "sqlite:///.sessions/sessions.db"}),
+    ("sqlite:///s", {"type": "ext:database", "url": "sqlite:///s"}),     # the shortest file name there is
     ("redis://127.0.0.1:6379/0", {"type": "ext:redis", "url": "redis://127.0.0.1:6379/0"}),
     ("postgresql://postgres@127.0.0.1:5432/test",
      {"type": "ext:database", "url": "postgresql+psycopg://postgres@127.0.0.1:5432/test"}),
     ("mysql://root@127.0.0.1:3306/test", {"type": "ext:database", "url": "mysql+pymysql://root@127.0.0.1:3306/test"}),
     ("memcached://127.0.0.1:11211", {"type": "ext:memcached", "url": "127.0.0.1:11211"}),
+    ("memcached://10.0.0.1:11211,10.0.0.2:11211", {"type": "ext:memcached", "url": "10.0.0.1:11211;10.0.0.2:11211"}),
     ("mongodb://127.0.0.1:27017/sessions", {"type": "ext:mongodb", "url": "mongodb://127.0.0.1:27017/sessions"}),
 ]
 BAD_URLS = ["bogus://somewhere", "redis:", "postgresql://", "mysql://root@127.0.0.1", "sqlite://", "file:",
-            "memcached://", "mongodb://127.0.0.1:27017", "", "127.0.0.1:6379"]
+            "memcached://", "mongodb://127.0.0.1:27017", "", "127.0.0.1:6379",
+            # an in-memory SQLite database (lost at restart, one per connection), a scheme nobody knows that
+            # looks like a URL, a database without a host (a Unix socket this course does not use)
+            "sqlite:///", "bogus://host/db", "postgresql:///test", "mysql:///test", "dbm:",
+            # two slashes (sqlite:///PATH has three), and memory: with something after it
+            "sqlite://sessions.db", "memory:sessions", "postgresql://postgres@127.0.0.1/", "mongodb:///sessions",
+            "mongodb://127.0.0.1:27017/"]
 
 
 @pytest.mark.exercise("08.1")
@@ -110,6 +119,12 @@ def test_store_options_maps_each_url_to_its_beaker_backend_and_driver(app_module
     got = app_module.store_options(url)
     for key, value in expected.items():
         assert got.get(key) == value, f"store_options({url!r})[{key!r}] should be {value!r}, got {got!r}"
+
+
+@pytest.mark.exercise("08.1")
+def test_an_sqlite_url_with_a_table_but_no_file_is_refused(app_module):
+    with pytest.raises(ValueError):
+        app_module.store_options("sqlite:///?table=sessions")   # no file: an in-memory database again
 
 
 @pytest.mark.exercise("08.1")
@@ -223,6 +238,15 @@ def test_two_app_processes_share_one_store_but_not_memory(course_target, store, 
 
 
 @pytest.mark.exercise("08.2")
+def test_store_url_argument_gives_back_a_good_url_and_argparse_s_error_for_a_bad_one(app_module):
+    assert app_module.store_url_argument("sqlite:///s.db") == "sqlite:///s.db"
+    with pytest.raises(argparse.ArgumentTypeError) as info:
+        app_module.store_url_argument("bogus://somewhere")
+    assert "bogus://somewhere" in str(info.value) and "redis://" in str(info.value), (
+        f"argparse prints this message as it is: name the URL and list the accepted forms: {info.value}")
+
+
+@pytest.mark.exercise("08.2")
 def test_a_bad_store_url_stops_the_app_with_one_clear_message(course_target, tmp_path):
     bad = "bogus://somewhere"
     app_py = course_target / "08_store_backends" / "app.py"
@@ -270,6 +294,15 @@ def test_purge_deletes_the_expired_sessions_and_only_those(app_module, server, s
     assert holds(url, fresh_id), "a session in use must not be purged"
     assert app_module.purge_expired(url, older_than=1800) == 0, "nothing is left to purge"
     assert count_of(visit(fresh, base_url)) == 3
+
+
+@pytest.mark.exercise("08.3")
+@pytest.mark.parametrize("kind", ["sqlite", "file", "dbm", "postgres", "mysql", "redis"])
+def test_purge_on_a_store_where_nothing_was_ever_written_purges_nothing(app_module, store, kind):
+    url = store(kind)
+    assert app_module.purge_expired(url, older_than=0, now=time.time() + 3600) == 0, (
+        f"purge_expired({url!r}) on a store no session was ever written to: nothing to delete, and no table, "
+        "folder or file to read yet (that is not an error)")
 
 
 @pytest.mark.exercise("08.3")

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from course.kit import stores_beaker
+from course.kit import concurrency, stores_beaker
 from course.tools import services
 from course.tools.bench import Gunicorn
 from course.tools.faults import AppProcess, free_port
@@ -266,6 +266,20 @@ def test_thread_locks_are_not_enough_across_workers(course_target, store, gunico
     assert lost > 0, "a lock in one worker's memory does not stop the other worker"
 
 
+@pytest.mark.exercise("09.1")
+def test_a_request_whose_session_lock_stays_taken_gets_a_503_not_an_endless_wait(app_module, server, store):
+    redis_url = store("redis")
+    base_url = server(store_url=store("sqlite"), secret=SECRET, lock=True, locks="redis", lock_url=redis_url,
+                      lock_wait=0.3)
+    cookie = new_session(base_url)
+    with app_module.RedisLocks(redis_url, ttl=10, wait=1).hold(cookie[40:]):     # another request holds it
+        resp = tab(cookie).get(base_url + "/visits", timeout=30)
+    assert resp.status_code == 503 and "busy" in resp.text, (
+        f"a session whose lock stays taken beyond lock_wait: expected 503 saying the session is busy, got "
+        f"{resp.status_code} {resp.text[:200]!r} (catch LockBusy around locks.hold)")
+    assert count_of(tab(cookie).get(base_url + "/visits", timeout=30)) == 2, "the busy request changed nothing"
+
+
 @pytest.mark.exercise("09.2")
 def test_a_redis_lock_is_released_only_by_its_holder(app_module, store):
     url = store("redis")
@@ -334,6 +348,23 @@ def test_a_worker_killed_while_holding_the_lock_leaves_the_session_intact(course
 
 
 # ---------------------------------------------------------------- 09.3 an atomic counter
+
+@pytest.mark.exercise("09.3")
+@pytest.mark.parametrize("kind", ["redis", "sqlite"])
+def test_two_apps_on_one_store_count_on_one_counter(app_module, store, kind):
+    """Two processes of the app share the store: a counter must live there, not in one app's memory."""
+    url = store(kind)
+    first, second = (app_module.Counter(url, concurrency.store_config(url)) for _ in range(2))
+    key = f"hits:{uuid.uuid4().hex}"
+    assert [app_module.add_one(first, key), app_module.add_one(second, key), app_module.add_one(first, key)] == \
+        [1, 2, 3], f"add_one on {kind}: each app counted on its own; count in the store (INCR, UPDATE ... n + 1)"
+    if kind == "redis":
+        import redis
+        ttl = redis.Redis.from_url(url).ttl(key)
+        assert 0 < ttl <= app_module.COUNTER_TTL, (
+            f"the counter key has TTL {ttl}: give it an expiry (EXPIRE key COUNTER_TTL), or Redis keeps every "
+            "visitor's counter for ever")
+
 
 @pytest.mark.exercise("09.3")
 @pytest.mark.parametrize("kind", STORES)
