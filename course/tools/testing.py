@@ -73,3 +73,16 @@ def wsgi_request(app, path: str = "/", method: str = "GET", headers: dict | None
         if hasattr(result, "close"):
             result.close()
     return answer["status"], answer["headers"], b"".join(chunks)
+
+
+def expired(line: str) -> bool:
+    """Whether a ``Set-Cookie`` line tells the browser to drop the cookie now (``Max-Age=0`` or a past
+    ``Expires``, in either of the date forms servers write: ``01 Dec 2025`` or Beaker's ``01-Dec-2025``)."""
+    import time
+    from email.utils import parsedate_tz, mktime_tz
+
+    attributes = cookie_attributes(line)
+    if attributes.get("max-age", "").strip() in ("0", "-1"):
+        return True
+    when = parsedate_tz(attributes.get("expires", "").replace("-", " "))
+    return when is not None and mktime_tz(when) <= time.time()
