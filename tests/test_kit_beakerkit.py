@@ -20,10 +20,22 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from course.kit import beakerkit, storedown
-from course.kit.beakerkit import (DEV_SECRET, CountingNamespace, CountingStore, HardenedSessions,
-                                  InsecureSecretWarning, clean_cookie_header, destroy_session, get_session,
-                                  real_session, regenerate_session, resolve_secret, session_config,
-                                  session_id_from_cookie, stored_data)
+from course.kit.beakerkit import (
+    DEV_SECRET,
+    CountingNamespace,
+    CountingStore,
+    HardenedSessions,
+    InsecureSecretWarning,
+    clean_cookie_header,
+    destroy_session,
+    get_session,
+    real_session,
+    regenerate_session,
+    resolve_secret,
+    session_config,
+    session_id_from_cookie,
+    stored_data,
+)
 from course.kit.stores import MemoryStore
 from course.tools.testing import expired, wsgi_request
 

@@ -4,8 +4,15 @@ Any-string properties are in tests/test_kit_properties.py; these pin each rule o
 """
 import pytest
 
-from course.kit.cookies import (RAW_COOKIE_KEY, cookie_header, decode_value, encode_value, first_cookie,
-                                parse_cookie_header, request_cookies)
+from course.kit.cookies import (
+    RAW_COOKIE_KEY,
+    cookie_header,
+    decode_value,
+    encode_value,
+    first_cookie,
+    parse_cookie_header,
+    request_cookies,
+)
 
 
 @pytest.mark.parametrize("header, pairs", [

@@ -6,8 +6,18 @@ import bottle
 import pytest
 
 from course.kit import csrf
-from course.kit.csrf import (CROSS_SITE_REFUSED, LOGIN_COOKIE, TOKEN_FIELD, TOKEN_HEADER, is_cross_site,
-                             login_form_token, login_token_ok, own_origin, protect_login, refuse_cross_site)
+from course.kit.csrf import (
+    CROSS_SITE_REFUSED,
+    LOGIN_COOKIE,
+    TOKEN_FIELD,
+    TOKEN_HEADER,
+    is_cross_site,
+    login_form_token,
+    login_token_ok,
+    own_origin,
+    protect_login,
+    refuse_cross_site,
+)
 from course.kit.security import SCHEME_KEY
 from course.tools.testing import wsgi_request
 

@@ -6,8 +6,16 @@ import bottle
 import pytest
 
 from course.kit import forms
-from course.kit.forms import (FORM_TYPES, MAX_BODY, FormError, from_browser_form, optional_field, read_credentials,
-                              read_fields, request_header)
+from course.kit.forms import (
+    FORM_TYPES,
+    MAX_BODY,
+    FormError,
+    from_browser_form,
+    optional_field,
+    read_credentials,
+    read_fields,
+    request_header,
+)
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -35,8 +43,9 @@ def test_credentials_from_a_form_or_json():
 
 def test_multipart_forms_are_read_too():
     boundary = "XyZ"
-    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"username\"\r\n\r\nalice\r\n"
-            f"--{boundary}\r\nContent-Disposition: form-data; name=\"password\"\r\n\r\npw\r\n--{boundary}--\r\n").encode()
+    part = '--{b}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'
+    body = (part.format(b=boundary, name="username", value="alice")
+            + part.format(b=boundary, name="password", value="pw") + f"--{boundary}--\r\n").encode()
     assert read_credentials(request(body, f"multipart/form-data; boundary={boundary}")) == ("alice", "pw")
     assert refused(lambda: read_credentials(request(b"garbage", "multipart/form-data; boundary=q"))) == \
         (400, "Malformed form body")

@@ -6,8 +6,18 @@ import hashlib
 
 import pytest
 
-from course.kit.passwords import (MAX_N, MAX_P, MAX_R, SCRYPT_N, SCRYPT_P, SCRYPT_R, check_password, dummy_hash,
-                                  hash_password, scrypt_maxmem)
+from course.kit.passwords import (
+    MAX_N,
+    MAX_P,
+    MAX_R,
+    SCRYPT_N,
+    SCRYPT_P,
+    SCRYPT_R,
+    check_password,
+    dummy_hash,
+    hash_password,
+    scrypt_maxmem,
+)
 
 CHEAP = {"n": 16, "r": 1, "p": 1}
 
@@ -46,7 +56,7 @@ def test_a_hash_with_another_cost_still_checks():
 
 
 def good(**change):
-    parts = dict(zip(["scheme", "n", "r", "p", "salt", "key"], hash_password("pw", **CHEAP).split("$")))
+    parts = dict(zip(["scheme", "n", "r", "p", "salt", "key"], hash_password("pw", **CHEAP).split("$"), strict=True))
     parts.update(change)
     return "$".join(str(v) for v in parts.values())
 

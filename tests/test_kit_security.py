@@ -8,8 +8,14 @@ import pytest
 from beaker.exceptions import BeakerException
 
 from course.kit import storedown
-from course.kit.security import (COOKIE_TOO_LARGE, SCHEME_KEY, FakeClock, SecureCookieGate, derive_key,
-                                 session_save_error)
+from course.kit.security import (
+    COOKIE_TOO_LARGE,
+    SCHEME_KEY,
+    FakeClock,
+    SecureCookieGate,
+    derive_key,
+    session_save_error,
+)
 from course.tools.testing import wsgi_request
 
 COOKIES = [("Set-Cookie", "sid=1; Path=/; Secure; HttpOnly"), ("Set-Cookie", "plain=2; Path=/"),

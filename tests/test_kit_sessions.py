@@ -8,9 +8,19 @@ import re
 import pytest
 
 from course.kit import storedown
-from course.kit.sessions import (COOKIE_NAME, MAX_COOKIE_CHARS, Session, SessionMiddleware, clear_cookie_header,
-                                 cookie_value, fingerprint, new_session_id, run_buffered, session_id_from,
-                                 set_cookie_header)
+from course.kit.sessions import (
+    COOKIE_NAME,
+    MAX_COOKIE_CHARS,
+    Session,
+    SessionMiddleware,
+    clear_cookie_header,
+    cookie_value,
+    fingerprint,
+    new_session_id,
+    run_buffered,
+    session_id_from,
+    set_cookie_header,
+)
 from course.kit.signing import sign_cookie
 from course.kit.stores import CountingStore
 from course.tools.testing import wsgi_request

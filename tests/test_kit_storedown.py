@@ -5,8 +5,19 @@ import bottle
 import pytest
 
 from course.kit import storedown
-from course.kit.storedown import (MESSAGE, RETRY_AFTER, STATUS, StoreUnavailable, answer, guard, is_store_down,
-                                  plugin, plugin_with, respond, store_errors)
+from course.kit.storedown import (
+    MESSAGE,
+    RETRY_AFTER,
+    STATUS,
+    StoreUnavailable,
+    answer,
+    guard,
+    is_store_down,
+    plugin,
+    plugin_with,
+    respond,
+    store_errors,
+)
 from course.tools.testing import wsgi_request
 
 

@@ -79,7 +79,7 @@ def expired(line: str) -> bool:
     """Whether a ``Set-Cookie`` line tells the browser to drop the cookie now (``Max-Age=0`` or a past
     ``Expires``, in either of the date forms servers write: ``01 Dec 2025`` or Beaker's ``01-Dec-2025``)."""
     import time
-    from email.utils import parsedate_tz, mktime_tz
+    from email.utils import mktime_tz, parsedate_tz
 
     attributes = cookie_attributes(line)
     if attributes.get("max-age", "").strip() in ("0", "-1"):
