@@ -11,8 +11,18 @@ import pytest
 
 from course.kit import beaker_backends, stores_beaker
 from course.kit.beaker_backends import JsonSession
-from course.kit.stores_beaker import (ACCEPTED_FORMS, DEFAULT_TABLE, beaker_options, describe, hardened,
-                                      max_session_bytes, peek, purge_expired, redact, session_files)
+from course.kit.stores_beaker import (
+    ACCEPTED_FORMS,
+    DEFAULT_TABLE,
+    beaker_options,
+    describe,
+    hardened,
+    max_session_bytes,
+    peek,
+    purge_expired,
+    redact,
+    session_files,
+)
 
 
 @pytest.mark.parametrize("url, options", [
