@@ -13,8 +13,17 @@ import uuid
 import pytest
 
 from course.kit import beaker_backends
-from course.kit.beaker_backends import (PURGE_EVERY, JsonSession, MemcachedJson, SessionTooLarge, _encode,
-                                        _JsonNamespace, _RefuseToUnpickle, redis_store, sql_store)
+from course.kit.beaker_backends import (
+    PURGE_EVERY,
+    JsonSession,
+    MemcachedJson,
+    SessionTooLarge,
+    _encode,
+    _JsonNamespace,
+    _RefuseToUnpickle,
+    redis_store,
+    sql_store,
+)
 from course.kit.beakerkit import CorruptSession
 from course.kit.storedown import StoreUnavailable
 from course.tools import services
