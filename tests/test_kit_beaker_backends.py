@@ -351,4 +351,4 @@ def test_the_mongo_class_is_made_on_first_use():
     from beaker.ext.mongodb import MongoNamespaceManager
     assert issubclass(cls, MongoNamespaceManager)
     with pytest.raises(AttributeError):
-        beaker_backends.NoSuchThing
+        beaker_backends.__getattr__("NoSuchThing")
