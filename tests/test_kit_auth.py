@@ -36,6 +36,12 @@ def make():
         auth.log_in(session, user_id)
         return beakerkit.real_session(session).id
 
+    @app.get("/login-real/<user_id>")
+    def login_real(user_id):                 # log_in on Beaker's Session itself, not the lazy proxy
+        session = beakerkit.real_session(get_session())
+        auth.log_in(session, user_id)
+        return session.id
+
     @app.get("/logout")
     def logout():
         try:
@@ -82,6 +88,12 @@ def test_log_in_gives_a_new_id_keeps_the_data_and_stores_only_the_int_id():
     record = beakerkit.stored_data(store, new_sid)
     assert record["user_id"] == 7 and isinstance(record["user_id"], int)
     assert get(wsgi, "/dashboard", before)[0] == 401, "the old cookie logs nobody in"
+
+
+def test_log_in_on_beakers_own_session_object_saves_the_user_id():
+    wsgi, store = make()
+    _, _, sid = get(wsgi, "/login-real/9")
+    assert beakerkit.stored_data(store, sid)["user_id"] == 9
 
 
 def test_log_out_destroys_the_record_and_clears_the_cookie():

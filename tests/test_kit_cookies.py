@@ -87,3 +87,14 @@ def test_the_raw_header_a_middleware_kept_is_read_before_the_rewritten_one():
     assert cookie_header(environ) == "null; sid=sent; theme=dark"
     assert request_cookies(environ) == [("sid", "sent"), ("theme", "dark")]
     assert cookie_header({"HTTP_COOKIE": "a=1", RAW_COOKIE_KEY: ""}) == "", "an empty raw header is still the raw one"
+
+
+def test_the_signed_session_cookie_is_decoded_without_unquote(monkeypatch):
+    """Its one escape (``s%3A``) is undone by hand: unquote is the slow path, for anything else."""
+    import course.kit.cookies as cookies
+    calls = []
+    real = cookies.unquote
+    monkeypatch.setattr(cookies, "unquote", lambda value: calls.append(value) or real(value))
+    assert decode_value("s%3Aabc.def") == "s:abc.def" and calls == []
+    assert decode_value("s%3A%2Bb") == "s:+b" and calls == ["s%3A%2Bb"], "a second escape: unquote"
+    assert decode_value("s%3Aab%2B") == "s:ab+" and len(calls) == 2
