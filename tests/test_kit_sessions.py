@@ -339,3 +339,27 @@ def test_the_default_store_is_a_fresh_memory_store_per_middleware():
     first, second = SessionMiddleware(app, SECRET), SessionMiddleware(app, SECRET)
     assert first.store is not second.store
     assert COOKIE_NAME == "sid"
+
+
+def test_a_store_that_is_down_is_logged_with_its_error(caplog):
+    import logging
+    middleware, store = make()
+    with caplog.at_level(logging.WARNING, logger="course.kit.sessions"):
+        with store.failing("set"):
+            visit(middleware, "/set")
+    assert [r.getMessage() for r in caplog.records if r.name == "course.kit.sessions"] == [
+        "the session store failed: StoreUnavailable: the session store is down (CountingStore told to fail on set)"]
+
+
+def test_run_buffered_hands_on_the_apps_exc_info():
+    import sys
+
+    def failing(environ, start_response):
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            start_response("500 Internal Server Error", [], sys.exc_info())
+        return [b"error page"]
+
+    status, headers, body, exc_info = run_buffered(failing, {})
+    assert status.startswith("500") and body == [b"error page"] and exc_info[0] is ValueError

@@ -273,3 +273,21 @@ def test_touch_is_hidden_when_asked_or_when_the_inner_store_cannot():
     store = CountingStore(NoTouch())
     assert not can(store, "touch")
     assert store.length() == 1, "length() falls back to len(all()) for a store without length()"
+
+
+def test_the_first_sweep_is_sweep_every_seconds_after_the_store_was_made():
+    clock = Clock(0)
+    store = MemoryStore(clock=clock, sweep_every=60)
+    clock.now = 50
+    store.set("bot", {}, ttl=1)
+    clock.now = 61
+    store.set("x", {})
+    assert "bot" not in store._records, "swept at 60 s after the store was made, not 60 s after the first write"
+
+
+def test_the_counting_store_asks_the_inner_stores_own_length():
+    class Counted(MemoryStore):
+        def length(self):
+            return 42          # a store that counts without listing (Redis DBSIZE, SQL COUNT)
+
+    assert CountingStore(Counted()).length() == 42
