@@ -15,6 +15,7 @@ Instructors:
 Maintainers:
     python -m course freeze                record lessons/*/app.py as the shipped starters
     python -m course bench 08 --store URL  what a session store costs: gunicorn, wrk, paired rounds
+    python -m course mutate --lesson 03    mutation testing of lesson 03's solution (--kit signing: of the kit)
 """
 from __future__ import annotations
 
@@ -132,6 +133,12 @@ def build_parser() -> argparse.ArgumentParser:
                                               "wrk beside the same app without sessions, in alternating rounds")
     cli.bench_arguments(bench)
     bench.set_defaults(handler=cli.bench)
+
+    mutate = commands.add_parser(
+        "mutate", help="(maintainers) mutation testing: small wrong changes to the solutions or the kit, "
+                       "and whether a test notices")
+    cli.mutate_arguments(mutate)
+    mutate.set_defaults(handler=cli.mutate)
     return parser
 
 

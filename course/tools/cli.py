@@ -553,3 +553,16 @@ def bench(args) -> int:
     """``python -m course bench LESSON --store URL``: course/tools/bench.py does the work."""
     from course.tools import bench as bench_module
     return bench_module.command(args)
+
+
+# ---------------------------------------------------------------- mutate
+
+def mutate_arguments(parser) -> None:
+    from course.tools import mutate as mutate_module
+    mutate_module.add_arguments(parser)
+
+
+def mutate(args) -> int:
+    """``python -m course mutate --lesson NN | --kit MODULE``: course/tools/mutate.py does the work."""
+    from course.tools import mutate as mutate_module
+    return mutate_module.command(args)
