@@ -41,6 +41,8 @@ def environ(**headers):
     ({"SERVER_NAME": "srv", "SERVER_PORT": "80"}, "http://srv"),
     ({"wsgi.url_scheme": "ftp", "HTTP_HOST": "h:80"}, "ftp://h:80"),
     ({"wsgi.url_scheme": "http", "HTTP_HOST": "\xc3\xa9.test"}, "http://é.test"),
+    ({"wsgi.url_scheme": "http", "HTTP_HOST": "\xff.test"}, "http://\ufffd.test"),
+    ({"wsgi.url_scheme": "http", "HTTP_HOST": "\u0100.test"}, "http://?.test"),
     ({"wsgi.url_scheme": "http", "HTTP_HOST": "a.test", "HTTP_X_FORWARDED_HOST": "evil.test"}, "http://a.test"),
 ])
 def test_own_origin_is_the_scheme_and_host_the_browser_used(env, origin):
@@ -96,16 +98,20 @@ def test_the_first_login_cookie_counts():
     assert login_token_ok(SECRET, mac(VALUE), env) and not login_token_ok(SECRET, mac("w" * 43), env)
 
 
-@pytest.mark.parametrize("sent", [None, "", "x" * 129, "é" * 64])
+@pytest.mark.parametrize("sent", [None, "", "x" * 129, "é" * 64, "\ud800" * 64])
 def test_a_missing_oversized_or_odd_token_is_refused_without_an_exception(sent):
     assert not login_token_ok(SECRET, sent, {"HTTP_COOKIE": f"{LOGIN_COOKIE}={VALUE}"})
 
 
-def test_a_token_of_128_characters_is_still_compared(monkeypatch):
+def test_a_token_of_128_characters_is_still_compared_and_129_is_not(monkeypatch):
     from course.tools.testing import compare_digest_calls
     calls = compare_digest_calls(monkeypatch)
     login_token_ok(SECRET, "x" * 128, {"HTTP_COOKIE": f"{LOGIN_COOKIE}={VALUE}"})
     assert len(calls) == 1
+    login_token_ok(SECRET, "x" * 129, {"HTTP_COOKIE": f"{LOGIN_COOKIE}={VALUE}"})
+    assert len(calls) == 1, "an oversized token costs no HMAC"
+    login_token_ok(SECRET, mac(VALUE), {})
+    assert len(calls) == 1, "no login cookie: nothing to compare with (never compare_digest(None, ...))"
 
 
 def app():
