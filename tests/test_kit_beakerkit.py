@@ -486,3 +486,41 @@ def test_get_session_outside_the_middleware_says_what_to_do():
         get_session({})
     assert get_session({"beaker.session": "s"}) == "s"
     assert real_session("plain") == "plain"
+
+
+def test_saving_that_fails_is_logged(caplog):
+    import logging
+    wsgi, store = make()
+    with caplog.at_level(logging.ERROR, logger="course.kit.beakerkit"):
+        with store.failing("set"):
+            get(wsgi, "/visits")
+    assert [r.getMessage() for r in caplog.records if r.name == "course.kit.beakerkit"] == ["saving the session failed"]
+
+
+def test_the_short_secret_warning_points_at_the_caller():
+    with pytest.warns(InsecureSecretWarning) as caught:
+        session_config(secret="short")
+    assert (caught[0].filename, caught[0].lineno) == (__file__, sys._getframe().f_lineno - 1)
+
+
+def test_a_namespace_without_a_record_has_no_keys():
+    ns = CountingNamespace("nobody", store=CountingStore())
+    with pytest.raises(KeyError):
+        ns["session"]
+    assert ns.keys() == [] and "session" not in ns
+
+
+def test_with_invalidate_corrupt_a_corrupt_record_is_a_new_session_but_a_dead_store_is_a_503():
+    """Beaker's invalidate_corrupt treats any error while loading as corrupt; StrictSession only a real one."""
+    wsgi, store = make(invalidate_corrupt=True)
+    sid = get(wsgi, "/visits")[2].split()[0]
+    with store.failing("get"):
+        status, cookies, _ = get(wsgi, "/read", f"sid={signed(sid)}")
+    assert status == storedown.STATUS and cookies == [], "a store that is down is not a corrupt record"
+    assert get(wsgi, "/read", f"sid={signed(sid)}")[2] == "1", "and the session is back with the store"
+    store.store.set(sid, {"session": ["str", "bm90IGpzb24="]})          # base64 of "not json"
+    from beaker.util import BeakerWarning   # (not a UserWarning)
+    with pytest.warns(BeakerWarning, match="Invalidating corrupt session"):
+        status, cookies, body = get(wsgi, "/visits", f"sid={signed(sid)}")
+    new_sid, visits = body.split()
+    assert status == "200 OK" and visits == "1" and new_sid != sid, "a corrupt record: a new session, new ID"
