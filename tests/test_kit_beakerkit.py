@@ -519,7 +519,7 @@ def test_with_invalidate_corrupt_a_corrupt_record_is_a_new_session_but_a_dead_st
     assert status == storedown.STATUS and cookies == [], "a store that is down is not a corrupt record"
     assert get(wsgi, "/read", f"sid={signed(sid)}")[2] == "1", "and the session is back with the store"
     store.store.set(sid, {"session": ["str", "bm90IGpzb24="]})          # base64 of "not json"
-    from beaker.util import BeakerWarning  # (not a UserWarning)
+    from beaker.exceptions import BeakerWarning  # (a RuntimeWarning)
     with pytest.warns(BeakerWarning, match="Invalidating corrupt session"):
         status, cookies, body = get(wsgi, "/visits", f"sid={signed(sid)}")
     new_sid, visits = body.split()
