@@ -212,7 +212,8 @@ def test_a_store_without_touch_is_neither_touched_nor_written():
     middleware = SessionMiddleware(app, SECRET, CountingStore(touch=False))
     sid = sid_of(visit(middleware, "/set")[1])
     middleware.store.reset()
-    visit(middleware, "/read", sid)
+    status, _, body = visit(middleware, "/read", sid)
+    assert (status, body.endswith(b"new=False n=1")) == ("200 OK", True)
     assert middleware.store.stats()["sets"] == 0 and middleware.store.stats()["touches"] == 0
 
 
@@ -276,6 +277,8 @@ def test_the_cookie_name_is_configurable():
     sid = session_id_from(line.split(";")[0], SECRET, name="app_sid")
     _, _, body = wsgi_request(middleware, "/read", headers={"Cookie": f"app_sid={cookie_value(sid, SECRET)}"})
     assert body.endswith(b"new=False n=1")
+    _, headers, _ = wsgi_request(middleware, "/destroy", headers={"Cookie": f"app_sid={cookie_value(sid, SECRET)}"})
+    assert cookies_of(headers) == [clear_cookie_header("app_sid")], "the cookie cleared is the one of that name"
 
 
 def test_destroy_removes_the_record_and_clears_the_cookie():
