@@ -290,3 +290,59 @@ def test_sql_engine_is_one_per_url_and_refuses_other_stores(tmp_path):
 
 def test_redis_client_is_one_per_url():
     assert stores_beaker.redis_client("redis://127.0.0.1:1/0") is stores_beaker.redis_client("redis://127.0.0.1:1/0")
+
+
+def test_the_file_purge_takes_the_lock_file_along(tmp_path):
+    options = beaker_options(f"file:{tmp_path}/locked")
+    sid = uuid.uuid4().hex
+    write(options, sid)
+    [(_, paths, _)] = list(session_files(options))
+    lock = [path for path in paths if path.suffix == ".lock"]
+    assert len(lock) == 1 and lock[0].parent.parent.parent.name == "container_file_lock", paths
+    assert purge_expired(options, older_than=0, now=time.time() + 10) == 1
+    assert not lock[0].exists()
+
+
+def test_a_file_written_exactly_at_the_cutoff_is_kept(tmp_path):
+    options = beaker_options(f"file:{tmp_path}/edge")
+    sid = uuid.uuid4().hex
+    write(options, sid)
+    [(_, paths, _)] = list(session_files(options))
+    for path in paths:
+        os.utime(path, (1_700_000_000, 1_700_000_000))
+    assert purge_expired(options, older_than=500, now=1_700_000_500) == 0, "idle for exactly older_than: kept"
+    assert purge_expired(options, older_than=500, now=1_700_000_500.5) == 1
+
+
+def test_the_sql_purge_boundaries_are_exact(tmp_path):
+    from datetime import datetime
+    options = sqlite_options(tmp_path)
+    write(options, uuid.uuid4().hex)                     # creates the table
+    engine, table = stores_beaker.sql_table(options)
+    moment = 1_700_000_000.5
+    stamp = datetime.fromtimestamp(moment).isoformat(" ", "microseconds")
+    with engine.begin() as conn:
+        conn.execute(table.delete())
+        conn.execute(table.insert().values(namespace="idle", created=stamp, accessed=stamp, data=b"{}", expires=None))
+        conn.execute(table.insert().values(namespace="ttl", created="9999-01-01 00:00:00.000000",
+                                           accessed="9999-01-01 00:00:00.000000", data=b"{}", expires=moment + 200))
+    assert purge_expired(options, older_than=100, now=moment + 100) == 0, "accessed exactly at the cutoff: kept"
+    assert purge_expired(options, older_than=10 ** 9, now=moment + 200) == 1, "expires exactly now: gone"
+    assert purge_expired(options, older_than=100, now=moment + 100.5) == 1, "idle a moment past the cutoff: gone"
+
+
+def test_peek_shows_a_redis_key_with_its_ttl_and_a_memcached_item():
+    from course.tools import services
+    for kind, url in (("redis", services.require("redis")), ("memcached", services.require("memcached"))):
+        options = beaker_options(url)
+        sid = uuid.uuid4().hex
+        assert peek(options, sid) is None, kind
+        write(options, sid, timeout=600)
+        found = peek(options, sid)
+        assert found["data"] == {"visits": 1}, kind
+        if kind == "redis":
+            assert found["where"] == f"Redis key beaker_cache:{sid}:session"
+            assert 590 <= found["ttl_seconds"] <= 600
+            stores_beaker.redis_client(url).delete(f"beaker_cache:{sid}:session")
+        else:
+            assert found["where"] == f"memcached key {sid}_session"
