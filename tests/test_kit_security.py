@@ -20,7 +20,7 @@ from course.tools.testing import wsgi_request
 
 COOKIES = [("Set-Cookie", "sid=1; Path=/; Secure; HttpOnly"), ("Set-Cookie", "plain=2; Path=/"),
            ("Set-Cookie", "upper=3; SECURE"), ("Set-Cookie", "secureish=4; Path=/secure"),
-           ("Set-Cookie", "secure=5"), ("X-Other", "Secure")]
+           ("Set-Cookie", "secure=5"), ("X-Other", "note; Secure")]
 
 
 def app(environ, start_response):
@@ -126,3 +126,11 @@ def test_without_a_url_scheme_the_scheme_is_http():
 
     SecureCookieGate(inner, lambda environ: False)({}, lambda *a: None)
     assert seen[SCHEME_KEY] == "http"
+
+
+def test_the_scheme_falls_back_to_what_the_server_itself_spoke():
+    def inner(environ, start_response):
+        start_response("200 OK", [])
+        return [environ[SCHEME_KEY].encode()]
+
+    assert wsgi_request(SecureCookieGate(inner, lambda environ: False), scheme="https")[2] == b"https"
