@@ -352,3 +352,30 @@ def test_the_mongo_class_is_made_on_first_use():
     assert issubclass(cls, MongoNamespaceManager)
     with pytest.raises(AttributeError):
         beaker_backends.__getattr__("NoSuchThing")
+
+
+def test_sqlite_connections_are_wal_normal_sync_and_wait_for_a_lock(sqlite_store):
+    sqlite_store.save("a", b"{}", None)
+    [conn] = sqlite_store._idle
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("PRAGMA synchronous").fetchone() == (1,), "NORMAL"
+    assert conn.execute("PRAGMA busy_timeout").fetchone() == (5000,)
+    assert conn.isolation_level is None, "autocommit"
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_server_connections_are_in_autocommit_mode(kind):
+    from course.kit.stores_beaker import beaker_options, hardened
+    options = hardened(beaker_options(services.require(kind) + f"?table=bb_{uuid.uuid4().hex[:8]}"))
+    store = sql_store(options["url"], options["table_name"])
+    try:
+        store.save("a", b"{}", 60)
+        [conn] = store._idle
+        if kind == "postgres":
+            assert conn.autocommit is True
+            assert store.run("SHOW synchronous_commit", (), fetch=True) == "off"
+        else:
+            assert conn.get_autocommit() is True
+        assert store.load("a", time.time()) == b"{}"
+    finally:
+        store.run(f"DROP TABLE IF EXISTS {options['table_name']}", ())

@@ -511,3 +511,19 @@ def beakerkit_signed(session_id):
     import hmac
     from hashlib import sha1
     return hmac.new(SECRET.encode(), session_id.encode(), sha1).hexdigest() + session_id
+
+
+@pytest.mark.parametrize("kind", ["redis", "postgres", "mysql"])
+def test_a_pooled_connection_that_died_costs_no_request(kind, store_url):
+    """The store restarted while a connection sat idle in the pool: the next load retries once, at once."""
+    from course.tools.faults import Relay
+    url = store_url(kind)
+    with Relay.for_url(url, SERVERS[kind]) as relay:
+        options = stores_beaker.hardened(stores_beaker.beaker_options(relay.url_for(url)))
+        sid = new_sid()
+        save(record(options, sid), '{"kept":1}')          # its connection now waits in the pool
+        relay.cut()                                         # ... and is reset by the "restart"
+        relay.restore()
+        assert load(record(options, sid)) == b'{"kept":1}', f"{kind}: the first request after the restart works"
+        save(record(options, sid), '{"kept":2}')
+        assert load(record(options, sid)) == b'{"kept":2}'
