@@ -9,6 +9,7 @@
 #   make lint                                                  only the linter (ruff, configured in ruff.toml)
 #   make notebooks                                             open the walkthroughs in Jupyter
 #   make grade SUBMISSIONS="a/ b/" OUT=grades                  grade a class (instructors)
+#   make mutate [LESSON=03] [KIT=signing] [SAMPLE=20]          mutation testing of the solutions or the kit (maintainers)
 #   make services                                              start Redis, PostgreSQL, MariaDB, memcached, MongoDB in containers
 
 PYTHON ?= python3
@@ -20,7 +21,7 @@ PORT   ?= 8080
 HOST   ?= 127.0.0.1
 JOBS   ?= 2
 
-.PHONY: run check lint test notebooks grade list hint watch services venv clean
+.PHONY: run check lint test notebooks grade list hint watch services venv clean mutate
 
 # The venv is rebuilt whenever requirements.txt is newer than the stamp. A .pth file puts the
 # repository root on the venv's path, so `import course` works from notebooks/ and from anywhere.
@@ -62,6 +63,10 @@ notebooks: $(STAMP)
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo 'usage: make grade SUBMISSIONS="copies/*" [OUT=grades] [JOBS=2] [LESSONS=01,02] [TIMEOUT=seconds]'; exit 2; }
 	@$(PY) -m course grade $(SUBMISSIONS) --out $(or $(OUT),grades) --jobs $(JOBS) $(if $(LESSONS),--lessons $(LESSONS)) $(if $(TIMEOUT),--timeout $(TIMEOUT))
+
+# Without LESSON or KIT: every lesson's solution. KIT=all: every kit module.
+mutate: $(STAMP)
+	@$(PY) -m course mutate $(if $(filter-out file,$(origin LESSON)),--lesson $(LESSON),$(if $(KIT),,--lesson)) $(if $(KIT),--kit $(filter-out all,$(KIT))) $(if $(SAMPLE),--sample $(SAMPLE)) --jobs $(JOBS)
 
 services:
 	@command -v docker >/dev/null 2>&1 || { echo "make services needs Docker (docker compose). Without it, install redis-server, postgresql, mariadb-server and memcached from your package manager and start them on their standard ports."; exit 2; }

@@ -102,6 +102,14 @@ def test_forget_deletes_the_cookie_and_counting_restarts(base_url, client):
 
 
 @pytest.mark.exercise("01.3")
+def test_forget_answers_with_a_line_of_text(base_url):
+    resp = requests.get(base_url + "/forget")
+    assert resp.status_code == 200 and resp.text.strip(), (
+        f"GET /forget answered {resp.status_code} with {resp.text!r}: answer with a line of text saying what "
+        "happened (return text(...)), or the visitor sees a blank page")
+
+
+@pytest.mark.exercise("01.3")
 def test_forget_uses_the_same_path_as_the_cookie(base_url):
     resp = requests.get(base_url + "/forget")
     line = set_cookie_lines(resp, "visits")[0].lower()

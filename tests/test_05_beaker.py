@@ -306,6 +306,9 @@ CLEANED = {
     # A Cookie header is split at every ";" (browsers and express do so too): the first sid here is
     # 'FORGED"', not a Beaker value, so Beaker gets nothing and starts a new session.
     'junk="x; sid=FORGED"; sid=abc': "",
+    # A second sid hidden in another cookie's value, after the real one: Python's parser would read
+    # both, and the last one wins there. Only the first sid counts.
+    "sid=REAL; junk=x sid=FORGED": "sid=REAL",
 }
 
 
@@ -315,6 +318,16 @@ def test_clean_cookie_header_hands_beaker_its_own_cookie_alone(app_module, heade
     cleaned = app_module.clean_cookie_header(header, "sid")
     assert cleaned == CLEANED[header], \
         f"clean_cookie_header({header!r}, 'sid') = {cleaned!r}, expected {CLEANED[header]!r}"
+
+
+@pytest.mark.exercise("05.5")
+def test_a_second_sid_smuggled_in_another_cookie_does_not_replace_the_first(url):
+    _, name, value, _ = start_session(url, visits=2)
+    _, _, forged, _ = start_session(url, visits=5)          # a session the attacker made for the victim
+    resp = peek(url, f"{name}={value}; junk=x {name}={forged}")
+    assert "Visits so far: 2" in resp.text, (
+        f"Cookie: {name}=<yours>; junk=x {name}=<another> read the other session ({resp.text!r}): hand Beaker "
+        "only the first sid, and only a value made of a Beaker cookie's characters")
 
 
 @pytest.mark.exercise("05.5")

@@ -703,6 +703,16 @@ def test_csrf_tokens_are_compared_with_hmac_compare_digest(app_module, monkeypat
     assert calls, "compare CSRF tokens with hmac.compare_digest: == tells an attacker, by its timing, how much is right"
 
 
+@pytest.mark.exercise("07.5")
+@pytest.mark.parametrize("session", [{}, {"csrf_token": None}, {"csrf_token": ""}], ids=["none", "None", "empty"])
+def test_a_token_sent_to_a_session_that_has_none_is_refused(app_module, session):
+    sent = "a-token-the-session-never-issued-0123456789abcdef"
+    assert app_module.csrf_token_ok(FakeSession(session), sent) is False, (
+        "a session without a CSRF token matches no token: refuse it (and never hand None to compare_digest)")
+    assert app_module.csrf_token_ok(FakeSession(session), "") is False and \
+        app_module.csrf_token_ok(FakeSession(session), None) is False
+
+
 @pytest.mark.exercise("07.6")
 def test_the_cookie_session_encrypts_and_signs_with_two_different_keys(app_module):
     settings = app_module.cookie_session_settings("a-long-random-secret-for-the-test-0123456789")

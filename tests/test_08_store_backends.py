@@ -101,7 +101,10 @@ EXPECTED = [
     ("mongodb://127.0.0.1:27017/sessions", {"type": "ext:mongodb", "url": "mongodb://127.0.0.1:27017/sessions"}),
 ]
 BAD_URLS = ["bogus://somewhere", "redis:", "postgresql://", "mysql://root@127.0.0.1", "sqlite://", "file:",
-            "memcached://", "mongodb://127.0.0.1:27017", "", "127.0.0.1:6379"]
+            "memcached://", "mongodb://127.0.0.1:27017", "", "127.0.0.1:6379",
+            # an in-memory SQLite database (lost at restart, one per connection), a scheme nobody knows that
+            # looks like a URL, a database without a host (a Unix socket this course does not use)
+            "sqlite:///", "bogus://host/db", "postgresql:///test", "mysql:///test", "dbm:"]
 
 
 @pytest.mark.exercise("08.1")
@@ -270,6 +273,15 @@ def test_purge_deletes_the_expired_sessions_and_only_those(app_module, server, s
     assert holds(url, fresh_id), "a session in use must not be purged"
     assert app_module.purge_expired(url, older_than=1800) == 0, "nothing is left to purge"
     assert count_of(visit(fresh, base_url)) == 3
+
+
+@pytest.mark.exercise("08.3")
+@pytest.mark.parametrize("kind", ["sqlite", "file", "dbm", "postgres", "mysql", "redis"])
+def test_purge_on_a_store_where_nothing_was_ever_written_purges_nothing(app_module, store, kind):
+    url = store(kind)
+    assert app_module.purge_expired(url, older_than=0, now=time.time() + 3600) == 0, (
+        f"purge_expired({url!r}) on a store no session was ever written to: nothing to delete, and no table, "
+        "folder or file to read yet (that is not an error)")
 
 
 @pytest.mark.exercise("08.3")

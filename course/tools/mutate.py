@@ -25,6 +25,7 @@ out of the score: killed / (mutants - equivalent).
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib
 import importlib.abc
 import importlib.util
@@ -302,17 +303,18 @@ def mutants_of(path: Path, functions: list[str] | None = None, own_kit: bool = F
     """Every mutant of ``functions`` (qualified names; None: every function and method) in ``path``."""
     source = path.read_text(encoding="utf-8")
     tree = ast.parse(source)
-    original = ast.dump(tree)
     index = _offsets(source)
     defined = definitions(tree)
     if functions is None:
         functions = [name for name in defined if not any(name.startswith(other + ".") for other in defined
                                                          if isinstance(defined[other], FUNCTIONS))]
+    functions = [name for name in functions if not any(name.startswith(other + ".") for other in functions)]
     names = kit_names(tree, own_kit)
     relative = _relative(path)
-    seen, found = {original}, []
+    seen, found = set(), []
     for qualname in functions:
         function = defined[qualname]
+        seen.add((qualname, ast.dump(function)))
         body = _body(function)
         for node in _walk(body):
             for edit in _edits(node, names, body[-1] if body else None):
@@ -320,10 +322,11 @@ def mutants_of(path: Path, functions: list[str] | None = None, own_kit: bool = F
                 end = index(edit.node.end_lineno, edit.node.end_col_offset)
                 mutated = source[:start] + edit.text + source[end:]
                 try:
-                    dump = ast.dump(ast.parse(mutated))
-                    compile(mutated, str(path), "exec")
+                    changed = ast.parse(mutated)
+                    compile(changed, str(path), "exec")
                 except (SyntaxError, ValueError):
                     continue                          # a mutant that does not compile is dropped
+                dump = (qualname, ast.dump(definitions(changed)[qualname]))
                 if dump in seen:
                     continue                          # the same program as the original or another mutant
                 seen.add(dump)
@@ -659,28 +662,54 @@ class Baseline:
     seconds: float
 
 
-def baseline(subjects: list[Subject], files: list[Path], workdir: Path, timeout: float = 1800) -> Baseline:
-    """The killer tests once, on the code as it is, recording the lines each test executes."""
-    out = workdir / "baseline.json"
-    args = _pytest_args(subjects, files)
-    args = [a for a in args if a not in ("-x",)]
+def _traced(subjects: list[Subject]) -> set[str]:
+    """The files whose lines the baseline records: the subjects, and with a kit module every kit module
+    (so one recorded baseline serves ``--kit signing`` and ``--kit cookies`` alike)."""
+    files = {str(subject.path) for subject in subjects}
+    if any(subject.kind == "kit" for subject in subjects):
+        files |= {str(KIT / f"{name}.py") for name in kit_modules()}
+    return files
+
+
+def _baseline_key(args: list[str], traced: set[str]) -> str:
+    """Changes whenever the tests, the code they run or the command line change."""
+    digest = hashlib.sha256(json.dumps([str(ROOT), args, sorted(traced)]).encode())
+    for folder in ("course", "solutions", "tests"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix in (".py", ".toml", ".ini") and "__pycache__" not in path.parts:
+                digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    digest.update((ROOT / "pytest.ini").read_bytes())
+    return digest.hexdigest()[:20]
+
+
+def baseline(subjects: list[Subject], files: list[Path], workdir: Path, timeout: float = 1800,
+             cache: bool = True) -> Baseline:
+    """The killer tests once, on the code as it is, recording the lines each test executes.
+
+    The result is kept in the system's temporary folder under a key of every file's content, so a second
+    run on unchanged code (``--kit cookies`` after ``--kit signing``) starts at once; ``cache=False``
+    runs it again.
+    """
+    args = [a for a in _pytest_args(subjects, files) if a != "-x"]
+    traced = _traced(subjects)
+    kept = Path(tempfile.gettempdir()) / f"course-mutate-baseline-{_baseline_key(args, traced)}.json"
+    out, log = workdir / "baseline.json", workdir / "baseline.log"
     started = time.monotonic()
-    result = {}
-
-    def start(task):
-        pid = _fork(lambda: _baseline_child(args, {str(s.path) for s in subjects}, out), workdir / "baseline.log")
-        return pid, timeout, workdir
-
-    def finish(task, code, _):
-        result["code"] = code
-
-    run_pool([None], start, finish, 1)
-    if result.get("code") != 0 or not out.exists():
-        raise MutateError(f"the killer tests did not run on the unchanged code (see {workdir / 'baseline.log'})")
+    if cache and kept.exists():
+        out = kept
+    else:
+        result = {}
+        pid = _fork(lambda: _baseline_child(args, traced, out), log)
+        run_pool([pid], lambda pid: (pid, timeout, workdir), lambda task, code, _: result.update(code=code), 1)
+        tail = log.read_text(encoding="utf-8", errors="replace")[-2000:] if log.exists() else ""
+        if result.get("code") != 0 or not out.exists():
+            raise MutateError(f"the killer tests did not run on the unchanged code:\n{tail}")
     data = json.loads(out.read_text(encoding="utf-8"))
     if data["code"] not in (0, 1):
-        log = (workdir / "baseline.log").read_text(encoding="utf-8", errors="replace")
-        raise MutateError(f"pytest could not run the killer tests (exit {data['code']}):\n{log[-2000:]}")
+        raise MutateError(f"pytest could not run the killer tests (exit {data['code']}): run them alone, "
+                          f"pytest {' '.join(map(str, files))}")
+    if out != kept:
+        kept.write_text(out.read_text(encoding="utf-8"), encoding="utf-8")
     lines = {test: {tuple(pair) for pair in pairs} for test, pairs in data["lines"].items()}
     failing = sorted(test for test, outcome in data["outcomes"].items() if outcome == "failed")
     return Baseline(lines, data["durations"], failing, time.monotonic() - started)
@@ -695,10 +724,17 @@ def killers(mutant: Mutant, subject: Subject, base: Baseline) -> list[str]:
     return sorted(chosen, key=lambda test: (base.durations.get(test, 0.0), test))
 
 
+STATUS = {0: "survived", 1: "killed", 2: "killed", 5: "survived"}
+"""pytest's exit code -> the mutant's fate: 1 a test failed; 2 the tests could not even import the mutated
+code (collection error); 5 no test ran (counted as surviving, never as killed); anything else is an error
+of the run (also never counted as killed)."""
+NOT_KILLED = ("survived", "not covered", "error")
+
+
 @dataclass
 class Outcome:
     mutant: Mutant
-    status: str               # killed, timeout, survived, not covered
+    status: str               # killed, timeout, survived, not covered, error
     tests: int = 0            # how many tests it was run against
     killed_by: str = ""
     equivalent: str = ""      # the recorded reason, when it is in the record
@@ -728,10 +764,10 @@ class FileReport:
 
     def summary(self) -> dict:
         return {"file": self.file, "mutants": len(self.outcomes), "not_covered": self.count("not covered"),
-                "killed": self.killed, "survived": self.count("survived", "not covered"),
+                "killed": self.killed, "survived": self.count(*NOT_KILLED),
                 "equivalent": self.equivalent, "score": self.score,
                 "survivors": [{**o.mutant.describe(), "status": o.status} for o in self.outcomes
-                              if o.status in ("survived", "not covered") and not o.equivalent],
+                              if o.status in NOT_KILLED and not o.equivalent],
                 "equivalent_killed": [o.mutant.describe() for o in self.outcomes
                                       if o.equivalent and o.status in ("killed", "timeout")]}
 
@@ -783,10 +819,12 @@ def _cpu() -> float:
 
 def mutate(subjects: list[Subject], jobs: int = 2, sample: int | None = None, seed: int = 0,
            kit_tests: tuple[str, ...] = KIT_TESTS, progress=None, record: list[dict] | None = None,
-           keep: Path | None = None) -> Report:
-    """Generate the subjects' mutants, run each against the tests that execute its lines; the report."""
+           keep: Path | None = None, only=None, cache: bool = True) -> Report:
+    """Generate the subjects' mutants, run each against the tests that execute its lines; the report.
+
+    ``only(mutant)`` keeps some of them (before ``sample`` picks among those)."""
     started, cpu = time.monotonic(), _cpu()
-    by_subject = [(subject, subject.mutants()) for subject in subjects]
+    by_subject = [(subject, [m for m in subject.mutants() if only is None or only(m)]) for subject in subjects]
     every = [(subject, mutant) for subject, mutants in by_subject for mutant in mutants]
     if sample is not None and sample < len(every):
         every = random.Random(seed).sample(every, sample)
@@ -795,7 +833,7 @@ def mutate(subjects: list[Subject], jobs: int = 2, sample: int | None = None, se
     equivalent = match_equivalent([m for _, m in every], equivalent_record() if record is None else record)
     with tempfile.TemporaryDirectory(prefix="course-mutate-", dir=keep) as tmp:
         workdir = Path(tmp)
-        base = baseline(subjects, files, workdir)
+        base = baseline(subjects, files, workdir, cache=cache)
         outcomes: dict[Mutant, Outcome] = {}
         tasks = []
         for index, (subject, mutant) in enumerate(every):
@@ -805,7 +843,7 @@ def mutate(subjects: list[Subject], jobs: int = 2, sample: int | None = None, se
             else:
                 outcomes[mutant] = Outcome(mutant, "not covered")
         args = _pytest_args(subjects, files)
-        args = [a for a in args if not a.endswith(".py")]     # the tests are given by _Select... and by file:
+        args = [a for a in args if not a.endswith(".py")]     # each mutant: only the files of its killers
         done = {"n": 0}
 
         def start(task):
@@ -813,7 +851,7 @@ def mutate(subjects: list[Subject], jobs: int = 2, sample: int | None = None, se
             here = workdir / f"m{index}"
             here.mkdir()
             slowest = max(base.durations.get(t, 1.0) for t in tests)
-            test_files = list(dict.fromkeys(t.split("::")[0] for t in tests))
+            test_files = list(dict.fromkeys(str(ROOT / t.split("::")[0]) for t in tests))
             child_args = [*args, *test_files, "--course-timeout", f"{max(5.0, 4 * slowest + 2):g}"]
             seconds = 30 + 3 * sum(base.durations.get(t, 1.0) for t in tests)
             return _fork(lambda: _mutant_child(subject, mutant, child_args, tests, here)), seconds, here
@@ -822,7 +860,7 @@ def mutate(subjects: list[Subject], jobs: int = 2, sample: int | None = None, se
             _, subject, mutant, tests = task
             killed_by = here / "killed-by.json"
             by = json.loads(killed_by.read_text(encoding="utf-8"))["test"] if killed_by.exists() else ""
-            status = "timeout" if code is None else "survived" if code == 0 else "killed"
+            status = "timeout" if code is None else STATUS.get(code, "error")
             outcomes[mutant] = Outcome(mutant, status, len(tests), by)
             done["n"] += 1
             if progress:
@@ -849,7 +887,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--sample", type=int, metavar="N", help="run only N mutants, chosen at random with --seed")
     parser.add_argument("--seed", type=int, default=0, help="the seed of --sample (default 0)")
     parser.add_argument("--jobs", "-j", type=int, default=2, metavar="N", help="mutants run at once (default 2)")
+    parser.add_argument("--survivors-of", metavar="REPORT.json",
+                        help="run only the mutants that survived in an earlier --json report (after adding tests)")
     parser.add_argument("--list", action="store_true", help="only list the mutants, run nothing")
+    parser.add_argument("--fresh", action="store_true",
+                        help="run the baseline (the killer tests on the unchanged code, traced) again, "
+                             "even if the code has not changed since the last one")
     parser.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     parser.add_argument("--all-survivors", action="store_true",
                         help="list every survivor (default: the first 40 of each file)")
@@ -876,7 +919,11 @@ def command(args) -> int:
         if args.list:
             return _list(subjects, args.json)
         progress = None if args.json or not sys.stderr.isatty() else _progress
-        report = mutate(subjects, jobs=args.jobs, sample=args.sample, seed=args.seed, progress=progress)
+        only = survivors_of(Path(args.survivors_of)) if args.survivors_of else None
+        reports = [mutate(group, jobs=args.jobs, sample=args.sample, seed=args.seed, progress=progress,
+                          cache=not args.fresh, only=only)
+                   for group in ([s for s in subjects if s.kind == kind] for kind in ("lesson", "kit")) if group]
+        report = reports[0] if len(reports) == 1 else _joined(reports)
     except MutateError as exc:
         print(f"mutate: {exc}", file=sys.stderr)
         return 2
@@ -885,6 +932,23 @@ def command(args) -> int:
     else:
         print_report(report, every=args.all_survivors)
     return 0
+
+
+def survivors_of(report: Path):
+    """A filter keeping the mutants an earlier ``--json`` report lists as survivors."""
+    try:
+        data = json.loads(report.read_text(encoding="utf-8"))
+        wanted = {(m["file"], m["function"], m["line"], m["mutation"]) for f in data["files"] for m in f["survivors"]}
+    except (OSError, ValueError, KeyError) as exc:
+        raise MutateError(f"{report} is not a report of python -m course mutate --json ({exc})") from None
+    return lambda m: (m.file, m.function, m.line, m.mutation) in wanted
+
+
+def _joined(reports: list[Report]) -> Report:
+    """Lessons and kit modules run separately (the lessons' killers are their exercise tests only)."""
+    return Report([f for r in reports for f in r.files], sum(r.seconds for r in reports),
+                  sum(r.cpu_seconds for r in reports), sum(r.baseline_seconds for r in reports),
+                  [t for r in reports for t in r.failing_baseline], any(r.sampled for r in reports))
 
 
 def _progress(done: int, total: int, outcome: Outcome) -> None:
@@ -908,13 +972,14 @@ def print_report(report: Report, every: bool = False) -> None:
     for f in report.files:
         score = "-" if f.score is None else f"{100 * f.score:.1f}%"
         print(f"{f.file:<40} {len(f.outcomes):>7} {f.count('not covered'):>8} {f.killed:>6} "
-              f"{f.count('survived', 'not covered'):>8} {f.equivalent:>6} {score:>6}")
+              f"{f.count(*NOT_KILLED):>8} {f.equivalent:>6} {score:>6}")
     for f in report.files:
-        survivors = [o for o in f.outcomes if o.status in ("survived", "not covered") and not o.equivalent]
+        survivors = [o for o in f.outcomes if o.status in NOT_KILLED and not o.equivalent]
         if survivors:
             print(f"\nSurvivors in {f.file}:")
             for o in survivors if every else survivors[:40]:
-                note = " (not covered: no test runs this line)" if o.status == "not covered" else ""
+                note = {"not covered": " (not covered: no test runs this line)",
+                        "error": " (the run failed: see --json)"}.get(o.status, "")
                 print(f"  {o.mutant.where}  {o.mutant.function}  [{o.mutant.operator}]  {o.mutant.mutation}{note}")
             if not every and len(survivors) > 40:
                 print(f"  ... and {len(survivors) - 40} more (--all-survivors)")
