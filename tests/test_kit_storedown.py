@@ -156,3 +156,19 @@ def test_plugin_with_another_answer_and_more_errors():
     status, headers, body = wsgi_request(make_app(installed), "/bug")
     assert status.startswith("500") and body == b"Failed to log out.\n"
     assert "Retry-After" not in dict(headers) and dict(headers)["Cache-Control"] == "no-store"
+
+
+def test_guard_hands_the_error_to_start_response_as_exc_info():
+    seen = {}
+
+    def failing(environ, start_response):
+        raise StoreUnavailable("down")
+
+    guard(failing)({}, lambda status, headers, exc_info=None: seen.update(exc_info=exc_info))
+    assert seen["exc_info"][0] is StoreUnavailable
+
+
+def test_the_plugin_logs_the_store_error(caplog):
+    with caplog.at_level(logging.WARNING, logger="course.kit.storedown"):
+        wsgi_request(make_app(), "/down")
+    assert [r.getMessage() for r in caplog.records] == ["the session store failed: StoreUnavailable('down')"]
