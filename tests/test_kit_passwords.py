@@ -103,3 +103,13 @@ def test_the_dummy_hash_is_made_once_per_hasher():
     first = dummy_hash(hasher)
     assert dummy_hash(hasher) == first and len(calls) == 1
     assert first.startswith("scrypt$16$") and len(calls[0]) >= 20
+
+
+def test_a_real_hash_with_a_cost_over_the_limits_is_refused():
+    """The limits hold even for a hash that is otherwise right: a tampered table cannot make a login cost more."""
+    assert not check_password("pw", hash_password("pw", n=16, r=MAX_R + 1, p=1))
+    assert not check_password("pw", hash_password("pw", n=16, r=1, p=MAX_P + 1))
+
+
+def test_the_largest_cost_allowed_still_checks():
+    assert check_password("pw", hash_password("pw", n=MAX_N, r=1, p=1))      # 128 MiB, a fraction of a second
