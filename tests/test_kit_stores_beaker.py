@@ -346,3 +346,17 @@ def test_peek_shows_a_redis_key_with_its_ttl_and_a_memcached_item():
             stores_beaker.redis_client(url).delete(f"beaker_cache:{sid}:session")
         else:
             assert found["where"] == f"memcached key {sid}_session"
+
+
+def test_the_tools_redis_client_has_short_timeouts_and_one_retry():
+    client = stores_beaker.redis_client("redis://127.0.0.1:2/0")
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["socket_connect_timeout"], kwargs["socket_timeout"]) == (1, 2)
+    assert kwargs["retry"]._retries == 1
+
+
+def test_the_sql_engine_pings_its_pool_and_makes_the_folder_of_a_url_with_a_query(tmp_path):
+    options = beaker_options(f"sqlite:///{tmp_path}/q/x.db?timeout=5")
+    engine = stores_beaker.sql_engine(options)
+    assert engine.pool._pre_ping is True
+    assert os.path.isdir(f"{tmp_path}/q")
