@@ -23,7 +23,7 @@ import requests
 
 from course.kit import beaker_backends, storedown, stores_beaker
 from course.kit.beaker_backends import SessionTooLarge
-from course.kit.beakerkit import HardenedSessions, get_session, session_config
+from course.kit.beakerkit import HardenedSessions, destroy_session, get_session, session_config
 from course.tools import services
 
 SECRET = "store-contract-secret-0123456789abcdef"
@@ -67,9 +67,8 @@ def store_url(tmp_path):
             pass
 
 
-def make_app(url, timeout=600):
-    """The smallest app on the kit: /visits counts in the session, a store error is a 503."""
-    options = stores_beaker.hardened(stores_beaker.beaker_options(url))
+def visits_app():
+    """The smallest app on the kit: /visits counts in the session, /logout destroys it, a store error is a 503."""
     app = bottle.Bottle()
     app.install(storedown.plugin)
 
@@ -80,7 +79,17 @@ def make_app(url, timeout=600):
         session.save()
         return f"visits={session['visits']}"
 
-    return HardenedSessions(app, session_config(secret=SECRET, timeout=timeout, **options)), options
+    @app.get("/logout")
+    def logout():
+        destroy_session(get_session())
+        return "logged out"
+
+    return app
+
+
+def make_app(url, timeout=600):
+    options = stores_beaker.hardened(stores_beaker.beaker_options(url))
+    return HardenedSessions(visits_app(), session_config(secret=SECRET, timeout=timeout, **options)), options
 
 
 def plant(url, sid, payload):
@@ -479,17 +488,7 @@ def beakerkit_store():
 
 
 def make_memory_app(store):
-    app = bottle.Bottle()
-    app.install(storedown.plugin)
-
-    @app.get("/visits")
-    def visits():
-        session = get_session()
-        session["visits"] = session.get("visits", 0) + 1
-        session.save()
-        return f"visits={session['visits']}"
-
-    return HardenedSessions(app, session_config(secret=SECRET, timeout=600, store=store))
+    return HardenedSessions(visits_app(), session_config(secret=SECRET, timeout=600, store=store))
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
@@ -527,3 +526,14 @@ def test_a_pooled_connection_that_died_costs_no_request(kind, store_url):
         assert load(record(options, sid)) == b'{"kept":1}', f"{kind}: the first request after the restart works"
         save(record(options, sid), '{"kept":2}')
         assert load(record(options, sid)) == b'{"kept":2}'
+
+
+@pytest.mark.parametrize("kind", ALL_KINDS)
+def test_the_middleware_destroys_a_session_for_good(kind, store_url):
+    wsgi, _ = contract_app(kind, store_url)
+    _, cookie, _ = visit(wsgi, "/visits")
+    assert visit(wsgi, "/visits", cookie)[2] == "visits=2"
+    status, cleared, body = visit(wsgi, "/logout", cookie)
+    assert (status, body) == ("200 OK", "logged out") and cleared.startswith("sid=")
+    status, fresh, body = visit(wsgi, "/visits", cookie)
+    assert body == "visits=1" and fresh != cookie, f"{kind}: replaying the old cookie gives a new, empty session"
