@@ -96,6 +96,14 @@ def test_log_in_on_beakers_own_session_object_saves_the_user_id():
     assert beakerkit.stored_data(store, sid)["user_id"] == 9
 
 
+def test_log_in_on_beakers_own_session_object_of_a_loaded_session_keeps_the_user_logged_in():
+    wsgi, store = make()
+    _, [before], _ = get(wsgi, "/visit")
+    _, [after], sid = get(wsgi, "/login-real/9", before)
+    assert beakerkit.stored_data(store, sid)["user_id"] == 9, "Beaker's write-back of the loaded data undid the login"
+    assert get(wsgi, "/dashboard", after)[0] == 200
+
+
 def test_log_out_destroys_the_record_and_clears_the_cookie():
     wsgi, store = make()
     _, [cookie], sid = get(wsgi, "/login/3")

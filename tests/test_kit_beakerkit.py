@@ -524,3 +524,232 @@ def test_with_invalidate_corrupt_a_corrupt_record_is_a_new_session_but_a_dead_st
         status, cookies, body = get(wsgi, "/visits", f"sid={signed(sid)}")
     new_sid, visits = body.split()
     assert status == "200 OK" and visits == "1" and new_sid != sid, "a corrupt record: a new session, new ID"
+
+
+# ---------------------------------------------------------------- what the first mutation run showed
+
+def stock_app(config, route):
+    """``route(session)`` under Beaker's own SessionMiddleware (destroy and regenerate work there too)."""
+    from beaker.middleware import SessionMiddleware
+    app = bottle.Bottle()
+    app.route("/", callback=lambda: route(get_session()))
+    app.route("/visits", callback=lambda: _count(get_session()))
+    return SessionMiddleware(app, config)
+
+
+def _count(session):
+    session["visits"] = session.get("visits", 0) + 1
+    session.save()
+    return f"{beakerkit.real_session(session).id} {session['visits']}"
+
+
+def test_destroy_under_beakers_own_middleware_writes_nothing_back():
+    store = CountingStore()
+    config = session_config(secret=SECRET, store=store, session_class=beakerkit.StrictSession)
+
+    def save_then_destroy(session):
+        session["x"] = 1
+        session.save()                         # a save earlier in the request no longer applies
+        destroy_session(session)
+        return "gone"
+
+    wsgi = stock_app(config, save_then_destroy)
+    sid = get(wsgi, "/visits")[2].split()[0]
+    get(wsgi, "/", f"sid={signed(sid)}")
+    assert store.length() == 0, f"nothing written back, under the old ID or a new one: {store.all()}"
+
+
+def test_a_destroyed_session_is_empty_and_a_save_after_it_writes_nothing():
+    app = bottle.Bottle()
+
+    @app.get("/visits")
+    def visits():
+        return _count(get_session())
+
+    @app.get("/destroy-then-save")
+    def destroy_then_save():
+        session = get_session()
+        destroy_session(session)
+        left = dict(session)
+        session["after"] = 1
+        session.save()
+        return json.dumps(left)
+
+    store = CountingStore()
+    wsgi = HardenedSessions(app, session_config(secret=SECRET, store=store))
+    sid = get(wsgi, "/visits")[2].split()[0]
+    _, cookies, body = get(wsgi, "/destroy-then-save", f"sid={signed(sid)}")
+    assert "visits" not in json.loads(body), "destroy_session empties the session at once"
+    assert store.length() == 0, f"nothing is saved after destroy in the same request: {store.all()}"
+    [line] = cookies
+    assert expired(line)
+
+
+def test_regenerate_keeps_what_the_request_changed_and_works_after_a_destroy():
+    app = bottle.Bottle()
+
+    @app.get("/visits")
+    def visits():
+        return _count(get_session())
+
+    @app.get("/change-then-regenerate")
+    def change_then_regenerate():
+        session = get_session()
+        session["changed"] = "yes"               # not saved by the route itself
+        regenerate_session(session)
+        return beakerkit.real_session(session).id
+
+    @app.get("/real")
+    def real():
+        session = beakerkit.real_session(get_session())
+        session["real"] = 1
+        regenerate_session(session)              # Beaker's Session itself: saved at once
+        return session.id
+
+    @app.get("/destroy-then-regenerate")
+    def destroy_then_regenerate():
+        session = get_session()
+        destroy_session(session)
+        session["fresh"] = 1
+        regenerate_session(session)
+        return beakerkit.real_session(session).id
+
+    store = CountingStore()
+    wsgi = HardenedSessions(app, session_config(secret=SECRET, store=store))
+    sid = get(wsgi, "/visits")[2].split()[0]
+    new = get(wsgi, "/change-then-regenerate", f"sid={signed(sid)}")[2]
+    assert stored_data(store, new)["changed"] == "yes"
+    newer = get(wsgi, "/real", f"sid={signed(new)}")[2]
+    assert stored_data(store, newer)["real"] == 1 and not store.holds(new)
+    fresh = get(wsgi, "/destroy-then-regenerate", f"sid={signed(newer)}")[2]
+    assert stored_data(store, fresh)["fresh"] == 1 and not store.holds(newer)
+
+
+def test_a_cookie_session_regenerates_its_id_and_keeps_its_data():
+    app = bottle.Bottle()
+
+    @app.get("/set")
+    def set_():
+        get_session()["a"] = 1
+        get_session().save()
+        return get_session()["_id"]
+
+    @app.get("/regenerate")
+    def regenerate():
+        session = get_session()
+        old = session["_id"]
+        regenerate_session(session)
+        return f"{old} {session['_id']} {session['a']}"
+
+    config = session_config(type="cookie", secret=SECRET, validate_key=SECRET, encrypt_key=SECRET)
+    wsgi = HardenedSessions(app, config, rolling=True)
+    _, cookies, first = get(wsgi, "/set")
+    status, again, body = get(wsgi, "/regenerate", sid_cookie(cookies))
+    old, new, data = body.split()
+    assert status == "200 OK" and old == first and new != old and data == "1"
+    assert sid_cookie(again) != sid_cookie(cookies), "the new cookie goes out"
+
+
+def test_the_cookie_name_of_a_config_without_a_key_is_beakers_default():
+    app = bottle.Bottle()
+    app.route("/visits", callback=lambda: _count(get_session()))
+    config = {"session.type": "memory", "session.secret": SECRET}
+    wsgi = HardenedSessions(app, config)
+    _, cookies, body = get(wsgi, "/visits")
+    [line] = cookies
+    assert line.startswith("beaker.session.id=")
+    _, _, again = get(wsgi, "/visits", "null; " + line.split(";")[0])
+    assert again.split()[1] == "2", "the header handed to Beaker keeps Beaker's own cookie"
+
+
+def test_a_custom_cookie_name_is_the_one_handed_to_beaker():
+    wsgi, _ = make(key="app_sid")
+    _, cookies, body = get(wsgi, "/visits")
+    [line] = cookies
+    sid = body.split()[0]
+    assert line.startswith("app_sid=")
+    assert get(wsgi, "/visits", f"sid=x; app_sid={signed(sid)}")[2] == f"{sid} 2"
+
+
+def test_the_middleware_is_a_well_behaved_wsgi_server_for_the_app():
+    import sys
+    seen, closed = {}, []
+
+    class Body(list):
+        def close(self):
+            closed.append(True)
+
+    def inner(environ, start_response):
+        seen["get_session"] = environ["beaker.get_session"]
+        try:
+            raise ValueError("page error")
+        except ValueError:
+            write = start_response("500 Internal Server Error", [("X-App", "1")], sys.exc_info())
+        write(b"written ")
+        return Body([b"returned"])
+
+    answer = {}
+    wsgi = HardenedSessions(inner, session_config(secret=SECRET))
+    body = wsgi({"REQUEST_METHOD": "GET", "PATH_INFO": "/"},
+                lambda status, headers, exc_info=None: answer.update(status=status, headers=headers, exc=exc_info))
+    assert b"".join(body) == b"written returned" and closed == [True]
+    assert answer["exc"][0] is ValueError and ("X-App", "1") in answer["headers"]
+    assert callable(seen["get_session"]) and seen["get_session"]() is not None
+
+
+def test_an_error_answer_whose_save_fails_keeps_its_headers_but_no_cookie():
+    app = bottle.Bottle()
+
+    @app.get("/error")
+    def error():
+        get_session()["x"] = 1
+        get_session().save()
+        bottle.response.set_cookie("other", "1")
+        bottle.response.status = 502
+        return "upstream"
+
+    store = CountingStore()
+    wsgi = HardenedSessions(app, session_config(secret=SECRET, store=store))
+    with store.failing("set"):
+        status, headers, body = wsgi_request(wsgi, "/error")
+    assert status.startswith("502") and body == b"upstream"
+    assert not [v for n, v in headers if n.lower() == "set-cookie"]
+    assert dict(headers)["Content-Type"].startswith("text/html")
+
+
+def test_a_store_that_blinks_while_loading_is_a_503_even_with_invalidate_corrupt():
+    """A store failing once is no corrupt record: never a silent new session (then the data would be lost)."""
+    class Blinking(CountingStore):
+        blinks = 0
+
+        def check(self, method):
+            if method == "get" and self.blinks:
+                self.blinks -= 1
+                raise storedown.StoreUnavailable("blinked")
+
+    store = Blinking()
+    wsgi, _ = make(store=store, invalidate_corrupt=True)
+    sid = get(wsgi, "/visits")[2].split()[0]
+    store.blinks = 1
+    status, cookies, _ = get(wsgi, "/read", f"sid={signed(sid)}")
+    assert status == storedown.STATUS and cookies == []
+    assert get(wsgi, "/visits", f"sid={signed(sid)}")[2] == f"{sid} 2"
+
+
+def test_a_corrupt_record_says_why_in_beakers_warning():
+    from beaker.exceptions import BeakerWarning
+    wsgi, store = make(invalidate_corrupt=True)
+    sid = get(wsgi, "/visits")[2].split()[0]
+    store.store.set(sid, {"session": ["str", "bm90IGpzb24="]})
+    with pytest.warns(BeakerWarning, match=f"the stored session {sid} cannot be decoded: "):
+        get(wsgi, "/visits", f"sid={signed(sid)}")
+
+
+def test_the_counting_namespace_needs_no_creation_lock():
+    lock = CountingNamespace("a", store=CountingStore()).get_creation_lock("session")
+    assert lock.acquire_write_lock() is True
+
+
+def test_an_empty_beaker_cookie_is_no_id():
+    assert session_id_from_cookie("sid=") is None
+    assert session_id_from_cookie(f"sid={signed('')}", secret=SECRET) is None, "a signature of nothing"
