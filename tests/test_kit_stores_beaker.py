@@ -360,3 +360,17 @@ def test_the_sql_engine_pings_its_pool_and_makes_the_folder_of_a_url_with_a_quer
     engine = stores_beaker.sql_engine(options)
     assert engine.pool._pre_ping is True
     assert os.path.isdir(f"{tmp_path}/q")
+
+
+@pytest.mark.parametrize("url", ["redis://127.0.0.1:1/0", "postgresql://postgres@127.0.0.1:1/test"])
+def test_peek_at_a_store_that_is_down_is_store_unavailable(url):
+    from course.kit.storedown import StoreUnavailable
+    with pytest.raises(StoreUnavailable, match="unavailable"):
+        peek(beaker_options(url), uuid.uuid4().hex)
+
+
+def test_peek_lets_a_bug_through_as_it_is(tmp_path, monkeypatch):
+    options = beaker_options(f"file:{tmp_path}/bug")
+    monkeypatch.setattr(stores_beaker, "_files_of", lambda options, sid: (_ for _ in ()).throw(KeyError("bug")))
+    with pytest.raises(KeyError):
+        peek(options, uuid.uuid4().hex)
