@@ -379,3 +379,39 @@ def test_server_connections_are_in_autocommit_mode(kind):
         assert store.load("a", time.time()) == b"{}"
     finally:
         store.run(f"DROP TABLE IF EXISTS {options['table_name']}", ())
+
+
+def test_redis_connections_have_short_timeouts_and_no_retries_of_their_own():
+    store = beaker_backends.RedisStore("redis://127.0.0.1:2/0")
+    kwargs = store.pool.connection_kwargs
+    assert (kwargs["socket_connect_timeout"], kwargs["socket_timeout"]) == (1, 2)
+    assert kwargs["retry"]._retries == 0, "the one retry is RedisStore's own, on a pooled connection only"
+
+
+def test_the_memcached_client_retries_a_dead_server_after_a_second_and_never_unpickles():
+    client = beaker_backends._memcached_client("127.0.0.1:3;127.0.0.1:4")
+    assert beaker_backends._memcached_client("127.0.0.1:3;127.0.0.1:4") is client
+    assert [s.address[1] for s in client.servers] == [3, 4]
+    assert client.socket_timeout == 1 and all(s.dead_retry == 1 for s in client.servers)
+    assert client.unpickler is _RefuseToUnpickle
+
+
+def test_a_stock_beaker_mariadb_table_gets_the_expires_column_and_its_index():
+    from course.kit.stores_beaker import beaker_options, hardened
+    table = f"bb_old_{uuid.uuid4().hex[:8]}"
+    options = hardened(beaker_options(services.require("mysql") + f"?table={table}"))
+    store = sql_store(options["url"], table)
+    store._ready = True                              # make the stock table first, as Beaker would
+    store.run(f"CREATE TABLE {table} (namespace VARCHAR(255) NOT NULL PRIMARY KEY, created DATETIME(6) NOT NULL, "
+              "accessed DATETIME(6) NOT NULL, data BLOB NOT NULL)", ())
+    try:
+        fresh = beaker_backends.SqlStore(options["url"], table)
+        fresh.save("a", b"{}", 60)
+        assert fresh.load("a", time.time()) == b"{}"
+        assert fresh.run("SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() "
+                         "AND table_name = %s AND index_name = %s", (table, f"{table}_expires"), fetch=True) >= 1
+        again = beaker_backends.SqlStore(options["url"], table)
+        again.save("b", b"{}", 60)                   # a table that has the column is left as it is
+        assert again.load("b", time.time()) == b"{}"
+    finally:
+        store.run(f"DROP TABLE IF EXISTS {table}", ())
