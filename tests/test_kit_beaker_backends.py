@@ -415,3 +415,11 @@ def test_a_stock_beaker_mariadb_table_gets_the_expires_column_and_its_index():
         assert again.load("b", time.time()) == b"{}"
     finally:
         store.run(f"DROP TABLE IF EXISTS {table}", ())
+
+
+def test_a_new_process_finds_the_table_ready_and_leaves_it_as_it_is(sqlite_store):
+    sqlite_store.save("a", b'{"a":1}', None)
+    other = beaker_backends.SqlStore(sqlite_store.url, sqlite_store.table)     # another process's view
+    assert other.load("a", time.time()) == b'{"a":1}'
+    other.save("b", b"{}", 60)
+    assert other._ready is True
