@@ -374,3 +374,69 @@ def test_peek_lets_a_bug_through_as_it_is(tmp_path, monkeypatch):
     monkeypatch.setattr(stores_beaker, "_files_of", lambda options, sid: (_ for _ in ()).throw(KeyError("bug")))
     with pytest.raises(KeyError):
         peek(options, uuid.uuid4().hex)
+
+
+# ---------------------------------------------------------------- what the first mutation run showed
+
+def test_the_accepted_forms_are_listed_one_per_line():
+    with pytest.raises(ValueError) as refused:
+        beaker_options("bogus://h/db")
+    assert str(refused.value).endswith("\nAccepted forms:\n  " + "\n  ".join(ACCEPTED_FORMS))
+
+
+@pytest.mark.parametrize("url, why", [("sqlite:///s.db?table=", "'' is not a table name"),
+                                      ("mongodb://h/", "needs a host and a database")])
+def test_an_empty_table_or_database_is_refused(url, why):
+    with pytest.raises(ValueError, match=why):
+        beaker_options(url)
+
+
+def test_a_one_character_sqlite_file_name_is_a_file():
+    assert beaker_options("sqlite:///x")["url"] == "sqlite:///x"
+
+
+def test_blank_query_values_are_kept():
+    assert beaker_options("sqlite:///s.db?table=t&cache=")["url"] == "sqlite:///s.db?cache="
+    assert hardened(beaker_options("mysql://h/db?charset="))["url"] == \
+        "mysql+pymysql://h/db?charset=&connect_timeout=2&read_timeout=5&write_timeout=5"
+
+
+def test_describe_an_sql_store_without_a_url():
+    assert describe({"type": "ext:database"}) == "SQL ( via SQLAlchemy), table beaker_cache"
+
+
+def test_the_guarded_classes_are_made_once_and_turn_a_dead_store_into_store_unavailable():
+    from course.kit.storedown import StoreUnavailable
+    stores_beaker._namespace_class.cache_clear()
+    options = hardened(beaker_options("redis://127.0.0.1:1/0"))
+    cls = options["namespace_class"]
+    assert cls.__name__ == "GuardedRedisJson" and cls.store_name == "Redis" and cls.limit is None
+    assert hardened(beaker_options("redis://127.0.0.1:1/0"))["namespace_class"] is cls
+    with pytest.raises(StoreUnavailable, match="ConnectionError"):
+        cls(uuid.uuid4().hex, url=options["url"])["session"]
+    mongo = hardened(beaker_options("mongodb://127.0.0.1:1/db"))["namespace_class"]
+    assert mongo.store_name == "MongoDB" and mongo.__name__ == "GuardedMongoJson"
+
+
+def test_the_sql_engine_makes_only_an_sqlite_files_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    stores_beaker.sql_engine(beaker_options("postgresql://u@h.invalid/db"))
+    stores_beaker.sql_engine(beaker_options("sqlite:///here.db"))
+    stores_beaker.sql_engine(beaker_options(f"sqlite:///{tmp_path}/q2/x.db?mode=a/b"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["q2"], "no folder for a server URL, none for here.db"
+
+
+def test_the_dbm_purge_takes_the_lock_file_along(tmp_path):
+    options = beaker_options(f"dbm:{tmp_path}/locked")
+    write(options, uuid.uuid4().hex)
+    [(_, paths, _)] = list(session_files(options))
+    lock = [path for path in paths if path.suffix == ".lock"]
+    assert len(lock) == 1 and lock[0].parent.parent.parent.name == "container_dbm_lock", paths
+    assert purge_expired(options, older_than=0, now=time.time() + 10) == 1 and not lock[0].exists()
+
+
+def test_peek_never_looks_up_what_is_not_a_session_id(tmp_path):
+    options = sqlite_options(tmp_path)
+    write(options, "not-a-session-id")
+    assert peek(options, "not-a-session-id") is None
+    assert peek({"type": "memory"}, uuid.uuid4().hex) is None
