@@ -424,6 +424,7 @@ def test_the_sql_engine_makes_only_an_sqlite_files_folder(tmp_path, monkeypatch)
     stores_beaker.sql_engine(beaker_options("sqlite:///here.db"))
     stores_beaker.sql_engine(beaker_options(f"sqlite:///{tmp_path}/q2/x.db?mode=a/b"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q2"], "no folder for a server URL, none for here.db"
+    assert list((tmp_path / "q2").iterdir()) == [], "the folder of the file, not of the file plus its query"
 
 
 def test_the_dbm_purge_takes_the_lock_file_along(tmp_path):
@@ -440,3 +441,9 @@ def test_peek_never_looks_up_what_is_not_a_session_id(tmp_path):
     write(options, "not-a-session-id")
     assert peek(options, "not-a-session-id") is None
     assert peek({"type": "memory"}, uuid.uuid4().hex) is None
+
+
+def test_peek_at_memcached_that_is_down_is_store_unavailable():
+    from course.kit.storedown import StoreUnavailable
+    with pytest.raises(StoreUnavailable, match="memcached"):
+        peek(beaker_options("memcached://127.0.0.1:1"), uuid.uuid4().hex)
