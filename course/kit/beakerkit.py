@@ -341,6 +341,16 @@ class StrictSession(Session):
             self.invalidate_corrupt = False
             raise
 
+    def save(self, accessed_only=False):
+        result = super().save(accessed_only)
+        if not accessed_only:
+            # Saved whole: Beaker's write-back at the end of a request that did not mark the proxy
+            # dirty (save(accessed_only=True): the data as it was loaded) must not undo this save.
+            # Without this, regenerate_session() or auth.log_in() on Beaker's own Session object of
+            # a loaded session lost what they saved.
+            self.accessed_dict = dict(self.items())
+        return result
+
     def _decrypt_data(self, session_data):
         try:
             return super()._decrypt_data(session_data)

@@ -36,9 +36,11 @@ def parse_cookie_header(header: str | None) -> list[tuple[str, str]]:
     """
     pairs = []
     for piece in (header or "").split(";"):
-        name, eq, value = piece.partition("=")
+        if "=" not in piece:
+            continue                     # a bare token or an empty piece (";;;;"): skipped, and cheaply
+        name, _, value = piece.partition("=")
         name, value = name.strip(" \t"), value.strip(" \t")
-        if not eq or not name:
+        if not name:
             continue
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]

@@ -17,7 +17,12 @@ PREFIX = "s:"
 
 def secret_list(secret: str | Sequence[str]) -> list[str]:
     """A secret or a list of secrets (newest first) as a non-empty list of strings."""
-    secrets = [secret] if isinstance(secret, str) else list(secret)
+    if isinstance(secret, str):
+        secrets = [secret]
+    elif isinstance(secret, (list, tuple)):
+        secrets = list(secret)
+    else:                       # None, a number, bytes: never a secret (bytes would be a list of ints)
+        secrets = []
     if not secrets or not all(isinstance(s, str) and s for s in secrets):
         raise ValueError("secret must be a non-empty string or a non-empty list of non-empty strings")
     return secrets

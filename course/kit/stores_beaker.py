@@ -171,7 +171,9 @@ def _with_defaults(url: str, **defaults) -> str:
 
 def redact(url: str) -> str:
     """The URL with its password hidden, for pages and logs: ``redis://:***@host:6379/0``."""
-    return re.sub(r"^([a-z0-9+]+://[^/@:]*):[^/@]*@", r"\1:***@", url, flags=re.I)
+    # Up to the last "@" before the path, as urlsplit (and so every driver) reads it: a password
+    # holding an unescaped "@" is hidden whole.
+    return re.sub(r"^([a-z0-9+]+://[^/@:]*):[^/]*@", r"\1:***@", url, flags=re.I)
 
 
 def describe(options: dict) -> str:

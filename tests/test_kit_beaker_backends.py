@@ -1,0 +1,425 @@
+"""course.kit.beaker_backends on its own: the JSON record, each backend's one round trip, no pickle.
+
+Every store's record contract is tests/test_store_contract.py; this file pins the pieces: what
+JsonSession writes and refuses, the namespace base, RedisStore's connection handling on the real
+Redis (unique keys, never a flush), SqlStore on SQLite (table, upgrade, purge), memcached's refusals.
+"""
+import json
+import logging
+import sqlite3
+import time
+import uuid
+
+import pytest
+
+from course.kit import beaker_backends
+from course.kit.beaker_backends import (
+    PURGE_EVERY,
+    JsonSession,
+    MemcachedJson,
+    SessionTooLarge,
+    _encode,
+    _JsonNamespace,
+    _RefuseToUnpickle,
+    redis_store,
+    sql_store,
+)
+from course.kit.beakerkit import CorruptSession
+from course.kit.storedown import StoreUnavailable
+from course.tools import services
+
+
+def test_session_too_large_says_how_big_and_what_the_store_holds():
+    error = SessionTooLarge(70_000, 65_535, "MariaDB")
+    assert (error.size, error.limit, error.store) == (70_000, 65_535, "MariaDB")
+    assert str(error) == ("Session too large for the store: it is 70000 bytes once encoded, and MariaDB holds "
+                          "at most 65535 bytes per session")
+
+
+def test_encode_gives_utf8_bytes():
+    assert _encode("é") == b"\xc3\xa9" and _encode(b"x") == b"x" and _encode(bytearray(b"y")) == b"y"
+    assert _encode(memoryview(b"z")) == b"z"
+
+
+class Dict(_JsonNamespace):
+    """The namespace base over a dict, to pin what it does around _load/_save/_delete."""
+
+    records: dict = {}
+
+    def _load(self):
+        return self.records.get(self.namespace, (None,))[0]
+
+    def _save(self, data, ttl):
+        self.records[self.namespace] = (data, ttl)
+
+    def _delete(self):
+        self.records.pop(self.namespace, None)
+
+
+@pytest.fixture
+def records():
+    Dict.records = {}
+    return Dict.records
+
+
+def test_the_namespace_base_loads_saves_and_deletes_one_record(records):
+    ns = Dict("abc", timeout="600")
+    assert ns.ttl == 600 and Dict("x").ttl is None and Dict("x", timeout=0).ttl is None
+    assert "session" not in ns and ns.keys() == [] and not ns.has_key("session")
+    with pytest.raises(KeyError):
+        ns["session"]
+    ns["session"] = '{"a":1}'
+    assert records["abc"] == (b'{"a":1}', 600), "str is written as UTF-8 bytes, with the namespace's ttl"
+    assert ns["session"] == b'{"a":1}' and "session" in ns and ns.keys() == ["session"] and ns.has_key("s")
+    ns.set_value("session", b"{}", expiretime=30.9)
+    assert records["abc"] == (b"{}", 30), "Beaker's expiretime wins, as whole seconds"
+    del ns["session"]
+    assert "abc" not in records
+    ns["session"] = "{}"
+    ns.do_remove()
+    assert "abc" not in records
+
+
+def test_a_record_over_the_limit_is_refused_before_it_is_written(records):
+    class Limited(Dict):
+        limit = 10
+        store_name = "the tiny store"
+
+    ns = Limited("abc")
+    ns["session"] = "x" * 10
+    with pytest.raises(SessionTooLarge, match="the tiny store holds at most 10 bytes") as refused:
+        ns["session"] = "é" * 6
+    assert refused.value.size == 12, "bytes, not characters"
+    assert records["abc"] == (b"x" * 10, None), "the old record stays"
+
+
+def test_the_creation_lock_is_a_null_one():
+    lock = Dict("a").get_creation_lock("session")
+    assert lock.acquire_write_lock() and lock.release_write_lock() is None
+
+
+# ---------------------------------------------------------------- JsonSession
+
+def json_session(records, **options):
+    from beaker.session import Session
+    assert issubclass(JsonSession, Session)
+    return JsonSession({}, namespace_class=Dict, **options)
+
+
+def test_the_record_is_the_session_as_compact_json(records):
+    session = json_session(records)
+    session["visits"] = 3
+    assert json.loads(session._encrypt_data()) == dict(session)
+    assert session._encrypt_data({"a": [1, 2]}) == '{"a":[1,2]}'
+    assert session._decrypt_data(b'{"a":1}') == {"a": 1}
+    assert session._decrypt_data('{"a":"\u00e9"}') == {"a": "é"}
+    assert session._decrypt_data(bytearray(b'{"b":2}')) == {"b": 2}
+
+
+@pytest.mark.parametrize("stored, why", [(b"\x80\x04\x95pickle", "is not JSON"), (b"{bad", "is not JSON"),
+                                         (b"[1, 2]", "is not a JSON object"), (b'"text"', "is not a JSON object"),
+                                         (b"\xff\xfe", "is not JSON")])
+def test_a_record_that_is_not_a_json_object_is_corrupt(records, stored, why):
+    session = json_session(records)
+    with pytest.raises(CorruptSession, match=why):
+        session._decrypt_data(stored)
+
+
+def test_a_corrupt_record_is_logged_and_a_new_session_with_a_new_id_starts(records, caplog):
+    session = json_session(records)
+    session["visits"] = 5
+    session.save()
+    old = session.id
+    records[old] = (b"\x80\x04pickled", None)
+    with caplog.at_level(logging.WARNING, logger="course.kit.beaker_backends"):
+        reloaded = JsonSession({}, id=old, namespace_class=Dict)
+    assert reloaded.id != old and reloaded.is_new and "visits" not in reloaded
+    assert reloaded["_creation_time"] == reloaded["_accessed_time"] and reloaded["_creation_time"] > time.time() - 5
+    assert any("corrupt session record ignored" in r.getMessage() for r in caplog.records)
+
+
+def test_an_encrypted_session_uses_beakers_own_encoding(records):
+    session = json_session(records, encrypt_key="k" * 32, validate_key="v" * 32)
+    session["secret"] = "data"
+    encrypted = session._encrypt_data()
+    assert "data" not in str(encrypted)
+    assert session._decrypt_data(encrypted)["secret"] == "data"
+
+
+# ---------------------------------------------------------------- Redis (the real server; unique keys)
+
+@pytest.fixture
+def redis_url():
+    return services.require("redis")
+
+
+def test_redis_json_is_get_set_ex_and_del_on_beakers_key(redis_url):
+    store = redis_store(redis_url)
+    sid = uuid.uuid4().hex
+    ns = beaker_backends.RedisJson(sid, url=store, timeout=60)
+    assert ns.key == f"beaker_cache:{sid}:session" and ns.ttl == 60
+    assert ns._load() is None
+    ns["session"] = '{"a":1}'
+    assert store.command("GET", ns.key) == b'{"a":1}' and 55 <= store.command("TTL", ns.key) <= 60
+    beaker_backends.RedisJson(sid, url=store)._save(b"{}", None)
+    assert store.command("TTL", ns.key) == -1, "no ttl: no EX"
+    ns._delete()
+    assert store.command("EXISTS", ns.key) == 0
+
+
+def test_redis_store_is_one_per_url_and_reuses_its_connections(redis_url):
+    store = redis_store(redis_url)
+    assert redis_store(redis_url) is store
+    store.command("PING")
+    first = store.command("CLIENT", "ID")
+    assert store.command("CLIENT", "ID") == first, "the idle connection is reused"
+
+
+def test_an_error_reply_is_store_unavailable_and_keeps_the_connection(redis_url):
+    store = beaker_backends.RedisStore(redis_url)
+    own = store.command("CLIENT", "ID")
+    with pytest.raises(StoreUnavailable, match="Redis refused NOSUCHCOMMAND"):
+        store.command("NOSUCHCOMMAND")
+    assert store.command("CLIENT", "ID") == own
+
+
+def test_at_most_16_idle_connections_are_kept(redis_url):
+    import threading
+    store = beaker_backends.RedisStore(redis_url)
+    barrier = threading.Barrier(20)
+
+    def hold():
+        barrier.wait()
+        store.command("PING")
+
+    threads = [threading.Thread(target=hold) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert 1 <= len(store._idle) <= 16
+
+
+def test_a_redis_that_is_not_there_fails_at_once_without_a_retry():
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    store = beaker_backends.RedisStore(f"redis://127.0.0.1:{port}/0")
+    started = time.monotonic()
+    with pytest.raises(Exception) as failed:
+        store.command("GET", "x")
+    from course.kit.storedown import is_store_down
+    assert is_store_down(failed.value) and time.monotonic() - started < 2
+    assert store._idle == []
+
+
+def test_after_a_fork_the_child_never_reuses_the_parents_connections(redis_url, monkeypatch):
+    store = beaker_backends.RedisStore(redis_url)
+    parent = store.command("CLIENT", "ID")
+    monkeypatch.setattr(beaker_backends.os, "getpid", lambda: -1)
+    assert store.command("CLIENT", "ID") != parent
+
+
+# ---------------------------------------------------------------- SQL, on SQLite
+
+@pytest.fixture
+def sqlite_store(tmp_path):
+    return sql_store(f"sqlite:///{tmp_path}/deep/s.db", "t_" + uuid.uuid4().hex[:8])
+
+
+def test_the_sql_store_is_one_per_url_and_table(tmp_path):
+    url = f"sqlite:///{tmp_path}/one.db"
+    assert sql_store(url, "a") is sql_store(url, "a") and sql_store(url, "a") is not sql_store(url, "b")
+
+
+def test_a_row_is_saved_loaded_until_it_expires_and_deleted(sqlite_store):
+    now = time.time()
+    sqlite_store.save("s1", b'{"a":1}', 60)
+    sqlite_store.save("s2", b'{"b":2}', None)
+    assert sqlite_store.load("s1", now) == b'{"a":1}'
+    assert sqlite_store.load("s1", now + 61) is None, "an expired row is never loaded"
+    assert sqlite_store.load("s2", now + 10 ** 6) == b'{"b":2}', "no ttl: never expires"
+    sqlite_store.save("s1", b'{"a":2}', 60)
+    assert sqlite_store.load("s1", now) == b'{"a":2}', "the upsert replaces the row"
+    sqlite_store.delete("s1")
+    assert sqlite_store.load("s1", now) is None and sqlite_store.load("nobody", now) is None
+
+
+def test_the_purge_deletes_expired_rows_only(sqlite_store):
+    sqlite_store.save("dead", b"{}", 1)
+    sqlite_store.save("alive", b"{}", 600)
+    sqlite_store.save("forever", b"{}", None)
+    assert sqlite_store.purge(time.time() + 2) == 1
+    assert sqlite_store.purge() == 0
+    assert sqlite_store.run(f"SELECT COUNT(*) FROM {sqlite_store.table}", (), fetch=True) == 2
+
+
+def test_a_save_purges_at_most_every_five_minutes(sqlite_store, monkeypatch):
+    assert PURGE_EVERY == 300
+    purged = []
+    monkeypatch.setattr(sqlite_store, "purge", lambda moment: purged.append(moment))
+    sqlite_store.save("a", b"{}", 60)
+    sqlite_store.save("b", b"{}", 60)
+    assert len(purged) == 1 and sqlite_store._next_purge == pytest.approx(purged[0] + 300)
+    sqlite_store._next_purge = time.time() - 1
+    sqlite_store.save("c", b"{}", 60)
+    assert len(purged) == 2
+
+
+def test_the_table_has_beakers_columns_the_expires_index_and_wal(sqlite_store):
+    sqlite_store.save("a", b"{}", 60)
+    path = sqlite_store._cargs[0]
+    conn = sqlite3.connect(path)
+    columns = [row[1] for row in conn.execute(f"PRAGMA table_info({sqlite_store.table})")]
+    indexes = [row[1] for row in conn.execute(f"PRAGMA index_list({sqlite_store.table})")]
+    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    created, accessed = conn.execute(f"SELECT created, accessed FROM {sqlite_store.table}").fetchone()
+    conn.close()
+    assert columns == ["namespace", "created", "accessed", "data", "expires"]
+    assert f"{sqlite_store.table}_expires" in indexes and mode == "wal"
+    assert len(created) == len("2026-01-01 00:00:00.000000") and created == accessed
+
+
+def test_a_stock_beaker_table_gets_the_expires_column(tmp_path):
+    path, table = tmp_path / "old.db", "old_" + uuid.uuid4().hex[:6]
+    conn = sqlite3.connect(path)
+    conn.execute(f"CREATE TABLE {table} (namespace VARCHAR(255) PRIMARY KEY, created TIMESTAMP NOT NULL, "
+                 "accessed TIMESTAMP NOT NULL, data BLOB NOT NULL)")
+    conn.execute(f"INSERT INTO {table} VALUES ('old', '2020-01-01', '2020-01-01', x'80')")
+    conn.commit()
+    conn.close()
+    store = sql_store(f"sqlite:///{path}", table)
+    assert store.load("old", time.time()) == b"\x80", "the old row is still there (and JsonSession refuses it)"
+    store.save("new", b"{}", 60)
+    assert store.load("new", time.time()) == b"{}"
+
+
+def test_a_failing_statement_on_sqlite_is_store_unavailable_and_not_retried(sqlite_store):
+    sqlite_store.save("a", b"{}", None)
+    with pytest.raises(StoreUnavailable, match="the SQL session store is unavailable"):
+        sqlite_store.run("SELECT * FROM no_such_table", ())
+    assert sqlite_store.load("a", time.time()) == b"{}", "the store still works after"
+
+
+def test_sql_json_round_trips_through_the_store(tmp_path):
+    url, table = f"sqlite:///{tmp_path}/j.db", "j"
+    ns = beaker_backends.SqlJson("sid1", url=url, table_name=table, timeout=60)
+    assert ns._load() is None
+    ns["session"] = '{"a":1}'
+    assert beaker_backends.SqlJson("sid1", url=url, table_name=table)._load() == b'{"a":1}'
+    ns._delete()
+    assert ns._load() is None
+
+
+# ---------------------------------------------------------------- memcached
+
+def test_a_pickled_memcached_item_is_refused_never_loaded(caplog):
+    import io
+    with caplog.at_level(logging.WARNING, logger="course.kit.beaker_backends"):
+        with pytest.raises(ValueError, match="refused"):
+            _RefuseToUnpickle(io.BytesIO(b"anything")).load()
+    assert any("never unpickled" in r.getMessage() for r in caplog.records)
+
+
+def test_memcached_json_sets_with_the_ttl_and_reads_bytes():
+    url = services.require("memcached").split("://", 1)[1]
+    sid = uuid.uuid4().hex
+    ns = MemcachedJson(sid, url=url, timeout=60)
+    assert ns.key == f"{sid}_session" and ns.limit == 1_000_000 and ns["session"] is None
+    ns["session"] = '{"a":1}'
+    assert ns._load() == b'{"a":1}' and ns["session"] == b'{"a":1}'
+    ns.mc.set(ns.key, "text")
+    assert ns._load() == b"text", "a str item is handed over as bytes"
+    ns._delete()
+    assert ns._load() is None
+
+
+def test_a_memcached_that_is_down_raises_instead_of_answering_none():
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    ns = MemcachedJson(uuid.uuid4().hex, url=f"127.0.0.1:{port}", timeout=60)
+    for call in (ns._load, lambda: ns._save(b"{}", 60), ns._delete):
+        with pytest.raises(StoreUnavailable, match="memcached"):
+            call()
+
+
+def test_the_mongo_class_is_made_on_first_use():
+    cls = beaker_backends.MongoJson
+    from beaker.ext.mongodb import MongoNamespaceManager
+    assert issubclass(cls, MongoNamespaceManager)
+    with pytest.raises(AttributeError):
+        beaker_backends.__getattr__("NoSuchThing")
+
+
+def test_sqlite_connections_are_wal_normal_sync_and_wait_for_a_lock(sqlite_store):
+    sqlite_store.save("a", b"{}", None)
+    [conn] = sqlite_store._idle
+    assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert conn.execute("PRAGMA synchronous").fetchone() == (1,), "NORMAL"
+    assert conn.execute("PRAGMA busy_timeout").fetchone() == (5000,)
+    assert conn.isolation_level is None, "autocommit"
+
+
+@pytest.mark.parametrize("kind", ["postgres", "mysql"])
+def test_server_connections_are_in_autocommit_mode(kind):
+    from course.kit.stores_beaker import beaker_options, hardened
+    options = hardened(beaker_options(services.require(kind) + f"?table=bb_{uuid.uuid4().hex[:8]}"))
+    store = sql_store(options["url"], options["table_name"])
+    try:
+        store.save("a", b"{}", 60)
+        [conn] = store._idle
+        if kind == "postgres":
+            assert conn.autocommit is True
+            assert store.run("SHOW synchronous_commit", (), fetch=True) == "off"
+        else:
+            assert conn.get_autocommit() is True
+        assert store.load("a", time.time()) == b"{}"
+    finally:
+        store.run(f"DROP TABLE IF EXISTS {options['table_name']}", ())
+
+
+def test_redis_connections_have_short_timeouts_and_no_retries_of_their_own():
+    store = beaker_backends.RedisStore("redis://127.0.0.1:2/0")
+    kwargs = store.pool.connection_kwargs
+    assert (kwargs["socket_connect_timeout"], kwargs["socket_timeout"]) == (1, 2)
+    assert kwargs["retry"]._retries == 0, "the one retry is RedisStore's own, on a pooled connection only"
+
+
+def test_the_memcached_client_retries_a_dead_server_after_a_second_and_never_unpickles():
+    client = beaker_backends._memcached_client("127.0.0.1:3;127.0.0.1:4")
+    assert beaker_backends._memcached_client("127.0.0.1:3;127.0.0.1:4") is client
+    assert [s.address[1] for s in client.servers] == [3, 4]
+    assert client.socket_timeout == 1 and all(s.dead_retry == 1 for s in client.servers)
+    assert client.unpickler is _RefuseToUnpickle
+
+
+def test_a_stock_beaker_mariadb_table_gets_the_expires_column_and_its_index():
+    from course.kit.stores_beaker import beaker_options, hardened
+    table = f"bb_old_{uuid.uuid4().hex[:8]}"
+    options = hardened(beaker_options(services.require("mysql") + f"?table={table}"))
+    store = sql_store(options["url"], table)
+    store._ready = True                              # make the stock table first, as Beaker would
+    store.run(f"CREATE TABLE {table} (namespace VARCHAR(255) NOT NULL PRIMARY KEY, created DATETIME(6) NOT NULL, "
+              "accessed DATETIME(6) NOT NULL, data BLOB NOT NULL)", ())
+    try:
+        fresh = beaker_backends.SqlStore(options["url"], table)
+        fresh.save("a", b"{}", 60)
+        assert fresh.load("a", time.time()) == b"{}"
+        assert fresh.run("SELECT COUNT(*) FROM information_schema.statistics WHERE table_schema = DATABASE() "
+                         "AND table_name = %s AND index_name = %s", (table, f"{table}_expires"), fetch=True) >= 1
+        again = beaker_backends.SqlStore(options["url"], table)
+        again.save("b", b"{}", 60)                   # a table that has the column is left as it is
+        assert again.load("b", time.time()) == b"{}"
+    finally:
+        store.run(f"DROP TABLE IF EXISTS {table}", ())
+
+
+def test_a_new_process_finds_the_table_ready_and_leaves_it_as_it_is(sqlite_store):
+    sqlite_store.save("a", b'{"a":1}', None)
+    other = beaker_backends.SqlStore(sqlite_store.url, sqlite_store.table)     # another process's view
+    assert other.load("a", time.time()) == b'{"a":1}'
+    other.save("b", b"{}", 60)
+    assert other._ready is True
