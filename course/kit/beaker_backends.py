@@ -323,6 +323,7 @@ class SqlStore:
         self._cargs, self._cparams = cargs, cparams
         self._idle: list = []
         self._lock = threading.Lock()
+        self._init_lock = threading.Lock()
         self._ready = False
         self._next_purge = 0.0
         self.errors = (self.dbapi.OperationalError, self.dbapi.InterfaceError)
@@ -350,11 +351,11 @@ class SqlStore:
                 if folder:
                     os.makedirs(folder, exist_ok=True)     # SQLite creates the file, not its folder
             conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
-            # WAL: readers never wait for the writer; NORMAL: a commit does not wait for the disk
-            # (a power cut may lose the last sessions written, never corrupt the file).
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA busy_timeout=5000")
+            # NORMAL: a commit does not wait for the disk (a power cut may lose the last sessions
+            # written, never corrupt the file). WAL (readers never wait for the writer) is kept in
+            # the file itself, so it is turned on once, below, with the table.
+            conn.execute("PRAGMA synchronous=NORMAL")
         else:
             conn = self.dbapi.connect(*self._cargs, **self._cparams)
             if self.dialect == "mysql":
@@ -365,7 +366,13 @@ class SqlStore:
                 # a crash of the server may lose the last moment of session writes, never corrupt them.
                 conn.execute("SET synchronous_commit = off")
         if not self._ready:
-            self._create_table(conn)
+            # One thread makes the table (and turns WAL on) while the others wait: four threads
+            # doing it at once on a new SQLite file got "database is locked".
+            with self._init_lock:
+                if not self._ready:
+                    if self.dialect == "sqlite":
+                        _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
+                    self._create_table(conn)
         return conn
 
     def _checkout(self):
@@ -466,6 +473,19 @@ class SqlStore:
     def purge(self, now: float | None = None) -> int:
         """Delete the records whose ``expires`` has passed; how many."""
         return self.run(self.purge_sql, (time.time() if now is None else now,)) or 0
+
+
+def _retry_locked(statement, tries: int = 50, pause: float = 0.02):
+    """Run ``statement()``; while SQLite answers "database is locked" (switching to WAL takes the whole
+    file, and the busy timeout does not apply to it), wait a moment and try again."""
+    import sqlite3
+    for attempt in range(tries):
+        try:
+            return statement()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == tries - 1:
+                raise
+            time.sleep(pause)
 
 
 def _close_quietly(conn) -> None:
