@@ -1,7 +1,7 @@
 """Harness for the adversarial review of lesson 10: the capstone served on a free port.
 
 Every test in this folder asserts the SECURE behaviour; a failing test is a finding reproduced.
-Run:  .venv/bin/python -m pytest attacks -q -p no:randomly [--target solutions|lessons|/tmp/copy]
+Run:  .venv/bin/python -m pytest attacks -q -p no:randomly [--target solutions|lessons|FOLDER]
 """
 import re
 import shutil

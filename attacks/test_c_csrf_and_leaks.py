@@ -23,7 +23,8 @@ def test_every_state_changing_route_needs_this_sessions_token(start, path, data,
     post(url, alice, "/notes", {"text": "keep me"})
     other = log_in(url)                                    # alice's other session (same user!)
     path = path.format(handle=handle_of(url, alice))
-    wrong = {"missing": {}, "wrong": {"X-CSRF-Token": "A" * 43}, "other session's": {"X-CSRF-Token": token_of(url, other)},
+    wrong = {"missing": {}, "wrong": {"X-CSRF-Token": "A" * 43},
+             "other session's": {"X-CSRF-Token": token_of(url, other)},
              "empty": {"X-CSRF-Token": ""}, "huge": {"X-CSRF-Token": "A" * 60000}}
     if how == "in query string":
         resp = alice.post(url + path + "?csrf_token=" + token_of(url, alice), data=data)
