@@ -686,7 +686,9 @@ def test_notes_belong_to_their_owner(start):
     notes = alice.get(url + "/notes", headers={"Accept": "application/json"}).json()
     assert [n["text"] for n in notes] == ["alice's"]
     assert bob.get(url + "/notes", headers={"Accept": "application/json"}).json() == []
-    assert post(url, bob, f"/notes/{notes[0]['id']}/delete").status_code == 404, "bob cannot delete alice's note"
+    for spelling in ("{}", "{:05d}", "{}.0", " {}", "\u0661", "{}%00"):
+        path = f"/notes/{spelling.format(notes[0]['id'])}/delete"
+        assert post(url, bob, path).status_code == 404, f"bob cannot delete alice's note: POST {path}"
     assert post(url, alice, f"/notes/{notes[0]['id']}/delete").status_code == 200
 
 
@@ -960,6 +962,155 @@ def test_a_new_password_revokes_remember_me(start):
     kept = without_session(reopened)
     assert post(url, log_in(url), "/password", {"current": "wonderland", "new": "a-new-password"}).status_code == 200
     assert_logged_out(dashboard(url, kept), ": a remember-me cookie from before the new password")
+
+
+def test_a_limit_cannot_be_dodged_by_headers_or_spellings(start):
+    url = start(login_limits={"per_client": 5, "per_account": 100})
+    for n in range(5):
+        fail(url, f"10.0.0.{n}", who=f"u{n}")
+    assert fail(url, "10.9.9.9", who="u99").status_code == 429, "without --trust-proxy, X-Forwarded-For is ignored"
+    url = start(trust_proxy=True, login_limits={"per_client": 5, "per_account": 100})
+    for n in range(5):
+        fail(url, f"10.0.0.{n}, 192.0.2.1", who=f"u{n}")
+    assert fail(url, "10.9.9.9, 192.0.2.1", who="u99").status_code == 429, "only the proxy's last hop counts"
+    url = start(trust_proxy=True)
+    for n in range(5):
+        fail(url, f"203.0.113.{n}")
+    for n, name in enumerate(["ALICE", " alice", "alice\u200b", "\uff41lice", "alice\x00", "alice" + "x" * 100]):
+        resp = requests.post(url + "/login", json={"username": name, "password": "wonderland"},
+                             headers={"Origin": url, **from_client(f"203.0.114.{n}")})
+        assert resp.status_code in (401, 429), f"{name!r} is not alice, and does not dodge her lock: {resp.status_code}"
+    resp = fail(url, "203.0.115.1")
+    assert resp.status_code == 429 and resp.headers.get("Cache-Control") == "no-store", resp.headers
+
+
+def test_a_login_form_token_works_only_in_its_own_browser(start):
+    url = start()
+    first, second = requests.Session(), requests.Session()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', first.get(url + "/login").text).group(1)
+    second.get(url + "/login")
+    assert second.post(url + "/login", data={**ALICE, "csrf_token": token}).status_code == 403
+
+
+def test_no_session_id_or_token_reaches_any_log_line(start, caplog):
+    caplog.set_level(logging.DEBUG)
+    clock = FakeClock()
+    url = start(now=clock, renew_every=300, trust_proxy=True)
+    seen = []
+
+    def keep(browser):
+        value = browser.cookies.get("sid")
+        seen.extend([value, value[40:], value[40:56]] if value else [])
+        if browser.cookies.get("remember"):
+            seen.extend([browser.cookies.get("remember"), browser.cookies.get("remember").split(".")[1]])
+
+    alice = log_in(url, remember=True)
+    keep(alice)
+    seen.append(token_of(url, alice))
+    clock.advance(301)
+    dashboard(url, alice)
+    keep(alice)
+    reopened = without_session(alice)
+    dashboard(url, reopened)
+    keep(reopened)
+    thief = copy_of(alice)
+    thief.headers["User-Agent"] = "another browser/1.0"
+    dashboard(url, thief)
+    for _ in range(12):
+        requests.get(url + "/dashboard", headers={"Cookie": "sid=" + alice.cookies.get("sid", "x")[:-1] + "0",
+                                                  **from_client("203.0.113.5")})
+    bob = log_in(url, who=BOB)
+    keep(bob)
+    post(url, bob, "/password", {"current": "builder", "new": "new-builder-pw"})
+    keep(bob)
+    post(url, bob, "/logout-everywhere")
+    text = "\n".join(f"{record.getMessage()} {record.args}" for record in caplog.records)
+    leaked = [value for value in seen if value and value in text]
+    assert not leaked, f"session IDs or tokens in the log: {leaked}"
+
+
+def test_no_page_shows_a_token_or_the_id_hash(start, users_file, tmp_path):
+    db = tmp_path / "pages.sqlite3"
+    shutil.copy(users_file, db)
+    url = start(db_path=str(db))
+    alice = log_in(url, remember=True)
+    secrets = {"remember": alice.cookies.get("remember"), "device": alice.cookies.get("device")}
+    with sqlite3.connect(db) as conn:
+        hashes = [row[0] for row in conn.execute("SELECT id_hash FROM user_sessions")]
+    secrets.update({f"id hash {n}": value for n, value in enumerate(hashes)})
+    for path in ("/", "/sessions", "/notes", "/csrf", "/dashboard", "/login"):
+        for accept in ("text/html", "application/json"):
+            body = alice.get(url + path, headers={"Accept": accept}).text
+            shown = [name for name, value in secrets.items() if value and value in body]
+            assert not shown, f"GET {path} ({accept}) shows {shown}"
+
+
+def test_guessing_handles_tells_nothing(start):
+    url = start()
+    alice, bob = log_in(url), log_in(url, who=BOB)
+    bobs = sessions_of(url, bob)[0]["id"]
+    answers = {post(url, alice, f"/sessions/{h}/revoke").text for h in (bobs, "A" * 16, "x", "%2e%2e", "a" * 3000)}
+    assert len(answers) == 1, f"the answers tell a real handle from a made-up one: {answers}"
+
+
+def test_renewal_and_a_new_password_keep_the_absolute_clock(start):
+    clock = FakeClock()
+    url = start(now=clock, idle_timeout=600, absolute_timeout=1800, renew_every=100)
+    alice = log_in(url)
+    for _ in range(3):
+        clock.advance(500)
+        assert_logged_in(dashboard(url, alice), why=" within the absolute timeout")
+    assert post(url, alice, "/password", {"current": "wonderland", "new": "a-new-password"}).status_code == 200
+    clock.advance(400)
+    assert_logged_out(dashboard(url, alice), ": renewal and a new password do not restart the absolute timeout")
+
+
+def test_theft_detection_ends_the_thiefs_session_too(start):
+    clock = FakeClock()
+    url = start(now=clock)
+    victim = log_in(url, remember=True)
+    thief = give(requests.Session(), "remember", remember_token(victim))
+    assert_logged_in(dashboard(url, thief), why=": the thief uses the stolen token first")
+    clock.advance(60)
+    assert_logged_out(dashboard(url, without_session(victim)), ": the victim's copy, used: theft")
+    assert_logged_out(dashboard(url, thief), ": the thief's session ends when theft is seen")
+
+
+def test_two_tabs_redeeming_one_remember_me_token_log_in_once(start):
+    url = start()
+    token = remember_token(log_in(url, remember=True))
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(lambda _: requests.get(url + "/dashboard", cookies={"remember": token}).status_code,
+                                range(4)))
+    assert codes.count(200) == 1 and set(codes) <= {200, 401}, codes
+
+
+def test_forged_remember_me_tokens_are_refused_never_a_500(start):
+    url = start()
+    for value in ("a.b", "." * 50, "x" * 300, "a" * 16 + "." + "b" * 24, "\u00e9" * 20 + "." + "b" * 20,
+                  "selector1.'; DROP TABLE remember_tokens; --", "%00%00.%00"):
+        resp = requests.get(url + "/dashboard", cookies={"remember": value})
+        assert resp.status_code == 401, (value, resp.status_code)
+
+
+def test_two_logouts_at_once_end_the_session_once(start):
+    url = start()
+    alice = log_in(url)
+    token, cookie = token_of(url, alice), alice.cookies.get("sid")
+    with ThreadPoolExecutor(2) as pool:
+        codes = sorted(pool.map(lambda _: requests.post(url + "/logout", cookies={"sid": cookie},
+                                                        headers={"X-CSRF-Token": token}).status_code, range(2)))
+    assert codes == [200, 401], codes
+    assert requests.get(url + "/dashboard", cookies={"sid": cookie}).status_code == 401
+
+
+def test_logout_expires_the_session_and_remember_me_cookies(start):
+    url = start()
+    alice = log_in(url, remember=True)
+    resp = post(url, alice, "/logout")
+    lines = set_cookie_lines(resp)
+    assert any(x.startswith("remember=") for x in lines) and any(x.startswith("sid=") for x in lines), lines
+    assert_logged_out(dashboard(url, alice))
 
 
 # ---------------------------------------------------------------- the lesson text
