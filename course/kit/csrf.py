@@ -41,8 +41,9 @@ from course.kit.forms import FormError, optional_field, request_header
 from course.kit.idlog import loggable
 from course.kit.security import SCHEME_KEY
 
-__all__ = ["LOGIN_COOKIE", "TOKEN_FIELD", "TOKEN_HEADER", "CROSS_SITE_REFUSED", "is_cross_site",
-           "login_form_token", "login_token_ok", "refuse_cross_site", "protect_login"]
+__all__ = ["LOGIN_COOKIE", "LOGIN_COOKIE_KEY", "login_cookie_name", "TOKEN_FIELD", "TOKEN_HEADER",
+           "CROSS_SITE_REFUSED", "is_cross_site", "login_form_token", "login_token_ok", "refuse_cross_site",
+           "protect_login"]
 
 log = logging.getLogger("course.kit.csrf")
 
