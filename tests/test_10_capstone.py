@@ -15,6 +15,7 @@ import logging
 import re
 import shutil
 import sqlite3
+import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
@@ -65,6 +66,8 @@ def start(app_module, serve_app, users_file, tmp_path):
 def form_login(url, browser, who=ALICE, remember=False, headers=None):
     """Log in as a browser does: GET /login for the form's token, then POST the form."""
     page = browser.get(url + "/login", headers=headers)
+    for cookie in browser.cookies:       # behind the test's "HTTPS" proxy, a browser sends Secure cookies back
+        cookie.secure = False
     token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
     assert token, f"GET /login must carry the login CSRF token in a hidden csrf_token field:\n{page.text[:500]}"
     data = {**who, "csrf_token": token.group(1), **({"remember": "1"} if remember else {})}
@@ -235,9 +238,11 @@ def test_owasp_O12_no_page_shows_the_session_id(start):
     browser = log_in(url)
     post(url, browser, "/notes", {"text": "a note"})
     session_id = sid_of(browser)
+    pieces = {session_id[i:i + 8] for i in range(len(session_id) - 7)}     # no 8 hex digits of it either
     for path in ("/", "/dashboard", "/csrf", "/notes", "/sessions", "/login"):
         body = browser.get(url + path).text
-        assert session_id not in body, f"GET {path} shows the session ID to every script of the page"
+        shown = sorted(piece for piece in pieces if piece in body)
+        assert not shown, f"GET {path} shows part of the session ID ({shown}) to every script of the page"
 
 
 # ---------------------------------------------------------------- O13-O16 the life cycle
@@ -292,6 +297,11 @@ def test_a_login_from_another_origin_is_refused(start):
             f"login CSRF: {what} was answered {resp.status_code} {resp.text[:100]}"
     same_origin = requests.post(url + "/login", json=ALICE, headers={"Origin": url})
     assert same_origin.status_code == 200, "a JSON login with this site's own Origin logs in"
+    for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}, {"Origin": "http://evil.test"}):
+        browser = requests.Session()                       # a good form token: only the origin gives it away
+        token = re.search(r'name="csrf_token" value="([^"]+)"', browser.get(url + "/login").text).group(1)
+        resp = browser.post(url + "/login", data={**BOB, "csrf_token": token}, headers=headers)
+        assert resp.status_code == 403, f"login CSRF: a valid form token sent with {headers}: {resp.status_code}"
 
 
 def test_owasp_O16_only_the_session_cookie_is_a_session(start):
@@ -313,7 +323,7 @@ def test_owasp_O16_only_the_session_cookie_is_a_session(start):
 @pytest.mark.exercise("10.2")
 def test_owasp_O17_idle_timeout(start):
     clock = FakeClock()
-    url = start(now=clock, idle_timeout=600, renew_every=10**6)
+    url = start(now=clock, idle_timeout=600, renew_every=300)    # renewal due too: idle must win
     browser = log_in(url)
     clock.advance(590)
     assert_logged_in(dashboard(url, browser), why=" 590 s after the last request (idle timeout 600 s)")
@@ -326,12 +336,12 @@ def test_owasp_O17_idle_timeout(start):
 @pytest.mark.exercise("10.2")
 def test_owasp_O18_absolute_timeout(start):
     clock = FakeClock()
-    url = start(now=clock, idle_timeout=600, absolute_timeout=3600, renew_every=10**6)
+    url = start(now=clock, idle_timeout=600, absolute_timeout=3600, renew_every=300)
     browser = log_in(url)
-    for _ in range(6):
+    for _ in range(7):
         clock.advance(500)
-        assert_logged_in(dashboard(url, browser), why=" while busy, within the absolute timeout")
-    clock.advance(700)
+        assert_logged_in(dashboard(url, browser), why=" busy (a request every 500 s), before the absolute timeout")
+    clock.advance(200)                                  # 200 s idle only: the absolute timeout alone ends it
     assert_logged_out(dashboard(url, browser), " 3700 s after login, however busy (absolute timeout 3600 s)")
 
 
@@ -388,10 +398,14 @@ def test_owasp_O26_made_up_ids_are_logged_and_throttled(start, caplog):
         made_up = {**from_client("203.0.113.9"), "Cookie": f"sid={'0' * 40}{guess}"}
         resp = requests.get(url + "/dashboard", headers=made_up)
         assert resp.status_code == 401, resp.status_code
-    lucky = requests.get(url + "/dashboard", headers={**from_client("203.0.113.9"),
-                                                      "Cookie": f"sid={owner.cookies.get('sid')}"})
-    assert lucky.status_code == 429 and lucky.headers.get("Retry-After", "").isdigit(), \
-        f"after 5 made-up IDs the client is throttled, even with a real one: {lucky.status_code}"
+    more = requests.get(url + "/dashboard", headers={**from_client("203.0.113.9"), "Cookie": f"sid={'0' * 72}"})
+    assert more.status_code == 429 and more.headers.get("Retry-After", "").isdigit(), \
+        f"after 5 made-up IDs the client is throttled: {more.status_code}"
+    assert any(line.startswith("sid=;") or line.startswith('sid="";') for line in set_cookie_lines(more)), \
+        f"the 429 expires the refused cookie, so a browser recovers: {set_cookie_lines(more)}"
+    shared = requests.get(url + "/dashboard", headers={**from_client("203.0.113.9"),
+                                                       "Cookie": f"sid={owner.cookies.get('sid')}"})
+    assert_logged_in(shared, why=": a cookie this server signed is never throttled (a user behind the same NAT)")
     assert requests.get(url + "/login", headers=from_client("203.0.113.9")).status_code == 200, \
         "a request without a session cookie is not throttled (the login page still opens)"
     assert_logged_in(dashboard(url, owner, headers=from_client("198.51.100.7")), why=": other clients go on")
@@ -460,6 +474,10 @@ def test_owasp_O30_sessions_are_listed_with_handles_and_revocable(start):
     assert_logged_out(dashboard(url, phone), ": the revoked session")
     assert_logged_in(dashboard(url, laptop))
     assert post(url, laptop, "/sessions/not-a-handle/revoke").status_code == 404
+    bob = log_in(url, who=BOB)
+    bobs = bob.get(url + "/sessions", headers={"Accept": "application/json"}).json()[0]["id"]
+    assert post(url, laptop, f"/sessions/{bobs}/revoke").status_code == 404, "alice revoked bob's session"
+    assert_logged_in(dashboard(url, bob), 2, why=": another user's handle is not alice's to revoke")
 
 
 def test_owasp_O32_the_cookie_is_no_framework_s_default_name(start):
@@ -646,13 +664,18 @@ def test_notes_and_search_terms_are_text_never_markup(start):
 
 def test_state_changing_routes_need_the_session_s_csrf_token(start):
     url = start()
-    browser = log_in(url)
+    browser, other = log_in(url), log_in(url)            # two sessions of alice: each has its own token
+    post(url, browser, "/notes", {"text": "kept"})
+    handle = browser.get(url + "/sessions", headers={"Accept": "application/json"}).json()[0]["id"]
     for path, data in (("/notes", {"text": "x"}), ("/password", {"current": "wonderland", "new": "whatever-1"}),
-                       ("/logout", {}), ("/logout-everywhere", {}), ("/notes/1/delete", {})):
-        for headers in ({}, {"X-CSRF-Token": "wrong"}):
+                       ("/logout", {}), ("/logout-everywhere", {}), ("/notes/1/delete", {}),
+                       (f"/sessions/{handle}/revoke", {})):
+        for headers in ({}, {"X-CSRF-Token": "wrong"}, {"X-CSRF-Token": token_of(url, other)}):
             resp = browser.post(url + path, data=data, headers=headers)
-            assert resp.status_code == 403, f"POST {path} without the CSRF token: {resp.status_code}"
+            assert resp.status_code == 403, f"POST {path} with CSRF token {headers or 'missing'}: {resp.status_code}"
     assert_logged_in(dashboard(url, browser), 1, why=": nothing changed")
+    assert_logged_in(dashboard(url, other), 1, why=": nothing changed")
+    assert "kept" in browser.get(url + "/notes").text
     assert requests.post(url + "/notes", data={"text": "x"}).status_code == 401
 
 
@@ -663,7 +686,9 @@ def test_notes_belong_to_their_owner(start):
     notes = alice.get(url + "/notes", headers={"Accept": "application/json"}).json()
     assert [n["text"] for n in notes] == ["alice's"]
     assert bob.get(url + "/notes", headers={"Accept": "application/json"}).json() == []
-    assert post(url, bob, f"/notes/{notes[0]['id']}/delete").status_code == 404, "bob cannot delete alice's note"
+    for spelling in ("{}", "{:05d}", "{}.0", " {}", "\u0661", "{}%00"):
+        path = f"/notes/{spelling.format(notes[0]['id'])}/delete"
+        assert post(url, bob, path).status_code == 404, f"bob cannot delete alice's note: POST {path}"
     assert post(url, alice, f"/notes/{notes[0]['id']}/delete").status_code == 200
 
 
@@ -727,6 +752,365 @@ def test_two_gunicorn_workers_on_redis_lose_nothing(course_target, users_file, t
             "the two workers count one account's failures together (SQLite, not a dict per process)"
     finally:
         server.stop()
+
+
+# ---------------------------------------------------------------- attacks an adversarial review found
+
+def sessions_of(url, browser):
+    return browser.get(url + "/sessions", headers={"Accept": "application/json"}).json()
+
+
+def test_revoking_a_session_revokes_its_remember_me_token(start):
+    url = start()
+    thief = log_in(url, remember=True, headers={"User-Agent": "thief/1.0"})    # the stolen password, "keep me"
+    thief.headers["User-Agent"] = "thief/1.0"
+    alice = log_in(url, remember=True)
+    handle = next(s["id"] for s in sessions_of(url, alice) if "thief/1.0" in s["client"])
+    assert post(url, alice, f"/sessions/{handle}/revoke").status_code == 200
+    assert_logged_out(dashboard(url, thief), ": a revoked session is back at once through its remember-me cookie")
+    reopened = without_session(thief)
+    reopened.headers["User-Agent"] = "thief/1.0"
+    assert_logged_out(dashboard(url, reopened), ": the revoked device's remember-me cookie, browser reopened")
+    mine = next(s["id"] for s in sessions_of(url, alice) if s["current"])
+    resp = post(url, alice, f"/sessions/{mine}/revoke")
+    assert resp.status_code == 200 and "remember=" in " ".join(set_cookie_lines(resp)), \
+        f"revoking this session expires its remember-me cookie: {set_cookie_lines(resp)}"
+    assert_logged_out(dashboard(url, alice), ": this session, revoked from /sessions")
+
+
+@pytest.fixture
+def paused_verify(monkeypatch, app_module):
+    """``pause()``: the next password check (``auth.verify``) of the app waits, after checking, until
+    ``resume()``: a login that checked the old password while something else happens."""
+    checked, go, calls = threading.Event(), threading.Event(), []
+    real = app_module.auth.verify
+
+    def verify(*args):
+        user_id = real(*args)
+        if calls == ["armed"]:
+            calls.append("paused")
+            checked.set()
+            go.wait(20)
+        return user_id
+
+    monkeypatch.setattr(app_module.auth, "verify", verify)
+
+    class Pause:
+        def pause(self):
+            calls.append("armed")
+
+        def wait_checked(self):
+            assert checked.wait(20), "the paused password check never ran"
+
+        def resume(self):
+            go.set()
+    return Pause()
+
+
+@pytest.mark.parametrize("remember", [False, True])
+def test_a_login_racing_a_password_change_does_not_survive_it(start, paused_verify, remember):
+    url = start()
+    alice = log_in(url)
+    token = token_of(url, alice)
+    thief = requests.Session()
+    paused_verify.pause()
+    with ThreadPoolExecutor(1) as pool:
+        racing = pool.submit(form_login, url, thief, ALICE, remember)     # checks the old password, then waits
+        paused_verify.wait_checked()
+        changed = alice.post(url + "/password", data={"current": "wonderland", "new": "brand-new-pass"},
+                             headers={"X-CSRF-Token": token})
+        paused_verify.resume()
+        racing.result()
+    assert changed.status_code == 200, changed.text
+    assert_logged_out(dashboard(url, thief), ": a session logged in with the old password during the change")
+    if remember and thief.cookies.get("remember"):
+        assert_logged_out(dashboard(url, without_session(thief)), ": a remember-me token issued with the old password")
+    assert_logged_in(dashboard(url, alice), why=": the session that changed the password")
+
+
+def test_two_password_changes_at_once_one_wins(start, paused_verify):
+    url = start()
+    first, second = log_in(url), log_in(url)
+    tokens = token_of(url, first), token_of(url, second)
+    paused_verify.pause()
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(first.post, url + "/password", data={"current": "wonderland", "new": "password-number-1"},
+                           headers={"X-CSRF-Token": tokens[0]})
+        paused_verify.wait_checked()
+        fast = second.post(url + "/password", data={"current": "wonderland", "new": "password-number-2"},
+                           headers={"X-CSRF-Token": tokens[1]})
+        paused_verify.resume()
+        slow = slow.result()
+    assert fast.status_code == 200, fast.text
+    assert slow.status_code in (403, 409), \
+        f"both changes checked the old password; the second to write must fail, not say changed: {slow.status_code}"
+    assert log_in(url, who={"username": "alice", "password": "password-number-2"})
+    assert form_login(url, requests.Session(), who={"username": "alice", "password": "password-number-1"}) \
+        .status_code == 401
+
+
+def test_the_current_password_check_is_rate_limited_and_ends_the_session(start):
+    url = start()
+    thief = log_in(url)                                  # a ridden or stolen session, no password
+    spare = log_in(url, give(requests.Session(), "device", thief.cookies.get("device")))   # the same browser
+    token = token_of(url, thief)
+    codes = [thief.post(url + "/password", data={"current": f"guess-{n}", "new": "stolen-account-1"},
+                        headers={"X-CSRF-Token": token}).status_code for n in range(5)]
+    assert codes == [403, 403, 403, 403, 401], f"5 wrong current passwords: {codes}"
+    assert_logged_out(dashboard(url, thief), ": a session that guessed the password 5 times is over")
+    resp = post(url, spare, "/password", {"current": "wonderland", "new": "stolen-account-1"})
+    assert resp.status_code == 429 and int(resp.headers.get("Retry-After", "0")) > 0, \
+        f"the same browser's other session, right password: counted as the login counts (429): {resp.status_code}"
+    assert form_login(url, requests.Session()).status_code == 429, "the account's failures count at the login"
+
+
+@pytest.mark.exercise("10.3")
+def test_a_known_device_is_exempt_from_the_per_client_limit(start):
+    url = start(login_limits={"per_client": 8})
+    owner = log_in(url)                                  # alice's browser: a device cookie
+    post(url, owner, "/logout")
+    for n in range(8):                                   # a stranger at the same address (a NAT, a proxy)
+        assert fail(url, "ignored", who=f"nobody{n}").status_code == 401
+    assert fail(url, "ignored", who="someone").status_code == 429, "the shared address is limited for strangers"
+    resp = form_login(url, owner)
+    assert resp.status_code == 200, f"alice's known browser at that address still logs in: {resp.status_code}"
+
+
+@pytest.mark.exercise("10.3")
+def test_a_known_device_still_counts_its_own_failures(start):
+    url = start(trust_proxy=True)
+    owner = log_in(url, headers=from_client("198.51.100.7"))
+    post(url, owner, "/logout", headers=from_client("198.51.100.7"))
+    codes = [form_login(url, owner, who={"username": "alice", "password": "x"},
+                        headers=from_client(f"198.51.{n}.7")).status_code for n in range(6)]
+    assert codes == [401] * 5 + [429], f"a known device guessing from ever new addresses: {codes}"
+
+
+def test_a_refused_session_cookie_is_expired(start):
+    url = start()
+    old = log_in(url)
+    rotated = start(secret=SECRET + " rotated")         # a new secret: every old cookie is refused
+    browser = copy_of(old)
+    resp = browser.get(rotated + "/notes")
+    assert resp.status_code == 401 and any(line.startswith("sid=;") for line in set_cookie_lines(resp)), \
+        f"a refused cookie is expired (Max-Age=0) so the browser stops sending it: {set_cookie_lines(resp)}"
+    assert "sid" not in browser.cookies, "the browser dropped the refused cookie"
+    for _ in range(12):
+        browser.get(rotated + "/notes")
+    log_in(rotated, browser)                             # never counted again: no 429 on the user's own login
+
+
+def test_made_up_ids_from_a_shared_address_do_not_lock_real_users_out(start):
+    url = start()
+    victim = log_in(url)
+    for _ in range(12):
+        requests.get(url + "/", headers={"Cookie": f"sid={uuid.uuid4().hex}"})
+    assert_logged_in(dashboard(url, victim), why=": a valid session at the address that made up IDs")
+
+
+def test_log_lines_cannot_be_forged_through_the_path(start, caplog):
+    caplog.set_level(logging.WARNING)
+    url = start()
+    requests.get(url + "/x%0aINFO:course.capstone:session created h:0 user=1", headers={"Cookie": "sid=garbage"})
+    lines = [m for m in messages(caplog) if "invalid session ID" in m]
+    assert lines and not any("\n" in m or "\r" in m for m in lines), f"a forged line in the log: {lines}"
+
+
+def test_every_cookie_is_host_prefixed_and_secure_in_production(start):
+    url = start(production=True, trust_proxy=True)
+    browser = requests.Session()
+    page = browser.get(url + "/login", headers=HTTPS)
+    resp = form_login(url, browser, remember=True, headers=HTTPS)
+    lines = set_cookie_lines(page) + set_cookie_lines(resp)
+    assert any(line.startswith("__Host-login_csrf=") for line in lines), lines
+    bad = [line for line in lines if not (line.startswith("__Host-") and "secure" in cookie_attributes(line))]
+    assert not bad, f"production cookies without __Host- and Secure: {bad}"
+
+
+@pytest.mark.exercise("10.5")
+def test_a_remember_me_series_ends_30_days_after_its_login(start):
+    clock = FakeClock()
+    url = start(now=clock)
+    browser = without_session(log_in(url, remember=True))
+    for day, days_later in ((20, 20), (29, 9)):
+        clock.advance(days_later * 24 * 3600)
+        browser.cookies.pop("sid", None)
+        assert_logged_in(dashboard(url, browser), why=f" by remember-me on day {day}")
+    clock.advance(2 * 24 * 3600)
+    browser.cookies.pop("sid", None)
+    assert_logged_out(dashboard(url, browser), ": day 31: a series lasts 30 days from its login, however used")
+
+
+@pytest.mark.exercise("10.5")
+def test_the_remember_me_validator_is_compared_in_constant_time(start, monkeypatch):
+    url = start()
+    token = remember_token(log_in(url, remember=True))
+    compared, real = [], hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: compared.append((a, b)) or real(a, b))
+    assert_logged_in(dashboard(url, give(requests.Session(), "remember", token)))
+    expected = hashlib.sha256(token.split(".")[1].encode()).hexdigest()
+    assert any(expected in pair for pair in compared), \
+        "the validator's hash is compared with hmac.compare_digest (== tells a guesser how much matched)"
+
+
+@pytest.mark.exercise("10.4")
+def test_a_new_password_revokes_remember_me(start):
+    url = start()
+    laptop = log_in(url, remember=True)
+    reopened = without_session(laptop)
+    assert_logged_in(dashboard(url, reopened), why=" by the remember-me cookie alone, before the new password")
+    kept = without_session(reopened)
+    assert post(url, log_in(url), "/password", {"current": "wonderland", "new": "a-new-password"}).status_code == 200
+    assert_logged_out(dashboard(url, kept), ": a remember-me cookie from before the new password")
+
+
+def test_a_limit_cannot_be_dodged_by_headers_or_spellings(start):
+    url = start(login_limits={"per_client": 5, "per_account": 100})
+    for n in range(5):
+        fail(url, f"10.0.0.{n}", who=f"u{n}")
+    assert fail(url, "10.9.9.9", who="u99").status_code == 429, "without --trust-proxy, X-Forwarded-For is ignored"
+    url = start(trust_proxy=True, login_limits={"per_client": 5, "per_account": 100})
+    for n in range(5):
+        fail(url, f"10.0.0.{n}, 192.0.2.1", who=f"u{n}")
+    assert fail(url, "10.9.9.9, 192.0.2.1", who="u99").status_code == 429, "only the proxy's last hop counts"
+    url = start(trust_proxy=True)
+    for n in range(5):
+        fail(url, f"203.0.113.{n}")
+    for n, name in enumerate(["ALICE", " alice", "alice\u200b", "\uff41lice", "alice\x00", "alice" + "x" * 100]):
+        resp = requests.post(url + "/login", json={"username": name, "password": "wonderland"},
+                             headers={"Origin": url, **from_client(f"203.0.114.{n}")})
+        assert resp.status_code in (401, 429), f"{name!r} is not alice, and does not dodge her lock: {resp.status_code}"
+    resp = fail(url, "203.0.115.1")
+    assert resp.status_code == 429 and resp.headers.get("Cache-Control") == "no-store", resp.headers
+
+
+def test_a_login_form_token_works_only_in_its_own_browser(start):
+    url = start()
+    first, second = requests.Session(), requests.Session()
+    token = re.search(r'name="csrf_token" value="([^"]+)"', first.get(url + "/login").text).group(1)
+    second.get(url + "/login")
+    assert second.post(url + "/login", data={**ALICE, "csrf_token": token}).status_code == 403
+
+
+def test_no_session_id_or_token_reaches_any_log_line(start, caplog):
+    caplog.set_level(logging.DEBUG)
+    clock = FakeClock()
+    url = start(now=clock, renew_every=300, trust_proxy=True)
+    seen = []
+
+    def keep(browser):
+        value = browser.cookies.get("sid")
+        seen.extend([value, value[40:], value[40:56]] if value else [])
+        if browser.cookies.get("remember"):
+            seen.extend([browser.cookies.get("remember"), browser.cookies.get("remember").split(".")[1]])
+
+    alice = log_in(url, remember=True)
+    keep(alice)
+    seen.append(token_of(url, alice))
+    clock.advance(301)
+    dashboard(url, alice)
+    keep(alice)
+    reopened = without_session(alice)
+    dashboard(url, reopened)
+    keep(reopened)
+    thief = copy_of(alice)
+    thief.headers["User-Agent"] = "another browser/1.0"
+    dashboard(url, thief)
+    for _ in range(12):
+        requests.get(url + "/dashboard", headers={"Cookie": "sid=" + alice.cookies.get("sid", "x")[:-1] + "0",
+                                                  **from_client("203.0.113.5")})
+    bob = log_in(url, who=BOB)
+    keep(bob)
+    post(url, bob, "/password", {"current": "builder", "new": "new-builder-pw"})
+    keep(bob)
+    post(url, bob, "/logout-everywhere")
+    text = "\n".join(f"{record.getMessage()} {record.args}" for record in caplog.records)
+    leaked = [value for value in seen if value and value in text]
+    assert not leaked, f"session IDs or tokens in the log: {leaked}"
+
+
+def test_no_page_shows_a_token_or_the_id_hash(start, users_file, tmp_path):
+    db = tmp_path / "pages.sqlite3"
+    shutil.copy(users_file, db)
+    url = start(db_path=str(db))
+    alice = log_in(url, remember=True)
+    secrets = {"remember": alice.cookies.get("remember"), "device": alice.cookies.get("device")}
+    with sqlite3.connect(db) as conn:
+        hashes = [row[0] for row in conn.execute("SELECT id_hash FROM user_sessions")]
+    secrets.update({f"id hash {n}": value for n, value in enumerate(hashes)})
+    for path in ("/", "/sessions", "/notes", "/csrf", "/dashboard", "/login"):
+        for accept in ("text/html", "application/json"):
+            body = alice.get(url + path, headers={"Accept": accept}).text
+            shown = [name for name, value in secrets.items() if value and value in body]
+            assert not shown, f"GET {path} ({accept}) shows {shown}"
+
+
+def test_guessing_handles_tells_nothing(start):
+    url = start()
+    alice, bob = log_in(url), log_in(url, who=BOB)
+    bobs = sessions_of(url, bob)[0]["id"]
+    answers = {post(url, alice, f"/sessions/{h}/revoke").text for h in (bobs, "A" * 16, "x", "%2e%2e", "a" * 3000)}
+    assert len(answers) == 1, f"the answers tell a real handle from a made-up one: {answers}"
+
+
+def test_renewal_and_a_new_password_keep_the_absolute_clock(start):
+    clock = FakeClock()
+    url = start(now=clock, idle_timeout=600, absolute_timeout=1800, renew_every=100)
+    alice = log_in(url)
+    for _ in range(3):
+        clock.advance(500)
+        assert_logged_in(dashboard(url, alice), why=" within the absolute timeout")
+    assert post(url, alice, "/password", {"current": "wonderland", "new": "a-new-password"}).status_code == 200
+    clock.advance(400)
+    assert_logged_out(dashboard(url, alice), ": renewal and a new password do not restart the absolute timeout")
+
+
+def test_theft_detection_ends_the_thiefs_session_too(start):
+    clock = FakeClock()
+    url = start(now=clock)
+    victim = log_in(url, remember=True)
+    thief = give(requests.Session(), "remember", remember_token(victim))
+    assert_logged_in(dashboard(url, thief), why=": the thief uses the stolen token first")
+    clock.advance(60)
+    assert_logged_out(dashboard(url, without_session(victim)), ": the victim's copy, used: theft")
+    assert_logged_out(dashboard(url, thief), ": the thief's session ends when theft is seen")
+
+
+def test_two_tabs_redeeming_one_remember_me_token_log_in_once(start):
+    url = start()
+    token = remember_token(log_in(url, remember=True))
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(lambda _: requests.get(url + "/dashboard", cookies={"remember": token}).status_code,
+                                range(4)))
+    assert codes.count(200) == 1 and set(codes) <= {200, 401}, codes
+
+
+def test_forged_remember_me_tokens_are_refused_never_a_500(start):
+    url = start()
+    for value in ("a.b", "." * 50, "x" * 300, "a" * 16 + "." + "b" * 24, "\u00e9" * 20 + "." + "b" * 20,
+                  "selector1.'; DROP TABLE remember_tokens; --", "%00%00.%00"):
+        resp = requests.get(url + "/dashboard", cookies={"remember": value})
+        assert resp.status_code == 401, (value, resp.status_code)
+
+
+def test_two_logouts_at_once_end_the_session_once(start):
+    url = start()
+    alice = log_in(url)
+    token, cookie = token_of(url, alice), alice.cookies.get("sid")
+    with ThreadPoolExecutor(2) as pool:
+        codes = sorted(pool.map(lambda _: requests.post(url + "/logout", cookies={"sid": cookie},
+                                                        headers={"X-CSRF-Token": token}).status_code, range(2)))
+    assert codes == [200, 401], codes
+    assert requests.get(url + "/dashboard", cookies={"sid": cookie}).status_code == 401
+
+
+def test_logout_expires_the_session_and_remember_me_cookies(start):
+    url = start()
+    alice = log_in(url, remember=True)
+    resp = post(url, alice, "/logout")
+    lines = set_cookie_lines(resp)
+    assert any(x.startswith("remember=") for x in lines) and any(x.startswith("sid=") for x in lines), lines
+    assert_logged_out(dashboard(url, alice))
 
 
 # ---------------------------------------------------------------- the lesson text

@@ -1,5 +1,7 @@
 """The kit's pieces new in lesson 10, on their own: failure counting, device cookies, the watch on
 made-up session IDs, the sessions' registry, the remember-me table, hashed IDs in logs, the locks."""
+import hashlib
+import hmac
 import logging
 import threading
 import time
@@ -8,7 +10,7 @@ import pytest
 import requests
 
 from course.kit import locks, ratelimit, remember
-from course.kit.idlog import id_hash
+from course.kit.idlog import id_hash, loggable
 from course.kit.ratelimit import FailureCounter, InvalidIdGuard, address_prefix, client_address
 from course.kit.registry import SessionRegistry
 from course.kit.remember import RememberStore
@@ -70,9 +72,15 @@ def test_invalid_session_ids_are_counted_logged_hashed_and_throttled(tmp_path, s
     made_up = "0" * 40 + "f" * 32
     assert requests.get(url, cookies={"sid": made_up}).status_code == 200, "the app decides what a bad ID gets"
     assert requests.get(url, cookies={"sid": made_up}).status_code == 200
+    first = requests.get(url, cookies={"sid": made_up})
+    assert "sid=; Max-Age=0" in first.headers.get("Set-Cookie", ""), "a refused cookie is expired in the browser"
     third = requests.get(url, cookies={"sid": made_up})
     assert third.status_code == 429 and third.headers["Retry-After"].isdigit()
+    assert "Max-Age=0" in third.headers.get("Set-Cookie", "") and "clear" in third.text
     assert requests.get(url).status_code == 200, "no session cookie: not throttled"
+    real = hmac.new(b"secret", b"a" * 32, hashlib.sha1).hexdigest() + "a" * 32     # signed as Beaker signs
+    served = requests.get(url, cookies={"sid": real})
+    assert served.status_code == 200 and "Set-Cookie" not in served.headers, "a signed cookie is never throttled"
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert id_hash(made_up, "salt") in logged and made_up not in logged and "f" * 32 not in logged
 
@@ -153,3 +161,41 @@ def test_locks_for_picks_the_lock_of_the_store(tmp_path):
     assert isinstance(locks.locks_for("memory:", {"type": "memory"}), locks.ProcessLocks)
     assert type(locks.locks_for(f"sqlite:///{tmp_path}/s.db", {"type": "ext:database"})).__name__ == "FileLocks"
     assert isinstance(locks.locks_for("redis://127.0.0.1:6379/0", {"type": "ext:redis"}), locks.RedisLocks)
+
+
+def test_loggable_keeps_a_value_on_its_line():
+    assert loggable("abc") == "abc" and loggable(42) == "42"
+    assert loggable("/x\nINFO: forged") == '"/x\\nINFO: forged"', "a newline is escaped, the value quoted"
+    assert loggable("a b") == '"a b"' and loggable("") == '""' and loggable("k=v") == '"k=v"'
+    assert "\u2028" not in loggable("\u2028") and len(loggable("x" * 1000)) == 200
+
+
+def test_the_registry_remembers_each_session_s_series(tmp_path):
+    registry = SessionRegistry(tmp_path / "r.db")
+    a, b = registry.add(1, "h:a", "laptop", 1.0), registry.add(2, "h:b", "bob's", 1.0)
+    registry.set_series(a, "series-a")
+    assert registry.series_of(a, 1) == "series-a" and registry.series_of(a, 2) is None, "only its owner's"
+    assert registry.series_of(b, 2) is None
+    registry.end(a, 1)
+    assert registry.series_of(a, 1) is None
+
+
+def test_a_remember_series_never_outlives_its_cap(tmp_path):
+    clock = FakeClock(0.0)
+    tokens = RememberStore(tmp_path / "t.db", clock, lifetime=100, series_lifetime=150)
+    tokens.add("selector-1", remember.digest("v1"), 1, "series")
+    clock.advance(90)
+    tokens.add("selector-2", remember.digest("v2"), 1, "series")       # a rotation: 100 s more, but capped
+    clock.advance(61)
+    assert tokens.find("selector-2") is None, "150 s after the series began, its newest token is over too"
+    tokens.add("selector-3", remember.digest("v3"), 1, "another")
+    assert tokens.find("selector-3") is not None, "a new series starts its own clock"
+
+
+def test_a_password_change_is_compare_and_set(tmp_path):
+    from course.kit import auth
+    users = auth.UserDB(tmp_path / "u.db")
+    user_id, old = users.find("alice")
+    assert users.change_password(user_id, old, "first-new-password")
+    assert not users.change_password(user_id, old, "second-new-password"), "the hash it checked is gone"
+    assert auth.verify(users, "alice", "first-new-password") == user_id

@@ -38,14 +38,17 @@ import bottle
 
 from course.kit.cookies import request_cookies
 from course.kit.forms import FormError, optional_field, request_header
+from course.kit.idlog import loggable
 from course.kit.security import SCHEME_KEY
 
-__all__ = ["LOGIN_COOKIE", "TOKEN_FIELD", "TOKEN_HEADER", "CROSS_SITE_REFUSED", "is_cross_site",
-           "login_form_token", "login_token_ok", "refuse_cross_site", "protect_login"]
+__all__ = ["LOGIN_COOKIE", "LOGIN_COOKIE_KEY", "login_cookie_name", "TOKEN_FIELD", "TOKEN_HEADER",
+           "CROSS_SITE_REFUSED", "is_cross_site", "login_form_token", "login_token_ok", "refuse_cross_site",
+           "protect_login"]
 
 log = logging.getLogger("course.kit.csrf")
 
 LOGIN_COOKIE = "login_csrf"          # the pre-session token's random half (HttpOnly, SameSite=Strict)
+LOGIN_COOKIE_KEY = "course.csrf.login_cookie"   # an app may name it otherwise per request (environ key)
 TOKEN_FIELD = "csrf_token"           # the form field that carries a CSRF token
 TOKEN_HEADER = "X-CSRF-Token"        # ... or the header, for scripts
 CROSS_SITE_REFUSED = "Cross-site request refused"
@@ -89,8 +92,15 @@ def _mac(secret: str, value: str) -> str:
     return hmac.new(secret.encode(), b"login-csrf:" + value.encode(), hashlib.sha256).hexdigest()
 
 
+def login_cookie_name(environ: dict) -> str:
+    """The login cookie's name: ``LOGIN_COOKIE``, or what the app put in ``environ[LOGIN_COOKIE_KEY]``
+    (lesson 10 in production: ``__Host-login_csrf``, which only this host can set, over HTTPS)."""
+    return environ.get(LOGIN_COOKIE_KEY) or LOGIN_COOKIE
+
+
 def _cookie_value(environ: dict) -> str | None:
-    value = next((v for n, v in request_cookies(environ) if n == LOGIN_COOKIE), None)
+    name = login_cookie_name(environ)
+    value = next((v for n, v in request_cookies(environ) if n == name), None)
     return value if value is not None and _TOKEN.fullmatch(value) else None
 
 
@@ -103,8 +113,9 @@ def login_form_token(secret: str) -> str:
     value = _cookie_value(bottle.request.environ)
     if value is None:
         value = random.token_urlsafe(32)
-        bottle.response.set_cookie(LOGIN_COOKIE, value, path="/", max_age=_LOGIN_TOKEN_AGE,
-                                   httponly=True, samesite="Strict")
+        name = login_cookie_name(bottle.request.environ)
+        bottle.response.set_cookie(name, value, path="/", max_age=_LOGIN_TOKEN_AGE, httponly=True,
+                                   samesite="Strict", secure=name.startswith("__Host-"))
     return _mac(secret, value)
 
 
@@ -122,7 +133,7 @@ def sent_token() -> str | None:
 
 
 def refused(status: int = 403, message: str = CROSS_SITE_REFUSED) -> FormError:
-    log.warning("refused a cross-site %s %s", bottle.request.method, bottle.request.path)
+    log.warning("refused a cross-site %s %s", loggable(bottle.request.method), loggable(bottle.request.path))
     return FormError(status, message)
 
 

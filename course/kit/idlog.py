@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 
-__all__ = ["id_hash"]
+__all__ = ["id_hash", "loggable"]
 
 
 def id_hash(session_id: str | None, salt: str) -> str:
@@ -21,3 +22,17 @@ def id_hash(session_id: str | None, salt: str) -> str:
         return "h:-"
     digest = hmac.new(salt.encode(), str(session_id).encode("utf-8", "replace"), hashlib.sha256).hexdigest()
     return "h:" + digest[:16]
+
+
+def loggable(value, limit: int = 200) -> str:
+    """``value`` as it may stand in a log line: plain when it is a short word of printable characters,
+    else quoted and escaped (a newline becomes ``\\n``), cut at ``limit`` characters.
+
+    A path, a header or a username comes from the client: copied as it is, ``%0a`` in a path (a
+    newline once decoded) starts a forged line of the attacker's choosing (OWASP's Logging Cheat
+    Sheet, "log injection"). Every untrusted value goes through here.
+    """
+    text = str(value)[:limit]
+    if text and text.isprintable() and not any(c in text for c in ' "=\\'):
+        return text
+    return json.dumps(text)

@@ -11,9 +11,9 @@ The finished pieces of lesson 10 (the capstone):
   *account* then stops only browsers without one: an attacker who fails on purpose cannot lock
   the victim out of the devices the victim already uses.
 * :class:`InvalidIdGuard` - WSGI middleware: a session cookie whose signature does not check out
-  was made up (nobody without the secret can sign an ID). Each one is logged (as a salted hash)
-  and counted per client; a client over the limit gets 429 with ``Retry-After`` on every request
-  that carries a session cookie, so a lucky guess is refused too.
+  was made up (nobody without the secret can sign an ID). Each one is logged (as a salted hash),
+  counted per client and expired in the browser; a client over the limit gets 429 with
+  ``Retry-After`` for every made-up cookie it sends. A cookie the server signed always passes.
 * :func:`client_address` - who the client is: ``REMOTE_ADDR``, or behind a proxy we trust the
   address that proxy appended to ``X-Forwarded-For``.
 """
@@ -29,7 +29,7 @@ from typing import Callable
 
 from course.kit.beakerkit import session_id_from_cookie
 from course.kit.cookies import cookie_header, request_cookies
-from course.kit.idlog import id_hash
+from course.kit.idlog import id_hash, loggable
 from course.kit.localdb import LocalDB
 
 __all__ = ["FailureCounter", "device_token", "device_of", "InvalidIdGuard", "client_address", "TOO_MANY"]
@@ -122,36 +122,52 @@ def address_prefix(address: str) -> str:
 # ---------------------------------------------------------------- made-up session IDs
 
 class InvalidIdGuard:
-    """WSGI middleware: made-up session IDs are logged, counted per client, and throttled.
+    """WSGI middleware: made-up session IDs are logged, counted per client, throttled and expired.
 
-    ``InvalidIdGuard(app, failures, cookie_name, secret, salt, limit=10, window=600, client_of=...)``.
-    A request whose session cookie (``cookie_name``) is not an ID signed with ``secret`` counts one
-    failure for its client. Once a client has had ``limit`` failures in ``window`` seconds it gets 429 and
-    ``Retry-After`` for every request that brings a session cookie until the window has passed;
-    requests without one (the login page) still work.
+    ``InvalidIdGuard(app, failures, cookie_name, secret, salt, limit=10, window=600, client_of=...,
+    secure=False)``. A request whose session cookie (``cookie_name``) is not an ID signed with
+    ``secret`` counts one failure for its client, and its answer expires that cookie
+    (``Max-Age=0``): an ordinary browser that holds a stale cookie (a rotated secret, another app
+    on the same host) sends it once and recovers. Once a client has had ``limit`` failures in
+    ``window`` seconds, a request with a refused cookie gets 429 and ``Retry-After`` (and the
+    cookie expired) until the window has passed. A cookie this server signed is never throttled:
+    nobody can sign an ID without the secret, and a real user at an address an attacker shares
+    (a NAT, a proxy) keeps their session. Requests without the cookie (the login page) always work.
     """
 
     def __init__(self, app, failures: FailureCounter, cookie_name: str, secret: str, salt: str, *,
-                 limit: int = 10, window: float = 600, client_of: Callable[[dict], str] = client_address):
+                 limit: int = 10, window: float = 600, client_of: Callable[[dict], str] = client_address,
+                 secure: bool = False):
         self.app, self.failures = app, failures
         self.cookie_name, self.secret, self.salt = cookie_name, secret, salt
-        self.limit, self.window, self.client_of = limit, window, client_of
+        self.limit, self.window, self.client_of, self.secure = limit, window, client_of, secure
+
+    def expired_cookie(self) -> tuple[str, str]:
+        """The ``Set-Cookie`` header that makes the browser forget the refused cookie."""
+        return ("Set-Cookie", f"{self.cookie_name}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"
+                + ("; Secure" if self.secure else ""))
 
     def __call__(self, environ, start_response):
         value = next((v for n, v in request_cookies(environ) if n == self.cookie_name), None)
-        if value is None:
+        if value is None or session_id_from_cookie(cookie_header(environ), self.cookie_name, self.secret):
             return self.app(environ, start_response)
         key = "badid:" + self.client_of(environ)
         wait = self.failures.retry_after(key, self.limit, self.window)
-        if not wait and session_id_from_cookie(cookie_header(environ), self.cookie_name, self.secret) is None:
-            self.failures.add(key)
-            log.warning("invalid session ID %s from client %s (%s %s)", id_hash(value, self.salt),
-                        key[6:], environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
         if wait:
-            log.warning("throttled client %s for %d s: too many invalid session IDs", key[6:], wait)
-            body = (TOO_MANY + "\n").encode()
+            log.warning("throttled client %s for %d s: too many invalid session IDs", loggable(key[6:]), wait)
+            body = (TOO_MANY + ": your browser sent a session cookie this server did not issue;"
+                    " it has been cleared (or clear it yourself)\n").encode()
             start_response("429 Too Many Requests", [("Content-Type", "text/plain; charset=utf-8"),
                                                      ("Retry-After", str(wait)), ("Cache-Control", "no-store"),
-                                                     ("Content-Length", str(len(body)))])
+                                                     self.expired_cookie(), ("Content-Length", str(len(body)))])
             return [body]
-        return self.app(environ, start_response)
+        self.failures.add(key)
+        log.warning("invalid session ID %s from client %s (%s %s)", id_hash(value, self.salt),
+                    loggable(key[6:]), loggable(environ.get("REQUEST_METHOD")), loggable(environ.get("PATH_INFO")))
+
+        def start(status, headers, exc_info=None):
+            prefix = self.cookie_name + "="
+            if not any(k.lower() == "set-cookie" and v.startswith(prefix) for k, v in headers):
+                headers = list(headers) + [self.expired_cookie()]     # unless the app set a new one (a login)
+            return start_response(status, headers, exc_info)
+        return self.app(environ, start)

@@ -19,7 +19,8 @@ __all__ = ["SessionRegistry"]
 
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS user_sessions (handle TEXT PRIMARY KEY, user_id INTEGER NOT NULL,"
            " id_hash TEXT NOT NULL, client TEXT NOT NULL, created REAL NOT NULL, last_seen REAL NOT NULL)",
-           "CREATE INDEX IF NOT EXISTS user_sessions_by_user ON user_sessions (user_id)")
+           "CREATE INDEX IF NOT EXISTS user_sessions_by_user ON user_sessions (user_id)",
+           "CREATE TABLE IF NOT EXISTS session_series (handle TEXT PRIMARY KEY, series TEXT NOT NULL)")
 
 
 class SessionRegistry:
@@ -54,12 +55,29 @@ class SessionRegistry:
                             " WHERE user_id = ? ORDER BY last_seen DESC", (user_id,))
         return [dict(row) for row in rows]
 
+    def set_series(self, handle: str, series: str) -> None:
+        """The session ``handle`` was logged in with "keep me logged in": its remember-me ``series``
+        (revoking the session must revoke the series, or the browser's cookie logs straight back in)."""
+        self.db.run("INSERT OR REPLACE INTO session_series (handle, series) VALUES (?, ?)", (handle, series))
+
+    def series_of(self, handle, user_id: int) -> str | None:
+        """The remember-me series of ``user_id``'s live session ``handle``, or None."""
+        rows = self.db.rows("SELECT s.series FROM session_series s JOIN user_sessions u ON u.handle = s.handle"
+                            " WHERE s.handle = ? AND u.user_id = ?", (handle, user_id))
+        return rows[0]["series"] if rows else None
+
     def end(self, handle: str, user_id: int | None = None) -> bool:
         """End one session (of ``user_id``, when given); whether there was one."""
         if user_id is None:
-            return self.db.run("DELETE FROM user_sessions WHERE handle = ?", (handle,)) > 0
-        return self.db.run("DELETE FROM user_sessions WHERE handle = ? AND user_id = ?", (handle, user_id)) > 0
+            ended = self.db.run("DELETE FROM user_sessions WHERE handle = ?", (handle,)) > 0
+        else:
+            ended = self.db.run("DELETE FROM user_sessions WHERE handle = ? AND user_id = ?", (handle, user_id)) > 0
+        if ended:
+            self.db.run("DELETE FROM session_series WHERE handle = ?", (handle,))
+        return ended
 
     def end_all(self, user_id: int, keep: str | None = None) -> int:
         """End every session of ``user_id`` except ``keep`` (a handle, or None: all); how many."""
+        self.db.run("DELETE FROM session_series WHERE handle IN (SELECT handle FROM user_sessions"
+                    " WHERE user_id = ? AND handle IS NOT ?)", (user_id, keep))
         return self.db.run("DELETE FROM user_sessions WHERE user_id = ? AND handle IS NOT ?", (user_id, keep))

@@ -24,9 +24,10 @@ from typing import Callable
 
 from course.kit.localdb import LocalDB
 
-__all__ = ["RememberStore", "digest", "split", "LIFETIME"]
+__all__ = ["RememberStore", "digest", "split", "LIFETIME", "SERIES_LIFETIME"]
 
 LIFETIME = 30 * 24 * 3600     # seconds a remember-me token lasts
+SERIES_LIFETIME = 30 * 24 * 3600   # seconds a series lasts from its first login, however often it is used
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS remember_tokens (selector TEXT PRIMARY KEY, validator_hash TEXT NOT NULL,"
            " user_id INTEGER NOT NULL, series TEXT NOT NULL, expires REAL NOT NULL, used_at REAL)",
            "CREATE INDEX IF NOT EXISTS remember_by_user ON remember_tokens (user_id)")
@@ -52,13 +53,19 @@ def split(token: str | None) -> tuple[str, str] | None:
 class RememberStore:
     """The remember-me table in the SQLite file at ``path``; ``clock`` is the app's."""
 
-    def __init__(self, path, clock: Callable[[], float] = time.time, lifetime: float = LIFETIME):
+    def __init__(self, path, clock: Callable[[], float] = time.time, lifetime: float = LIFETIME,
+                 series_lifetime: float = SERIES_LIFETIME):
         self.db = LocalDB(path, _SCHEMA)
-        self.clock, self.lifetime = clock, lifetime
+        self.clock, self.lifetime, self.series_lifetime = clock, lifetime, series_lifetime
 
     def add(self, selector: str, validator_hash: str, user_id: int, series: str) -> None:
-        """Store a new token (its validator already hashed), valid for ``lifetime`` seconds."""
+        """Store a new token (its validator already hashed), valid for ``lifetime`` seconds, and never
+        past ``series_lifetime`` after its series began: rotation on use does not make a stolen
+        token good for ever (the series' first row, kept used, says when it began)."""
         expires = self.clock() + self.lifetime
+        [first] = self.db.rows("SELECT MIN(expires) FROM remember_tokens WHERE series = ?", (series,))
+        if first[0] is not None:
+            expires = min(expires, first[0] - self.lifetime + self.series_lifetime)
         self.db.run("INSERT INTO remember_tokens (selector, validator_hash, user_id, series, expires)"
                     " VALUES (?, ?, ?, ?, ?)", (selector, validator_hash, user_id, series, expires))
 

@@ -25,6 +25,7 @@ from typing import Callable
 from beaker.exceptions import BeakerException
 
 from course.kit import storedown
+from course.kit.idlog import loggable
 
 __all__ = ["SecureCookieGate", "derive_key", "session_save_error", "FakeClock", "COOKIE_TOO_LARGE"]
 
@@ -66,7 +67,7 @@ class SecureCookieGate:
                 headers = [(n, v) for n, v in headers if (n, v) not in secure]
                 log.warning("not sending %d Secure cookie(s) over plain HTTP (%s %s); behind a proxy, "
                             "trust it and have it send X-Forwarded-Proto: https", len(secure),
-                            environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"))
+                            loggable(environ.get("REQUEST_METHOD")), loggable(environ.get("PATH_INFO")))
             return start_response(status, headers, exc_info)
 
         try:   # what the browser used, for csrf.own_origin: behind a trusted proxy, its https

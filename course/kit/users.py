@@ -109,6 +109,19 @@ class UserDB:
         finally:
             conn.close()
 
+    def change_password(self, user_id: int, old_hash: str, password: str) -> bool:
+        """Store a new hash for ``user_id`` only if the stored one is still ``old_hash`` (the one the
+        caller checked the current password against): of two changes at once, one wins, the other
+        gets False (compare-and-set)."""
+        self._ensure()
+        stored = self.hasher(password)
+        conn = self._connect()
+        try:
+            return conn.execute("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
+                                (stored, user_id, old_hash)).rowcount == 1
+        finally:
+            conn.close()
+
     def add(self, username: str, password: str) -> int:
         """Create a user; its id. ``sqlite3.IntegrityError`` when the username is taken."""
         self._ensure()

@@ -41,7 +41,7 @@ from course.kit.beakerkit import (
 )
 from course.kit.cookies import request_cookies
 from course.kit.forms import request_header
-from course.kit.idlog import id_hash
+from course.kit.idlog import id_hash, loggable  # loggable for 10.6
 from course.kit.localdb import LocalDB
 from course.kit.ratelimit import FailureCounter, InvalidIdGuard
 from course.kit.registry import SessionRegistry
@@ -114,12 +114,15 @@ def login_wait(failures, username, client, device, limits):
 
     Two limits: failures from this client (any account), and failures on this account (from any
     client) - except on a device that logged in as this user before (``device``, its nonce, or
-    None), which counts its own failures instead: an attacker cannot lock the victim out of it.
+    None), which counts only its own failures: neither limit a stranger can drive (the account's,
+    or the address it may share with the owner) locks the owner out of it.
     """
     window = limits["window"]
+    if device:
+        return failures.retry_after("device:" + device, limits["per_account"], window)
     by_client = failures.retry_after("client:" + client, limits["per_client"], window)
-    own = ("device:" + device) if device else ("account:" + username[:64].lower())
-    return max(by_client, failures.retry_after(own, limits["per_account"], window))
+    by_account = failures.retry_after("account:" + username[:64].lower(), limits["per_account"], window)
+    return max(by_client, by_account)
 
 
 # ---------------------------------------------------------------- 10.4 ending sessions
@@ -166,7 +169,7 @@ def redeem_remember(tokens, token, now):
 
 def log_event(event, session_id, salt, **details):
     """Exercise 10.6: one line of the sessions' life cycle; the session ID only as a salted hash."""
-    extra = "".join(f" {key}={value}" for key, value in sorted(details.items()))
+    extra = "".join(f" {key}={loggable(value)}" for key, value in sorted(details.items()))
     LOG.info("session %s %s%s", event, id_hash(session_id, salt), extra)
 
 
@@ -212,20 +215,23 @@ def attempt(exercise, *args, **kwargs):
 
 def create_app(store_url=DEFAULT_STORE, secret=None, db_path=DEFAULT_DB, production=False, trust_proxy=False,
                idle_timeout=IDLE_TIMEOUT, absolute_timeout=ABSOLUTE_TIMEOUT, renew_every=RENEW_EVERY,
-               login_limits=None, bad_id_limit=10, now=time.time):
+               login_limits=None, bad_id_limit=10, remember_for=remember.SERIES_LIFETIME, now=time.time):
     """Build the capstone. ``store_url``: where sessions live (any lesson 08 URL); ``db_path``: the
     SQLite file of users, notes, the sessions' registry, failed logins and remember-me tokens;
     ``production``: ``__Host-`` cookies, HTTPS only, a real secret; ``trust_proxy``: believe
-    ``X-Forwarded-Proto`` and ``X-Forwarded-For``; timeouts in seconds; ``now``: the clock."""
+    ``X-Forwarded-Proto`` and ``X-Forwarded-For``; timeouts in seconds (``remember_for``: how long a
+    remember-me series lasts from its first login, however often it is used); ``now``: the clock."""
     secret = resolve_secret(secret, production=production)
     options = stores_beaker.beaker_options(store_url)        # a bad URL fails here, at start-up
     prefix = "__Host-" if production else ""
-    names = {"session": prefix + "sid", "remember": prefix + "remember", "device": prefix + "device"}
+    names = {"session": prefix + "sid", "remember": prefix + "remember", "device": prefix + "device",
+             "login_csrf": prefix + csrf.LOGIN_COOKIE}
     config = session_config(secret=secret, key=names["session"], secure=production, cookie_path="/",
                             timeout=max(60, int(idle_timeout)), **stores_beaker.hardened(options))
     here = Here(names=names, secret=secret, salt=security.derive_key(secret, "session-log"), clock=now,
                 production=production, trust_proxy=trust_proxy, users=auth.UserDB(db_path),
-                notes=Notes(db_path), registry=SessionRegistry(db_path), tokens=RememberStore(db_path, now),
+                notes=Notes(db_path), registry=SessionRegistry(db_path),
+                tokens=RememberStore(db_path, now, series_lifetime=remember_for),
                 failures=FailureCounter(db_path, now), limits={**LOGIN_LIMITS, **(login_limits or {})},
                 timeouts=(idle_timeout, absolute_timeout, renew_every), config=config,
                 store=stores_beaker.describe(options))
@@ -237,8 +243,8 @@ def create_app(store_url=DEFAULT_STORE, secret=None, db_path=DEFAULT_DB, product
     sessions = HardenedSessions(app, config, on_save_error=security.session_save_error)
     one_at_a_time = locks.locked(sessions, locks.locks_for(store_url, options), names["session"], secret)
     watched = InvalidIdGuard(one_at_a_time, here.failures, names["session"], secret, here.salt,
-                             limit=bad_id_limit, client_of=here.client)
-    return guard(security.SecureCookieGate(private(watched, production), here.is_https))
+                             limit=bad_id_limit, client_of=here.client, secure=production)
+    return guard(security.SecureCookieGate(private(watched, production, names["login_csrf"]), here.is_https))
 
 
 class Here:
@@ -272,9 +278,11 @@ def here():
     return request.app.config["capstone"]
 
 
-def private(app, production):
-    """Ready-made WSGI: no answer may be cached (``no-store``); in production, HTTPS only (HSTS)."""
+def private(app, production, login_cookie):
+    """Ready-made WSGI: no answer may be cached (``no-store``); in production, HTTPS only (HSTS);
+    the login form's cookie is ``login_cookie`` (``__Host-login_csrf`` in production)."""
     def wrapped(environ, start_response):
+        environ[csrf.LOGIN_COOKIE_KEY] = login_cookie
         def start(status, headers, exc_info=None):
             headers = [(k, v) for k, v in headers if k.lower() != "cache-control"] + [("Cache-Control", "no-store")]
             if production:
@@ -322,10 +330,33 @@ def log_in_as(session, user_id, how, keep=False):
     if keep:
         token = attempt(issue_remember, h.tokens, user_id)
         if token:
-            session["series"] = h.tokens.find(token.split(".")[0])["series"]
-            h.set_cookie("remember", token, remember.LIFETIME)
+            keep_me(session, token)
     session.save()
     h.log("created", session.id, user=user_id, how=how)
+
+
+def keep_me(session, token):
+    """The browser keeps ``token`` (remember-me); the session and the registry know its series, so
+    that revoking the session revokes the token too."""
+    h = here()
+    row = h.tokens.find(token.split(".")[0])
+    if row is None:                               # revoked while it was issued (a new password)
+        return
+    session["series"] = row["series"]
+    h.registry.set_series(session["handle"], row["series"])
+    h.set_cookie("remember", token, remember.LIFETIME)
+
+
+def undo_login(session, why):
+    """A login that lost a race (the password changed, the token was revoked meanwhile): everything
+    it made goes - the session, its registry entry, its remember-me series, the cookies."""
+    h = here()
+    h.log("ended-" + why, session.id, user=auth.current_user_id(session))
+    if session.get("series"):
+        h.tokens.revoke_series(session["series"])
+    h.forget_cookie("remember")
+    h.registry.end(session.get("handle"))
+    destroy_session(session)
 
 
 def renew_id(session, why):
@@ -350,8 +381,10 @@ def remembered_user(session):
         h.forget_cookie("remember")
         return None
     log_in_as(session, user_id, "remember-me")
-    session["series"] = h.tokens.find(new_token.split(".")[0])["series"]
-    h.set_cookie("remember", new_token, remember.LIFETIME)
+    keep_me(session, new_token)
+    if h.tokens.find(remember.split(token)[0]) is None:      # revoked while we logged in: the series too
+        undo_login(session, "revoked")
+        return None
     return user_id
 
 
@@ -436,7 +469,7 @@ def describe_cookie(name, value, h):
     if name != h.names["session"]:
         return None
     session_id = session_id_from_cookie(f"{name}={value}", name, h.secret)
-    return f"session ID {session_id[:8]}..." if session_id else "not an ID this server signed: counted"
+    return "a session ID (not shown: no page shows any of it)" if session_id else "not an ID this server signed"
 
 
 def login_page():
@@ -456,18 +489,28 @@ def login():
         response.set_header("Retry-After", str(wait))
         h.log("login-throttled", None, client=client, wait=wait)
         return text(ratelimit.TOO_MANY, 429)
+    checked = h.users.find(username)                  # the password hash this login is checked against
     user_id = auth.verify(h.users, username, fields["password"])
     if user_id is None:
-        for key in ("client:" + client, "account:" + username[:64].lower()) + (("device:" + device,) if device else ()):
-            h.failures.add(key)
+        count_failure(username, client, device)
         return text(auth.LOGIN_FAILED, 401)
     h.failures.clear("account:" + username[:64].lower())
     log_in_as(get_session(), user_id, "password", keep=fields["remember"] in ("1", "on", "true"))
+    if h.users.find(username) != checked:             # the password changed meanwhile: this login is void
+        undo_login(get_session(), "password-changed")
+        return text(auth.LOGIN_FAILED, 401)
     if device is None:
         h.set_cookie("device", ratelimit.device_token(h.secret, username), 365 * 24 * 3600)
     if auth.from_browser_form():
         return see_other("/notes")
     return text(auth.LOGIN_OK)
+
+
+def count_failure(username, client, device):
+    """One wrong password (at the login or at ``POST /password``), for every limit of 10.3."""
+    h = here()
+    for key in ("client:" + client, "account:" + username[:64].lower()) + (("device:" + device,) if device else ()):
+        h.failures.add(key)
 
 
 @logged_in
@@ -533,10 +576,14 @@ def sessions_page(user_id):
 @changes_state
 def revoke(user_id, handle):
     h, session = here(), get_session()
+    series = h.registry.series_of(handle, user_id)       # its remember-me token goes with it
     if not h.registry.end(handle, user_id):
         return text("No such session of yours", 404)
+    if series:
+        h.tokens.revoke_series(series)
     h.log("revoked", session.id if handle == session["handle"] else None, user=user_id, handle=handle[:8])
     if handle == session["handle"]:
+        h.forget_cookie("remember")
         attempt(end_session, session, h.registry)
         clear_site_data()
     return text("Session revoked")
@@ -548,13 +595,34 @@ def change_password(user_id):
     fields = auth.read_fields(("current", "new"))
     if not 8 <= len(fields["new"]) <= 200:
         return text("The new password needs 8 to 200 characters", 400)
-    if auth.verify(h.users, h.users.username(user_id), fields["current"]) != user_id:
-        return text("The current password is wrong", 403)
-    h.users.set_password(user_id, fields["new"])
+    username, client = h.users.username(user_id), h.client(request.environ)
+    device = ratelimit.device_of(h.secret, username, h.cookie("device"))
+    wait = attempt(login_wait, h.failures, username, client, device, h.limits)
+    if wait:                                       # the current password is guessed here as at the login
+        response.set_header("Retry-After", str(wait))
+        return text(ratelimit.TOO_MANY, 429)
+    checked = h.users.find(username)
+    if auth.verify(h.users, username, fields["current"]) != user_id:
+        count_failure(username, client, device)
+        return wrong_current_password(session, user_id)
+    if not h.users.change_password(user_id, checked[1], fields["new"]):
+        return text("The password was changed meanwhile, from another session: log in again", 409)
     ended = attempt(end_sessions, h.registry, h.tokens, user_id, session["handle"])
     renew_id(session, "password changed")          # a change of privilege: a new ID here too
     h.log("password-changed", session.id, user=user_id, ended=ended)
     return text(f"Password changed; {ended} other sessions ended")
+
+
+def wrong_current_password(session, user_id):
+    """403; after ``per_account`` wrong tries in one session, that session ends: whoever guesses the
+    password through a session they rode or stole loses it."""
+    h, key = here(), "password:" + session["handle"]
+    h.failures.add(key)
+    if h.failures.count(key, h.limits["window"]) < h.limits["per_account"]:
+        return text("The current password is wrong", 403)
+    h.log("ended-password-guessing", session.id, user=user_id)
+    attempt(end_session, session, h.registry)
+    return text("The current password was wrong too often: this session has ended; log in again", 401)
 
 
 @changes_state
