@@ -87,6 +87,26 @@ class Decoy:
     def id(self) -> str:
         return f"{self.slug}:{self.name}"
 
+    def exercises(self, solution: str) -> set[str]:
+        """The exercises whose definitions (the manifest's ``names``) the decoy's changes fall in.
+
+        Their tests run first, so a decoy is usually caught by the first few tests it meets.
+        """
+        import ast
+        tree = ast.parse(solution)
+        spans = {}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                spans.setdefault(node.name, []).append((node.lineno, node.end_lineno))
+        lines = [solution[:solution.index(old)].count("\n") + 1 for old, _ in self.replace if old in solution]
+        found = set()
+        for ex in manifest.lesson(self.slug).exercises:
+            for name in ex.names:
+                for start, end in spans.get(name.split(".")[-1], []):
+                    if any(start <= line <= end for line in lines):
+                        found.add(ex.id)
+        return found
+
     def apply(self, solution: str) -> str:
         for old, new in self.replace:
             if old not in solution:
@@ -116,14 +136,19 @@ def caught(records: list[dict]) -> bool:
 
 
 def run_exercise_tests(target: Path, slugs: list[str], report: Path, timeout: float = 600,
-                       stop_at_first_failure: bool = False) -> list[dict]:
-    """Run the exercise tests of ``slugs`` against ``target`` in a fresh process; its records."""
+                       stop_at_first_failure: bool = False, first: set[str] = frozenset()) -> list[dict]:
+    """Run the exercise tests of ``slugs`` against ``target`` in a fresh process; its records.
+
+    ``first``: exercise ids whose tests run before the others (course.tools.pytest_plugin reads
+    COURSE_RUN_FIRST).
+    """
     files = [str(ROOT / "tests" / f"test_{slug}.py") for slug in slugs]
     command = [sys.executable, "-m", "pytest", *files, "-m", "exercise", "-q", "--no-header", "--tb=native",
                "-p", "no:xdist", "--target", str(target), "--course-report", str(report)]
     if stop_at_first_failure:
         command.append("-x")
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    env = {**os.environ, "COURSE_RUN_FIRST": ",".join(sorted(first))}
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
     if not report.exists():
         raise RuntimeError(f"pytest wrote no report (exit {proc.returncode}):\n"
                            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -172,7 +197,7 @@ def run_decoys(workdir: Path, jobs: int = 2, only: set[str] | None = None) -> di
         (target / decoy.slug).mkdir(parents=True)
         (target / decoy.slug / "app.py").write_text(patched, encoding="utf-8")
         return decoy.id, run_exercise_tests(target, [decoy.slug], workdir / f"decoy-{index}.json",
-                                            stop_at_first_failure=True)
+                                            stop_at_first_failure=True, first=decoy.exercises(solution))
 
     with ThreadPoolExecutor(max_workers=jobs) as pool:
         return dict(pool.map(run_one, range(len(chosen))))
