@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
                             "the exercise's other tests are skipped")
     grade.add_argument("--lessons", action="append", metavar="NN[,NN]", help="grade only these lessons (default all)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    grade.add_argument("--unsafe-no-sandbox", action="store_true",
+                       help="grade without the sandbox (bubblewrap) where it cannot be made: the students' code "
+                            "then runs in the grader's own process and can forge grades (a warning says so)")
     grade.set_defaults(handler=cli.grade)
 
     freeze = commands.add_parser("freeze", help="(maintainers) record lessons/*/app.py as the shipped starters")

@@ -44,14 +44,7 @@ def start(app_module, serve_app, db_path):
     def run(https=False, **options):
         options.setdefault("secret", SECRET)
         options.setdefault("db_path", db_path)
-        app = app_module.create_app(**options)
-        if https:
-            inner = app
-
-            def app(environ, start_response):
-                environ["wsgi.url_scheme"] = "https"
-                return inner(environ, start_response)
-        return serve_app(app)
+        return serve_app(app_module.create_app(**options), url_scheme="https" if https else None)
     return run
 
 

@@ -336,11 +336,14 @@ class Gunicorn:
                "COURSE_BENCH_OPTIONS": json.dumps(options), "COURSE_BENCH_NO_SESSION": "1" if no_session else "0",
                "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         env.setdefault("SESSION_SECRET", "benchmark-secret-0123456789abcdef0123")
-        self.proc = subprocess.Popen(
+        from course.tools.grading.sandbox import wrap
+        argv, env, cwd = wrap(
             [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{self.port}",
              *(["-k", "gthread", "--threads", str(threads)] if threads > 1 else ["-k", "sync"]),
              "--log-level", "warning", "--backlog", "2048", "course.tools.bench:gunicorn_app()"],
-            env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+            env, str(ROOT))                                  # in the copy's sandbox, when grading
+        self.proc = subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     start_new_session=True)
         self._wait(workers)
 
     def _wait(self, workers: int, seconds: float = 30.0):

@@ -172,7 +172,9 @@ class AppProcess:
         for name, value in list(full_env.items()):
             if value is None:
                 del full_env[name]
-        self.proc = subprocess.Popen(argv, cwd=cwd or ROOT, env=full_env, stdout=subprocess.PIPE,
+        from course.tools.grading.sandbox import wrap
+        argv, full_env, cwd = wrap(argv, full_env, cwd or ROOT)     # in the copy's sandbox, when grading
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, text=True)
         self._wait_ready(ready_timeout)
 

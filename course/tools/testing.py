@@ -31,7 +31,12 @@ def compare_digest_calls(monkeypatch, module=None) -> list:
 
     An exercise that compares secrets with ``==`` leaks, by its timing, how much of a guess is
     right; a test asserts the list is not empty.
+
+    When the grader runs the module in a sandbox, the spy is the sandbox host's own (a named probe,
+    course.tools.grading.host): the list fills from there each time it is read.
     """
+    if getattr(module, "course_sandboxed", False):
+        return _sandboxed_digest_calls(monkeypatch, module)
     calls = []
     real = hmac.compare_digest
 
@@ -44,3 +49,86 @@ def compare_digest_calls(monkeypatch, module=None) -> list:
     if module is not None and hasattr(module, "compare_digest"):
         monkeypatch.setattr(module, "compare_digest", spy)
     return calls
+
+
+class _SandboxedCalls:
+    """The host's record of compare_digest calls, read afresh at each use; the spy goes at the test's end."""
+
+    def __init__(self, module):
+        self.module, self.on = module, False
+
+    def _calls(self) -> list:
+        return self.module.course_probe("compare_digest_calls")
+
+    def __len__(self):
+        return len(self._calls())
+
+    def __bool__(self):
+        return bool(self._calls())
+
+    def __iter__(self):
+        return iter(self._calls())
+
+    def __getitem__(self, index):
+        return self._calls()[index]
+
+    def __repr__(self):
+        return repr(self._calls())
+
+    @property
+    def installed(self) -> bool:
+        return self.on
+
+    @installed.setter
+    def installed(self, on: bool) -> None:
+        self.module.course_probe("compare_digest_spy" if on else "compare_digest_off")
+        self.on = on
+
+
+def _sandboxed_digest_calls(monkeypatch, module) -> _SandboxedCalls:
+    calls = _SandboxedCalls(module)
+    monkeypatch.setattr(calls, "installed", True)      # monkeypatch's undo at the test's end removes the spy
+    return calls
+
+
+def seed_random(module, seed: int) -> None:
+    """``random.seed(seed)`` here, and in the module's sandbox when the grader runs it in one."""
+    import random
+    random.seed(seed)
+    if getattr(module, "course_sandboxed", False):
+        module.course_probe("seed_random", seed)
+
+
+def login_required_app(module, store, secret: str):
+    """A tiny app of the test's own guarding two routes with lesson 06's ``login_required``: ``/as/N``
+    plants what a login leaves in the session (user N) without a login, ``/hello/NAME`` is guarded."""
+    from course.kit import beakerkit
+    from course.lesson.web import new_app, text
+
+    app = new_app()
+
+    @app.get("/as/<user_id:int>")
+    def plant(user_id):
+        session = beakerkit.get_session()
+        session[module.USER_KEY] = user_id
+        session.save()
+        return text("planted")
+
+    @app.get("/hello/<name>")
+    @module.login_required
+    def hello(name):
+        return text(f"hello {name}, user {module.current_user_id()}")
+
+    return beakerkit.HardenedSessions(app, beakerkit.session_config(secret=secret, store=store))
+
+
+BUILDERS = {"login_required_app": login_required_app}
+"""The apps a test builds around a lesson's code, by name: in a sandbox they are built there (in_lesson)."""
+
+
+def in_lesson(module, builder, *args):
+    """``builder(module, *args)`` where the module lives: here, or inside its sandbox when the grader
+    runs it in one (the host builds it from BUILDERS, so the student's code never runs out here)."""
+    if getattr(module, "course_sandboxed", False):
+        return module.course_probe("build", builder.__name__, *args)
+    return builder(module, *args)

@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from course import ROOT
-from course.tools.grading import report
+from course.tools.grading import report, sandbox
 from course.tools.grading.find import Submission, find_submissions
 from course.tools.grading.plan import GradeError, Plan, make_plan
 from course.tools.grading.run import run_submission
@@ -25,13 +25,24 @@ DEFAULT_TEST_TIMEOUT = 30.0                         # generous: lesson 08 starts
 
 def grade(paths: list[str], out: Path, jobs: int = 2, timeout: float | None = None,
           test_timeout: float = DEFAULT_TEST_TIMEOUT, lessons: list[str] | None = None,
-          progress: bool = True, stderr=None) -> list[StudentResult]:
-    """Grade every submission in ``paths`` into ``out``; the students' results, in name order."""
+          progress: bool = True, stderr=None, unsafe: bool = False) -> list[StudentResult]:
+    """Grade every submission in ``paths`` into ``out``; the students' results, in name order.
+
+    Each copy runs in a sandbox (course.tools.grading.sandbox); where none can be made, grading is
+    refused, unless ``unsafe`` (``--unsafe-no-sandbox``) says to grade in-process, with a warning.
+    """
     stderr = stderr or sys.stderr
     submissions, notes = find_submissions(paths)
     if not submissions:
         raise GradeError("no submission to grade: give the folders of the students' copies")
+    why = sandbox.problem()
+    if why and not unsafe:
+        raise GradeError(f"no sandbox for the students' code: {why}. Install it, or (never for a class you "
+                         "do not trust) give --unsafe-no-sandbox")
     plan = make_plan(lessons, test_timeout, timeout)
+    plan.sandboxed = not why and not unsafe
+    if not plan.sandboxed:
+        plan.warnings.insert(0, sandbox.UNSAFE_WARNING)
     _announce(stderr, notes + plan.warnings, submissions, plan, jobs)
     report.prepare(out)
     bar = Progress(len(submissions), "grading", stderr, enabled=progress)

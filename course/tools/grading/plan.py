@@ -44,6 +44,7 @@ class Plan:
     test_timeout: float
     timeout: float
     warnings: list[str] = field(default_factory=list)
+    sandboxed: bool = False     # each copy's lessons run in a sandbox (batch sets it; see sandbox.py)
 
 
 def make_plan(lesson_keys: list[str] | None, test_timeout: float, timeout: float | None) -> Plan:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from course.lesson import manifest
 from course.tools import teeth
-from course.tools.grading import worker
+from course.tools.grading import sandbox, worker
 from course.tools.grading.find import Submission
 from course.tools.grading.plan import Plan
 from course.tools.term import Progress, unfinished
@@ -49,24 +50,36 @@ class Cancelled(Exception):
     """The batch was stopped (Ctrl-C): the running workers are killed, nothing is written."""
 
 
-def copy_lessons(submission: Submission, lessons: list[manifest.Lesson], target: Path) -> None:
-    """The submission's folders of ``lessons`` into ``target``, without caches and huge files."""
+def copy_lessons(submission: Submission, lessons: list[manifest.Lesson], target: Path) -> list[str]:
+    """The submission's folders of ``lessons`` into ``target``: regular files and folders only, without
+    caches and huge files. A symlink is never followed (it could lead to the reference solution or
+    anywhere else): it is left out, and named in the list returned, for the student's log."""
     target.mkdir(parents=True, exist_ok=True)
+    dropped: list[str] = []
     if submission.lessons_dir is None:
-        return
-
-    def ignore(folder, names):
-        skipped = set(IGNORE(folder, names))
-        for name in names:
-            path = Path(folder, name)
-            if path.is_file() and not path.is_symlink() and path.stat().st_size > MAX_FILE:
-                skipped.add(name)
-        return skipped
-
+        return dropped
     for lesson in lessons:
         source = submission.lessons_dir / lesson.slug
-        if source.is_dir():
-            shutil.copytree(source, target / lesson.slug, symlinks=True, ignore=ignore)
+        if source.is_dir() and not source.is_symlink():
+            _copy_folder(source, target / lesson.slug, f"lessons/{lesson.slug}", dropped)
+        elif source.is_symlink():
+            dropped.append(f"lessons/{lesson.slug}")
+    return dropped
+
+
+def _copy_folder(source: Path, target: Path, shown: str, dropped: list[str]) -> None:
+    target.mkdir(mode=0o755)
+    skipped = set(IGNORE(str(source), [entry.name for entry in os.scandir(source)]))
+    for entry in sorted(os.scandir(source), key=lambda e: e.name):
+        if entry.name in skipped:
+            continue
+        if entry.is_symlink():
+            dropped.append(f"{shown}/{entry.name}")
+        elif entry.is_dir(follow_symlinks=False):
+            _copy_folder(Path(entry.path), target / entry.name, f"{shown}/{entry.name}", dropped)
+        elif entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size <= MAX_FILE:
+            shutil.copyfile(entry.path, target / entry.name, follow_symlinks=False)
+            os.chmod(target / entry.name, 0o644)        # readable by the sandbox's user, writable by nobody there
 
 
 class Output:
@@ -135,7 +148,7 @@ def _watch(proc: subprocess.Popen, output: Output, budget: float, cancel: thread
 def one_process(command: list[str], workdir: Path, tmp: Path, budget: float, cancel: threading.Event,
                 progress: Progress | None) -> tuple[bool, int | None, int, str]:
     """Run one worker in a session of its own: (timed out, exit code, bytes of output, log)."""
-    proc = subprocess.Popen(command, cwd=workdir, env=worker.environment(tmp), stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(command, cwd=tmp, env=worker.environment(tmp), stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     output = Output()
     try:
@@ -174,9 +187,34 @@ def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: th
     it had done, and the lessons after it are checked in a new process: a crash costs one lesson.
     """
     target = workdir / "lessons"
-    copy_lessons(submission, plan.lessons, target)
+    dropped = copy_lessons(submission, plan.lessons, target)
     (workdir / "tmp").mkdir(parents=True, exist_ok=True)
-    return _Attempts(plan, workdir, cancel, progress).run()
+    attempts = _Attempts(plan, workdir, cancel, progress)
+    if plan.sandboxed:
+        attempts.sandbox_options = _sandbox_for(plan, workdir)
+    run = attempts.run()
+    notes = [f"not copied, symlinks are never followed: {path}" for path in dropped]
+    if not plan.sandboxed:
+        notes.insert(0, sandbox.UNSAFE_WARNING)
+    run.log = "".join(f"note: {note}\n" for note in notes) + ("\n" if notes else "") + run.log
+    return run
+
+
+def _sandbox_for(plan: Plan, workdir: Path) -> list[str]:
+    """The worker's options for this copy's sandbox: a user of its own, and the one folder both sides write.
+
+    The worker itself (the tests, its report and stream files in ``workdir``) stays outside: the
+    sandbox sees the copy (read-only) and ``scratch`` (the tests' tmp_path), nothing else of ``workdir``.
+    """
+    scratch = workdir / "tmp" / "scratch"
+    scratch.mkdir(mode=0o700)
+    uid = secrets.randbelow(1 << 30) + (1 << 20)          # never a real user's, nor another copy's
+    os.chown(scratch, uid, uid)
+    config = sandbox.Config(uid=uid, target=str(workdir / "lessons"), scratch=str(scratch),
+                            network=[each.slug for each in plan.lessons if each.services])
+    config.write(workdir / "sandbox.json")
+    return ["--course-sandbox", str(workdir / "sandbox.json"), "--basetemp", str(scratch / "pytest"),
+            "-p", "no:cacheprovider"]
 
 
 class _Attempts:
@@ -186,6 +224,7 @@ class _Attempts:
         self.plan, self.workdir, self.cancel, self.progress = plan, workdir, cancel, progress
         self.logs: list[str] = []
         self.started = time.monotonic()
+        self.sandbox_options: list[str] = []
 
     def run(self) -> Run:
         target = self.workdir / "lessons"
@@ -206,7 +245,7 @@ class _Attempts:
         command = worker.command([str(each.test_file) for each in pending], self.workdir / "lessons", "--course-report",
                                  str(report), "--course-stream", str(stream), "--course-timeout",
                                  f"{plan.test_timeout:g}", "--capture=no", "-p", "no:terminal",
-                                 "--continue-on-collection-errors")
+                                 "--continue-on-collection-errors", *self.sandbox_options)
         budget = plan.timeout - (time.monotonic() - self.started)
         timed_out, code, size, log = one_process(command, self.workdir, self.workdir / "tmp", budget,
                                                  self.cancel, self.progress)
