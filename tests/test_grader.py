@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import hashlib
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 
 from course import ROOT
 from course.lesson import manifest
+from tests.fixtures import attacks
 from tests.fixtures import submissions as build
 
 SLUG = "01_raw_cookies"
@@ -50,14 +52,29 @@ EXPECTED = {
     "f_left_running": _all("pass"),
     "g_server_at_import": _all("timeout"),
     "h_flood": _all("pass"),
-    "i_crash": _but("pass", e01_4=(0, "not run")),
+    "i_crash": _but("pass", e01_4=(0, "fail")),
     "j_empty": _all("error"),
 }
 
 
+MARKER = "left-running-" + hashlib.sha1(str(ROOT).encode()).hexdigest()[:12]
+"""In the command line of every process a submission leaves running: none may be alive after grading."""
+
+
+def marked_processes(marker: str) -> list[int]:
+    """The live processes (not zombies) whose command line holds ``marker``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmdline.read_bytes() and "\nState:\tZ" not in (cmdline.parent / "status").read_text():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            pass
+    return found
+
+
 def build_class(root: Path) -> Path:
     """The class: one folder per student, laid out as clones or as bare folders of lessons."""
-    pids = root / "pids.txt"
 
     # a clone, with hostile tests/ and course/ of its own: the grader must use neither
     build.solved(root / "a_solved" / "lessons", SLUG)
@@ -74,9 +91,7 @@ def build_class(root: Path) -> Path:
     build.patched(root / "f_left_running" / "lessons", SLUG, append=f"""
         import subprocess as _sp, sys as _sys, threading as _th
         from wsgiref.simple_server import make_server as _make_server
-        _child = _sp.Popen([_sys.executable, "-c", "import time; time.sleep(600)"])
-        with open({str(pids)!r}, "a") as _file:
-            _file.write(f"{{_child.pid}}\\n")
+        _child = _sp.Popen([_sys.executable, "-c", "import time; time.sleep(600)", {MARKER!r}])
         _server = _make_server("127.0.0.1", 0, app)
         _th.Thread(target=_server.serve_forever, name="left-running").start()   # not a daemon
     """)
@@ -174,10 +189,9 @@ def test_a_broken_submission_costs_only_itself(graded):
     at_import = load(out, "g_server_at_import")
     assert "timed out" in at_import["lessons"][0]["problem"]
     assert at_import["duration_s"] < 30, "a server started at import should cost one test's time limit"
-    crash = load(out, "i_crash")
-    assert crash["status"] == "crashed" and crash["exit_code"] == 3
+    crash = load(out, "i_crash")            # it ends its sandbox, not the grader's tests: it costs the tests it is in
     theme = crash["lessons"][0]["exercises"][3]
-    assert all(t["outcome"] == "not run" and "ended" in t["message"] for t in theme["tests"])
+    assert all(t["outcome"] == "failed" and "ended (exit code 3)" in t["message"] for t in theme["tests"])
     empty = load(out, "j_empty")["lessons"][0]["problem"]
     assert "does not exist" in empty and "lessons/01_raw_cookies/app.py" in empty
 
@@ -195,12 +209,7 @@ def test_what_a_submission_leaves_running_is_stopped(graded, klass):
     out, _ = graded
     left = load(out, "f_left_running")
     assert left["status"] == "ok" and left["duration_s"] < 30, "a thread left running must not hold the grader"
-    pids = [int(p) for p in (klass / "pids.txt").read_text().split()]
-    assert pids, "the submission should have started a child process"
-    for pid in pids:
-        status = Path(f"/proc/{pid}/status")
-        alive = status.exists() and "\nState:\tZ" not in status.read_text()
-        assert not alive, f"the child process {pid} the submission started is still running"
+    assert not marked_processes(MARKER), "the child process the submission started is still running"
 
 
 def test_a_flood_of_output_is_counted_not_kept(graded):
@@ -371,3 +380,91 @@ def test_a_lesson_that_does_not_load_is_one_problem_and_an_endless_loop_is_not()
     graded, checked, records = _scored(loops_in_every_route)
     assert graded.problem == load_problem(records) == ""
     assert {e.status for e in graded.exercises} == {"timeout"} and {s.state for s in checked} == {"timeout"}
+
+
+# ---------------------------------------------------------------- hostile copies (the sandbox)
+
+TOKEN = ("COURSE_INSTRUCTOR_TOKEN", "tok-" + hashlib.sha1(str(ROOT).encode()).hexdigest())
+CLASSMATES = ["a_classmate", "z_classmate"]      # solved: graded with the attackers, before and after them
+
+
+def _nodeids() -> list[tuple[str, str]]:
+    from course.tools.grading.plan import collect
+    return [(t.nodeid, t.exercise) for t in collect([LESSON])]
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    """The hostile copies of tests/fixtures/attacks.py and two solved classmates, graded together."""
+    root = tmp_path_factory.mktemp("attacks")
+    klass, out = root / "class", root / "grades"
+    where = {"solution": str(ROOT / "solutions" / SLUG / "app.py"), "out": str(out), "klass": str(klass),
+             "marker": MARKER + "-daemon", "conftest": str(ROOT / "tests" / "conftest.py"),
+             "token_name": TOKEN[0], "nodeids": _nodeids()}
+    copies = attacks.build(klass, where)
+    for name in CLASSMATES:
+        build.solved(klass / name / "lessons", SLUG)
+    hand_ins = {name: (klass / name / "lessons" / SLUG / "app.py").read_bytes() for name in CLASSMATES}
+    students = sorted(copies + [klass / name for name in CLASSMATES])
+    proc = subprocess.run(grade_command(students, out, "--no-progress"), cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, TOKEN[0]: TOKEN[1]})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    import time
+    time.sleep(4)                   # the daemon would rewrite the grade files 3 s after its start
+    return SimpleNamespace(out=out, klass=klass, proc=proc, hand_ins=hand_ins, names=[p.name for p in students])
+
+
+def test_no_hostile_copy_earns_a_point_and_every_classmate_gets_full_marks(attacked):
+    totals = {name: load(attacked.out, name)["points"] for name in attacked.names}
+    assert totals == {name: LESSON.max_points if name in CLASSMATES else 0 for name in attacked.names}
+
+
+def test_no_hostile_copy_changes_a_grade_file_or_a_classmates_hand_in(attacked):
+    hacked = [str(path) for path in attacked.out.rglob("*.*") if b"HACKED" in path.read_bytes()]
+    assert not hacked, f"grade files rewritten: {hacked}"
+    for name, before in attacked.hand_ins.items():
+        assert (attacked.klass / name / "lessons" / SLUG / "app.py").read_bytes() == before, f"{name}'s app.py edited"
+    assert not (ROOT / "tests" / "conftest.py").exists(), "a copy wrote tests/conftest.py into the course"
+
+
+def test_no_hostile_copy_leaves_a_process_or_reads_the_instructors_environment(attacked):
+    assert not marked_processes(MARKER + "-daemon"), "the detached daemon outlived its grading"
+    leaked = [str(path) for path in attacked.out.rglob("*.*") if TOKEN[1].encode() in path.read_bytes()]
+    assert not leaked and TOKEN[1] not in attacked.proc.stdout + attacked.proc.stderr, f"token read: {leaked}"
+    assert "LEAKED: None" in (attacked.out / "logs" / "t_env_token.log").read_text(encoding="utf-8")
+
+
+def test_a_symlink_is_not_followed_and_the_solution_is_not_there_to_read(attacked):
+    log = (attacked.out / "logs" / "n_symlink.log").read_text(encoding="utf-8")
+    assert f"symlinks are never followed: lessons/{SLUG}/app.py" in log
+    assert load(attacked.out, "m_exec_solution")["lessons"][0]["exercises"][0]["status"] == "todo"
+
+
+def test_a_loaded_machine_gives_the_same_totals(graded, klass, tmp_path):
+    """Time limits are CPU seconds of the copy's sandbox: two busy loops change no outcome."""
+    out, _ = graded
+    again = ["a_solved", "c_half", "e_endless_loop"]
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        proc = subprocess.run(grade_command([klass / name for name in again], tmp_path, "--no-progress"),
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+    assert proc.returncode == 0, proc.stderr
+    before = [line for line in (out / "grades.csv").read_text().splitlines() if line.split(",")[0] in again]
+    assert (tmp_path / "grades.csv").read_text().splitlines()[1:] == before
+
+
+def test_without_a_sandbox_grading_is_refused_unless_unsafe_is_asked_for(tmp_path, monkeypatch):
+    from course.tools.grading import batch, sandbox
+
+    build.solved(tmp_path / "ann" / "lessons", SLUG)
+    monkeypatch.setattr(sandbox, "_PROBLEM", ["bwrap is not installed (Debian: apt-get install bubblewrap)"])
+    with pytest.raises(batch.GradeError, match="no sandbox for the students' code: bwrap is not installed"):
+        batch.grade([str(tmp_path / "ann")], tmp_path / "out", lessons=["01"], progress=False)
+    batch.grade([str(tmp_path / "ann")], tmp_path / "out", lessons=["01"], progress=False, unsafe=True,
+                stderr=open(os.devnull, "w"))
+    assert "WITHOUT a sandbox" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "WITHOUT a sandbox" in (tmp_path / "out" / "logs" / "ann.log").read_text(encoding="utf-8")
