@@ -172,10 +172,10 @@ class AppProcess:
         for name, value in list(full_env.items()):
             if value is None:
                 del full_env[name]
-        from course.tools.grading.sandbox import wrap
+        from course.tools.grading.sandbox import spawn, wrap
         argv, full_env, cwd = wrap(argv, full_env, cwd or ROOT)     # in the copy's sandbox, when grading
-        self.proc = subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True)
+        self.proc = spawn(lambda: subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                                                   stderr=subprocess.STDOUT, text=True))
         self._wait_ready(ready_timeout)
 
     @classmethod

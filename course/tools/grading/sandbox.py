@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -146,6 +148,43 @@ def environment(extra: dict | None = None) -> dict[str, str]:
     return env
 
 
+_SPAWNS: "queue.Queue" = queue.Queue()
+_SPAWNER: list[threading.Thread] = []
+_SPAWNER_LOCK = threading.Lock()
+
+
+def spawn(start):
+    """``start()`` (a ``subprocess.Popen(...)``) in a thread that lives as long as this process.
+
+    bwrap's ``--die-with-parent`` ends the sandbox when the *thread* that started it ends: an app
+    server a test starts from a pool thread would die with that thread. The main thread, and the
+    spawner thread, live until the process ends.
+    """
+    if threading.current_thread() is threading.main_thread():
+        return start()
+    with _SPAWNER_LOCK:
+        if not _SPAWNER:
+            _SPAWNER.append(threading.Thread(target=_spawn_forever, name="sandbox-spawner", daemon=True))
+            _SPAWNER[0].start()
+    done, box = threading.Event(), []
+    _SPAWNS.put((start, box, done))
+    done.wait()
+    ok, value = box[0]
+    if not ok:
+        raise value
+    return value
+
+
+def _spawn_forever() -> None:
+    while True:
+        start, box, done = _SPAWNS.get()
+        try:
+            box.append((True, start()))
+        except BaseException as exc:
+            box.append((False, exc))
+        done.set()
+
+
 def wrap(argv: list[str], env: dict | None = None, cwd=None) -> tuple[list[str], dict | None, str | None]:
     """``(argv, env, cwd)`` for a process of the code under test (an app server a test starts): as given,
     or, when this process grades (``ACTIVE``), inside the copy's sandbox with the network (lessons 08
@@ -204,6 +243,37 @@ def share_temporary_folders(config: Config) -> None:
     TempPathFactory.mktemp = mktemp
 
 
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid``, parents first (Linux /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop(0)
+        for task in Path(f"/proc/{current}/task").glob("*/children"):
+            try:
+                children = [int(each) for each in task.read_text().split()]
+            except (OSError, ValueError):
+                continue
+            found += children
+            todo += children
+    return found
+
+
+def stop_sandbox(proc: subprocess.Popen) -> None:
+    """Kill what runs in a sandbox, then let bwrap reap it and end: so its CPU time is counted (each
+    parent waits for its children), and nothing of it is left, a detached daemon included."""
+    for pid in descendants(proc.pid):
+        try:
+            if os.path.basename(os.readlink(f"/proc/{pid}/exe")) != "bwrap":
+                os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    try:
+        proc.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class HostGone(RuntimeError):
     """The lesson's sandboxed process ended (the code under test called os._exit, crashed, or was stopped)."""
 
@@ -220,8 +290,8 @@ class HostProcess:
         listener.listen(128)
         argv = [sys.executable, "-m", "course.tools.grading.host", "--fd", str(listener.fileno()),
                 "--target", config.target, "--slug", slug, *(["--cpu", f"{cpu_limit:g}"] if cpu_limit else [])]
-        self.proc = subprocess.Popen(command(config, slug in config.network, argv), env=environment(),
-                                     pass_fds=[listener.fileno()], stdin=subprocess.DEVNULL)
+        self.proc = spawn(lambda: subprocess.Popen(command(config, slug in config.network, argv), env=environment(),
+                                                   pass_fds=[listener.fileno()], stdin=subprocess.DEVNULL))
         listener.close()
         self.objects = wire.Objects()
         self.codec = wire.Codec("$g", "$h", self.objects, lambda key: wire.Remote(self.codec, key, self.rpc),
@@ -329,8 +399,7 @@ class HostProcess:
         for relay in self.relays:
             relay.close()
         if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+            stop_sandbox(self.proc)
         for sock in (self.callbacks, getattr(self.local, "sock", None)):
             if sock is not None:
                 sock.close()
@@ -413,6 +482,15 @@ class Hosts:
 
     def _close(self, host: HostProcess) -> None:
         host.close()
+
+    def ended(self) -> list[str]:
+        """Why each host that has died since it was last asked ended (it is started again when next needed)."""
+        with self.lock:
+            dead = {slug: host for slug, host in self.by_slug.items() if not host.alive()}
+            for slug, host in dead.items():
+                del self.by_slug[slug]
+                host.close()
+            return [host.gone() for host in dead.values()]
 
     def reset(self) -> None:
         """Kill every host (after a test that ran over its time: its loop may still spin)."""
