@@ -176,7 +176,8 @@ class TimeLimit:
     """``--course-timeout``: SIGALRM interrupts a phase that runs too long, and fails the test.
 
     When the code under test runs in sandboxes (the grader), the limit is in CPU seconds of the
-    sandboxes, checked ten times a second, so a loaded machine gives the same outcomes; a phase that
+    sandboxes, checked four times a second once it could have been spent, so a loaded machine gives
+    the same outcomes; a phase that
     waits without spending CPU (a route that sleeps) is stopped after three times the limit of wall
     time. After a test that ran over, the sandboxes are killed: the next test gets fresh ones.
 
@@ -200,8 +201,8 @@ class TimeLimit:
             if self.hosts:
                 spent = self.hosts.cpu_seconds() - started_cpu
                 if spent <= self.seconds and time.monotonic() - started <= 3 * self.seconds:
+                    signal.setitimer(signal.ITIMER_REAL, 0.25)      # one shot each time: never nested
                     return
-                signal.setitimer(signal.ITIMER_REAL, 0)
                 self.timed_out = True
                 pytest.fail(f"{TIMED_OUT_SIGN} {when} took longer than {self.seconds:g} s of CPU "
                             f"({spent:.1f} s spent by the code under test; an endless loop, or a request that "
@@ -211,8 +212,8 @@ class TimeLimit:
                         "(an endless loop, or a request that never gets an answer?)", pytrace=False)
 
         previous = signal.signal(signal.SIGALRM, on_alarm)
-        if self.hosts:
-            signal.setitimer(signal.ITIMER_REAL, 0.1, 0.1)
+        if self.hosts:          # N cores spend at most N CPU seconds a second: no need to look earlier
+            signal.setitimer(signal.ITIMER_REAL, max(0.1, self.seconds / (os.cpu_count() or 1)))
         else:
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
         try:
