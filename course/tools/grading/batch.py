@@ -43,6 +43,8 @@ def grade(paths: list[str], out: Path, jobs: int = 2, timeout: float | None = No
     plan.sandboxed = not why and not unsafe
     if not plan.sandboxed:
         plan.warnings.insert(0, sandbox.UNSAFE_WARNING)
+    elif sandbox.symlink_protection():
+        plan.warnings.append(sandbox.symlink_protection())
     _announce(stderr, notes + plan.warnings, submissions, plan, jobs)
     report.prepare(out)
     bar = Progress(len(submissions), "grading", stderr, enabled=progress)

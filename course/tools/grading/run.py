@@ -207,9 +207,9 @@ def _sandbox_for(plan: Plan, workdir: Path) -> list[str]:
     sandbox sees the copy (read-only) and ``scratch`` (the tests' tmp_path), nothing else of ``workdir``.
     """
     scratch = workdir / "tmp" / "scratch"
-    scratch.mkdir(mode=0o700)
+    scratch.mkdir()
+    os.chmod(scratch, 0o1777)        # the grader's, sticky: the copy adds files, but moves none of the grader's
     uid = secrets.randbelow(1 << 30) + (1 << 20)          # never a real user's, nor another copy's
-    os.chown(scratch, uid, uid)
     config = sandbox.Config(uid=uid, target=str(workdir / "lessons"), scratch=str(scratch),
                             network=[each.slug for each in plan.lessons if each.services])
     config.write(workdir / "sandbox.json")

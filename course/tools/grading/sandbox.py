@@ -16,6 +16,7 @@ an app the host serves, so the HTTP tests run unchanged.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import queue
@@ -38,7 +39,8 @@ PASSED_ENV = ("SESSION_SECRET", "REDIS_URL", "POSTGRES_URL", "MYSQL_URL", "MEMCA
 """The variables a lesson reads; their values in the test process go with every request (monkeypatch.setenv)."""
 ETC = ("passwd", "group", "hosts", "nsswitch.conf", "localtime", "ssl", "ca-certificates", "ld.so.cache",
        "ld.so.conf", "ld.so.conf.d", "mime.types", "alternatives")
-TRUSTED_MODULES = ("course.", "tests.", "test_", "conftest")
+TEST_MODULES = ("tests.", "test_", "conftest")
+TRUSTED_MODULES = ("course.", *TEST_MODULES)
 """Objects of the tests' own that may be handed to the code under test (as handles it calls back)."""
 ACTIVE: list = []
 """The test process's Hosts, when it grades (set by the pytest plugin): app processes start in its sandboxes."""
@@ -200,11 +202,17 @@ def wrap(argv: list[str], env: dict | None = None, cwd=None) -> tuple[list[str],
 
 
 def trusted_object(value) -> bool:
-    """May ``value`` be handed to the code under test, as a handle it calls back? Only the tests' own objects."""
-    owner = getattr(value, "__self__", None) if callable(value) and not isinstance(value, type) else None
-    cls = type(owner if owner is not None else value)
-    module = getattr(value, "__module__", "") if callable(value) and owner is None else cls.__module__
-    return isinstance(module, str) and module.startswith(TRUSTED_MODULES) and not isinstance(value, type(os))
+    """May ``value`` be handed to the code under test, as a handle it calls back? Only the tests' own
+    objects (a clock, a counting store) and their methods; a plain function only if a test defined it
+    (a function of course/ could do anything with the arguments the copy chose)."""
+    if isinstance(value, (type, type(os))):
+        return False
+    owner = getattr(value, "__self__", None)
+    if owner is not None and not isinstance(owner, (type, type(os))):
+        return trusted_object(owner)
+    if inspect.isfunction(value) or inspect.isbuiltin(value):
+        return str(getattr(value, "__module__", "")).startswith(TEST_MODULES)
+    return type(value).__module__.startswith(TRUSTED_MODULES)
 
 
 def cpu_seconds_of_tree(pid: int) -> float:
@@ -226,21 +234,38 @@ def cpu_seconds_of_tree(pid: int) -> float:
 
 
 def share_temporary_folders(config: Config) -> None:
-    """The tests' tmp_path folders (made 0700 by pytest, in the scratch folder) belong to the copy's user:
-    a test hands such a folder to the app (``db_path=tmp_path / ...``) and reads what it left there."""
+    """The tests' tmp_path folders (made 0700 by pytest, in the scratch folder) are made writable by the
+    copy too: a test hands such a folder to the app (``db_path=tmp_path / ...``) and reads what it left.
+
+    They stay the grader's, sticky (1777, as ``/tmp``): the copy may add files, but not rename or
+    delete the grader's, nor swap a folder for a symlink. It could still plant a symlink under a name
+    a test writes later; with ``fs.protected_symlinks=1`` the kernel refuses to follow it (the grader
+    warns when that is off: symlink_protection)."""
     from _pytest.tmpdir import TempPathFactory
 
     real, scratch = TempPathFactory.mktemp, Path(config.scratch)
 
     def mktemp(self, basename: str, numbered: bool = True) -> Path:
         path = real(self, basename, numbered)
-        for folder in [path, *path.parents]:
+        os.chmod(path, 0o1777)
+        for folder in path.parents:
             if folder == scratch or scratch not in folder.parents:
                 break
-            os.chown(folder, config.uid, config.uid)
+            os.chmod(folder, 0o755)
         return path
 
     TempPathFactory.mktemp = mktemp
+
+
+def symlink_protection() -> str | None:
+    """A warning when the kernel follows symlinks planted in shared sticky folders (fs.protected_symlinks=0)."""
+    try:
+        if Path("/proc/sys/fs/protected_symlinks").read_text().strip() == "1":
+            return None
+    except OSError:
+        return None
+    return ("fs.protected_symlinks is 0 on this machine: a copy could plant a symlink in its tests' temporary "
+            "folder under a name a test later writes to. Debian's default is 1: sysctl -w fs.protected_symlinks=1")
 
 
 def descendants(pid: int) -> list[int]:
