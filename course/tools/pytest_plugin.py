@@ -105,9 +105,9 @@ def pytest_runtest_makereport(item, call):
     """A failed phase carries the first crash of the code under test: the app's, or the call's own."""
     report = yield
     hosts = item.config.stash.get(HOSTS, None)
-    ended = hosts.ended() if hosts is not None else []
+    ended = hosts.ended(0.05 if report.failed else 0) if hosts is not None else []
     if report.failed and ended:                  # the sandbox died under the test: say so first
-        report.longrepr = "\n".join(ended) + "\n\n" + str(report.longrepr)
+        report.longrepr = "\n".join(ended) + "\n" + _message(report)
     if report.failed:
         crashes = item.stash.get(CRASHES, [])
         crash = crashes[0] if crashes else None

@@ -326,6 +326,7 @@ class HostProcess:
         self.loaded = False
         self.relays: list[Relay] = []
         self.send_lock = threading.Lock()
+        self.ended = threading.Event()
         self.callbacks = self._connect("callbacks")
         threading.Thread(target=self._serve_callbacks, daemon=True).start()
 
@@ -335,8 +336,9 @@ class HostProcess:
         wire.send(sock, {"kind": kind, **fields})
         return sock
 
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+    def alive(self, grace: float = 0) -> bool:
+        """Is the host still there? Its call-back connection ends the moment it dies, before bwrap does."""
+        return not self.ended.wait(grace) and self.proc.poll() is None
 
     def cpu_seconds(self) -> float:
         return cpu_seconds_of_tree(self.proc.pid)
@@ -386,6 +388,7 @@ class HostProcess:
             try:
                 request = wire.receive(self.callbacks)
             except (OSError, wire.WireError, ValueError):
+                self.ended.set()
                 return
             threading.Thread(target=self._callback, args=(request,), daemon=True).start()
 
@@ -508,10 +511,10 @@ class Hosts:
     def _close(self, host: HostProcess) -> None:
         host.close()
 
-    def ended(self) -> list[str]:
+    def ended(self, grace: float = 0) -> list[str]:
         """Why each host that has died since it was last asked ended (it is started again when next needed)."""
         with self.lock:
-            dead = {slug: host for slug, host in self.by_slug.items() if not host.alive()}
+            dead = {slug: host for slug, host in self.by_slug.items() if not host.alive(grace)}
             for slug, host in dead.items():
                 del self.by_slug[slug]
                 host.close()
