@@ -40,6 +40,8 @@ from course.tools.results import lesson_slug as slug_of
 CRASHES = pytest.StashKey[list]()
 """The crashes the app under test had during one test (``serve_app``'s servers record them)."""
 CRASH_SECTION = "crash in the code under test"
+WALL_FACTOR = 5
+"""In a sandbox, a test phase that spends no CPU (it waits) is stopped after this many times its limit."""
 HOSTS = pytest.StashKey[object]()
 """The grader's sandboxes (course.tools.grading.sandbox.Hosts), when ``--course-sandbox`` is given."""
 
@@ -178,8 +180,8 @@ class TimeLimit:
     When the code under test runs in sandboxes (the grader), the limit is in CPU seconds of the
     sandboxes, checked four times a second once it could have been spent, so a loaded machine gives
     the same outcomes; a phase that
-    waits without spending CPU (a route that sleeps) is stopped after three times the limit of wall
-    time. After a test that ran over, the sandboxes are killed: the next test gets fresh ones.
+    waits without spending CPU (a route that sleeps) is stopped after ``WALL_FACTOR`` times the
+    limit of wall time. After a test that ran over, the sandboxes are killed: the next test gets fresh ones.
 
     The test's main thread is interrupted wherever it waits (a request to a route stuck in a loop).
     After a test that timed out, the threads it started and left running (the server thread stuck
@@ -200,7 +202,7 @@ class TimeLimit:
         def on_alarm(signum, frame):
             if self.hosts:
                 spent = self.hosts.cpu_seconds() - started_cpu
-                if spent <= self.seconds and time.monotonic() - started <= 3 * self.seconds:
+                if spent <= self.seconds and time.monotonic() - started <= WALL_FACTOR * self.seconds:
                     signal.setitimer(signal.ITIMER_REAL, 0.25)      # one shot each time: never nested
                     return
                 self.timed_out = True

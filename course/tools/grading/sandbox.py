@@ -84,7 +84,7 @@ def problem() -> str | None:
 
 
 def _try_sandbox() -> str | None:
-    for name, package in (("bwrap", "bubblewrap"), ("setpriv", "util-linux")):
+    for name, package in (("bwrap", "bubblewrap"), ("setpriv", "util-linux"), ("prlimit", "util-linux")):
         if _tool(name) is None:
             return f"{name} is not installed (Debian: apt-get install {package})"
     if os.geteuid() != 0:
@@ -198,7 +198,14 @@ def wrap(argv: list[str], env: dict | None = None, cwd=None) -> tuple[list[str],
     extra = {k: v for k, v in (env or {}).items()
              if k != "PYTHONPATH" and v is not None and (k in PASSED_ENV or os.environ.get(k) != v)}
     inside = cwd is not None and (Path(cwd) == Path(config.scratch) or Path(config.scratch) in Path(cwd).parents)
-    return command(config, True, list(argv), str(cwd) if inside else None), environment(extra), None
+    return command(config, True, limits() + list(argv), str(cwd) if inside else None), environment(extra), None
+
+
+def limits() -> list[str]:
+    """``prlimit`` with the host's limits (course.tools.grading.host.LIMITS), for the app servers a test starts."""
+    from course.tools.grading.host import LIMITS
+    return [_tool("prlimit"), *(f"--{name[7:].lower()}={soft}:{hard}" for name, (soft, hard) in LIMITS.items()),
+            "--"]
 
 
 def trusted_object(value) -> bool:
