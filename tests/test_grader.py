@@ -468,3 +468,34 @@ def test_without_a_sandbox_grading_is_refused_unless_unsafe_is_asked_for(tmp_pat
                 stderr=open(os.devnull, "w"))
     assert "WITHOUT a sandbox" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
     assert "WITHOUT a sandbox" in (tmp_path / "out" / "logs" / "ann.log").read_text(encoding="utf-8")
+
+
+def test_the_wire_carries_values_handles_and_exceptions_both_ways():
+    """course.tools.grading.wire, both ends in this process: what crosses is what arrives."""
+    from course.tools.grading import wire
+
+    class Here:
+        value = 7
+
+        def twice(self, n):
+            return 2 * n
+
+    mine, theirs = wire.Objects(), wire.Objects()
+    a = wire.Codec("$g", "$h", mine, lambda key: ("remote", key), lambda value: isinstance(value, Here))
+    b = wire.Codec("$h", "$g", theirs, lambda key: wire.Remote(b, key, None))
+    plain = [None, True, 3, 2.5, "x", b"\x00\xff", ("a", 1), {1: "one"}, {"$t": "tagged-looking key"}, {3, 4},
+             {"nested": [b"b", (1, (2,))]}]
+    assert [b.decode(json.loads(json.dumps(a.encode(each)))) for each in plain] == plain
+    here = Here()
+    handle = a.encode(here)
+    assert handle == {"$g": 1} and a.decode(handle) is here, "an object stays where it lives, as a handle"
+    with pytest.raises(TypeError, match="cannot be handed"):
+        a.encode(os)
+    bases = wire.builtin_bases(KeyError)
+    with pytest.raises(LookupError) as caught:
+        wire.raise_error({"type": "LockBusy", "bases": bases, "message": "busy"})
+    assert type(caught.value).__name__ == "LockBusy" and "busy" in str(caught.value)
+    assert wire.exception_class("LockBusy", bases) is type(caught.value), "one class per name, so raises() matches"
+    assert wire.call_on(here, "twice", [4], {}) == 8
+    with pytest.raises(PermissionError):
+        wire.call_on(here, "__class__", [], {})
