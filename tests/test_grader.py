@@ -393,10 +393,7 @@ def _nodeids() -> list[tuple[str, str]]:
     return [(t.nodeid, t.exercise) for t in collect([LESSON])]
 
 
-@pytest.fixture(scope="module")
-def attacked(tmp_path_factory):
-    """The hostile copies of tests/fixtures/attacks.py and two solved classmates, graded together."""
-    root = tmp_path_factory.mktemp("attacks")
+def _grade_the_attacks(root: Path) -> dict:
     klass, out = root / "class", root / "grades"
     where = {"solution": str(ROOT / "solutions" / SLUG / "app.py"), "out": str(out), "klass": str(klass),
              "marker": MARKER + "-daemon", "conftest": str(ROOT / "tests" / "conftest.py"),
@@ -404,14 +401,34 @@ def attacked(tmp_path_factory):
     copies = attacks.build(klass, where)
     for name in CLASSMATES:
         build.solved(klass / name / "lessons", SLUG)
-    hand_ins = {name: (klass / name / "lessons" / SLUG / "app.py").read_bytes() for name in CLASSMATES}
+    hand_ins = {name: (klass / name / "lessons" / SLUG / "app.py").read_text() for name in CLASSMATES}
     students = sorted(copies + [klass / name for name in CLASSMATES])
     proc = subprocess.run(grade_command(students, out, "--no-progress"), cwd=ROOT, capture_output=True, text=True,
                           timeout=300, env={**os.environ, TOKEN[0]: TOKEN[1]})
-    assert proc.returncode == 0, proc.stdout + proc.stderr
     import time
     time.sleep(4)                   # the daemon would rewrite the grade files 3 s after its start
-    return SimpleNamespace(out=out, klass=klass, proc=proc, hand_ins=hand_ins, names=[p.name for p in students])
+    return {"out": str(out), "klass": str(klass), "returncode": proc.returncode, "output": proc.stdout + proc.stderr,
+            "hand_ins": hand_ins, "names": [p.name for p in students]}
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    """The hostile copies of tests/fixtures/attacks.py and two solved classmates, graded together once
+    per test run (as ``golden``, shared by xdist's workers)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        run = _grade_the_attacks(tmp_path_factory.mktemp("attacks"))
+    else:
+        shared = tmp_path_factory.getbasetemp().parent / "attack-grades"
+        with open(f"{shared}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            done = shared / "run.json"
+            if not done.exists():
+                shared.mkdir(exist_ok=True)
+                done.write_text(json.dumps(_grade_the_attacks(shared)))
+            run = json.loads(done.read_text())
+    assert run["returncode"] == 0, run["output"]
+    return SimpleNamespace(out=Path(run["out"]), klass=Path(run["klass"]), output=run["output"],
+                           hand_ins=run["hand_ins"], names=run["names"])
 
 
 def test_no_hostile_copy_earns_a_point_and_every_classmate_gets_full_marks(attacked):
@@ -423,14 +440,14 @@ def test_no_hostile_copy_changes_a_grade_file_or_a_classmates_hand_in(attacked):
     hacked = [str(path) for path in attacked.out.rglob("*.*") if b"HACKED" in path.read_bytes()]
     assert not hacked, f"grade files rewritten: {hacked}"
     for name, before in attacked.hand_ins.items():
-        assert (attacked.klass / name / "lessons" / SLUG / "app.py").read_bytes() == before, f"{name}'s app.py edited"
+        assert (attacked.klass / name / "lessons" / SLUG / "app.py").read_text() == before, f"{name}'s app.py edited"
     assert not (ROOT / "tests" / "conftest.py").exists(), "a copy wrote tests/conftest.py into the course"
 
 
 def test_no_hostile_copy_leaves_a_process_or_reads_the_instructors_environment(attacked):
     assert not marked_processes(MARKER + "-daemon"), "the detached daemon outlived its grading"
     leaked = [str(path) for path in attacked.out.rglob("*.*") if TOKEN[1].encode() in path.read_bytes()]
-    assert not leaked and TOKEN[1] not in attacked.proc.stdout + attacked.proc.stderr, f"token read: {leaked}"
+    assert not leaked and TOKEN[1] not in attacked.output, f"token read: {leaked}"
     assert "LEAKED: None" in (attacked.out / "logs" / "t_env_token.log").read_text(encoding="utf-8")
 
 
