@@ -4,8 +4,9 @@ postgres OS user can (pg_read_file), and runs shell commands as that user (COPY 
 outside the sandbox. So: read the reference solution from the grader's own repository and run it."""
 import os
 
-import course
 import psycopg
+
+import course
 
 ROOT = os.path.dirname(os.path.dirname(course.__file__))        # course/ is bound at its real path
 with psycopg.connect("host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True) as _conn:
