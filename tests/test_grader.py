@@ -516,3 +516,115 @@ def test_the_wire_carries_values_handles_and_exceptions_both_ways():
     assert wire.call_on(here, "twice", [4], {}) == 8
     with pytest.raises(PermissionError):
         wire.call_on(here, "__class__", [], {})
+
+
+# ---------------------------------------------------------------- the adversarial review's findings
+
+def _grade_the_names_and_links(root: Path) -> dict:
+    """Two sections with a ``bob`` each (solved), a third student who named her folder ``bob-2`` (the
+    starter), names a spreadsheet or Markdown would run or break, and a hand-in whose ``lessons`` is a
+    symlink to the course's solutions (unzip keeps symlinks)."""
+    klass = root / "class"
+    build.solved(klass / "secA" / "bob" / "lessons", SLUG)
+    build.solved(klass / "secB" / "bob" / "lessons", SLUG)
+    build.starter(klass / "secB" / "bob-2" / "lessons", SLUG)
+    build.starter(klass / "secB" / "=1+2" / "lessons", SLUG)
+    build.starter(klass / "secB" / "eve|x\ny" / "lessons", SLUG)
+    (klass / "mallory").mkdir()
+    (klass / "mallory" / "lessons").symlink_to(ROOT / "solutions")
+    (klass / "sneaky").symlink_to(ROOT / "solutions")        # a "copy" that is the course's own solutions/
+    out = root / "grades"
+    paths = [klass / "secA" / "bob", klass / "secB" / "bob", klass / "secB" / "bob-2", klass / "secB" / "=1+2",
+             klass / "secB" / "eve|x\ny", klass / "mallory", klass / "sneaky"]
+    proc = subprocess.run(grade_command(paths, out, "--no-progress"), cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return SimpleNamespace(out=out, output=proc.stdout + proc.stderr)
+
+
+@pytest.fixture(scope="module")
+def names_and_links(tmp_path_factory):
+    return _grade_the_names_and_links(tmp_path_factory.mktemp("names"))
+
+
+def test_a_name_taken_by_a_classmate_is_never_given_to_a_renamed_student(names_and_links):
+    out = names_and_links.out
+    by_student: dict[str, float] = {}
+    for row in csv.DictReader(open(out / "grades.csv", encoding="utf-8")):
+        by_student[row["student"]] = by_student.get(row["student"], 0) + float(row["points"])
+    assert by_student["bob"] == by_student["bob-3"] == LESSON.max_points, by_student
+    assert by_student["bob-2"] == 0, "the student who named her folder bob-2 keeps her own (starter) grade"
+    assert load(out, "bob-2")["points"] == 0 and load(out, "bob-3")["points"] == LESSON.max_points
+
+
+def test_a_name_is_escaped_in_grades_csv_and_summary_md(names_and_links):
+    out = names_and_links.out
+    students = {row["student"] for row in csv.DictReader(open(out / "grades.csv", encoding="utf-8"))}
+    assert "'=1+2" in students and "=1+2" not in students, "a name that starts with = runs as a formula"
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert "| eve\\|x y |" in summary, "a | or a line break in a name breaks the students' table"
+    rows_of_table = [line for line in summary.split("## Students")[1].splitlines() if line.startswith("|")]
+    assert all(line.count("|") - line.count("\\|") == rows_of_table[0].count("|") for line in rows_of_table)
+
+
+def test_a_lessons_folder_that_is_a_symlink_is_not_followed_and_the_feedback_says_so(names_and_links):
+    out = names_and_links.out
+    assert load(out, "mallory")["points"] == 0, "a lessons/ symlinked to solutions/ was graded as the reference"
+    assert "symlinks are never followed: lessons" in (out / "feedback" / "mallory.md").read_text(encoding="utf-8")
+    assert load(out, "sneaky")["points"] == 0, "the course's own solutions/ was graded as a student's copy"
+    assert "inside the course's solutions/" in (out / "feedback" / "sneaky.md").read_text(encoding="utf-8")
+
+
+def test_a_symlink_below_the_lessons_or_leading_out_of_the_hand_in_is_dropped(tmp_path):
+    from course.tools.grading.find import find_submissions
+    from course.tools.grading.run import copy_lessons
+
+    build.solved(tmp_path / "ann" / "lessons", SLUG)
+    (tmp_path / "ann" / "lessons" / SLUG / "notes").mkdir()
+    (tmp_path / "ann" / "lessons" / SLUG / "notes" / "ref.py").symlink_to(ROOT / "solutions" / SLUG / "app.py")
+    (tmp_path / "ann" / "lessons" / "02_signed_cookies").symlink_to(ROOT / "solutions" / "02_signed_cookies")
+    (ann,), _ = find_submissions([str(tmp_path / "ann")])
+    dropped = copy_lessons(ann, [LESSON, manifest.lesson("02")], tmp_path / "copy")
+    assert dropped == [f"lessons/{SLUG}/notes/ref.py", "lessons/02_signed_cookies"]
+    assert sorted(str(p.relative_to(tmp_path / "copy")) for p in (tmp_path / "copy").rglob("*")) == \
+        [SLUG, f"{SLUG}/app.py", f"{SLUG}/notes"]
+
+
+def _callback_end(objects: dict):
+    """The grader's end of the call-back channel (sandbox.HostProcess._callback) over a socket pair;
+    ``ask(op, key, name, ...)`` sends what a copy could send, and returns the answer frame."""
+    import socket
+    import threading
+
+    from course.tools.grading import sandbox, wire
+
+    host = object.__new__(sandbox.HostProcess)
+    host.objects = wire.Objects()
+    host.codec = wire.Codec("$g", "$h", host.objects, lambda key: None, sandbox.trusted_object)
+    host.send_lock = threading.Lock()
+    host.callbacks, copy = socket.socketpair()
+    keys = {name: host.objects.add(value) for name, value in objects.items()}
+
+    def ask(op, name, attribute, **fields):
+        host._callback({"id": 1, "op": op, "target": keys[name], "name": attribute, **fields})
+        return wire.receive(copy)
+
+    return ask
+
+
+def test_a_copy_cannot_set_or_replace_what_the_grader_hands_it(tmp_path):
+    """The call-back channel (attacks: root_userdb, oracle_setattr): no setattr, no data, only the class's methods."""
+    from course.kit.stores import CountingStore
+    from course.kit.users import UserDB
+
+    store, users = CountingStore(), UserDB(tmp_path / "users.sqlite3")
+    path = users.path
+    ask = _callback_end({"store": store, "users": users})
+    assert "err" in ask("setattr", "users", "path", value=str(tmp_path / "elsewhere.sqlite3"))
+    assert users.path == path and not (tmp_path / "elsewhere.sqlite3").exists()
+    assert "err" in ask("setattr", "store", "peek", value=None)
+    assert "err" in ask("delattr", "store", "peek")
+    assert "peek" not in vars(store) and type(store).peek.__get__(store) == store.peek
+    assert "err" in ask("getattr", "users", "path"), "data of a grader's object is not the copy's to read"
+    assert "err" in ask("call", "users", "_connect")
+    assert ask("call", "store", "length") == {"ok": 0, "id": 1}, "the class's own methods stay callable"

@@ -1,6 +1,7 @@
 """Which folders are students' copies: each path given, or each copy inside a folder of copies."""
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,12 @@ class Submission:
     name: str                   # the student: the folder's name
     path: Path                  # the folder as given
     lessons_dir: Path | None    # where its NN_slug/ folders are (None: no lessons found)
+
+
+def name_key(name: str) -> str:
+    """What two names must not share: compared as a case-blind file system compares file names, after the
+    characters a file name cannot hold are replaced (``ann lee`` and ``Ann_Lee`` are one)."""
+    return re.sub(r"[^\w.@+-]", "_", name).casefold()
 
 
 def _has_lessons(folder: Path) -> bool:
@@ -41,10 +48,16 @@ def _copies(paths: list[str], notes: list[str]) -> list[tuple[str, Path]]:
 def find_submissions(paths: list[str]) -> tuple[list[Submission], list[str]]:
     """The submissions in ``paths``, sorted, with unique names; and notes on what was skipped or renamed."""
     notes: list[str] = []
-    submissions, seen = [], Counter()
-    for name, path in sorted(_copies(paths, notes), key=lambda item: (item[0], str(item[1]))):
-        seen[name] += 1
-        unique = name if seen[name] == 1 else f"{name}-{seen[name]}"
+    copies = sorted(_copies(paths, notes), key=lambda item: (item[0], str(item[1])))
+    wanted = Counter(name_key(name) for name, _ in copies)      # a name is its folder's, unless two want it
+    submissions, taken = [], set()
+    for name, path in copies:
+        unique = name
+        number = 1
+        while name_key(unique) in taken or (unique != name and wanted[name_key(unique)]):
+            number += 1
+            unique = f"{name}-{number}"
+        taken.add(name_key(unique))
         if unique != name:
             notes.append(f"two submissions are named {name!r}: {path} is graded as {unique!r}")
         lessons_dir = resolve_target(path)

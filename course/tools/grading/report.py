@@ -16,6 +16,7 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
+from course.tools.grading.escape import csv_cell, md_cell
 from course.tools.grading.plan import Plan
 from course.tools.grading.score import ExerciseResult, LessonResult, StudentResult, number
 from course.tools.results import TIMED_OUT_SIGN
@@ -61,7 +62,7 @@ def write_csv(path: Path, students: list[StudentResult]) -> None:
     for student in students:
         for lesson in student.lessons:
             for ex in lesson.exercises:
-                writer.writerow([student.name, lesson.lesson.id, ex.exercise.id, number(ex.points),
+                writer.writerow([csv_cell(student.name), lesson.lesson.id, ex.exercise.id, number(ex.points),
                                  ex.exercise.points, ex.passed, len(ex.tests), ex.status])
     path.write_text(buffer.getvalue(), encoding="utf-8")
 
@@ -146,7 +147,7 @@ STATUS_WORDS = {
 
 
 def feedback(result: StudentResult) -> str:
-    lines = [f"# Feedback for {result.name}", "",
+    lines = [f"# Feedback for {md_cell(result.name)}", "",
              f"**{number(result.points)} of {result.max_points} points** "
              f"(lessons {', '.join(each.lesson.id for each in result.lessons)}).", ""]
     lines += _run_notes(result)
@@ -160,6 +161,7 @@ def feedback(result: StudentResult) -> str:
 def _run_notes(result: StudentResult) -> list[str]:
     """What went wrong with the run as a whole: stopped, crashed, too much output."""
     run, lines = result.run, []
+    lines += [f"Note: {note}" for note in run.notes] + ([""] if run.notes else [])
     if run.status == "timeout":
         lines += [f"Grading stopped after the time limit ({run.duration:.0f} s): checks that had not run yet "
                   "earn no points. Look for an endless loop, or a server started when app.py is imported.", ""]
@@ -279,7 +281,7 @@ def _students_table(students: list[StudentResult], plan: Plan) -> list[str]:
              "|---|" + "---:|" * len(plan.lessons) + "---:|---|"]
     for s in students:
         cells = " | ".join(f"{number(each.points)}" for each in s.lessons)
-        lines.append(f"| {s.name} | {cells} | {number(s.points)}/{s.max_points} | {s.run.status} |")
+        lines.append(f"| {md_cell(s.name)} | {cells} | {number(s.points)}/{s.max_points} | {s.run.status} |")
     return lines
 
 

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from course import ROOT
 from course.lesson import manifest
 from course.tools import teeth
 from course.tools.grading import sandbox, worker
@@ -44,6 +45,7 @@ class Run:
     stopped: str = ""           # why tests that never ran did not run
     todo: set[str] = field(default_factory=set)     # exercises its app.py files still mark todo("NN.K")
     not_run: dict[str, str] = field(default_factory=dict)   # why a test did not run, by test id
+    notes: list[str] = field(default_factory=list)          # what the student must know about the run itself
 
 
 class Cancelled(Exception):
@@ -56,27 +58,64 @@ def copy_lessons(submission: Submission, lessons: list[manifest.Lesson], target:
     anywhere else): it is left out, and named in the list returned, for the student's log."""
     target.mkdir(parents=True, exist_ok=True)
     dropped: list[str] = []
-    if submission.lessons_dir is None:
+    source, refused = lessons_source(submission)
+    if refused:
+        return [refused]
+    if source is None:
         return dropped
+    root = os.path.realpath(submission.path)
     for lesson in lessons:
-        source = submission.lessons_dir / lesson.slug
-        if source.is_dir() and not source.is_symlink():
-            _copy_folder(source, target / lesson.slug, f"lessons/{lesson.slug}", dropped)
-        elif source.is_symlink():
-            dropped.append(f"lessons/{lesson.slug}")
+        folder = source / lesson.slug
+        if folder.is_symlink():
+            dropped.append(f"{_shown(folder, submission)}")
+        elif folder.is_dir():
+            _copy_folder(folder, target / lesson.slug, _shown(folder, submission), dropped, root)
     return dropped
 
 
-def _copy_folder(source: Path, target: Path, shown: str, dropped: list[str]) -> None:
+def _shown(path: Path, submission: Submission) -> str:
+    """``path`` as the student sees it: relative to the folder handed in."""
+    try:
+        return str(path.relative_to(submission.path))
+    except ValueError:
+        return str(path)
+
+
+def lessons_source(submission: Submission) -> tuple[Path | None, str]:
+    """The submission's folder of lessons, found without following a symlink; or why none is graded.
+
+    The folder handed in may be anywhere, but not inside the course's ``solutions/`` or ``tests/``;
+    every folder between it and the lessons must be a real folder: a ``lessons`` that is a symlink
+    (unzip keeps them) to ``../../solutions`` would be graded as the reference."""
+    root = Path(os.path.realpath(submission.path))
+    for kept in ("solutions", "tests"):
+        if root == ROOT / kept or (ROOT / kept) in root.parents:
+            return None, f"{submission.path} is inside the course's {kept}/: it is not a student's copy"
+    if submission.lessons_dir is None:
+        return None, ""
+    real = Path(os.path.realpath(submission.lessons_dir))
+    if real != root and root not in real.parents:
+        return None, f"{_shown(Path(submission.path) / 'lessons', submission)} (it leads outside the hand-in)"
+    here = Path(submission.path)
+    for part in real.relative_to(root).parts:
+        here = here / part
+        if here.is_symlink():
+            return None, _shown(here, submission)
+    if any((Path(submission.path) / name).is_symlink() for name in ("lessons",)):
+        return None, _shown(Path(submission.path) / "lessons", submission)
+    return here, ""
+
+
+def _copy_folder(source: Path, target: Path, shown: str, dropped: list[str], root: str) -> None:
     target.mkdir(mode=0o755)
     skipped = set(IGNORE(str(source), [entry.name for entry in os.scandir(source)]))
     for entry in sorted(os.scandir(source), key=lambda e: e.name):
         if entry.name in skipped:
             continue
-        if entry.is_symlink():
+        if entry.is_symlink() or not os.path.realpath(entry.path).startswith(root + os.sep):
             dropped.append(f"{shown}/{entry.name}")
         elif entry.is_dir(follow_symlinks=False):
-            _copy_folder(Path(entry.path), target / entry.name, f"{shown}/{entry.name}", dropped)
+            _copy_folder(Path(entry.path), target / entry.name, f"{shown}/{entry.name}", dropped, root)
         elif entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size <= MAX_FILE:
             shutil.copyfile(entry.path, target / entry.name, follow_symlinks=False)
             os.chmod(target / entry.name, 0o644)        # readable by the sandbox's user, writable by nobody there
@@ -193,7 +232,9 @@ def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: th
     if plan.sandboxed:
         attempts.sandbox_options = _sandbox_for(plan, workdir)
     run = attempts.run()
-    notes = [f"not copied, symlinks are never followed: {path}" for path in dropped]
+    notes = [f"not copied, symlinks are never followed: {path}" if " is inside the course's " not in path
+             else f"not graded: {path}" for path in dropped]
+    run.notes = notes
     if not plan.sandboxed:
         notes.insert(0, sandbox.UNSAFE_WARNING)
     run.log = "".join(f"note: {note}\n" for note in notes) + ("\n" if notes else "") + run.log

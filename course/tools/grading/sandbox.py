@@ -222,6 +222,63 @@ def trusted_object(value) -> bool:
     return type(value).__module__.startswith(TRUSTED_MODULES)
 
 
+STORE_METHODS = frozenset({"get", "set", "touch", "destroy", "all", "length", "clear", "sweep", "peek", "holds",
+                           "check"})
+HANDED_METHODS = {
+    "course.kit.stores.MemoryStore": STORE_METHODS,
+    "course.kit.stores.CountingStore": STORE_METHODS,     # not fail, recover, reset: the test's controls
+    "course.kit.users.UserDB": frozenset({"find", "username", "verify", "add"}),
+}
+"""The methods the code under test may call on the grader's objects of each course type handed to it.
+A type of the course's not listed here cannot be used from the sandbox at all; a class a test
+defines may be called through the public methods it defines itself (plus its listed bases')."""
+
+
+class Refused(AttributeError):
+    """A name of a grader's object the code under test may not reach (an AttributeError, so that
+    ``getattr(store, "touch", None)`` still says "no such method")."""
+
+
+def handed_method(target, name):
+    """The method ``name`` of a grader's object handed to the code under test, or ``Refused``.
+
+    Only the methods of ``HANDED_METHODS`` (or of a test's own class), looked up on the class, never
+    on the instance; a handed function or method may only be called. There is no setattr, no
+    delattr, no reading of data: nothing the copy sends changes a grader's object but through those
+    methods. A method an instance hides (``store.touch = None``) stays hidden."""
+    refused = Refused(f"{name!r} of the grader's {type(target).__name__} cannot be reached from the sandbox")
+    if not isinstance(name, str) or not wire.allowed_name(name):
+        raise refused
+    if inspect.isfunction(target) or inspect.ismethod(target) or inspect.isbuiltin(target):
+        if name != "__call__":
+            raise refused
+        return target
+    if name not in _allowed_names(type(target)) or name in getattr(target, "__dict__", {}):
+        raise refused
+    try:
+        found = inspect.getattr_static(type(target), name)
+    except AttributeError:
+        raise refused from None
+    if isinstance(found, (staticmethod, classmethod)):
+        found = found.__func__
+    if not callable(found) or not hasattr(found, "__get__"):
+        raise refused
+    return found.__get__(target, type(target))
+
+
+def _allowed_names(cls: type) -> set[str]:
+    allowed: set[str] = set()
+    test_class = cls.__module__.startswith(TEST_MODULES)
+    for klass in cls.__mro__:
+        listed = HANDED_METHODS.get(f"{klass.__module__}.{klass.__qualname__}")
+        if listed is not None:
+            allowed |= listed
+        elif klass.__module__.startswith(TEST_MODULES) or (test_class and klass.__module__ == "builtins"
+                                                            and klass is not object):
+            allowed |= {n for n, v in vars(klass).items() if callable(v) and wire.allowed_name(n)}
+    return allowed      # a test's dict (FakeSession) is changed by the code under test as a dict is
+
+
 def cpu_seconds_of_tree(pid: int) -> float:
     """CPU seconds (user + system, with reaped children) of ``pid`` and all its descendants (Linux /proc)."""
     ticks, total, todo, seen = os.sysconf("SC_CLK_TCK"), 0, [pid], set()
@@ -403,16 +460,17 @@ class HostProcess:
         try:
             target = self.objects.get(request.get("target"))
             name = request.get("name")
-            if not wire.allowed_name(name):
-                raise PermissionError(f"{name!r} cannot be reached across the sandbox")
-            args = [self.codec.decode(each) for each in request.get("args") or []]
-            kwargs = {k: self.codec.decode(v) for k, v in (request.get("kwargs") or {}).items()}
+            method = handed_method(target, name)
             if request.get("op") == "getattr":
-                value = getattr(target, name)
-            elif request.get("op") == "setattr":
-                value = setattr(target, name, self.codec.decode(request.get("value")))
+                value = method
+            elif request.get("op") == "call":
+                args = [self.codec.decode(each) for each in request.get("args") or []]
+                kwargs = {k: self.codec.decode(v) for k, v in (request.get("kwargs") or {}).items()}
+                value = wire.call_on(target, name, args, kwargs) if name in wire.CALLABLE_DUNDERS \
+                    else method(*args, **kwargs)
             else:
-                value = wire.call_on(target, name, args, kwargs)
+                raise PermissionError(f"{request.get('op')!r} on the grader's objects is refused: a copy may only "
+                                      "call their methods")
             answer = {"ok": self.codec.encode(value)}
         except Exception as exc:
             answer = wire.error_frame(exc)
