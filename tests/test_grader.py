@@ -571,8 +571,8 @@ def test_a_lessons_folder_that_is_a_symlink_is_not_followed_and_the_feedback_say
     out = names_and_links.out
     assert load(out, "mallory")["points"] == 0, "a lessons/ symlinked to solutions/ was graded as the reference"
     assert "symlinks are never followed: lessons" in (out / "feedback" / "mallory.md").read_text(encoding="utf-8")
-    assert load(out, "sneaky")["points"] == 0, "the course's own solutions/ was graded as a student's copy"
-    assert "inside the course's solutions/" in (out / "feedback" / "sneaky.md").read_text(encoding="utf-8")
+    assert load(out, "solutions")["points"] == 0, "the course's own solutions/ was graded as a student's copy"
+    assert "inside the course's solutions/" in (out / "feedback" / "solutions.md").read_text(encoding="utf-8")
 
 
 def test_a_symlink_below_the_lessons_or_leading_out_of_the_hand_in_is_dropped(tmp_path):
@@ -628,3 +628,60 @@ def test_a_copy_cannot_set_or_replace_what_the_grader_hands_it(tmp_path):
     assert "err" in ask("getattr", "users", "path"), "data of a grader's object is not the copy's to read"
     assert "err" in ask("call", "users", "_connect")
     assert ask("call", "store", "length") == {"ok": 0, "id": 1}, "the class's own methods stay callable"
+
+
+def test_lesson_08s_sandbox_reaches_nothing_of_the_machine(tmp_path):
+    """No sandbox shares the machine's network (attacks: pg_solutions, net_classmates): not its PostgreSQL
+    or MariaDB, not its Redis (the copy has a private one), not a port the grader's side listens on."""
+    import socket
+    import uuid
+
+    import redis
+
+    from course.tools import services
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0)
+    key, value = f"grader-test:{uuid.uuid4().hex}", uuid.uuid4().hex
+    machine_redis = None
+    if services.reachable(services.url_for("redis"), 6379):
+        machine_redis = redis.Redis.from_url(services.url_for("redis"))
+        machine_redis.set(key, value, ex=120)
+    try:
+        copy = attacks.build_network_probe(tmp_path / "probe", "08_store_backends",
+                                           {"port": listener.getsockname()[1], "redis_key": key,
+                                            "redis_value": value})
+        proc = subprocess.run([sys.executable, "-m", "course", "grade", str(copy), "--out", str(tmp_path / "out"),
+                               "--lessons", "08", "--jobs", "1", "--test-timeout", "10", "--no-progress"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    finally:
+        listener.close()
+        if machine_redis is not None:
+            machine_redis.delete(key)
+    log = (tmp_path / "out" / "logs" / "probe.log").read_text(encoding="utf-8")
+    assert "REACHED: []" in log, [line for line in log.splitlines() if "REACHED" in line]
+    assert load(tmp_path / "out", "probe")["points"] == 0
+    assert "need PostgreSQL or MariaDB were not graded" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+
+
+def test_only_trust_services_shares_the_machines_network_and_those_checks_are_not_graded_without_it():
+    from course.tools import results
+    from course.tools.grading import sandbox
+    from course.tools.grading.score import _exercise_result
+
+    private = sandbox.Config(uid=1 << 20, target="/nonexistent", scratch="/nonexistent", network=["08_store_backends"])
+    trusted = sandbox.Config(**{**private.__dict__, "trust_services": True})
+    assert sandbox.network_command(private)[-2:] == ["--net", "--"] and sandbox.network_command(trusted) == []
+    assert "--unshare-net" not in sandbox.command(private, False, ["true"]), "the sandbox inherits the private one"
+    assert "--unshare-net" in sandbox.command(trusted, False, ["true"])
+    assert "postgres" in sandbox.network_environment(private)["COURSE_UNTRUSTED_SERVICES"]
+    skipped = {"outcome": "skipped", "message": f"Skipped: {results.NOT_GRADED_SIGN}: ..."}
+    assert results.outcome(skipped) == "not graded"
+    assert results.status(["passed", "not graded"], False) == "pass"
+    assert results.status(["not graded", "not graded"], False) == "not graded"
+    case = SimpleNamespace(weight=1)
+    tests = [SimpleNamespace(case=case, outcome="passed"), SimpleNamespace(case=case, outcome="not graded")]
+    assert _exercise_result(manifest.exercise("08.1"), tests, False).points == manifest.exercise("08.1").points

@@ -524,7 +524,8 @@ def grade(args) -> int:
     try:
         students = batch.grade(args.submissions, Path(args.out), jobs=args.jobs, timeout=args.timeout,
                                test_timeout=args.test_timeout, lessons=lessons or None,
-                               progress=not args.no_progress, unsafe=args.unsafe_no_sandbox)
+                               progress=not args.no_progress, unsafe=args.unsafe_no_sandbox,
+                               trust_services=args.trust_services)
     except batch.GradeError as exc:
         raise SystemExit(f"grade: {exc}") from None
     except KeyboardInterrupt:

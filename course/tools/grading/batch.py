@@ -23,9 +23,16 @@ from course.tools.term import Progress
 
 DEFAULT_TEST_TIMEOUT = 30.0                         # generous: lesson 08 starts a dozen processes in one test
 
+TRUSTED = ("--trust-services: lessons 08 and 09's sandboxes shared this machine's network: a copy could reach its "
+           "PostgreSQL, MariaDB, Redis and memcached as their users allow, and every loopback port")
+NOT_TRUSTED = ("lessons 08 and 09's checks that need PostgreSQL or MariaDB were not graded (no sandbox reaches the "
+               "machine's servers); grade them with --trust-services against throwaway servers (make services)")
+
+
 def grade(paths: list[str], out: Path, jobs: int = 2, timeout: float | None = None,
           test_timeout: float = DEFAULT_TEST_TIMEOUT, lessons: list[str] | None = None,
-          progress: bool = True, stderr=None, unsafe: bool = False) -> list[StudentResult]:
+          progress: bool = True, stderr=None, unsafe: bool = False,
+          trust_services: bool = False) -> list[StudentResult]:
     """Grade every submission in ``paths`` into ``out``; the students' results, in name order.
 
     Each copy runs in a sandbox (course.tools.grading.sandbox); where none can be made, grading is
@@ -41,6 +48,9 @@ def grade(paths: list[str], out: Path, jobs: int = 2, timeout: float | None = No
                          "do not trust) give --unsafe-no-sandbox")
     plan = make_plan(lessons, test_timeout, timeout)
     plan.sandboxed = not why and not unsafe
+    plan.trust_services = trust_services
+    if plan.sandboxed and any(each.services for each in plan.lessons):
+        plan.warnings.append(TRUSTED if trust_services else NOT_TRUSTED)
     if not plan.sandboxed:
         plan.warnings.insert(0, sandbox.UNSAFE_WARNING)
     elif sandbox.symlink_protection():

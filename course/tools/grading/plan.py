@@ -45,6 +45,7 @@ class Plan:
     timeout: float
     warnings: list[str] = field(default_factory=list)
     sandboxed: bool = False     # each copy's lessons run in a sandbox (batch sets it; see sandbox.py)
+    trust_services: bool = False  # --trust-services: lessons 08/09 reach the machine's database servers
 
 
 def make_plan(lesson_keys: list[str] | None, test_timeout: float, timeout: float | None) -> Plan:

@@ -143,6 +143,7 @@ STATUS_WORDS = {
     "fail": "not passed yet", "error": "could not be checked", "timeout": "timed out",
     "skipped": "skipped (a service was missing when grading)", "not run": "not checked (grading stopped)",
     "untested": "has no checks yet",
+    "not graded": "not graded (its checks need --trust-services: the instructor grades them separately)",
 }
 
 
@@ -191,6 +192,10 @@ def _lesson_feedback(lesson: LessonResult) -> list[str]:
 def _exercise_feedback(ex: ExerciseResult, show_failure: bool) -> list[str]:
     lines = [f"- **{ex.exercise.id} {ex.exercise.title}**: {STATUS_WORDS.get(ex.status, ex.status)}, "
              f"{number(ex.points)}/{ex.exercise.points} points ({ex.passed} of {len(ex.tests)} checks)"]
+    not_graded = sum(t.outcome == "not graded" for t in ex.tests)
+    if not_graded and ex.status != "not graded":
+        lines.append(f"  - {not_graded} check(s) not graded (they need PostgreSQL or MariaDB: --trust-services); "
+                     "the points are shared by the others")
     failure = ex.first_failure
     if failure and show_failure and ex.status != "todo":
         message = failure.message.splitlines() or [failure.outcome]

@@ -185,9 +185,9 @@ def _watch(proc: subprocess.Popen, output: Output, budget: float, cancel: thread
 
 
 def one_process(command: list[str], workdir: Path, tmp: Path, budget: float, cancel: threading.Event,
-                progress: Progress | None) -> tuple[bool, int | None, int, str]:
+                progress: Progress | None, env: dict | None = None) -> tuple[bool, int | None, int, str]:
     """Run one worker in a session of its own: (timed out, exit code, bytes of output, log)."""
-    proc = subprocess.Popen(command, cwd=tmp, env=worker.environment(tmp), stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(command, cwd=tmp, env={**worker.environment(tmp), **(env or {})}, stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     output = Output()
     try:
@@ -230,7 +230,10 @@ def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: th
     (workdir / "tmp").mkdir(parents=True, exist_ok=True)
     attempts = _Attempts(plan, workdir, cancel, progress)
     if plan.sandboxed:
-        attempts.sandbox_options = _sandbox_for(plan, workdir)
+        config = _sandbox_for(plan, workdir)
+        attempts.sandbox_options = ["--course-sandbox", str(workdir / "sandbox.json"), "--basetemp",
+                                    str(Path(config.scratch) / "pytest"), "-p", "no:cacheprovider"]
+        attempts.prefix, attempts.env = sandbox.network_command(config), sandbox.network_environment(config)
     run = attempts.run()
     notes = [f"not copied, symlinks are never followed: {path}" if " is inside the course's " not in path
              else f"not graded: {path}" for path in dropped]
@@ -241,8 +244,8 @@ def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: th
     return run
 
 
-def _sandbox_for(plan: Plan, workdir: Path) -> list[str]:
-    """The worker's options for this copy's sandbox: a user of its own, and the one folder both sides write.
+def _sandbox_for(plan: Plan, workdir: Path) -> sandbox.Config:
+    """This copy's sandbox, written for the worker: a user of its own, and the one folder both sides write.
 
     The worker itself (the tests, its report and stream files in ``workdir``) stays outside: the
     sandbox sees the copy (read-only) and ``scratch`` (the tests' tmp_path), nothing else of ``workdir``.
@@ -252,10 +255,10 @@ def _sandbox_for(plan: Plan, workdir: Path) -> list[str]:
     os.chmod(scratch, 0o1777)        # the grader's, sticky: the copy adds files, but moves none of the grader's
     uid = secrets.randbelow(1 << 30) + (1 << 20)          # never a real user's, nor another copy's
     config = sandbox.Config(uid=uid, target=str(workdir / "lessons"), scratch=str(scratch),
-                            network=[each.slug for each in plan.lessons if each.services])
+                            network=[each.slug for each in plan.lessons if each.services],
+                            trust_services=plan.trust_services)
     config.write(workdir / "sandbox.json")
-    return ["--course-sandbox", str(workdir / "sandbox.json"), "--basetemp", str(scratch / "pytest"),
-            "-p", "no:cacheprovider"]
+    return config
 
 
 class _Attempts:
@@ -266,6 +269,8 @@ class _Attempts:
         self.logs: list[str] = []
         self.started = time.monotonic()
         self.sandbox_options: list[str] = []
+        self.prefix: list[str] = []          # unshare --net: the worker's network of its own
+        self.env: dict[str, str] = {}
 
     def run(self) -> Run:
         target = self.workdir / "lessons"
@@ -283,13 +288,14 @@ class _Attempts:
         """One worker over the ``pending`` lessons; what is left to run in a new one (after a crash)."""
         plan, number = self.plan, len(self.logs) + 1
         report, stream = self.workdir / f"report-{number}.json", self.workdir / f"stream-{number}.jsonl"
-        command = worker.command([str(each.test_file) for each in pending], self.workdir / "lessons", "--course-report",
-                                 str(report), "--course-stream", str(stream), "--course-timeout",
-                                 f"{plan.test_timeout:g}", "--capture=no", "-p", "no:terminal",
-                                 "--continue-on-collection-errors", *self.sandbox_options)
+        files = [str(each.test_file) for each in pending]
+        command = self.prefix + worker.command(
+            files, self.workdir / "lessons", "--course-report", str(report), "--course-stream", str(stream),
+            "--course-timeout", f"{plan.test_timeout:g}", "--capture=no", "-p", "no:terminal",
+            "--continue-on-collection-errors", *self.sandbox_options)
         budget = plan.timeout - (time.monotonic() - self.started)
         timed_out, code, size, log = one_process(command, self.workdir, self.workdir / "tmp", budget,
-                                                 self.cancel, self.progress)
+                                                 self.cancel, self.progress, self.env)
         run.output_bytes += size
         self.logs.append(log)
         run.exit_code = code if run.exit_code is None or run.status == "ok" else run.exit_code

@@ -60,6 +60,7 @@ class Config:
     target: str                 # the copy's folder of lessons: read-only in the sandbox
     scratch: str                # the tests' temporary files (tmp_path): the one folder both sides write
     network: list[str] = field(default_factory=list)   # lessons whose tests need the store servers
+    trust_services: bool = False  # --trust-services: those lessons reach the machine's servers (see private_network)
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)), encoding="utf-8")
@@ -132,13 +133,101 @@ def command(config: Config, network: bool, argv: list[str], cwd: str | None = No
     system = _system_binds()
     bound = [course, config.target, config.scratch] + [system[i + 2] for i, arg in enumerate(system)
                                                         if arg == "--ro-bind" and system[i + 2] != "/usr"]
+    private = not config.trust_services                 # the test process's own network: see private_network
     return [_tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            *([] if network else ["--unshare-net"]), "--die-with-parent", "--new-session",
+            *([] if network or private else ["--unshare-net"]), "--die-with-parent", "--new-session",
             "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", *_folders_above(bound), *system,
             "--ro-bind", course, course, "--ro-bind", config.target, config.target,
             "--bind", config.scratch, config.scratch, "--chdir", cwd or config.scratch,
             "--", _tool("setpriv"), f"--reuid={config.uid}", f"--regid={config.uid}", "--clear-groups",
             "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--", *argv]
+
+
+UNTRUSTED_SERVICES = ("postgres", "mysql", "mongodb")
+"""Servers a copy never reaches without --trust-services: their users are superusers on this machine."""
+PRIVATE_SERVICES = {"redis": 6379, "memcached": 11211}
+"""Servers each copy gets a private one of, in its test process's own network, on the standard port."""
+
+
+def network_command(config: Config) -> list[str]:
+    """What the test process (the worker) is started under: ``unshare --net``, a network of its own with
+    nothing in it, unless the instructor trusts the services (``--trust-services``)."""
+    return [] if config.trust_services else [_tool("unshare"), "--net", "--"]
+
+
+def network_environment(config: Config) -> dict[str, str]:
+    """The worker's settings for its private servers, and the servers it must report as not graded."""
+    if config.trust_services:
+        return {}
+    return {"REDIS_URL": "redis://127.0.0.1:6379/0", "MEMCACHED_URL": "memcached://127.0.0.1:11211",
+            "COURSE_UNTRUSTED_SERVICES": ",".join(UNTRUSTED_SERVICES),
+            "COURSE_MACHINE_NETWORK": os.readlink("/proc/self/ns/net")}      # the grader's, for private_network
+
+
+def private_network(config: Config) -> list[subprocess.Popen]:
+    """In the worker's own network namespace (``unshare --net``): loopback up, and a private Redis and
+    memcached on 127.0.0.1 at their standard ports, so lessons 08 and 09's tests run unchanged.
+
+    The sandboxes share this namespace (bwrap without ``--unshare-net``): the tests reach the apps
+    they start directly, and a copy reaches nothing of the machine's: not its PostgreSQL, MariaDB,
+    Redis or memcached, not another copy's relays or app servers. Each server runs in a sandbox of
+    its own, as a user of its own, with no view of the course or the copy. Refuses to go on when
+    this process shares the machine's network (it was not started under ``network_command``)."""
+    if config.trust_services:
+        return []
+    if os.readlink("/proc/self/ns/net") == os.environ.get("COURSE_MACHINE_NETWORK", os.readlink("/proc/self/ns/net")):
+        raise SandboxUnavailable("the grader's test process shares the machine's network; it must run under "
+                                 "`unshare --net` (or be given --trust-services)")
+    _loopback_up()
+    servers = []
+    argv = {"redis": ["redis-server", "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no",
+                      "--dir", "/tmp", "--protected-mode", "no", "--loglevel", "warning"],
+            "memcached": ["memcached", "-l", "127.0.0.1", "-p", "11211", "-U", "0", "-m", "64"]}
+    services_config = Config(uid=config.uid + 1, target="/nonexistent", scratch="/nonexistent",
+                             trust_services=False)
+    started = []
+    for name, port in PRIVATE_SERVICES.items():
+        binary = _tool(argv[name][0])
+        if binary is None:
+            continue          # its tests then skip: "not reachable", as on a machine without it
+        servers.append(spawn(lambda b=binary, a=argv[name]: subprocess.Popen(
+            server_command(services_config, [b, *a[1:]]), env=environment(), stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        started.append(port)
+    for port in started:
+        _wait_for_port(port)
+    return servers
+
+
+def server_command(config: Config, argv: list[str]) -> list[str]:
+    """``argv`` as ``config.uid`` in a sandbox that sees the system only: no course, copy or scratch."""
+    return [_tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
+            "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            *_system_binds(), "--chdir", "/tmp", "--", _tool("setpriv"), f"--reuid={config.uid}",
+            f"--regid={config.uid}", "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all",
+            "--", *argv]
+
+
+def _loopback_up() -> None:
+    """``ip link set lo up``, without needing iproute2: SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP."""
+    import fcntl
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        request = struct.pack("16sH22x", b"lo", 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(sock, 0x8913, request))[1]
+        fcntl.ioctl(sock, 0x8914, struct.pack("16sH22x", b"lo", flags | 0x1))
+
+
+def _wait_for_port(port: int, seconds: float = 10) -> None:
+    import time
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.02)
 
 
 def environment(extra: dict | None = None) -> dict[str, str]:
@@ -558,6 +647,7 @@ class Hosts:
         self.config = config
         self.by_slug: dict[str, HostProcess] = {}
         self.lock = threading.Lock()
+        self.servers = private_network(config)
 
     def host(self, slug: str) -> HostProcess:
         with self.lock:
@@ -592,7 +682,10 @@ class Hosts:
                 self._close(host)
             self.by_slug.clear()
 
-    close = reset
+    def close(self) -> None:
+        self.reset()
+        for server in self.servers:
+            stop_sandbox(server)
 
 
 class ModuleProxy:
