@@ -614,12 +614,13 @@ def _callback_end(objects: dict):
 
 def test_a_copy_cannot_set_or_replace_what_the_grader_hands_it(tmp_path):
     """The call-back channel (attacks: root_userdb, oracle_setattr): no setattr, no data, only the class's methods."""
+    from course.kit.security import FakeClock
     from course.kit.stores import CountingStore
     from course.kit.users import UserDB
 
     store, users = CountingStore(), UserDB(tmp_path / "users.sqlite3")
     path = users.path
-    ask = _callback_end({"store": store, "users": users})
+    ask = _callback_end({"store": store, "users": users, "clock": FakeClock(5)})
     assert "err" in ask("setattr", "users", "path", value=str(tmp_path / "elsewhere.sqlite3"))
     assert users.path == path and not (tmp_path / "elsewhere.sqlite3").exists()
     assert "err" in ask("setattr", "store", "peek", value=None)
@@ -628,6 +629,9 @@ def test_a_copy_cannot_set_or_replace_what_the_grader_hands_it(tmp_path):
     assert "err" in ask("getattr", "users", "path"), "data of a grader's object is not the copy's to read"
     assert "err" in ask("call", "users", "_connect")
     assert ask("call", "store", "length") == {"ok": 0, "id": 1}, "the class's own methods stay callable"
+    assert "err" in ask("call", "clock", "advance", args=[3600]), "moving the clock is the test's, not the copy's"
+    assert ask("call", "clock", "__call__")["ok"] == 5.0
+    assert "$g" in ask("getattr", "store", "store")["ok"], "what a CountingStore counts is handed as a handle"
 
 
 def test_lesson_08s_sandbox_reaches_nothing_of_the_machine(tmp_path):

@@ -33,8 +33,8 @@ from course.tools.grading import wire
 
 LIMITS = {                                   # resource: (soft, hard)
     "RLIMIT_CPU": (600, 610),                # seconds: a backstop only, the grader times each test
-    "RLIMIT_AS": (4 << 30, 4 << 30),
-    "RLIMIT_NPROC": (256, 256),              # of this copy's user, threads included
+    "RLIMIT_AS": (1 << 30, 1 << 30),         # per process; the tmpfs of its scratch and /tmp hold the rest
+    "RLIMIT_NPROC": (64, 64),                # of this copy's user, threads included: for all its processes
     "RLIMIT_FSIZE": (64 << 20, 64 << 20),
     "RLIMIT_NOFILE": (1024, 1024),
     "RLIMIT_CORE": (0, 0),

@@ -27,6 +27,7 @@ from course.tools.grading.find import Submission
 from course.tools.grading.plan import Plan
 from course.tools.term import Progress, unfinished
 
+WALL_FACTOR = 5                                     # a sandboxed copy that waits is stopped after 5x its CPU budget
 KEEP_OUTPUT = 32_000                                # bytes of a run's output kept, at each end
 MAX_FILE = 10_000_000                               # files bigger than this are not copied from a submission
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".sessions", ".pytest_cache", ".ipynb_checkpoints")
@@ -153,9 +154,26 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+class CpuMeter:
+    """CPU seconds of a worker and everything below it (sandboxes, app servers, whatever the copy started
+    in its PID namespace, reaped ones included), looked at twice a second: a sandboxed copy's time
+    limit is in CPU seconds, so 32 background spinners are charged, and a classmate slowed down by
+    a loaded machine is not stopped for it."""
+
+    def __init__(self, pid: int):
+        self.pid, self.spent, self.looked = pid, 0.0, 0.0
+
+    def __call__(self) -> float:
+        if time.monotonic() - self.looked >= 0.5:
+            self.looked = time.monotonic()
+            self.spent = max(self.spent, sandbox.cpu_seconds_of_tree(self.pid))
+        return self.spent
+
+
 def _watch(proc: subprocess.Popen, output: Output, budget: float, cancel: threading.Event,
-           progress: Progress | None) -> bool:
-    """Read the process's output until it exits (True) or ``budget`` seconds pass (False)."""
+           progress: Progress | None, cpu: CpuMeter | None = None) -> bool:
+    """Read the process's output until it exits (True) or ``budget`` seconds pass (False): seconds of
+    CPU with a ``cpu`` meter (and ``WALL_FACTOR`` times as many of wall time), else of wall time."""
     started = time.monotonic()
     fd = proc.stdout.fileno()
     eof = False
@@ -180,23 +198,32 @@ def _watch(proc: subprocess.Popen, output: Output, budget: float, cancel: thread
                 return True
         if cancel.is_set():
             raise Cancelled()
-        if time.monotonic() - started > budget:
+        if cpu is None and time.monotonic() - started > budget:
+            return False
+        if cpu is not None and (cpu() > budget or time.monotonic() - started > WALL_FACTOR * budget):
             return False
 
 
 def one_process(command: list[str], workdir: Path, tmp: Path, budget: float, cancel: threading.Event,
-                progress: Progress | None, env: dict | None = None) -> tuple[bool, int | None, int, str]:
-    """Run one worker in a session of its own: (timed out, exit code, bytes of output, log)."""
-    proc = subprocess.Popen(command, cwd=tmp, env={**worker.environment(tmp), **(env or {})}, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                progress: Progress | None, env: dict | None = None,
+                by_cpu: bool = False) -> tuple[bool, int | None, int, str, float]:
+    """Run one worker in a session of its own: (timed out, exit code, bytes of output, log, CPU seconds
+    spent, when ``by_cpu``: then ``budget`` is CPU seconds)."""
+    proc = subprocess.Popen(command, cwd=tmp, env={**worker.environment(tmp), **(env or {})},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     output = Output()
+    cpu = CpuMeter(proc.pid) if by_cpu else None
     try:
-        finished = _watch(proc, output, budget, cancel, progress)
+        finished = _watch(proc, output, budget, cancel, progress, cpu)
+        if cpu is not None:
+            cpu.looked = 0.0
+            cpu()
     finally:
         _kill_group(proc.pid)            # the worker and anything it started: servers, children
         proc.wait()
         proc.stdout.close()
-    return not finished, proc.returncode, output.total, output.text()
+    return not finished, proc.returncode, output.total, output.text(), cpu.spent if cpu else 0.0
 
 
 def unchanged_starter(path: Path, slug: str) -> bool:
@@ -271,6 +298,7 @@ class _Attempts:
         self.sandbox_options: list[str] = []
         self.prefix: list[str] = []          # unshare --net: the worker's network of its own
         self.env: dict[str, str] = {}
+        self.cpu_spent = 0.0                 # by the workers so far: a sandboxed copy's budget is CPU seconds
 
     def run(self) -> Run:
         target = self.workdir / "lessons"
@@ -293,9 +321,11 @@ class _Attempts:
             files, self.workdir / "lessons", "--course-report", str(report), "--course-stream", str(stream),
             "--course-timeout", f"{plan.test_timeout:g}", "--capture=no", "-p", "no:terminal",
             "--continue-on-collection-errors", *self.sandbox_options)
-        budget = plan.timeout - (time.monotonic() - self.started)
-        timed_out, code, size, log = one_process(command, self.workdir, self.workdir / "tmp", budget,
-                                                 self.cancel, self.progress, self.env)
+        sandboxed = bool(self.sandbox_options)
+        budget = plan.timeout - (self.cpu_spent if sandboxed else time.monotonic() - self.started)
+        timed_out, code, size, log, cpu = one_process(command, self.workdir, self.workdir / "tmp", budget,
+                                                      self.cancel, self.progress, self.env, sandboxed)
+        self.cpu_spent += cpu
         run.output_bytes += size
         self.logs.append(log)
         run.exit_code = code if run.exit_code is None or run.status == "ok" else run.exit_code
@@ -305,7 +335,9 @@ class _Attempts:
         run.records += [line for line in worker.read_stream(stream) if "nodeid" in line]
         if timed_out:
             run.status = "timeout"
-            run.stopped = f"not run: grading of this submission was stopped after {plan.timeout:g} s (its time limit)"
+            unit = "s of CPU" if self.sandbox_options else "s"
+            run.stopped = (f"not run: grading of this submission was stopped after {plan.timeout:g} {unit} "
+                           "(its time limit)")
             return []
         run.status = "crashed"
         return _after_crash(run, plan, pending, code)

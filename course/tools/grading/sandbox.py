@@ -136,7 +136,8 @@ def command(config: Config, network: bool, argv: list[str], cwd: str | None = No
     private = not config.trust_services                 # the test process's own network: see private_network
     return [_tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             *([] if network or private else ["--unshare-net"]), "--die-with-parent", "--new-session",
-            "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", *_folders_above(bound), *system,
+            "--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp", *_folders_above(bound),
+            *system,
             "--ro-bind", course, course, "--ro-bind", config.target, config.target,
             "--bind", config.scratch, config.scratch, "--chdir", cwd or config.scratch,
             "--", _tool("setpriv"), f"--reuid={config.uid}", f"--regid={config.uid}", "--clear-groups",
@@ -149,17 +150,35 @@ PRIVATE_SERVICES = {"redis": 6379, "memcached": 11211}
 """Servers each copy gets a private one of, in its test process's own network, on the standard port."""
 
 
+TMP_BYTES = 64 << 20
+"""The size of each sandbox's own /tmp (a tmpfs)."""
+SCRATCH_BYTES = 256 << 20
+"""The size of the copy's one shared folder (its tests' tmp_path): a tmpfs, so all it writes has a cap."""
+
+
 def network_command(config: Config) -> list[str]:
-    """What the test process (the worker) is started under: ``unshare --net``, a network of its own with
-    nothing in it, unless the instructor trusts the services (``--trust-services``)."""
-    return [] if config.trust_services else [_tool("unshare"), "--net", "--"]
+    """What the test process (the worker) is started under: ``unshare --mount --net``, mounts of its own (its
+    scratch tmpfs goes with it) and a network of its own with nothing in it; unless the instructor
+    trusts the services (``--trust-services``): then the machine's network."""
+    return [_tool("unshare"), "--mount", *([] if config.trust_services else ["--net"]), "--"]
+
+
+def scratch_space(config: Config) -> None:
+    """The scratch folder as a tmpfs of ``SCRATCH_BYTES``, in the worker's own mount namespace (it ends
+    with the worker): every byte the copy writes there, in all its processes, counts against one cap."""
+    if os.readlink("/proc/self/ns/mnt") == os.environ.get("COURSE_MACHINE_MOUNTS"):
+        raise SandboxUnavailable("the grader's test process shares the machine's mounts; it must run under "
+                                 "`unshare --mount`")
+    subprocess.run([_tool("mount") or "mount", "-t", "tmpfs", "-o", f"size={SCRATCH_BYTES},mode=1777", "tmpfs",
+                    config.scratch], check=True, capture_output=True)
 
 
 def network_environment(config: Config) -> dict[str, str]:
     """The worker's settings for its private servers, and the servers it must report as not graded."""
+    mounts = {"COURSE_MACHINE_MOUNTS": os.readlink("/proc/self/ns/mnt")}
     if config.trust_services:
-        return {}
-    return {"REDIS_URL": "redis://127.0.0.1:6379/0", "MEMCACHED_URL": "memcached://127.0.0.1:11211",
+        return mounts
+    return {**mounts, "REDIS_URL": "redis://127.0.0.1:6379/0", "MEMCACHED_URL": "memcached://127.0.0.1:11211",
             "COURSE_UNTRUSTED_SERVICES": ",".join(UNTRUSTED_SERVICES),
             "COURSE_MACHINE_NETWORK": os.readlink("/proc/self/ns/net")}      # the grader's, for private_network
 
@@ -202,7 +221,8 @@ def private_network(config: Config) -> list[subprocess.Popen]:
 def server_command(config: Config, argv: list[str]) -> list[str]:
     """``argv`` as ``config.uid`` in a sandbox that sees the system only: no course, copy or scratch."""
     return [_tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp",
+            "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES),
+            "--tmpfs", "/tmp",
             *_system_binds(), "--chdir", "/tmp", "--", _tool("setpriv"), f"--reuid={config.uid}",
             f"--regid={config.uid}", "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all",
             "--", *argv]
@@ -317,6 +337,10 @@ HANDED_METHODS = {
     "course.kit.stores.MemoryStore": STORE_METHODS,
     "course.kit.stores.CountingStore": STORE_METHODS,     # not fail, recover, reset: the test's controls
     "course.kit.users.UserDB": frozenset({"find", "username", "verify", "add"}),
+    "course.kit.security.FakeClock": frozenset({"__call__"}),     # not advance: moving it is the test's
+}
+HANDED_ATTRIBUTES = {
+    "course.kit.stores.CountingStore": frozenset({"store"}),      # the store it counts (itself handed)
 }
 """The methods the code under test may call on the grader's objects of each course type handed to it.
 A type of the course's not listed here cannot be used from the sandbox at all; a class a test
@@ -342,6 +366,8 @@ def handed_method(target, name):
         if name != "__call__":
             raise refused
         return target
+    if name in _allowed_names(type(target), HANDED_ATTRIBUTES):
+        return getattr(target, name)               # read only: the op that asked is getattr (see _callback)
     if name not in _allowed_names(type(target)) or name in getattr(target, "__dict__", {}):
         raise refused
     try:
@@ -355,10 +381,13 @@ def handed_method(target, name):
     return found.__get__(target, type(target))
 
 
-def _allowed_names(cls: type) -> set[str]:
+def _allowed_names(cls: type, table: dict | None = None) -> set[str]:
     allowed: set[str] = set()
     test_class = cls.__module__.startswith(TEST_MODULES)
     for klass in cls.__mro__:
+        if table is not None:
+            allowed |= table.get(f"{klass.__module__}.{klass.__qualname__}", set())
+            continue
         listed = HANDED_METHODS.get(f"{klass.__module__}.{klass.__qualname__}")
         if listed is not None:
             allowed |= listed
@@ -552,6 +581,8 @@ class HostProcess:
             method = handed_method(target, name)
             if request.get("op") == "getattr":
                 value = method
+            elif request.get("op") == "call" and name in _allowed_names(type(target), HANDED_ATTRIBUTES):
+                raise Refused(f"{name!r} of the grader's {type(target).__name__} is read, not called")
             elif request.get("op") == "call":
                 args = [self.codec.decode(each) for each in request.get("args") or []]
                 kwargs = {k: self.codec.decode(v) for k, v in (request.get("kwargs") or {}).items()}
@@ -647,6 +678,7 @@ class Hosts:
         self.config = config
         self.by_slug: dict[str, HostProcess] = {}
         self.lock = threading.Lock()
+        scratch_space(config)
         self.servers = private_network(config)
 
     def host(self, slug: str) -> HostProcess:
