@@ -689,3 +689,38 @@ def test_only_trust_services_shares_the_machines_network_and_those_checks_are_no
     case = SimpleNamespace(weight=1)
     tests = [SimpleNamespace(case=case, outcome="passed"), SimpleNamespace(case=case, outcome="not graded")]
     assert _exercise_result(manifest.exercise("08.1"), tests, False).points == manifest.exercise("08.1").points
+
+
+def test_a_copy_gets_a_capped_share_of_processes_memory_and_disk(tmp_path):
+    """attack: resources: 3 x 1.5 GB and 1 GB of files passed; now 64 processes, 1 GB a process, 256 MB of scratch."""
+    copy = attacks.build_resources_probe(tmp_path / "greedy")
+    proc = subprocess.run(grade_command([copy], tmp_path / "out", "--no-progress"), cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(each for each in (tmp_path / "out" / "logs" / "greedy.log").read_text().splitlines()
+                if each.startswith("LIMITS:"))
+    got = dict(part.split("=") for part in line.split()[1:])
+    assert int(got["processes"]) < 64 and got["memory"] == "refused", line
+    assert int(got["written_mb"]) <= 256, line
+
+
+def test_the_cpu_of_every_process_a_copy_starts_is_counted():
+    """attack: cpu_starve: spinners in sessions of their own were never charged; the meter counts the tree."""
+    import signal
+    import time
+
+    from course.tools.grading.run import CpuMeter
+    from course.tools.grading.sandbox import descendants
+
+    spinner = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    while True:\n        pass\ntime.sleep(60)\n"
+    child = subprocess.Popen([sys.executable, "-c", spinner])
+    try:
+        meter = CpuMeter(child.pid)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and meter() < 0.5:
+            time.sleep(0.1)
+        assert meter() >= 0.5, f"the spinner's CPU was not counted: {meter()}"
+    finally:
+        for pid in descendants(child.pid) + [child.pid]:
+            os.kill(pid, signal.SIGKILL)
+        child.wait()
