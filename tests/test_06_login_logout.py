@@ -542,7 +542,7 @@ def test_the_users_file_is_made_on_first_use_not_at_import(app_module, tmp_path)
 
 @pytest.mark.exercise("06.1")
 def test_check_password_compares_with_hmac_compare_digest(app_module, monkeypatch):
-    calls = compare_digest_calls(monkeypatch, app_module)
+    calls = compare_digest_calls(monkeypatch, app_module, function="check_password")
     stored = app_module.hash_password("wonderland")
     assert app_module.check_password("wonderland", stored) and not app_module.check_password("nope", stored)
     assert calls, "compare the derived keys with hmac.compare_digest, not =="

@@ -724,3 +724,26 @@ def test_the_cpu_of_every_process_a_copy_starts_is_counted():
         for pid in descendants(child.pid) + [child.pid]:
             os.kill(pid, signal.SIGKILL)
         child.wait()
+
+
+def test_compare_digest_is_read_from_the_source_outside_the_sandbox(tmp_path):
+    """attack: probe_forge: the copy answered the sandbox's compare_digest probe itself; the grader now
+    also reads the function's syntax tree, outside, so == fails 02.2's check whatever the probe says."""
+    from course.tools.testing import calls_compare_digest
+
+    for slug, function in (("02_signed_cookies", "unsign"), ("06_login_logout", "check_password"),
+                           ("07_cookie_security", "csrf_token_ok")):
+        assert calls_compare_digest(build.solution_text(slug), function), f"{slug}'s solution {function}"
+    helper = "from hmac import compare_digest as same\ndef _eq(a, b):\n    return same(a, b)\ndef check(a, b):\n" \
+             "    return _eq(a, b)\n"
+    assert calls_compare_digest(helper, "check"), "a helper of the module's own that calls it counts"
+    assert not calls_compare_digest("import hmac\ndef check(a, b):\n    return a == b\nhmac.compare_digest(1, 1)\n",
+                                    "check")
+    copy = attacks.build_probe_forge(tmp_path / "forger")
+    proc = subprocess.run([sys.executable, "-m", "course", "grade", str(copy), "--out", str(tmp_path / "out"),
+                           "--lessons", "02", "--jobs", "1", "--test-timeout", "5", "--no-progress"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    unsign = next(e for e in load(tmp_path / "out", "forger")["lessons"][0]["exercises"] if e["exercise"] == "02.2")
+    digest = [t for t in unsign["tests"] if "compare_digest" in t["name"]]
+    assert [t["outcome"] for t in digest] == ["failed"] and unsign["status"] == "partial", unsign

@@ -5,6 +5,7 @@ also appear inside ``Expires=`` dates, so tests read the raw lines from urllib3 
 """
 from __future__ import annotations
 
+import ast
 import hmac
 import secrets
 
@@ -25,7 +26,7 @@ def cookie_attributes(line: str) -> dict[str, str]:
     return found
 
 
-def compare_digest_calls(monkeypatch, module=None) -> list:
+def compare_digest_calls(monkeypatch, module=None, function: str | None = None) -> list:
     """Record every ``hmac.compare_digest`` call (``secrets.compare_digest`` and a module's own
     ``from hmac import compare_digest`` too) for the rest of the test: the calls' argument pairs.
 
@@ -33,9 +34,13 @@ def compare_digest_calls(monkeypatch, module=None) -> list:
     right; a test asserts the list is not empty.
 
     When the grader runs the module in a sandbox, the spy is the sandbox host's own (a named probe,
-    course.tools.grading.host): the list fills from there each time it is read.
+    course.tools.grading.host): the list fills from there each time it is read. A copy could answer
+    that probe itself, so the grader also reads the copy's source, outside the sandbox: unless
+    ``function`` (or a function of the module it calls) calls compare_digest, the list stays empty.
     """
     if getattr(module, "course_sandboxed", False):
+        if function is not None and not calls_compare_digest(module.course_source(), function):
+            return []
         return _sandboxed_digest_calls(monkeypatch, module)
     calls = []
     real = hmac.compare_digest
@@ -49,6 +54,39 @@ def compare_digest_calls(monkeypatch, module=None) -> list:
     if module is not None and hasattr(module, "compare_digest"):
         monkeypatch.setattr(module, "compare_digest", spy)
     return calls
+
+
+def calls_compare_digest(source: str, function: str) -> bool:
+    """Does ``function`` in ``source`` (a module's text) call ``compare_digest`` of ``hmac`` or ``secrets``,
+    itself or through a function of the same module it calls? Read from the syntax tree: nothing
+    of the module runs."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    modules, names = {"hmac", "secrets"}, set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {a.asname or a.name for a in node.names if a.name in ("hmac", "secrets")}
+        elif isinstance(node, ast.ImportFrom) and node.module in ("hmac", "secrets"):
+            names |= {a.asname or a.name for a in node.names if a.name == "compare_digest"}
+    defined = {n.name: n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    seen, todo = set(), [function]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in defined:
+            continue
+        seen.add(name)
+        for call in (n for n in ast.walk(defined[name]) if isinstance(n, ast.Call)):
+            func = call.func
+            if isinstance(func, ast.Name) and func.id in names:
+                return True
+            if isinstance(func, ast.Attribute) and func.attr == "compare_digest" and \
+                    isinstance(func.value, ast.Name) and func.value.id in modules:
+                return True
+            if isinstance(func, ast.Name):
+                todo.append(func.id)
+    return False
 
 
 class _SandboxedCalls:

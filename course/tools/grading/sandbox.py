@@ -748,6 +748,11 @@ class ModuleProxy:
     def __setattr__(self, name, value):
         self._rpc("setattr", target=None, name=name, value=value)
 
+    def course_source(self) -> str:
+        """The lesson's app.py as the copy handed it in, read here, outside the sandbox."""
+        path = Path(self._hosts.config.target) / self._slug / "app.py"
+        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+
     def course_probe(self, name: str, *args):
         """A named check inside the sandbox (course.tools.grading.host.Host.probe)."""
         return self._rpc("probe", name=name, args=list(args))
