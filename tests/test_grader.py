@@ -747,3 +747,14 @@ def test_compare_digest_is_read_from_the_source_outside_the_sandbox(tmp_path):
     unsign = next(e for e in load(tmp_path / "out", "forger")["lessons"][0]["exercises"] if e["exercise"] == "02.2")
     digest = [t for t in unsign["tests"] if "compare_digest" in t["name"]]
     assert [t["outcome"] for t in digest] == ["failed"] and unsign["status"] == "partial", unsign
+
+
+def test_a_lesson_that_imports_its_own_reference_from_the_kit_is_flagged(tmp_path):
+    from course.tools.grading import kitcheck
+
+    copy = attacks.build_kit_delegation(tmp_path / "delegate")
+    flags = kitcheck.flags(copy / "lessons", ["01_raw_cookies", "02_signed_cookies"])
+    assert len(flags) == 1 and "lesson 02's app.py imports course.kit.signing" in flags[0], flags
+    assert kitcheck.kit_imports("from course.kit import signing as s\n") >= {"course.kit.signing"}
+    everything = sorted(p.name for p in (ROOT / "solutions").iterdir() if (p / "app.py").is_file())
+    assert kitcheck.flags(ROOT / "solutions", everything) == [], "the reference solutions use the kit as they may"

@@ -22,7 +22,7 @@ from pathlib import Path
 from course import ROOT
 from course.lesson import manifest
 from course.tools import teeth
-from course.tools.grading import sandbox, worker
+from course.tools.grading import kitcheck, sandbox, worker
 from course.tools.grading.find import Submission
 from course.tools.grading.plan import Plan
 from course.tools.term import Progress, unfinished
@@ -264,6 +264,7 @@ def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: th
     run = attempts.run()
     notes = [f"not copied, symlinks are never followed: {path}" if " is inside the course's " not in path
              else f"not graded: {path}" for path in dropped]
+    notes += kitcheck.flags(target, [each.slug for each in plan.lessons])
     run.notes = notes
     if not plan.sandboxed:
         notes.insert(0, sandbox.UNSAFE_WARNING)
