@@ -1,7 +1,9 @@
 """Running the course's tests against one submission, in a process group of its own, within limits.
 
-The submission's lessons are copied into a working folder (never its tests/ or course/), and one
-worker process runs the course's exercise tests against them. The worker and everything it
+The submission's lessons are copied into a working folder (never its tests/ or course/, nor a
+symlink), and one worker process runs the course's exercise tests against them; the copy's code
+runs in sandboxes of a user id of its own (course.tools.grading.sandbox), which see the copy and
+one scratch folder, never the worker's report and stream files next to them. The worker and everything it
 started (servers, threads, children) is killed when it is done or over its time; of its output,
 however much it prints, only the two ends are kept.
 """
