@@ -1,8 +1,9 @@
 """The grader's side of the sandbox: each lesson of a copy runs in a bubblewrap sandbox, as a user of
 its own, and the grader's tests reach it through course.tools.grading.wire only.
 
-``bwrap`` gives the host (course.tools.grading.host) its own PID, IPC and UTS namespaces (and its
-own network, loopback only, for a lesson that needs no database), a private ``/tmp``, and a read-
+``bwrap`` gives the host (course.tools.grading.host) its own PID, IPC and UTS namespaces, the test
+process's own network (``private_network``: loopback, a private Redis and memcached; the machine's
+only with ``--trust-services``), a private ``/tmp``, and a read-
 only view of the system, the Python environment, the course's ``course/`` package and the copy
 itself; the course's ``tests/`` and ``solutions/``, other copies, the grader's working folder and
 output, and ``/root`` are not there. ``setpriv`` then drops to the copy's own uid, without
@@ -12,7 +13,8 @@ when the grader's test process ends, or kills a host, everything the copy starte
 
 ``Hosts`` holds the hosts of one test process, one per lesson, started when a test first needs
 them; ``ModuleProxy`` is the ``app_module`` a test sees; ``serve`` relays a loopback TCP port to
-an app the host serves, so the HTTP tests run unchanged.
+an app the host serves, so the HTTP tests run unchanged. What a test hands the code under test
+stays here; the copy calls only the methods ``HANDED_METHODS`` lists (``handed_method``).
 """
 from __future__ import annotations
 
