@@ -759,3 +759,21 @@ def test_a_lesson_that_imports_its_own_reference_from_the_kit_is_flagged(tmp_pat
     assert kitcheck.kit_imports("from course.kit import signing as s\n") >= {"course.kit.signing"}
     everything = sorted(p.name for p in (ROOT / "solutions").iterdir() if (p / "app.py").is_file())
     assert kitcheck.flags(ROOT / "solutions", everything) == [], "the reference solutions use the kit as they may"
+
+
+def test_a_check_not_graded_is_neither_a_pass_nor_a_failure_in_the_class_files():
+    from course.tools.grading import report
+    from course.tools.grading.find import Submission
+    from course.tools.grading.plan import Plan
+    from course.tools.grading.run import Run
+    from course.tools.grading.score import StudentResult
+    from course.tools.results import NOT_GRADED_SIGN
+
+    skipped = ("skipped", f"Skipped: {NOT_GRADED_SIGN}: no postgres here")
+    graded, _, _ = _scored({"01.1": [("passed", ""), skipped], "01.2": [skipped, skipped]})
+    one, two = graded.exercises[:2]
+    assert (one.status, one.points, two.status, two.points) == ("pass", POINTS["01.1"], "not graded", 0)
+    student = StudentResult(Submission("ann", Path("ann"), None), Run([], "ok", 0, 1.0, 0, ""), [graded])
+    text = report.summary([student], Plan([LESSON], [], 1, 10))
+    assert "01.2" not in text.split("## Most-failed exercises")[1].split("## Students")[0]
+    assert "not graded" in report.feedback(student)

@@ -264,8 +264,11 @@ def _most_failed(rows: list[tuple], n: int) -> list[str]:
     """The exercises most students started and did not pass, with what they saw most often."""
     lines = ["", "## Most-failed exercises", "",
              "Students who tried and did not pass (not started does not count), and what they saw most often.", ""]
-    tried = sorted(((n - passed - todo, ex, found) for ex, found, passed, todo in rows if n - passed - todo > 0),
-                   key=lambda row: (-row[0], row[1].id))
+    def failed(found, passed, todo):       # not started, and not graded (--trust-services), do not count
+        return n - passed - todo - sum(r.status == "not graded" for r in found)
+
+    tried = sorted(((failed(found, passed, todo), ex, found) for ex, found, passed, todo in rows
+                    if failed(found, passed, todo) > 0), key=lambda row: (-row[0], row[1].id))
     if not tried:
         lines.append("None: every exercise a student started passes.")
     for count, ex, found in tried[:8]:
