@@ -87,7 +87,8 @@ def problem() -> str | None:
 
 
 def _try_sandbox() -> str | None:
-    for name, package in (("bwrap", "bubblewrap"), ("setpriv", "util-linux"), ("prlimit", "util-linux")):
+    for name, package in (("bwrap", "bubblewrap"), ("setpriv", "util-linux"), ("prlimit", "util-linux"),
+                          ("unshare", "util-linux"), ("mount", "mount")):
         if _tool(name) is None:
             return f"{name} is not installed (Debian: apt-get install {package})"
     if os.geteuid() != 0:
