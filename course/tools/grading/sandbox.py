@@ -98,10 +98,14 @@ def _try_sandbox() -> str | None:
         try:
             proc = subprocess.run(command(config, False, ["/bin/true"]), env=environment(), capture_output=True,
                                   text=True, timeout=30)
+            alone = subprocess.run(network_command(config) + ["/bin/true"], capture_output=True, text=True,
+                                   timeout=30)
         except (OSError, subprocess.TimeoutExpired) as exc:
-            return f"bwrap could not start: {exc}"
+            return f"bwrap or unshare could not start: {exc}"
     if proc.returncode != 0:
         return f"bwrap refused to make a sandbox: {(proc.stderr or proc.stdout).strip()[:300]}"
+    if alone.returncode != 0:
+        return f"unshare refused a network and mounts of the test process's own: {alone.stderr.strip()[:300]}"
     return None
 
 
