@@ -129,6 +129,14 @@ def build_parser() -> argparse.ArgumentParser:
     grade.add_argument("--no-fair-credit", action="store_true",
                        help="do not re-check a failed exercise with the reference's version of the lesson's "
                             "other exercises (faster; an exercise then depends on the ones it builds on)")
+    grade.add_argument("--unsafe-no-sandbox", action="store_true",
+                       help="grade without the sandbox (bubblewrap) where it cannot be made: the students' code "
+                            "then runs in the grader's own process and can forge grades (a warning says so)")
+    grade.add_argument("--trust-services", action="store_true",
+                       help="let lessons 08 and 09's sandboxes reach this machine's PostgreSQL, MariaDB, Redis and "
+                            "memcached (and every loopback port): a copy can then do there whatever those servers' "
+                            "users may. Only with throwaway servers (make services). Without it, those checks are "
+                            "'not graded'")
     grade.set_defaults(handler=cli.grade)
 
     freeze = commands.add_parser("freeze", help="(maintainers) record lessons/*/app.py as the shipped starters")

@@ -16,9 +16,8 @@ import pytest
 import requests
 
 from course.kit import auth, beakerkit
-from course.lesson.web import new_app, text
 from course.tools import browser, testing
-from course.tools.testing import compare_digest_calls
+from course.tools.testing import compare_digest_calls, in_lesson, login_required_app, seed_random
 
 SECRET = "lesson-06-test-secret-" + "k" * 24
 ALICE = {"username": "alice", "password": "wonderland"}
@@ -230,28 +229,9 @@ def test_a_cookie_alone_never_opens_the_dashboard(url, cookie):
     assert "Please log in to view this page." in resp.text
 
 
-def guarded_app(app_module, store):
-    """A tiny app of the test's own, guarding two routes with the lesson's login_required."""
-    app = new_app()
-
-    @app.get("/as/<user_id:int>")
-    def plant(user_id):                   # what a login leaves in the session, without a login
-        session = beakerkit.get_session()
-        session[app_module.USER_KEY] = user_id
-        session.save()
-        return text("planted")
-
-    @app.get("/hello/<name>")
-    @app_module.login_required
-    def hello(name):
-        return text(f"hello {name}, user {app_module.current_user_id()}")
-
-    return beakerkit.HardenedSessions(app, beakerkit.session_config(secret=SECRET, store=store))
-
-
 @pytest.mark.exercise("06.3")
 def test_login_required_runs_the_route_only_for_a_logged_in_session(app_module, serve_app, store, client):
-    base = serve_app(guarded_app(app_module, store))
+    base = serve_app(in_lesson(app_module, login_required_app, store, SECRET))
     closed = client.get(base + "/hello/world")
     assert closed.status_code == 401 and "Please log in to view this page." in closed.text
     assert "hello" not in closed.text, "the route ran for a visitor who is not logged in"
@@ -565,7 +545,7 @@ def test_the_users_file_is_made_on_first_use_not_at_import(app_module, tmp_path)
 
 @pytest.mark.exercise("06.1")
 def test_check_password_compares_with_hmac_compare_digest(app_module, monkeypatch):
-    calls = compare_digest_calls(monkeypatch, app_module)
+    calls = compare_digest_calls(monkeypatch, app_module, function="check_password")
     stored = app_module.hash_password("wonderland")
     assert app_module.check_password("wonderland", stored) and not app_module.check_password("nope", stored)
     assert calls, "compare the derived keys with hmac.compare_digest, not =="
@@ -574,9 +554,8 @@ def test_check_password_compares_with_hmac_compare_digest(app_module, monkeypatc
 @pytest.mark.exercise("06.1")
 def test_the_salt_comes_from_a_cryptographic_source_not_random(app_module):
     """random is seedable and predictable; the salt must come from secrets (or os.urandom)."""
-    import random
-    random.seed(6)
+    seed_random(app_module, 6)
     first = app_module.hash_password("x")
-    random.seed(6)
+    seed_random(app_module, 6)
     second = app_module.hash_password("x")
     assert first.split("$")[4] != second.split("$")[4], "the same random.seed gave the same salt: use secrets"

@@ -44,14 +44,7 @@ def start(app_module, serve_app, db_path):
     def run(https=False, **options):
         options.setdefault("secret", SECRET)
         options.setdefault("db_path", db_path)
-        app = app_module.create_app(**options)
-        if https:
-            inner = app
-
-            def app(environ, start_response):
-                environ["wsgi.url_scheme"] = "https"
-                return inner(environ, start_response)
-        return serve_app(app)
+        return serve_app(app_module.create_app(**options), url_scheme="https" if https else None)
     return run
 
 
@@ -699,7 +692,7 @@ def test_csrf_tokens_are_long_random_and_unpredictable(app_module):
 
 @pytest.mark.exercise("07.5")
 def test_csrf_tokens_are_compared_with_hmac_compare_digest(app_module, monkeypatch):
-    calls = compare_digest_calls(monkeypatch, app_module)
+    calls = compare_digest_calls(monkeypatch, app_module, function="csrf_token_ok")
     session = FakeSession()
     token = app_module.csrf_token(session)
     assert app_module.csrf_token_ok(session, token) and not app_module.csrf_token_ok(session, token[:-1] + "x")

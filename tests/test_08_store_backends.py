@@ -22,6 +22,7 @@ import requests
 from course.kit import stores_beaker
 from course.tools import services
 from course.tools.faults import AppProcess, Relay
+from course.tools.grading.sandbox import wrap
 from course.tools.testing import set_cookie_lines
 
 SECRET = "lesson-08-test-secret-0123456789abcdef"
@@ -250,9 +251,9 @@ def test_store_url_argument_gives_back_a_good_url_and_argparse_s_error_for_a_bad
 def test_a_bad_store_url_stops_the_app_with_one_clear_message(course_target, tmp_path):
     bad = "bogus://somewhere"
     app_py = course_target / "08_store_backends" / "app.py"
-    proc = subprocess.run([sys.executable, str(app_py), "--store", bad, "--port", "1"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=30,
-                          env={**os.environ, "PYTHONPATH": str(app_py.parents[2])})
+    argv, env, cwd = wrap([sys.executable, str(app_py), "--store", bad, "--port", "1"],
+                          {**os.environ, "PYTHONPATH": str(app_py.parents[2])}, tmp_path)
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=30, env=env)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0, f"the app should refuse to start with --store {bad}"
     assert "Traceback" not in out, f"a bad URL is a message for a person, not a traceback:\n{out}"
@@ -330,9 +331,9 @@ def test_the_purge_command_reports_what_it_deleted(course_target, server, store,
     base_url = server(store_url=url, secret=SECRET)
     visit(requests.Session(), base_url), visit(requests.Session(), base_url)
     app_py = course_target / "08_store_backends" / "app.py"
-    proc = subprocess.run([sys.executable, str(app_py), "purge", "--store", url, "--older-than", "0"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=30,
-                          env={**os.environ, "PYTHONPATH": str(app_py.parents[2])})
+    argv, env, cwd = wrap([sys.executable, str(app_py), "purge", "--store", url, "--older-than", "0"],
+                          {**os.environ, "PYTHONPATH": str(app_py.parents[2])}, tmp_path)
+    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=30, env=env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "Purged 2 " in proc.stdout, f"expected 'Purged 2 expired sessions ...', got {proc.stdout!r}"
 

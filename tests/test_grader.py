@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import fcntl
+import hashlib
 import json
 import os
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 
 from course import ROOT
 from course.lesson import manifest
+from tests.fixtures import attacks
 from tests.fixtures import submissions as build
 
 SLUG = "01_raw_cookies"
@@ -50,14 +52,29 @@ EXPECTED = {
     "f_left_running": _all("pass"),
     "g_server_at_import": _all("timeout"),
     "h_flood": _all("pass"),
-    "i_crash": _but("pass", e01_4=(0, "not run")),
+    "i_crash": _but("pass", e01_4=(0, "fail")),
     "j_empty": _all("error"),
 }
 
 
+MARKER = "left-running-" + hashlib.sha1(str(ROOT).encode()).hexdigest()[:12]
+"""In the command line of every process a submission leaves running: none may be alive after grading."""
+
+
+def marked_processes(marker: str) -> list[int]:
+    """The live processes (not zombies) whose command line holds ``marker``."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if marker.encode() in cmdline.read_bytes() and "\nState:\tZ" not in (cmdline.parent / "status").read_text():
+                found.append(int(cmdline.parent.name))
+        except OSError:
+            pass
+    return found
+
+
 def build_class(root: Path) -> Path:
     """The class: one folder per student, laid out as clones or as bare folders of lessons."""
-    pids = root / "pids.txt"
 
     # a clone, with hostile tests/ and course/ of its own: the grader must use neither
     build.solved(root / "a_solved" / "lessons", SLUG)
@@ -74,9 +91,7 @@ def build_class(root: Path) -> Path:
     build.patched(root / "f_left_running" / "lessons", SLUG, append=f"""
         import subprocess as _sp, sys as _sys, threading as _th
         from wsgiref.simple_server import make_server as _make_server
-        _child = _sp.Popen([_sys.executable, "-c", "import time; time.sleep(600)"])
-        with open({str(pids)!r}, "a") as _file:
-            _file.write(f"{{_child.pid}}\\n")
+        _child = _sp.Popen([_sys.executable, "-c", "import time; time.sleep(600)", {MARKER!r}])
         _server = _make_server("127.0.0.1", 0, app)
         _th.Thread(target=_server.serve_forever, name="left-running").start()   # not a daemon
     """)
@@ -174,10 +189,9 @@ def test_a_broken_submission_costs_only_itself(graded):
     at_import = load(out, "g_server_at_import")
     assert "timed out" in at_import["lessons"][0]["problem"]
     assert at_import["duration_s"] < 30, "a server started at import should cost one test's time limit"
-    crash = load(out, "i_crash")
-    assert crash["status"] == "crashed" and crash["exit_code"] == 3
+    crash = load(out, "i_crash")            # it ends its sandbox, not the grader's tests: it costs the tests it is in
     theme = crash["lessons"][0]["exercises"][3]
-    assert all(t["outcome"] == "not run" and "ended" in t["message"] for t in theme["tests"])
+    assert all(t["outcome"] == "failed" and "ended (exit code 3)" in t["message"] for t in theme["tests"])
     empty = load(out, "j_empty")["lessons"][0]["problem"]
     assert "does not exist" in empty and "lessons/01_raw_cookies/app.py" in empty
 
@@ -195,12 +209,7 @@ def test_what_a_submission_leaves_running_is_stopped(graded, klass):
     out, _ = graded
     left = load(out, "f_left_running")
     assert left["status"] == "ok" and left["duration_s"] < 30, "a thread left running must not hold the grader"
-    pids = [int(p) for p in (klass / "pids.txt").read_text().split()]
-    assert pids, "the submission should have started a child process"
-    for pid in pids:
-        status = Path(f"/proc/{pid}/status")
-        alive = status.exists() and "\nState:\tZ" not in status.read_text()
-        assert not alive, f"the child process {pid} the submission started is still running"
+    assert not marked_processes(MARKER), "the child process the submission started is still running"
 
 
 def test_a_flood_of_output_is_counted_not_kept(graded):
@@ -371,3 +380,400 @@ def test_a_lesson_that_does_not_load_is_one_problem_and_an_endless_loop_is_not()
     graded, checked, records = _scored(loops_in_every_route)
     assert graded.problem == load_problem(records) == ""
     assert {e.status for e in graded.exercises} == {"timeout"} and {s.state for s in checked} == {"timeout"}
+
+
+# ---------------------------------------------------------------- hostile copies (the sandbox)
+
+TOKEN = ("COURSE_INSTRUCTOR_TOKEN", "tok-" + hashlib.sha1(str(ROOT).encode()).hexdigest())
+CLASSMATES = ["a_classmate", "z_classmate"]      # solved: graded with the attackers, before and after them
+
+
+def _nodeids() -> list[tuple[str, str]]:
+    from course.tools.grading.plan import collect
+    return [(t.nodeid, t.exercise) for t in collect([LESSON])]
+
+
+def _grade_the_attacks(root: Path) -> dict:
+    klass, out = root / "class", root / "grades"
+    where = {"solution": str(ROOT / "solutions" / SLUG / "app.py"), "out": str(out), "klass": str(klass),
+             "marker": MARKER + "-daemon", "conftest": str(ROOT / "tests" / "conftest.py"),
+             "token_name": TOKEN[0], "nodeids": _nodeids()}
+    copies = attacks.build(klass, where)
+    for name in CLASSMATES:
+        build.solved(klass / name / "lessons", SLUG)
+    hand_ins = {name: (klass / name / "lessons" / SLUG / "app.py").read_text() for name in CLASSMATES}
+    students = sorted(copies + [klass / name for name in CLASSMATES])
+    proc = subprocess.run(grade_command(students, out, "--no-progress"), cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, env={**os.environ, TOKEN[0]: TOKEN[1]})
+    import time
+    time.sleep(4)                   # the daemon would rewrite the grade files 3 s after its start
+    return {"out": str(out), "klass": str(klass), "returncode": proc.returncode, "output": proc.stdout + proc.stderr,
+            "hand_ins": hand_ins, "names": [p.name for p in students]}
+
+
+@pytest.fixture(scope="module")
+def attacked(tmp_path_factory):
+    """The hostile copies of tests/fixtures/attacks.py and two solved classmates, graded together once
+    per test run (as ``golden``, shared by xdist's workers)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        run = _grade_the_attacks(tmp_path_factory.mktemp("attacks"))
+    else:
+        shared = tmp_path_factory.getbasetemp().parent / "attack-grades"
+        with open(f"{shared}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            done = shared / "run.json"
+            if not done.exists():
+                shared.mkdir(exist_ok=True)
+                done.write_text(json.dumps(_grade_the_attacks(shared)))
+            run = json.loads(done.read_text())
+    assert run["returncode"] == 0, run["output"]
+    return SimpleNamespace(out=Path(run["out"]), klass=Path(run["klass"]), output=run["output"],
+                           hand_ins=run["hand_ins"], names=run["names"])
+
+
+def test_no_hostile_copy_earns_a_point_and_every_classmate_gets_full_marks(attacked):
+    totals = {name: load(attacked.out, name)["points"] for name in attacked.names}
+    assert totals == {name: LESSON.max_points if name in CLASSMATES else 0 for name in attacked.names}
+
+
+def test_no_hostile_copy_changes_a_grade_file_or_a_classmates_hand_in(attacked):
+    hacked = [str(path) for path in attacked.out.rglob("*.*") if b"HACKED" in path.read_bytes()]
+    assert not hacked, f"grade files rewritten: {hacked}"
+    for name, before in attacked.hand_ins.items():
+        assert (attacked.klass / name / "lessons" / SLUG / "app.py").read_text() == before, f"{name}'s app.py edited"
+    assert not (ROOT / "tests" / "conftest.py").exists(), "a copy wrote tests/conftest.py into the course"
+
+
+def test_no_hostile_copy_leaves_a_process_or_reads_the_instructors_environment(attacked):
+    assert not marked_processes(MARKER + "-daemon"), "the detached daemon outlived its grading"
+    leaked = [str(path) for path in attacked.out.rglob("*.*") if TOKEN[1].encode() in path.read_bytes()]
+    assert not leaked and TOKEN[1] not in attacked.output, f"token read: {leaked}"
+    assert "LEAKED: None" in (attacked.out / "logs" / "t_env_token.log").read_text(encoding="utf-8")
+
+
+def test_a_symlink_is_not_followed_and_the_solution_is_not_there_to_read(attacked):
+    log = (attacked.out / "logs" / "n_symlink.log").read_text(encoding="utf-8")
+    assert f"symlinks are never followed: lessons/{SLUG}/app.py" in log
+    assert load(attacked.out, "m_exec_solution")["lessons"][0]["exercises"][0]["status"] == "todo"
+
+
+def test_a_loaded_machine_gives_the_same_totals(graded, klass, tmp_path):
+    """Time limits are CPU seconds of the copy's sandbox: two busy loops change no outcome."""
+    out, _ = graded
+    again = ["c_half", "e_endless_loop"]          # passes, fails, and a test that runs into its time limit
+    loops = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        proc = subprocess.run(grade_command([klass / name for name in again], tmp_path, "--no-progress"),
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+    assert proc.returncode == 0, proc.stderr
+    before = [line for line in (out / "grades.csv").read_text().splitlines() if line.split(",")[0] in again]
+    assert (tmp_path / "grades.csv").read_text().splitlines()[1:] == before
+
+
+def test_without_a_sandbox_grading_is_refused_unless_unsafe_is_asked_for(tmp_path, monkeypatch):
+    from course.tools.grading import batch, sandbox
+
+    build.solved(tmp_path / "ann" / "lessons", SLUG)
+    monkeypatch.setattr(sandbox, "_PROBLEM", ["bwrap is not installed (Debian: apt-get install bubblewrap)"])
+    with pytest.raises(batch.GradeError, match="no sandbox for the students' code: bwrap is not installed"):
+        batch.grade([str(tmp_path / "ann")], tmp_path / "out", lessons=["01"], progress=False)
+    batch.grade([str(tmp_path / "ann")], tmp_path / "out", lessons=["01"], progress=False, unsafe=True,
+                stderr=open(os.devnull, "w"))
+    assert "WITHOUT a sandbox" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "WITHOUT a sandbox" in (tmp_path / "out" / "logs" / "ann.log").read_text(encoding="utf-8")
+
+
+def test_the_wire_carries_values_handles_and_exceptions_both_ways():
+    """course.tools.grading.wire, both ends in this process: what crosses is what arrives."""
+    from course.tools.grading import wire
+
+    class Here:
+        value = 7
+
+        def twice(self, n):
+            return 2 * n
+
+    mine, theirs = wire.Objects(), wire.Objects()
+    a = wire.Codec("$g", "$h", mine, lambda key: ("remote", key), lambda value: isinstance(value, Here))
+    b = wire.Codec("$h", "$g", theirs, lambda key: wire.Remote(b, key, None))
+    plain = [None, True, 3, 2.5, "x", b"\x00\xff", ("a", 1), {1: "one"}, {"$t": "tagged-looking key"}, {3, 4},
+             {"nested": [b"b", (1, (2,))]}]
+    assert [b.decode(json.loads(json.dumps(a.encode(each)))) for each in plain] == plain
+    here = Here()
+    handle = a.encode(here)
+    assert handle == {"$g": 1} and a.decode(handle) is here, "an object stays where it lives, as a handle"
+    with pytest.raises(TypeError, match="cannot be handed"):
+        a.encode(os)
+    bases = wire.builtin_bases(KeyError)
+    with pytest.raises(LookupError) as caught:
+        wire.raise_error({"type": "LockBusy", "bases": bases, "message": "busy"})
+    assert type(caught.value).__name__ == "LockBusy" and "busy" in str(caught.value)
+    assert wire.exception_class("LockBusy", bases) is type(caught.value), "one class per name, so raises() matches"
+    assert wire.call_on(here, "twice", [4], {}) == 8
+    with pytest.raises(PermissionError):
+        wire.call_on(here, "__class__", [], {})
+
+
+# ---------------------------------------------------------------- the adversarial review's findings
+
+def _grade_the_names_and_links(root: Path) -> dict:
+    """Two sections with a ``bob`` each (solved), a third student who named her folder ``bob-2`` (the
+    starter), names a spreadsheet or Markdown would run or break, and a hand-in whose ``lessons`` is a
+    symlink to the course's solutions (unzip keeps symlinks)."""
+    klass = root / "class"
+    build.solved(klass / "secA" / "bob" / "lessons", SLUG)
+    build.solved(klass / "secB" / "bob" / "lessons", SLUG)
+    build.starter(klass / "secB" / "bob-2" / "lessons", SLUG)
+    build.starter(klass / "secB" / "=1+2" / "lessons", SLUG)
+    build.starter(klass / "secB" / "eve|x\ny" / "lessons", SLUG)
+    (klass / "mallory").mkdir()
+    (klass / "mallory" / "lessons").symlink_to(ROOT / "solutions")
+    (klass / "sneaky").symlink_to(ROOT / "solutions")        # a "copy" that is the course's own solutions/
+    out = root / "grades"
+    paths = [klass / "secA" / "bob", klass / "secB" / "bob", klass / "secB" / "bob-2", klass / "secB" / "=1+2",
+             klass / "secB" / "eve|x\ny", klass / "mallory", klass / "sneaky"]
+    proc = subprocess.run(grade_command(paths, out, "--no-progress"), cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return SimpleNamespace(out=out, output=proc.stdout + proc.stderr)
+
+
+@pytest.fixture(scope="module")
+def names_and_links(tmp_path_factory):
+    return _grade_the_names_and_links(tmp_path_factory.mktemp("names"))
+
+
+def test_a_name_taken_by_a_classmate_is_never_given_to_a_renamed_student(names_and_links):
+    out = names_and_links.out
+    by_student: dict[str, float] = {}
+    for row in csv.DictReader(open(out / "grades.csv", encoding="utf-8")):
+        by_student[row["student"]] = by_student.get(row["student"], 0) + float(row["points"])
+    assert by_student["bob"] == by_student["bob-3"] == LESSON.max_points, by_student
+    assert by_student["bob-2"] == 0, "the student who named her folder bob-2 keeps her own (starter) grade"
+    assert load(out, "bob-2")["points"] == 0 and load(out, "bob-3")["points"] == LESSON.max_points
+
+
+def test_a_name_is_escaped_in_grades_csv_and_summary_md(names_and_links):
+    out = names_and_links.out
+    students = {row["student"] for row in csv.DictReader(open(out / "grades.csv", encoding="utf-8"))}
+    assert "'=1+2" in students and "=1+2" not in students, "a name that starts with = runs as a formula"
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert "| eve\\|x y |" in summary, "a | or a line break in a name breaks the students' table"
+    rows_of_table = [line for line in summary.split("## Students")[1].splitlines() if line.startswith("|")]
+    assert all(line.count("|") - line.count("\\|") == rows_of_table[0].count("|") for line in rows_of_table)
+
+
+def test_a_lessons_folder_that_is_a_symlink_is_not_followed_and_the_feedback_says_so(names_and_links):
+    out = names_and_links.out
+    assert load(out, "mallory")["points"] == 0, "a lessons/ symlinked to solutions/ was graded as the reference"
+    assert "symlinks are never followed: lessons" in (out / "feedback" / "mallory.md").read_text(encoding="utf-8")
+    assert load(out, "solutions")["points"] == 0, "the course's own solutions/ was graded as a student's copy"
+    assert "inside the course's solutions/" in (out / "feedback" / "solutions.md").read_text(encoding="utf-8")
+
+
+def test_a_symlink_below_the_lessons_or_leading_out_of_the_hand_in_is_dropped(tmp_path):
+    from course.tools.grading.find import find_submissions
+    from course.tools.grading.run import copy_lessons
+
+    build.solved(tmp_path / "ann" / "lessons", SLUG)
+    (tmp_path / "ann" / "lessons" / SLUG / "notes").mkdir()
+    (tmp_path / "ann" / "lessons" / SLUG / "notes" / "ref.py").symlink_to(ROOT / "solutions" / SLUG / "app.py")
+    (tmp_path / "ann" / "lessons" / "02_signed_cookies").symlink_to(ROOT / "solutions" / "02_signed_cookies")
+    (ann,), _ = find_submissions([str(tmp_path / "ann")])
+    dropped = copy_lessons(ann, [LESSON, manifest.lesson("02")], tmp_path / "copy")
+    assert dropped == [f"lessons/{SLUG}/notes/ref.py", "lessons/02_signed_cookies"]
+    assert sorted(str(p.relative_to(tmp_path / "copy")) for p in (tmp_path / "copy").rglob("*")) == \
+        [SLUG, f"{SLUG}/app.py", f"{SLUG}/notes"]
+
+
+def _callback_end(objects: dict):
+    """The grader's end of the call-back channel (sandbox.HostProcess._callback) over a socket pair;
+    ``ask(op, key, name, ...)`` sends what a copy could send, and returns the answer frame."""
+    import socket
+    import threading
+
+    from course.tools.grading import sandbox, wire
+
+    host = object.__new__(sandbox.HostProcess)
+    host.objects = wire.Objects()
+    host.codec = wire.Codec("$g", "$h", host.objects, lambda key: None, sandbox.trusted_object)
+    host.send_lock = threading.Lock()
+    host.callbacks, copy = socket.socketpair()
+    keys = {name: host.objects.add(value) for name, value in objects.items()}
+
+    def ask(op, name, attribute, **fields):
+        host._callback({"id": 1, "op": op, "target": keys[name], "name": attribute, **fields})
+        return wire.receive(copy)
+
+    return ask
+
+
+def test_a_copy_cannot_set_or_replace_what_the_grader_hands_it(tmp_path):
+    """The call-back channel (attacks: root_userdb, oracle_setattr): no setattr, no data, only the class's methods."""
+    from course.kit.security import FakeClock
+    from course.kit.stores import CountingStore
+    from course.kit.users import UserDB
+
+    store, users = CountingStore(), UserDB(tmp_path / "users.sqlite3")
+    path = users.path
+    ask = _callback_end({"store": store, "users": users, "clock": FakeClock(5)})
+    assert "err" in ask("setattr", "users", "path", value=str(tmp_path / "elsewhere.sqlite3"))
+    assert users.path == path and not (tmp_path / "elsewhere.sqlite3").exists()
+    assert "err" in ask("setattr", "store", "peek", value=None)
+    assert "err" in ask("delattr", "store", "peek")
+    assert "peek" not in vars(store) and type(store).peek.__get__(store) == store.peek
+    assert "err" in ask("getattr", "users", "path"), "data of a grader's object is not the copy's to read"
+    assert "err" in ask("call", "users", "_connect")
+    assert ask("call", "store", "length") == {"ok": 0, "id": 1}, "the class's own methods stay callable"
+    assert "err" in ask("call", "clock", "advance", args=[3600]), "moving the clock is the test's, not the copy's"
+    assert ask("call", "clock", "__call__")["ok"] == 5.0
+    assert "$g" in ask("getattr", "store", "store")["ok"], "what a CountingStore counts is handed as a handle"
+
+
+def test_lesson_08s_sandbox_reaches_nothing_of_the_machine(tmp_path):
+    """No sandbox shares the machine's network (attacks: pg_solutions, net_classmates): not its PostgreSQL
+    or MariaDB, not its Redis (the copy has a private one), not a port the grader's side listens on."""
+    import socket
+    import uuid
+
+    import redis
+
+    from course.tools import services
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0)
+    key, value = f"grader-test:{uuid.uuid4().hex}", uuid.uuid4().hex
+    machine_redis = None
+    if services.reachable(services.url_for("redis"), 6379):
+        machine_redis = redis.Redis.from_url(services.url_for("redis"))
+        machine_redis.set(key, value, ex=120)
+    try:
+        copy = attacks.build_network_probe(tmp_path / "probe", "08_store_backends",
+                                           {"port": listener.getsockname()[1], "redis_key": key,
+                                            "redis_value": value})
+        proc = subprocess.run([sys.executable, "-m", "course", "grade", str(copy), "--out", str(tmp_path / "out"),
+                               "--lessons", "08", "--jobs", "1", "--test-timeout", "10", "--no-progress"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        with pytest.raises(BlockingIOError):
+            listener.accept()
+    finally:
+        listener.close()
+        if machine_redis is not None:
+            machine_redis.delete(key)
+    log = (tmp_path / "out" / "logs" / "probe.log").read_text(encoding="utf-8")
+    assert "REACHED: []" in log, [line for line in log.splitlines() if "REACHED" in line]
+    assert load(tmp_path / "out", "probe")["points"] == 0
+    assert "need PostgreSQL or MariaDB were not graded" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+
+
+def test_only_trust_services_shares_the_machines_network_and_those_checks_are_not_graded_without_it():
+    from course.tools import results
+    from course.tools.grading import sandbox
+    from course.tools.grading.score import _exercise_result
+
+    private = sandbox.Config(uid=1 << 20, target="/nonexistent", scratch="/nonexistent", network=["08_store_backends"])
+    trusted = sandbox.Config(**{**private.__dict__, "trust_services": True})
+    assert "--net" in sandbox.network_command(private) and "--net" not in sandbox.network_command(trusted)
+    assert "--mount" in sandbox.network_command(trusted), "the scratch tmpfs lives in the worker's own mounts"
+    assert "--unshare-net" not in sandbox.command(private, False, ["true"]), "the sandbox inherits the private one"
+    assert "--unshare-net" in sandbox.command(trusted, False, ["true"])
+    assert "postgres" in sandbox.network_environment(private)["COURSE_UNTRUSTED_SERVICES"]
+    skipped = {"outcome": "skipped", "message": f"Skipped: {results.NOT_GRADED_SIGN}: ..."}
+    assert results.outcome(skipped) == "not graded"
+    assert results.status(["passed", "not graded"], False) == "pass"
+    assert results.status(["not graded", "not graded"], False) == "not graded"
+    case = SimpleNamespace(weight=1)
+    tests = [SimpleNamespace(case=case, outcome="passed"), SimpleNamespace(case=case, outcome="not graded")]
+    assert _exercise_result(manifest.exercise("08.1"), tests, False).points == manifest.exercise("08.1").points
+
+
+def test_a_copy_gets_a_capped_share_of_processes_memory_and_disk(tmp_path):
+    """attack: resources: 3 x 1.5 GB and 1 GB of files passed; now 64 processes, 1 GB a process, 256 MB of scratch."""
+    copy = attacks.build_resources_probe(tmp_path / "greedy")
+    proc = subprocess.run(grade_command([copy], tmp_path / "out", "--no-progress"), cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(each for each in (tmp_path / "out" / "logs" / "greedy.log").read_text().splitlines()
+                if each.startswith("LIMITS:"))
+    got = dict(part.split("=") for part in line.split()[1:])
+    assert int(got["processes"]) < 64 and got["memory"] == "refused", line
+    assert int(got["written_mb"]) <= 256, line
+
+
+def test_the_cpu_of_every_process_a_copy_starts_is_counted():
+    """attack: cpu_starve: spinners in sessions of their own were never charged; the meter counts the tree."""
+    import signal
+    import time
+
+    from course.tools.grading.run import CpuMeter
+    from course.tools.grading.sandbox import descendants
+
+    spinner = "import os, time\nif os.fork() == 0:\n    os.setsid()\n    while True:\n        pass\ntime.sleep(60)\n"
+    child = subprocess.Popen([sys.executable, "-c", spinner])
+    try:
+        meter = CpuMeter(child.pid)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and meter() < 0.5:
+            time.sleep(0.1)
+        assert meter() >= 0.5, f"the spinner's CPU was not counted: {meter()}"
+    finally:
+        for pid in descendants(child.pid) + [child.pid]:
+            os.kill(pid, signal.SIGKILL)
+        child.wait()
+
+
+def test_compare_digest_is_read_from_the_source_outside_the_sandbox(tmp_path):
+    """attack: probe_forge: the copy answered the sandbox's compare_digest probe itself; the grader now
+    also reads the function's syntax tree, outside, so == fails 02.2's check whatever the probe says."""
+    from course.tools.testing import calls_compare_digest
+
+    for slug, function in (("02_signed_cookies", "unsign"), ("06_login_logout", "check_password"),
+                           ("07_cookie_security", "csrf_token_ok")):
+        assert calls_compare_digest(build.solution_text(slug), function), f"{slug}'s solution {function}"
+    helper = "from hmac import compare_digest as same\ndef _eq(a, b):\n    return same(a, b)\ndef check(a, b):\n" \
+             "    return _eq(a, b)\n"
+    assert calls_compare_digest(helper, "check"), "a helper of the module's own that calls it counts"
+    assert not calls_compare_digest("import hmac\ndef check(a, b):\n    return a == b\nhmac.compare_digest(1, 1)\n",
+                                    "check")
+    copy = attacks.build_probe_forge(tmp_path / "forger")
+    proc = subprocess.run([sys.executable, "-m", "course", "grade", str(copy), "--out", str(tmp_path / "out"),
+                           "--lessons", "02", "--jobs", "1", "--test-timeout", "5", "--no-progress"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    unsign = next(e for e in load(tmp_path / "out", "forger")["lessons"][0]["exercises"] if e["exercise"] == "02.2")
+    digest = [t for t in unsign["tests"] if "compare_digest" in t["name"]]
+    assert [t["outcome"] for t in digest] == ["failed"] and unsign["status"] == "partial", unsign
+
+
+def test_a_lesson_that_imports_its_own_reference_from_the_kit_is_flagged(tmp_path):
+    from course.tools.grading import kitcheck
+
+    copy = attacks.build_kit_delegation(tmp_path / "delegate")
+    flags = kitcheck.flags(copy / "lessons", ["01_raw_cookies", "02_signed_cookies"])
+    assert len(flags) == 1 and "lesson 02's app.py imports course.kit.signing" in flags[0], flags
+    assert kitcheck.kit_imports("from course.kit import signing as s\n") >= {"course.kit.signing"}
+    everything = sorted(p.name for p in (ROOT / "solutions").iterdir() if (p / "app.py").is_file())
+    assert kitcheck.flags(ROOT / "solutions", everything) == [], "the reference solutions use the kit as they may"
+
+
+def test_a_check_not_graded_is_neither_a_pass_nor_a_failure_in_the_class_files():
+    from course.tools.grading import report
+    from course.tools.grading.find import Submission
+    from course.tools.grading.plan import Plan
+    from course.tools.grading.run import Run
+    from course.tools.grading.score import StudentResult
+    from course.tools.results import NOT_GRADED_SIGN
+
+    skipped = ("skipped", f"Skipped: {NOT_GRADED_SIGN}: no postgres here")
+    graded, _, _ = _scored({"01.1": [("passed", ""), skipped], "01.2": [skipped, skipped]})
+    one, two = graded.exercises[:2]
+    assert (one.status, one.points, two.status, two.points) == ("pass", POINTS["01.1"], "not graded", 0)
+    student = StudentResult(Submission("ann", Path("ann"), None), Run([], "ok", 0, 1.0, 0, ""), [graded])
+    text = report.summary([student], Plan([LESSON], [], 1, 10))
+    assert "01.2" not in text.split("## Most-failed exercises")[1].split("## Students")[0]
+    assert "not graded" in report.feedback(student)

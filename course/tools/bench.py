@@ -336,11 +336,14 @@ class Gunicorn:
                "COURSE_BENCH_OPTIONS": json.dumps(options), "COURSE_BENCH_NO_SESSION": "1" if no_session else "0",
                "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
         env.setdefault("SESSION_SECRET", "benchmark-secret-0123456789abcdef0123")
-        self.proc = subprocess.Popen(
+        from course.tools.grading.sandbox import spawn, wrap
+        argv, env, cwd = wrap(
             [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{self.port}",
              *(["-k", "gthread", "--threads", str(threads)] if threads > 1 else ["-k", "sync"]),
              "--log-level", "warning", "--backlog", "2048", "course.tools.bench:gunicorn_app()"],
-            env=env, cwd=str(ROOT), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
+            env, str(ROOT))                                  # in the copy's sandbox, when grading
+        self.proc = spawn(lambda: subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.PIPE, start_new_session=True))
         self._wait(workers)
 
     def _wait(self, workers: int, seconds: float = 30.0):
@@ -351,7 +354,7 @@ class Gunicorn:
                 raise SystemExit("gunicorn stopped at start-up:\n" + self.proc.stderr.read().decode(errors="replace"))
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                if len(_children(self.proc.pid)) >= workers:
+                if len(_children(self.master())) >= workers:
                     return
             except OSError:
                 pass
@@ -359,8 +362,36 @@ class Gunicorn:
         self.stop()
         raise SystemExit(f"gunicorn did not answer on port {self.port} within {seconds:g} s")
 
+    def master(self) -> int:
+        """gunicorn's master process: ours, or, in the grader's sandbox, the first below bwrap's."""
+        import os
+
+        from course.tools.grading.sandbox import descendants
+        for pid in [self.proc.pid] + descendants(self.proc.pid):
+            try:
+                if os.path.basename(os.readlink(f"/proc/{pid}/exe")) != "bwrap":
+                    return pid
+            except OSError:
+                pass
+        return self.proc.pid
+
     def pids(self) -> list[int]:
-        return [self.proc.pid] + _children(self.proc.pid)
+        """The master, then its workers, as this process sees them."""
+        master = self.master()
+        return [master] + _children(master)
+
+    def outside_pid(self, pid: int) -> int | None:
+        """One of ``pids()``, from its number as the app sees it (``os.getpid()``: another in a PID namespace)."""
+        from pathlib import Path
+        for mine in self.pids():
+            try:
+                status = Path(f"/proc/{mine}/status").read_text()
+            except OSError:
+                continue
+            spaces = next((line.split()[1:] for line in status.splitlines() if line.startswith("NSpid:")), [str(mine)])
+            if spaces and spaces[-1] == str(pid):
+                return mine
+        return None
 
     def stop(self):
         import os

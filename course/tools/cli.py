@@ -525,7 +525,8 @@ def grade(args) -> int:
         students = batch.grade(args.submissions, Path(args.out), jobs=args.jobs, timeout=args.timeout,
                                test_timeout=args.test_timeout, lessons=lessons or None,
                                progress=not args.no_progress, merge=args.merge,
-                               fair_credit=not args.no_fair_credit)
+                               fair_credit=not args.no_fair_credit, unsafe=args.unsafe_no_sandbox,
+                               trust_services=args.trust_services)
     except batch.GradeError as exc:
         raise SystemExit(f"grade: {exc}") from None
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ starts in milliseconds, and a test can kill it and start it again, or run two si
 """
 from __future__ import annotations
 
+import json
 import os
 import select
 import signal
@@ -251,13 +252,25 @@ class AppProcess:
     ``AppProcess.script(path, "--store", url)`` runs the app file's ``main(["--port", P, "--store",
     url])`` as ``python path ...`` would (the student's ``main()``); ``AppProcess.create_app(target,
     slug, store_url=...)`` serves ``create_app(**options)`` without going through ``main()``. Both
-    fork this process (see ``_fork_app``) and import the app file afresh in the child.
+    fork this process (see ``_fork_app``) and import the app file afresh in the child; when the
+    grader runs the tests, they start a new process inside the copy's sandbox instead.
     """
 
-    def __init__(self, run, *, port: int, cwd=None, env: dict | None = None, ready_timeout: float = 60):
+    def __init__(self, run, argv: list[str], *, port: int, cwd=None, env: dict | None = None,
+                 ready_timeout: float = 60):
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
-        self.proc = _fork_app(run, cwd=cwd, env=env)
+        from course.tools.grading import sandbox
+        if sandbox.ACTIVE:        # grading: the copy's code runs in its sandbox, never in a fork of this process
+            full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+            for name, value in list(full_env.items()):
+                if value is None:
+                    del full_env[name]
+            argv, full_env, cwd = sandbox.wrap(argv, full_env, cwd or ROOT)
+            self.proc = sandbox.spawn(lambda: subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
+                                                               stderr=subprocess.STDOUT, text=True))
+        else:
+            self.proc = _fork_app(run, cwd=cwd, env=env)
         self._wait_ready(ready_timeout)
 
     @classmethod
@@ -268,7 +281,7 @@ class AppProcess:
         def run():
             sys.argv = [str(path), *argv]
             _fresh_module(path).main(argv)
-        return cls(run, port=port, cwd=cwd, env=env)
+        return cls(run, [sys.executable, str(path), *argv], port=port, cwd=cwd, env=env)
 
     @classmethod
     def create_app(cls, target, slug: str, *, cwd=None, env=None, **options) -> "AppProcess":
@@ -278,7 +291,9 @@ class AppProcess:
 
         def run():
             _serve(_fresh_module(path).create_app(**options), port)
-        return cls(run, port=port, cwd=cwd, env=env)
+        argv = [sys.executable, "-m", "course.tools.faults", "serve", str(target), slug, "--port", str(port),
+                "--options", json.dumps(options)]
+        return cls(run, argv, port=port, cwd=cwd, env=env)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -296,7 +311,11 @@ class AppProcess:
                 time.sleep(0.005)
 
     def output(self) -> str:
-        return self.proc.output()
+        if isinstance(self.proc, Forked):
+            return self.proc.output()
+        if self.proc.poll() is None:
+            return "(still running)"
+        return self.proc.stdout.read() if self.proc.stdout else ""
 
     def kill(self) -> None:
         """Stop it the hard way (SIGKILL): a crash, nothing gets a chance to clean up."""
@@ -316,10 +335,13 @@ class AppProcess:
 
     def __exit__(self, *exc):
         self.stop()
-        try:
-            os.unlink(self.proc._log_path)
-        except OSError:
-            pass
+        if isinstance(self.proc, Forked):
+            try:
+                os.unlink(self.proc._log_path)
+            except OSError:
+                pass
+        elif self.proc.stdout:
+            self.proc.stdout.close()
 
 
 def _fresh_module(path):
@@ -338,3 +360,23 @@ def _serve(app, port: int) -> None:
     server = make_threaded_server(app, "127.0.0.1", port)
     print(f"serving on http://127.0.0.1:{port}/", flush=True)
     server.serve_forever(poll_interval=0.05)
+
+
+def _serve_command(argv=None) -> None:
+    """``python -m course.tools.faults serve TARGET SLUG --port P --options JSON`` (the grader's sandbox
+    starts app processes this way: it cannot fork the grader's own process)."""
+    import argparse
+    parser = argparse.ArgumentParser(prog="python -m course.tools.faults")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve = sub.add_parser("serve", help="serve TARGET/SLUG/app.py's create_app(**options)")
+    serve.add_argument("target")
+    serve.add_argument("slug")
+    serve.add_argument("--port", type=int, required=True)
+    serve.add_argument("--options", default="{}", help="create_app's keyword arguments, as JSON")
+    args = parser.parse_args(argv)
+    from course.tools.loader import load_app_module
+    _serve(load_app_module(args.target, args.slug).create_app(**json.loads(args.options)), args.port)
+
+
+if __name__ == "__main__":
+    _serve_command()

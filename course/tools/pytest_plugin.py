@@ -24,6 +24,7 @@ import json
 import os
 import signal
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,10 @@ from course.tools.results import lesson_slug as slug_of
 CRASHES = pytest.StashKey[list]()
 """The crashes the app under test had during one test (``serve_app``'s servers record them)."""
 CRASH_SECTION = "crash in the code under test"
+WALL_FACTOR = 5
+"""In a sandbox, a test phase that spends no CPU (it waits) is stopped after this many times its limit."""
+HOSTS = pytest.StashKey[object]()
+"""The grader's sandboxes (course.tools.grading.sandbox.Hosts), when ``--course-sandbox`` is given."""
 
 
 def pytest_addoption(parser):
@@ -54,6 +59,9 @@ def pytest_addoption(parser):
                          "(default 0: no limit; POSIX only)")
     group.addoption("--course-stream", default=None, metavar="PATH",
                     help="append a JSON line per collected test, then per record as each test ends")
+    group.addoption("--course-sandbox", default=None, metavar="FILE",
+                    help="(the grader's) serve and call the target's lessons from sandboxes, as FILE says "
+                         "(course.tools.grading.sandbox.Config); nothing of the target runs in this process")
 
 
 def pytest_configure(config):
@@ -64,9 +72,21 @@ def pytest_configure(config):
     # is published). Tests are not a deployment: give them a throwaway secret, so the warning means
     # something where it shows. Tests of that warning remove the variable themselves.
     os.environ.setdefault("SESSION_SECRET", "pytest-throwaway-secret-" + os.urandom(16).hex())
+    hosts = None
+    if config.getoption("--course-sandbox"):
+        from course.tools.grading import sandbox
+        hosts = config.stash[HOSTS] = sandbox.Hosts(sandbox.Config.read(config.getoption("--course-sandbox")))
+        sandbox.share_temporary_folders(hosts.config)
+        sandbox.ACTIVE[:] = [hosts]
     seconds = config.getoption("--course-timeout") or 0
     if seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread():
-        config.pluginmanager.register(TimeLimit(seconds), "course-timeout")
+        config.pluginmanager.register(TimeLimit(seconds, hosts), "course-timeout")
+
+
+def pytest_unconfigure(config):
+    hosts = config.stash.get(HOSTS, None)
+    if hosts is not None:
+        hosts.close()
 
 
 def pytest_collection_modifyitems(config, items):
@@ -89,6 +109,10 @@ def pytest_collection_modifyitems(config, items):
 def pytest_runtest_makereport(item, call):
     """A failed phase carries the first crash of the code under test: the app's, or the call's own."""
     report = yield
+    hosts = item.config.stash.get(HOSTS, None)
+    ended = hosts.ended(0.05 if report.failed else 0) if hosts is not None else []
+    if report.failed and ended:                  # the sandbox died under the test: say so first
+        report.longrepr = "\n".join(ended) + "\n" + _message(report)
     if report.failed:
         crashes = item.stash.get(CRASHES, [])
         crash = crashes[0] if crashes else None
@@ -156,25 +180,47 @@ class CourseReport:
 class TimeLimit:
     """``--course-timeout``: SIGALRM interrupts a phase that runs too long, and fails the test.
 
+    When the code under test runs in sandboxes (the grader), the limit is in CPU seconds of the
+    sandboxes, checked four times a second once it could have been spent, so a loaded machine gives
+    the same outcomes; a phase that
+    waits without spending CPU (a route that sleeps) is stopped after ``WALL_FACTOR`` times the
+    limit of wall time. After a test that ran over, the sandboxes are killed: the next test gets fresh ones.
+
     The test's main thread is interrupted wherever it waits (a request to a route stuck in a loop).
     After a test that timed out, the threads it started and left running (the server thread stuck
     in the loop) get a ``SystemExit`` raised in them, so a spinning loop does not slow every later
     test down by fighting for the GIL; a thread blocked in C code stays, as a daemon, until exit.
     """
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, hosts=None):
         self.seconds = seconds
+        self.hosts = hosts
         self.before: set[threading.Thread] = set()
         self.timed_out = False
 
     def _limit(self, when: str):
+        started_cpu = self.hosts.cpu_seconds() if self.hosts else 0.0
+        started = time.monotonic()
+
         def on_alarm(signum, frame):
+            if self.hosts:
+                spent = self.hosts.cpu_seconds() - started_cpu
+                if spent <= self.seconds and time.monotonic() - started <= WALL_FACTOR * self.seconds:
+                    signal.setitimer(signal.ITIMER_REAL, 0.25)      # one shot each time: never nested
+                    return
+                self.timed_out = True
+                pytest.fail(f"{TIMED_OUT_SIGN} {when} took longer than {self.seconds:g} s of CPU "
+                            f"({spent:.1f} s spent by the code under test; an endless loop, or a request that "
+                            "never gets an answer?)", pytrace=False)
             self.timed_out = True
             pytest.fail(f"{TIMED_OUT_SIGN} {when} took longer than {self.seconds:g} s "
                         "(an endless loop, or a request that never gets an answer?)", pytrace=False)
 
         previous = signal.signal(signal.SIGALRM, on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        if self.hosts:          # N cores spend at most N CPU seconds a second: no need to look earlier
+            signal.setitimer(signal.ITIMER_REAL, max(0.1, self.seconds / (os.cpu_count() or 1)))
+        else:
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
         try:
             return (yield)
         finally:
@@ -196,6 +242,8 @@ class TimeLimit:
             return (yield from self._limit("teardown"))
         finally:
             if self.timed_out:
+                if self.hosts:
+                    self.hosts.reset()
                 for thread in set(threading.enumerate()) - self.before:
                     _raise_in_thread(thread, SystemExit)
 
@@ -242,7 +290,20 @@ def lesson_module(config, target, slug):
 
 @pytest.fixture(scope="module")
 def app_module(request, course_target, lesson_slug):
-    """The lesson's app.py from the target, imported under a name of its own."""
+    """The lesson's app.py from the target, imported under a name of its own.
+
+    For the grader (``--course-sandbox``) it is a stand-in that asks the lesson's sandbox
+    (course.tools.grading.sandbox.ModuleProxy): the app.py is imported there, never here.
+    """
+    hosts = request.config.stash.get(HOSTS, None)
+    if hosts is not None:
+        from course.tools.grading.sandbox import ModuleProxy
+        proxy = ModuleProxy(hosts, lesson_slug)
+        try:
+            proxy.load()
+        except Exception as exc:
+            pytest.fail(str(exc), pytrace=False)
+        return proxy
     try:
         return lesson_module(request.config, course_target, lesson_slug)
     except LessonLoadError as exc:
@@ -254,11 +315,21 @@ def serve_app(request, course_target):
     """``url = serve_app(wsgi_app)``: serve any WSGI app on a free port until the test ends.
 
     What the app raises while it answers is recorded for the test's report (CrashRecorder).
+    ``url_scheme="https"`` serves it as a server that speaks TLS itself would (``wsgi.url_scheme``).
+    An app of a lesson's sandbox (the grader's ``app_module.create_app(...)``) is served there.
     """
-    contexts = []
+    contexts, relays = [], []
     crashes: list[Crash] = request.node.stash.setdefault(CRASHES, [])
 
-    def start(app) -> str:
+    def start(app, url_scheme: str | None = None) -> str:
+        owner = getattr(getattr(app, "_wire_handle", (None,))[0], "host", None)
+        if owner is not None:                      # an app of a sandbox's (the grader): served there
+            relay = owner.serve(app, url_scheme)
+            relays.append(relay)
+            return relay.url
+        if url_scheme:
+            from course.tools.grading.host import with_url_scheme
+            app = with_url_scheme(app, url_scheme)
         context = serve(CrashRecorder(app, course_target, crashes))
         url = context.__enter__()
         contexts.append(context)
@@ -267,6 +338,8 @@ def serve_app(request, course_target):
     yield start
     for context in reversed(contexts):
         context.__exit__(None, None, None)
+    for relay in relays:
+        relay.close()
 
 
 @pytest.fixture

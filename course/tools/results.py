@@ -27,6 +27,7 @@ from course.tools.term import unfinished
 TIMED_OUT_SIGN = "timed out: the test's"        # how pytest_plugin's time limit (--course-timeout) fails a test
 STUCK_SIGN = "an earlier test of"                # how plugins.SkipAfterTimeout skips the rest of an exercise
 NOT_STARTED_SIGN = "not run: the code of exercise"  # how plugins.SkipNotStarted skips an untouched exercise
+NOT_GRADED_SIGN = "not graded: needs --trust-services"  # how services.require skips a server a sandbox may not reach
 PYTEST_QUIET = ["-p", "no:xdist", "-p", "no:anyio", "-p", "no:platformdirs", "-p", "no:cacheprovider"]
 """Plugins a run of the course's tests for one student does without (each costs start-up time)."""
 TEST_FILE = re.compile(r"test_(\d\d_[a-z0-9_]+)\.py(?=::|$)")
@@ -57,6 +58,8 @@ def outcome(record: dict) -> str:
         return "timeout"
     if record["outcome"] == "skipped" and NOT_STARTED_SIGN in (record.get("message") or ""):
         return "todo"
+    if record["outcome"] == "skipped" and NOT_GRADED_SIGN in (record.get("message") or ""):
+        return "not graded"
     return record["outcome"]
 
 
@@ -68,6 +71,9 @@ def status(outcomes: list[str], marked_todo: bool) -> str:
     """
     if not outcomes:
         return "untested"
+    if set(outcomes) == {"not graded"}:
+        return "not graded"
+    outcomes = [o for o in outcomes if o != "not graded"]     # neither a pass nor a failure: left out
     failing = {o for o in outcomes if o != "passed"}
     if not failing:
         return "pass"

@@ -5,6 +5,10 @@ returns the server's URL (from ``REDIS_URL`` and friends, defaulting to the loca
 standard port). When the server does not answer, the test is skipped with a line saying how to
 start it, unless ``COURSE_REQUIRE_SERVICES=1`` (set by ``.ci/run``), where it fails instead: in CI
 a skipped store test would hide a broken backend.
+
+The grader's sandbox (course.tools.grading.sandbox) sets ``COURSE_UNTRUSTED_SERVICES`` to the
+servers a copy must not reach (PostgreSQL and MariaDB, whose users are superusers here): their
+tests are skipped as "not graded: needs --trust-services", never a pass or a failure.
 """
 from __future__ import annotations
 
@@ -51,6 +55,10 @@ def require(name: str) -> str:
     import pytest
 
     env, _, port = DEFAULT_URLS[name]
+    if name in os.environ.get("COURSE_UNTRUSTED_SERVICES", "").split(","):
+        from course.tools.results import NOT_GRADED_SIGN
+        pytest.skip(f"{NOT_GRADED_SIGN}: the grader's sandbox has no {name} server of its own, and reaches "
+                    "the machine's only when the instructor gives --trust-services")
     url = url_for(name)
     if url is None:
         pytest.skip(f"{name}: set {env} to a running server to run this test "

@@ -5,6 +5,7 @@ also appear inside ``Expires=`` dates, so tests read the raw lines from urllib3 
 """
 from __future__ import annotations
 
+import ast
 import hmac
 import secrets
 
@@ -25,13 +26,22 @@ def cookie_attributes(line: str) -> dict[str, str]:
     return found
 
 
-def compare_digest_calls(monkeypatch, module=None) -> list:
+def compare_digest_calls(monkeypatch, module=None, function: str | None = None) -> list:
     """Record every ``hmac.compare_digest`` call (``secrets.compare_digest`` and a module's own
     ``from hmac import compare_digest`` too) for the rest of the test: the calls' argument pairs.
 
     An exercise that compares secrets with ``==`` leaks, by its timing, how much of a guess is
     right; a test asserts the list is not empty.
+
+    When the grader runs the module in a sandbox, the spy is the sandbox host's own (a named probe,
+    course.tools.grading.host): the list fills from there each time it is read. A copy could answer
+    that probe itself, so the grader also reads the copy's source, outside the sandbox: unless
+    ``function`` (or a function of the module it calls) calls compare_digest, the list stays empty.
     """
+    if getattr(module, "course_sandboxed", False):
+        if function is not None and not calls_compare_digest(module.course_source(), function):
+            return []
+        return _sandboxed_digest_calls(monkeypatch, module)
     calls = []
     real = hmac.compare_digest
 
@@ -86,3 +96,117 @@ def expired(line: str) -> bool:
         return True
     when = parsedate_tz(attributes.get("expires", "").replace("-", " "))
     return when is not None and mktime_tz(when) <= time.time()
+def calls_compare_digest(source: str, function: str) -> bool:
+    """Does ``function`` in ``source`` (a module's text) call ``compare_digest`` of ``hmac`` or ``secrets``,
+    itself or through a function of the same module it calls? Read from the syntax tree: nothing
+    of the module runs."""
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    modules, names = {"hmac", "secrets"}, set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules |= {a.asname or a.name for a in node.names if a.name in ("hmac", "secrets")}
+        elif isinstance(node, ast.ImportFrom) and node.module in ("hmac", "secrets"):
+            names |= {a.asname or a.name for a in node.names if a.name == "compare_digest"}
+    defined = {n.name: n for n in ast.walk(tree) if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    seen, todo = set(), [function]
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in defined:
+            continue
+        seen.add(name)
+        for call in (n for n in ast.walk(defined[name]) if isinstance(n, ast.Call)):
+            func = call.func
+            if isinstance(func, ast.Name) and func.id in names:
+                return True
+            if isinstance(func, ast.Attribute) and func.attr == "compare_digest" and \
+                    isinstance(func.value, ast.Name) and func.value.id in modules:
+                return True
+            if isinstance(func, ast.Name):
+                todo.append(func.id)
+    return False
+
+
+class _SandboxedCalls:
+    """The host's record of compare_digest calls, read afresh at each use; the spy goes at the test's end."""
+
+    def __init__(self, module):
+        self.module, self.on = module, False
+
+    def _calls(self) -> list:
+        return self.module.course_probe("compare_digest_calls")
+
+    def __len__(self):
+        return len(self._calls())
+
+    def __bool__(self):
+        return bool(self._calls())
+
+    def __iter__(self):
+        return iter(self._calls())
+
+    def __getitem__(self, index):
+        return self._calls()[index]
+
+    def __repr__(self):
+        return repr(self._calls())
+
+    @property
+    def installed(self) -> bool:
+        return self.on
+
+    @installed.setter
+    def installed(self, on: bool) -> None:
+        self.module.course_probe("compare_digest_spy" if on else "compare_digest_off")
+        self.on = on
+
+
+def _sandboxed_digest_calls(monkeypatch, module) -> _SandboxedCalls:
+    calls = _SandboxedCalls(module)
+    monkeypatch.setattr(calls, "installed", True)      # monkeypatch's undo at the test's end removes the spy
+    return calls
+
+
+def seed_random(module, seed: int) -> None:
+    """``random.seed(seed)`` here, and in the module's sandbox when the grader runs it in one."""
+    import random
+    random.seed(seed)
+    if getattr(module, "course_sandboxed", False):
+        module.course_probe("seed_random", seed)
+
+
+def login_required_app(module, store, secret: str):
+    """A tiny app of the test's own guarding two routes with lesson 06's ``login_required``: ``/as/N``
+    plants what a login leaves in the session (user N) without a login, ``/hello/NAME`` is guarded."""
+    from course.kit import beakerkit
+    from course.lesson.web import new_app, text
+
+    app = new_app()
+
+    @app.get("/as/<user_id:int>")
+    def plant(user_id):
+        session = beakerkit.get_session()
+        session[module.USER_KEY] = user_id
+        session.save()
+        return text("planted")
+
+    @app.get("/hello/<name>")
+    @module.login_required
+    def hello(name):
+        return text(f"hello {name}, user {module.current_user_id()}")
+
+    return beakerkit.HardenedSessions(app, beakerkit.session_config(secret=secret, store=store))
+
+
+BUILDERS = {"login_required_app": login_required_app}
+"""The apps a test builds around a lesson's code, by name: in a sandbox they are built there (in_lesson)."""
+
+
+def in_lesson(module, builder, *args):
+    """``builder(module, *args)`` where the module lives: here, or inside its sandbox when the grader
+    runs it in one (the host builds it from BUILDERS, so the student's code never runs out here)."""
+    if getattr(module, "course_sandboxed", False):
+        return module.course_probe("build", builder.__name__, *args)
+    return builder(module, *args)

@@ -2,10 +2,11 @@
 
 Each submission (a student's clone or unzipped copy) is graded with the course's own tests, never
 the copy's: its ``lessons/NN_slug/`` folders are copied into a fresh working folder, and one
-``pytest`` process runs the course's exercise tests against them there (``--target``), in a
-session of its own, with a time limit per test (``--course-timeout``) and per submission. When the
-process is done, or over time, its whole process group is killed: a submission that hangs, crashes,
-prints a flood, or leaves a server, a thread or a child process running costs only itself.
+``pytest`` process runs the course's exercise tests against them there (``--target``; the copy's
+code itself runs only in sandboxes, ``--course-sandbox``), in a session of its own, with a time
+limit per test (``--course-timeout``) and per submission. When the process is done, or over
+time, its whole process group is killed: a submission that hangs, crashes, prints a flood, or
+leaves a server, a thread or a child process running costs only itself.
 
 Scoring: an exercise is worth the manifest's points; its tests share them by weight (the marker's
 ``weight=``, default 1): points = points x passed weight / total weight. A test that did not pass
@@ -29,6 +30,8 @@ The stages, one module each:
 * ``run``     one submission: copied, run in its own process group, within time and output limits;
 * ``hybrid``  fair credit's source transform: one exercise the student's, the others the reference's;
 * ``credit``  fair credit's runs: the hybrids of the exercises that failed, and what is not started;
+* ``sandbox`` where the copy's code runs: a bubblewrap sandbox per lesson, as a user of the copy's
+              own; ``host`` is the trusted module inside it, ``wire`` the narrow interface between;
 * ``score``   the run's records as points per exercise, lesson and student;
 * ``same``    the same-code flags: a lesson identical to the reference's or a classmate's;
 * ``report``  gradebook.csv, grades.csv, summary.md, histogram.png, and each student's files;

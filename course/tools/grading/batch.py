@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from course import ROOT
-from course.tools.grading import credit, report, same
+from course.tools.grading import credit, report, same, sandbox
 from course.tools.grading.find import Submission, find_submissions
 from course.tools.grading.plan import GradeError, Plan, make_plan
 from course.tools.grading.run import run_submission
@@ -28,15 +28,38 @@ from course.tools.term import Progress
 
 DEFAULT_TEST_TIMEOUT = 30.0                         # generous: lesson 08 starts a dozen processes in one test
 
+TRUSTED = ("--trust-services: lessons 08 and 09's sandboxes shared this machine's network: a copy could reach its "
+           "PostgreSQL, MariaDB, Redis and memcached as their users allow, and every loopback port")
+NOT_TRUSTED = ("lessons 08 and 09's checks that need PostgreSQL or MariaDB were not graded (no sandbox reaches the "
+               "machine's servers); grade them with --trust-services against throwaway servers (make services)")
+
+
 def grade(paths: list[str], out: Path, jobs: int = 2, timeout: float | None = None,
           test_timeout: float = DEFAULT_TEST_TIMEOUT, lessons: list[str] | None = None,
-          progress: bool = True, stderr=None, merge: bool = False, fair_credit: bool = True) -> list[StudentResult]:
-    """Grade every submission in ``paths`` into ``out``; the results of those graded now, in name order."""
+          progress: bool = True, stderr=None, merge: bool = False, fair_credit: bool = True,
+          unsafe: bool = False, trust_services: bool = False) -> list[StudentResult]:
+    """Grade every submission in ``paths`` into ``out``; the results of those graded now, in name order.
+
+    Each copy runs in a sandbox (course.tools.grading.sandbox); where none can be made, grading is
+    refused, unless ``unsafe`` (``--unsafe-no-sandbox``) says to grade in-process, with a warning.
+    """
     stderr = stderr or sys.stderr
     submissions, notes = find_submissions(paths, report.earlier_files(out) if merge else None)
     if not submissions:
         raise GradeError("no submission to grade: give the folders of the students' copies")
+    why = sandbox.problem()
+    if why and not unsafe:
+        raise GradeError(f"no sandbox for the students' code: {why}. Install it, or (never for a class you "
+                         "do not trust) give --unsafe-no-sandbox")
     plan = make_plan(lessons, test_timeout, timeout)
+    plan.sandboxed = not why and not unsafe
+    plan.trust_services = trust_services
+    if plan.sandboxed and any(each.services for each in plan.lessons):
+        plan.warnings.append(TRUSTED if trust_services else NOT_TRUSTED)
+    if not plan.sandboxed:
+        plan.warnings.insert(0, sandbox.UNSAFE_WARNING)
+    elif sandbox.symlink_protection():
+        plan.warnings.append(sandbox.symlink_protection())
     earlier = report.load_students(out, plan, skip={s.name for s in submissions}) if merge else []
     if earlier:
         notes.append(f"--merge: keeping the {len(earlier)} student(s) graded earlier in {out}")
@@ -50,7 +73,7 @@ def grade(paths: list[str], out: Path, jobs: int = 2, timeout: float | None = No
 
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     try:
-        results = {result.name: result for result in pool.map(one, submissions)}
+        ordered = list(pool.map(one, submissions))          # in the submissions' order: never keyed by a name
     except BaseException:
         cancel.set()
         pool.shutdown(wait=True, cancel_futures=True)
@@ -58,7 +81,6 @@ def grade(paths: list[str], out: Path, jobs: int = 2, timeout: float | None = No
         raise
     pool.shutdown()
     bar.close()
-    ordered = [results[s.name] for s in submissions]
     report.write_class(out, sorted(earlier + ordered, key=lambda each: each.name), plan)
     return ordered
 

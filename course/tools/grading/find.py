@@ -48,6 +48,12 @@ def file_stem(name: str) -> str:
     return safe if safe == name and PLAIN.fullmatch(name) else f"{safe}-{_hash(name)}"
 
 
+def name_key(name: str) -> str:
+    """What two names must not share: compared as a case-blind file system compares file names, after the
+    characters a file name cannot hold are replaced (``ann lee`` and ``Ann_Lee`` are one)."""
+    return re.sub(r"[^\w.@+-]", "_", name).casefold()
+
+
 def _has_lessons(folder: Path) -> bool:
     return any(folder.glob("[0-9][0-9]_*/app.py"))
 
@@ -109,10 +115,16 @@ def find_submissions(paths: list[str], taken: dict[str, str] | None = None) -> t
     student graded again keeps the file name, and a new one never takes another's.
     """
     notes: list[str] = []
-    submissions, seen = [], Counter()
-    for name, path in sorted(_copies(paths, notes), key=lambda item: (item[0], str(item[1]))):
-        seen[name] += 1
-        unique = name if seen[name] == 1 else f"{name}-{seen[name]}"
+    copies = sorted(_copies(paths, notes), key=lambda item: (item[0], str(item[1])))
+    wanted = Counter(name_key(name) for name, _ in copies)      # a name is its folder's, unless two want it
+    submissions, claimed = [], set()
+    for name, path in copies:
+        unique = name
+        number = 1
+        while name_key(unique) in claimed or (unique != name and wanted[name_key(unique)]):
+            number += 1
+            unique = f"{name}-{number}"
+        claimed.add(name_key(unique))
         if unique != name:
             notes.append(f"two submissions are named {name!r}: {path} is graded as {unique!r}")
         lessons_dir = resolve_target(path)

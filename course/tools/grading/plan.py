@@ -52,6 +52,8 @@ class Plan:
         if self.only_these_tests:
             return [str(ROOT / test.nodeid) for test in self.tests if test.slug in slugs]
         return [str(each.test_file) for each in lessons]
+    sandboxed: bool = False     # each copy's lessons run in a sandbox (batch sets it; see sandbox.py)
+    trust_services: bool = False  # --trust-services: lessons 08/09 reach the machine's database servers
 
 
 def make_plan(lesson_keys: list[str] | None, test_timeout: float, timeout: float | None) -> Plan:

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from course.lesson import manifest
 from course.tools.grading import same
+from course.tools.grading.escape import csv_cell, md_cell
 from course.tools.grading.find import Submission
 from course.tools.grading.plan import GradeError, Plan, TestCase
 from course.tools.grading.run import Run
@@ -80,11 +81,6 @@ def decimal(value: float) -> str:
     return f"{round(float(value), 2):.2f}".rstrip("0").rstrip(".")
 
 
-def cell(text: str) -> str:
-    """Text that a spreadsheet would run as a formula (=, +, -, @ first) kept as text with a leading '."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
 def gradebook_header(plan: Plan) -> list[str]:
     return ["student", "total", "max"] + [f"lesson {each.id}" for each in plan.lessons] + ["status", "flags"]
 
@@ -95,9 +91,9 @@ def write_gradebook(path: Path, students: list[StudentResult], plan: Plan, flags
     writer = csv.writer(buffer, lineterminator="\r\n")
     writer.writerow(gradebook_header(plan))
     for student in students:
-        writer.writerow([cell(student.name), decimal(student.points), decimal(student.max_points)]
+        writer.writerow([csv_cell(student.name), decimal(student.points), decimal(student.max_points)]
                         + [decimal(each.points) for each in student.lessons]
-                        + [student.run.status, cell("; ".join(flags.get(student.name, [])))])
+                        + [student.run.status, csv_cell("; ".join(flags.get(student.name, [])))])
     path.write_bytes(buffer.getvalue().encode("utf-8"))
 
 
@@ -186,7 +182,7 @@ def write_csv(path: Path, students: list[StudentResult]) -> None:
     for student in students:
         for lesson in student.lessons:
             for ex in lesson.exercises:
-                writer.writerow([student.name, lesson.lesson.id, ex.exercise.id, number(ex.points),
+                writer.writerow([csv_cell(student.name), lesson.lesson.id, ex.exercise.id, number(ex.points),
                                  ex.exercise.points, ex.passed, len(ex.tests), ex.status])
     path.write_text(buffer.getvalue(), encoding="utf-8")
 
@@ -270,11 +266,12 @@ STATUS_WORDS = {
     "fail": "not passed yet", "error": "could not be checked", "timeout": "timed out",
     "skipped": "skipped (a service was missing when grading)", "not run": "not checked (grading stopped)",
     "untested": "has no checks yet",
+    "not graded": "not graded (its checks need --trust-services: the instructor grades them separately)",
 }
 
 
 def feedback(result: StudentResult) -> str:
-    lines = [f"# Feedback for {result.name}", "",
+    lines = [f"# Feedback for {md_cell(result.name)}", "",
              f"**{number(result.points)} of {result.max_points} points** "
              f"(lessons {', '.join(each.lesson.id for each in result.lessons)}).", ""]
     lines += _run_notes(result)
@@ -288,6 +285,7 @@ def feedback(result: StudentResult) -> str:
 def _run_notes(result: StudentResult) -> list[str]:
     """What went wrong with the run as a whole: stopped, crashed, too much output."""
     run, lines = result.run, []
+    lines += [f"Note: {note}" for note in run.notes] + ([""] if run.notes else [])
     if run.status == "timeout":
         lines += [f"Grading stopped after the time limit ({run.duration:.0f} s): checks that had not run yet "
                   "earn no points. Look for an endless loop, or a server started when app.py is imported.", ""]
@@ -320,6 +318,10 @@ def _exercise_feedback(ex: ExerciseResult, show_failure: bool) -> list[str]:
     if ex.fair:
         lines.append(f"  - {ex.fair} of these checks passed when the lesson's other exercises were the course's "
                      "own: they count, so an exercise is worth its points whatever else is done")
+    not_graded = sum(t.outcome == "not graded" for t in ex.tests)
+    if not_graded and ex.status != "not graded":
+        lines.append(f"  - {not_graded} check(s) not graded (they need PostgreSQL or MariaDB: --trust-services); "
+                     "the points are shared by the others")
     failure = ex.first_failure
     if failure and show_failure and ex.status != "todo":
         message = failure.message.splitlines() or [failure.outcome]
@@ -407,8 +409,11 @@ def _most_failed(rows: list[tuple], n: int) -> list[str]:
     """The exercises most students started and did not pass, with what they saw most often."""
     lines = ["", "## Most-failed exercises", "",
              "Students who tried and did not pass (not started does not count), and what they saw most often.", ""]
-    tried = sorted(((n - passed - todo, ex, found) for ex, found, passed, todo in rows if n - passed - todo > 0),
-                   key=lambda row: (-row[0], row[1].id))
+    def failed(found, passed, todo):       # not started, and not graded (--trust-services), do not count
+        return n - passed - todo - sum(r.status == "not graded" for r in found)
+
+    tried = sorted(((failed(found, passed, todo), ex, found) for ex, found, passed, todo in rows
+                    if failed(found, passed, todo) > 0), key=lambda row: (-row[0], row[1].id))
     if not tried:
         lines.append("None: every exercise a student started passes.")
     for count, ex, found in tried[:8]:
@@ -429,8 +434,8 @@ def _students_table(students: list[StudentResult], plan: Plan, flags: dict[str, 
              "|---|" + "---:|" * len(plan.lessons) + "---:|---|---|"]
     for s in students:
         cells = " | ".join(f"{number(each.points)}" for each in s.lessons)
-        flagged = "; ".join(flags.get(s.name, [])).replace("|", "\\|")
-        lines.append(f"| {s.name.replace('|', chr(92) + '|')} | {cells} | {number(s.points)}/{s.max_points} | "
+        flagged = md_cell("; ".join(flags.get(s.name, [])))
+        lines.append(f"| {md_cell(s.name)} | {cells} | {number(s.points)}/{s.max_points} | "
                      f"{s.run.status} | {flagged} |")
     return lines
 

@@ -1,7 +1,9 @@
 """Running the course's tests against one submission, in a process group of its own, within limits.
 
-The submission's lessons are copied into a working folder (never its tests/ or course/), and one
-worker process runs the course's exercise tests against them. The worker and everything it
+The submission's lessons are copied into a working folder (never its tests/ or course/, nor a
+symlink), and one worker process runs the course's exercise tests against them; the copy's code
+runs in sandboxes of a user id of its own (course.tools.grading.sandbox), which see the copy and
+one scratch folder, never the worker's report and stream files next to them. The worker and everything it
 started (servers, threads, children) is killed when it is done or over its time; of its output,
 however much it prints, only the two ends are kept.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import select
 import shutil
 import signal
@@ -18,13 +21,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from course import ROOT
 from course.lesson import manifest
 from course.tools import teeth
-from course.tools.grading import worker
+from course.tools.grading import kitcheck, sandbox, worker
 from course.tools.grading.find import Submission
 from course.tools.grading.plan import Plan
 from course.tools.term import Progress, unfinished
 
+WALL_FACTOR = 5                                     # a sandboxed copy that waits is stopped after 5x its CPU budget
 KEEP_OUTPUT = 32_000                                # bytes of a run's output kept, at each end
 MAX_FILE = 10_000_000                               # files bigger than this are not copied from a submission
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".sessions", ".pytest_cache", ".ipynb_checkpoints")
@@ -43,30 +48,80 @@ class Run:
     stopped: str = ""           # why tests that never ran did not run
     todo: set[str] = field(default_factory=set)     # exercises its app.py files still mark todo("NN.K")
     not_run: dict[str, str] = field(default_factory=dict)   # why a test did not run, by test id
+    notes: list[str] = field(default_factory=list)          # what the student must know about the run itself
 
 
 class Cancelled(Exception):
     """The batch was stopped (Ctrl-C): the running workers are killed, nothing is written."""
 
 
-def copy_lessons(submission: Submission, lessons: list[manifest.Lesson], target: Path) -> None:
-    """The submission's folders of ``lessons`` into ``target``, without caches and huge files."""
+def copy_lessons(submission: Submission, lessons: list[manifest.Lesson], target: Path) -> list[str]:
+    """The submission's folders of ``lessons`` into ``target``: regular files and folders only, without
+    caches and huge files. A symlink is never followed (it could lead to the reference solution or
+    anywhere else): it is left out, and named in the list returned, for the student's log."""
     target.mkdir(parents=True, exist_ok=True)
-    if submission.lessons_dir is None:
-        return
-
-    def ignore(folder, names):
-        skipped = set(IGNORE(folder, names))
-        for name in names:
-            path = Path(folder, name)
-            if path.is_file() and not path.is_symlink() and path.stat().st_size > MAX_FILE:
-                skipped.add(name)
-        return skipped
-
+    dropped: list[str] = []
+    source, refused = lessons_source(submission)
+    if refused:
+        return [refused]
+    if source is None:
+        return dropped
+    root = os.path.realpath(submission.path)
     for lesson in lessons:
-        source = submission.lessons_dir / lesson.slug
-        if source.is_dir():
-            shutil.copytree(source, target / lesson.slug, symlinks=True, ignore=ignore)
+        folder = source / lesson.slug
+        if folder.is_symlink():
+            dropped.append(f"{_shown(folder, submission)}")
+        elif folder.is_dir():
+            _copy_folder(folder, target / lesson.slug, _shown(folder, submission), dropped, root)
+    return dropped
+
+
+def _shown(path: Path, submission: Submission) -> str:
+    """``path`` as the student sees it: relative to the folder handed in."""
+    try:
+        return str(path.relative_to(submission.path))
+    except ValueError:
+        return str(path)
+
+
+def lessons_source(submission: Submission) -> tuple[Path | None, str]:
+    """The submission's folder of lessons, found without following a symlink; or why none is graded.
+
+    The folder handed in may be anywhere, but not inside the course's ``solutions/`` or ``tests/``;
+    every folder between it and the lessons must be a real folder: a ``lessons`` that is a symlink
+    (unzip keeps them) to ``../../solutions`` would be graded as the reference."""
+    root = Path(os.path.realpath(submission.path))
+    for kept in ("solutions", "tests"):
+        if root == ROOT / kept or (ROOT / kept) in root.parents:
+            return None, f"{submission.path} is inside the course's {kept}/: it is not a student's copy"
+    if submission.lessons_dir is None:
+        return None, ""
+    real = Path(os.path.realpath(submission.lessons_dir))
+    if real != root and root not in real.parents:
+        return None, f"{_shown(Path(submission.path) / 'lessons', submission)} (it leads outside the hand-in)"
+    here = Path(submission.path)
+    for part in real.relative_to(root).parts:
+        here = here / part
+        if here.is_symlink():
+            return None, _shown(here, submission)
+    if any((Path(submission.path) / name).is_symlink() for name in ("lessons",)):
+        return None, _shown(Path(submission.path) / "lessons", submission)
+    return here, ""
+
+
+def _copy_folder(source: Path, target: Path, shown: str, dropped: list[str], root: str) -> None:
+    target.mkdir(mode=0o755)
+    skipped = set(IGNORE(str(source), [entry.name for entry in os.scandir(source)]))
+    for entry in sorted(os.scandir(source), key=lambda e: e.name):
+        if entry.name in skipped:
+            continue
+        if entry.is_symlink() or not os.path.realpath(entry.path).startswith(root + os.sep):
+            dropped.append(f"{shown}/{entry.name}")
+        elif entry.is_dir(follow_symlinks=False):
+            _copy_folder(Path(entry.path), target / entry.name, f"{shown}/{entry.name}", dropped, root)
+        elif entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size <= MAX_FILE:
+            shutil.copyfile(entry.path, target / entry.name, follow_symlinks=False)
+            os.chmod(target / entry.name, 0o644)        # readable by the sandbox's user, writable by nobody there
 
 
 class Output:
@@ -101,9 +156,26 @@ def _kill_group(pid: int) -> None:
         pass
 
 
+class CpuMeter:
+    """CPU seconds of a worker and everything below it (sandboxes, app servers, whatever the copy started
+    in its PID namespace, reaped ones included), looked at twice a second: a sandboxed copy's time
+    limit is in CPU seconds, so 32 background spinners are charged, and a classmate slowed down by
+    a loaded machine is not stopped for it."""
+
+    def __init__(self, pid: int):
+        self.pid, self.spent, self.looked = pid, 0.0, 0.0
+
+    def __call__(self) -> float:
+        if time.monotonic() - self.looked >= 0.5:
+            self.looked = time.monotonic()
+            self.spent = max(self.spent, sandbox.cpu_seconds_of_tree(self.pid))
+        return self.spent
+
+
 def _watch(proc: subprocess.Popen, output: Output, budget: float, cancel: threading.Event,
-           progress: Progress | None) -> bool:
-    """Read the process's output until it exits (True) or ``budget`` seconds pass (False)."""
+           progress: Progress | None, cpu: CpuMeter | None = None) -> bool:
+    """Read the process's output until it exits (True) or ``budget`` seconds pass (False): seconds of
+    CPU with a ``cpu`` meter (and ``WALL_FACTOR`` times as many of wall time), else of wall time."""
     started = time.monotonic()
     fd = proc.stdout.fileno()
     eof = False
@@ -128,23 +200,32 @@ def _watch(proc: subprocess.Popen, output: Output, budget: float, cancel: thread
                 return True
         if cancel.is_set():
             raise Cancelled()
-        if time.monotonic() - started > budget:
+        if cpu is None and time.monotonic() - started > budget:
+            return False
+        if cpu is not None and (cpu() > budget or time.monotonic() - started > WALL_FACTOR * budget):
             return False
 
 
 def one_process(command: list[str], workdir: Path, tmp: Path, budget: float, cancel: threading.Event,
-                progress: Progress | None) -> tuple[bool, int | None, int, str]:
-    """Run one worker in a session of its own: (timed out, exit code, bytes of output, log)."""
-    proc = subprocess.Popen(command, cwd=workdir, env=worker.environment(tmp), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                progress: Progress | None, env: dict | None = None,
+                by_cpu: bool = False) -> tuple[bool, int | None, int, str, float]:
+    """Run one worker in a session of its own: (timed out, exit code, bytes of output, log, CPU seconds
+    spent, when ``by_cpu``: then ``budget`` is CPU seconds)."""
+    proc = subprocess.Popen(command, cwd=tmp, env={**worker.environment(tmp), **(env or {})},
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True)
     output = Output()
+    cpu = CpuMeter(proc.pid) if by_cpu else None
     try:
-        finished = _watch(proc, output, budget, cancel, progress)
+        finished = _watch(proc, output, budget, cancel, progress, cpu)
+        if cpu is not None:
+            cpu.looked = 0.0
+            cpu()
     finally:
         _kill_group(proc.pid)            # the worker and anything it started: servers, children
         proc.wait()
         proc.stdout.close()
-    return not finished, proc.returncode, output.total, output.text()
+    return not finished, proc.returncode, output.total, output.text(), cpu.spent if cpu else 0.0
 
 
 def unchanged_starter(path: Path, slug: str) -> bool:
@@ -174,9 +255,40 @@ def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: th
     it had done, and the lessons after it are checked in a new process: a crash costs one lesson.
     """
     target = workdir / "lessons"
-    copy_lessons(submission, plan.lessons, target)
+    dropped = copy_lessons(submission, plan.lessons, target)
     (workdir / "tmp").mkdir(parents=True, exist_ok=True)
-    return _Attempts(plan, workdir, cancel, progress).run()
+    attempts = _Attempts(plan, workdir, cancel, progress)
+    if plan.sandboxed:
+        config = _sandbox_for(plan, workdir)
+        attempts.sandbox_options = ["--course-sandbox", str(workdir / "sandbox.json"), "--basetemp",
+                                    str(Path(config.scratch) / "pytest"), "-p", "no:cacheprovider"]
+        attempts.prefix, attempts.env = sandbox.network_command(config), sandbox.network_environment(config)
+    run = attempts.run()
+    notes = [f"not copied, symlinks are never followed: {path}" if " is inside the course's " not in path
+             else f"not graded: {path}" for path in dropped]
+    notes += kitcheck.flags(target, [each.slug for each in plan.lessons])
+    run.notes = notes
+    if not plan.sandboxed:
+        notes.insert(0, sandbox.UNSAFE_WARNING)
+    run.log = "".join(f"note: {note}\n" for note in notes) + ("\n" if notes else "") + run.log
+    return run
+
+
+def _sandbox_for(plan: Plan, workdir: Path) -> sandbox.Config:
+    """This copy's sandbox, written for the worker: a user of its own, and the one folder both sides write.
+
+    The worker itself (the tests, its report and stream files in ``workdir``) stays outside: the
+    sandbox sees the copy (read-only) and ``scratch`` (the tests' tmp_path), nothing else of ``workdir``.
+    """
+    scratch = workdir / "tmp" / "scratch"
+    scratch.mkdir()
+    os.chmod(scratch, 0o1777)        # the grader's, sticky: the copy adds files, but moves none of the grader's
+    uid = secrets.randbelow(1 << 30) + (1 << 20)          # never a real user's, nor another copy's
+    config = sandbox.Config(uid=uid, target=str(workdir / "lessons"), scratch=str(scratch),
+                            network=[each.slug for each in plan.lessons if each.services],
+                            trust_services=plan.trust_services)
+    config.write(workdir / "sandbox.json")
+    return config
 
 
 class _Attempts:
@@ -186,6 +298,10 @@ class _Attempts:
         self.plan, self.workdir, self.cancel, self.progress = plan, workdir, cancel, progress
         self.logs: list[str] = []
         self.started = time.monotonic()
+        self.sandbox_options: list[str] = []
+        self.prefix: list[str] = []          # unshare --net: the worker's network of its own
+        self.env: dict[str, str] = {}
+        self.cpu_spent = 0.0                 # by the workers so far: a sandboxed copy's budget is CPU seconds
 
     def run(self) -> Run:
         target = self.workdir / "lessons"
@@ -203,13 +319,16 @@ class _Attempts:
         """One worker over the ``pending`` lessons; what is left to run in a new one (after a crash)."""
         plan, number = self.plan, len(self.logs) + 1
         report, stream = self.workdir / f"report-{number}.json", self.workdir / f"stream-{number}.jsonl"
-        command = worker.command(plan.test_args(pending), self.workdir / "lessons", "--course-report",
-                                 str(report), "--course-stream", str(stream), "--course-timeout",
-                                 f"{plan.test_timeout:g}", "--capture=no", "-p", "no:terminal",
-                                 "--continue-on-collection-errors")
-        budget = plan.timeout - (time.monotonic() - self.started)
-        timed_out, code, size, log = one_process(command, self.workdir, self.workdir / "tmp", budget,
-                                                 self.cancel, self.progress)
+        command = self.prefix + worker.command(
+            plan.test_args(pending), self.workdir / "lessons", "--course-report", str(report),
+            "--course-stream", str(stream),
+            "--course-timeout", f"{plan.test_timeout:g}", "--capture=no", "-p", "no:terminal",
+            "--continue-on-collection-errors", *self.sandbox_options)
+        sandboxed = bool(self.sandbox_options)
+        budget = plan.timeout - (self.cpu_spent if sandboxed else time.monotonic() - self.started)
+        timed_out, code, size, log, cpu = one_process(command, self.workdir, self.workdir / "tmp", budget,
+                                                      self.cancel, self.progress, self.env, sandboxed)
+        self.cpu_spent += cpu
         run.output_bytes += size
         self.logs.append(log)
         run.exit_code = code if run.exit_code is None or run.status == "ok" else run.exit_code
@@ -219,7 +338,9 @@ class _Attempts:
         run.records += [line for line in worker.read_stream(stream) if "nodeid" in line]
         if timed_out:
             run.status = "timeout"
-            run.stopped = f"not run: grading of this submission was stopped after {plan.timeout:g} s (its time limit)"
+            unit = "s of CPU" if self.sandbox_options else "s"
+            run.stopped = (f"not run: grading of this submission was stopped after {plan.timeout:g} {unit} "
+                           "(its time limit)")
             return []
         run.status = "crashed"
         return _after_crash(run, plan, pending, code)

@@ -23,7 +23,7 @@ from course.tools.term import tidy_message
 @dataclass
 class TestResult:
     case: TestCase
-    outcome: str                # passed, failed, error, skipped, timeout, not run
+    outcome: str                # passed, failed, error, skipped, timeout, not run, not graded
     message: str
     recorded: str = ""          # the outcome as recorded (failed or error for a timeout), or not run
     fair: bool = False          # passed only with the reference's other exercises (fair credit)
@@ -48,7 +48,7 @@ class ExerciseResult:
 
     @property
     def first_failure(self) -> TestResult | None:
-        return next((t for t in self.tests if t.outcome != "passed"), None)
+        return next((t for t in self.tests if t.outcome not in ("passed", "not graded")), None)
 
 
 @dataclass
@@ -137,7 +137,7 @@ def _test_result(case: TestCase, record: dict | None, run: Run, replace: dict[st
 
 
 def _exercise_result(ex: manifest.Exercise, tests: list[TestResult], marked_todo: bool) -> ExerciseResult:
-    total = sum(t.case.weight for t in tests)
+    total = sum(t.case.weight for t in tests if t.outcome != "not graded")     # a check not graded counts for nothing
     passed = sum(t.case.weight for t in tests if t.outcome == "passed")
     points = round(ex.points * passed / total, 2) if total else 0.0
     return ExerciseResult(ex, tests, points, results.status([t.outcome for t in tests], marked_todo), marked_todo)

@@ -1,0 +1,280 @@
+"""The sandbox host: inside the sandbox, as the copy's own user, it imports one lesson's app.py and
+answers the grader's requests (``python -m course.tools.grading.host --fd N --target DIR --slug SLUG``).
+
+It is the only code of the course that runs next to a student's code, and it trusts nothing it
+gets back from it: what it sends the grader are values, never results. The grader connects to
+the listening socket it was handed (``--fd``, made by the grader in a folder the sandbox cannot
+see); each connection says first what it is for:
+
+* ``rpc``: requests from the grader's tests, one at a time: ``load``, ``getattr``, ``setattr``,
+  ``call``, ``serve`` (a WSGI app of the host's, answered on ``http`` connections) and ``probe``
+  (the named checks a test needs inside the sandbox: a ``hmac.compare_digest`` spy, ``random.seed``);
+* ``callbacks``: one connection on which the host calls the grader's objects (a test's clock or
+  counting store handed to ``create_app``);
+* ``http`` with an app number: one HTTP connection, relayed by the grader from a loopback port.
+
+Before anything of the student's is imported, the host caps its own CPU, memory, processes,
+files and file sizes; those caps hold for everything it starts.
+"""
+from __future__ import annotations
+
+import argparse
+import hmac
+import os
+import random
+import resource
+import secrets
+import socket
+import threading
+import traceback
+import warnings
+
+from course.tools.grading import wire
+
+LIMITS = {                                   # resource: (soft, hard)
+    "RLIMIT_CPU": (600, 610),                # seconds: a backstop only, the grader times each test
+    "RLIMIT_AS": (1 << 30, 1 << 30),         # per process; the tmpfs of its scratch and /tmp hold the rest
+    "RLIMIT_NPROC": (64, 64),                # of this copy's user, threads included: for all its processes
+    "RLIMIT_FSIZE": (64 << 20, 64 << 20),
+    "RLIMIT_NOFILE": (1024, 1024),
+    "RLIMIT_CORE": (0, 0),
+}
+
+
+def limit_myself(cpu_seconds: float | None = None) -> None:
+    for name, (soft, hard) in LIMITS.items():
+        if name == "RLIMIT_CPU" and cpu_seconds:
+            soft, hard = int(cpu_seconds), int(cpu_seconds) + 10
+        resource.setrlimit(getattr(resource, name), (soft, hard))
+
+
+class Host:
+    def __init__(self, target: str, slug: str):
+        self.target, self.slug = target, slug
+        self.module = None
+        self.objects = wire.Objects()
+        self.codec = wire.Codec("$h", "$g", self.objects, self._remote)
+        self.apps: dict[int, object] = {}
+        self.callbacks: socket.socket | None = None
+        self.send_lock = threading.Lock()
+        self.waiting: dict[int, list] = {}
+        self.next_id = 0
+        self.digest_calls: list | None = None
+        self.real_compare_digest = hmac.compare_digest
+
+    # -------------------------------------------------------------- the grader's objects, called back
+
+    def _remote(self, key: int) -> wire.Remote:
+        return wire.Remote(self.codec, key, self.call_grader)
+
+    def call_grader(self, op: str, **fields):
+        if self.callbacks is None:
+            raise RuntimeError("the grader's objects cannot be reached")
+        event, box = threading.Event(), []
+        with self.send_lock:
+            self.next_id += 1
+            ident = self.next_id
+            self.waiting[ident] = [event, box]
+            wire.send(self.callbacks, {"id": ident, "op": op, **self._encode_fields(fields)})
+        if not event.wait(120):
+            raise TimeoutError("the grader did not answer a call back in 120 s")
+        answer = box[0]
+        if "err" in answer:
+            wire.raise_error(answer["err"])
+        return self.codec.decode(answer.get("ok"))
+
+    def _encode_fields(self, fields: dict) -> dict:
+        out = dict(fields)
+        if "args" in out:
+            out["args"] = [self.codec.encode(each) for each in out["args"]]
+        if "kwargs" in out:
+            out["kwargs"] = {k: self.codec.encode(v) for k, v in out["kwargs"].items()}
+        if "value" in out:
+            out["value"] = self.codec.encode(out["value"])
+        return out
+
+    def read_callbacks(self, sock: socket.socket) -> None:
+        self.callbacks = sock
+        while True:
+            try:
+                answer = wire.receive(sock)
+            except (wire.WireError, OSError, ValueError):
+                return
+            waiter = self.waiting.pop(answer.get("id"), None)
+            if waiter:
+                waiter[1].append(answer)
+                waiter[0].set()
+
+    # -------------------------------------------------------------- the grader's requests
+
+    def serve_rpc(self, sock: socket.socket) -> None:
+        while True:
+            try:
+                request = wire.receive(sock)
+            except (wire.WireError, OSError, ValueError):
+                return
+            answer = self.answer(request)
+            try:
+                wire.send(sock, answer)
+            except (OSError, TypeError, ValueError) as exc:
+                wire.send(sock, wire.error_frame(TypeError(f"the answer cannot be sent back: {exc}")))
+
+    def answer(self, request: dict) -> dict:
+        for name, value in (request.get("env") or {}).items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = str(value)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                answer = {"ok": self.codec.encode(self.do(request))}
+            except BaseException as exc:     # everything the student's code raises goes back
+                answer = wire.error_frame(exc, traceback.format_exc())
+        answer["warnings"] = [[w.category.__name__, wire.builtin_bases(w.category), str(w.message)] for w in caught]
+        return answer
+
+    def target_of(self, request: dict):
+        key = request.get("target")
+        return self.module if key is None else self.objects.get(key)
+
+    def do(self, request: dict):
+        op = request.get("op")
+        if op == "load":
+            return self.load()
+        if self.module is None:
+            raise RuntimeError("the lesson is not loaded")
+        args = [self.codec.decode(each) for each in request.get("args") or []]
+        kwargs = {k: self.codec.decode(v) for k, v in (request.get("kwargs") or {}).items()}
+        name = request.get("name")
+        if op == "getattr":
+            if not wire.allowed_name(name):
+                raise AttributeError(name)
+            return getattr(self.target_of(request), name)
+        if op == "setattr":
+            if not wire.allowed_name(name):
+                raise AttributeError(name)
+            setattr(self.target_of(request), name, self.codec.decode(request.get("value")))
+            return None
+        if op == "call":
+            return wire.call_on(self.target_of(request), name, args, kwargs)
+        if op == "serve":
+            return self.serve(self.objects.get(request.get("app")), int(request.get("port") or 80),
+                              request.get("url_scheme"))
+        if op == "probe":
+            return self.probe(name, args)
+        raise ValueError(f"unknown request {op!r}")
+
+    def load(self) -> None:
+        if self.module is None:
+            from course.tools.loader import load_app_module
+            self.module = load_app_module(self.target, self.slug)
+
+    def probe(self, name: str, args: list):
+        """The named checks a test needs inside the sandbox (course.tools.testing asks for them)."""
+        if name == "compare_digest_spy":
+            calls, real = [], self.real_compare_digest
+
+            def spy(a, b):
+                calls.append((a, b))
+                return real(a, b)
+
+            self.digest_calls = calls
+            hmac.compare_digest = secrets.compare_digest = spy
+            if hasattr(self.module, "compare_digest"):
+                self.module.compare_digest = spy
+            return None
+        if name == "compare_digest_calls":
+            return list(self.digest_calls or [])
+        if name == "compare_digest_off":
+            hmac.compare_digest = secrets.compare_digest = self.real_compare_digest
+            if hasattr(self.module, "compare_digest"):
+                self.module.compare_digest = self.real_compare_digest
+            self.digest_calls = None
+            return None
+        if name == "build":
+            from course.tools import testing
+            return testing.BUILDERS[args[0]](self.module, *args[1:])
+        if name == "seed_random":
+            random.seed(args[0])
+            return None
+        raise ValueError(f"unknown probe {name!r}")
+
+    # -------------------------------------------------------------- HTTP
+
+    def serve(self, app, port: int, url_scheme: str | None = None) -> int:
+        from wsgiref.simple_server import WSGIServer
+
+        if url_scheme:
+            app = with_url_scheme(app, str(url_scheme))
+        server = WSGIServer(("127.0.0.1", 0), None, bind_and_activate=False)
+        server.server_name, server.server_port = "127.0.0.1", port
+        server.setup_environ()
+        server.set_app(app)
+        key = len(self.apps) + 1
+        self.apps[key] = server
+        return key
+
+    def serve_http(self, sock: socket.socket, key) -> None:
+        from course.lesson.server import QuietHandler
+
+        server = self.apps.get(key)
+        if server is None:
+            sock.close()
+            return
+        try:
+            QuietHandler(sock, ("127.0.0.1", 0), server)
+        except Exception:
+            traceback.print_exc()
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    # -------------------------------------------------------------- connections
+
+    def accept_forever(self, listener: socket.socket) -> None:
+        while True:
+            sock, _ = listener.accept()
+            threading.Thread(target=self.greet, args=(sock,), daemon=True).start()
+
+    def greet(self, sock: socket.socket) -> None:
+        try:
+            hello = wire.receive(sock)
+        except (wire.WireError, OSError, ValueError):
+            sock.close()
+            return
+        kind = hello.get("kind")
+        if kind == "rpc":
+            self.serve_rpc(sock)
+        elif kind == "callbacks":
+            self.read_callbacks(sock)
+        elif kind == "http":
+            self.serve_http(sock, hello.get("app"))
+        else:
+            sock.close()
+
+
+def with_url_scheme(app, scheme: str):
+    """``app`` as a server that speaks TLS itself would serve it (the pytest plugin's ``serve_app(url_scheme=)``)."""
+    def scheme_app(environ, start_response):
+        environ["wsgi.url_scheme"] = scheme
+        return app(environ, start_response)
+    return scheme_app
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m course.tools.grading.host")
+    parser.add_argument("--fd", type=int, required=True)
+    parser.add_argument("--target", required=True)
+    parser.add_argument("--slug", required=True)
+    parser.add_argument("--cpu", type=float, default=None)
+    args = parser.parse_args(argv)
+    limit_myself(args.cpu)
+    listener = socket.socket(fileno=args.fd)
+    Host(args.target, args.slug).accept_forever(listener)
+
+
+if __name__ == "__main__":
+    main()
