@@ -49,9 +49,10 @@ def file_stem(name: str) -> str:
 
 
 def name_key(name: str) -> str:
-    """What two names must not share: compared as a case-blind file system compares file names, after the
-    characters a file name cannot hold are replaced (``ann lee`` and ``Ann_Lee`` are one)."""
-    return re.sub(r"[^\w.@+-]", "_", name).casefold()
+    """What two students' names must not share: the name itself, compared case-blind (``Bob`` and
+    ``bob`` are one student to a person). Names that differ otherwise (``ann lee``, ``ann_lee``)
+    stay two students, and their files never meet: see ``file_stem`` and ``_with_files``."""
+    return name.casefold()
 
 
 def _has_lessons(folder: Path) -> bool:
