@@ -70,19 +70,9 @@ def wsgi_request(app, path: str = "/", method: str = "GET", headers: dict | None
         key = name.upper().replace("-", "_")
         environ[key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key] = value
     setup_testing_defaults(environ)
-    answer = {}
-
-    def start_response(status, response_headers, exc_info=None):
-        answer.update(status=status, headers=list(response_headers))
-        return lambda data: answer.setdefault("written", []).append(data)
-
-    result = app(environ, start_response)
-    try:
-        chunks = answer.pop("written", []) + list(result)
-    finally:
-        if hasattr(result, "close"):
-            result.close()
-    return answer["status"], answer["headers"], b"".join(chunks)
+    from course.kit.sessions import run_buffered  # the middleware's own way of running an app to the end
+    status, response_headers, chunks, _ = run_buffered(app, environ)
+    return status, response_headers, b"".join(chunks)
 
 
 def expired(line: str) -> bool:
