@@ -275,3 +275,12 @@ def test_survivors_of_an_earlier_run_are_read_back_and_a_sample_is_refused(tmp_p
     path.write_text(json.dumps({**report, "sample": True}), encoding="utf-8")
     with pytest.raises(mutate.MutateError, match="sample"):
         mutate.survivors_of(path)
+
+
+def test_killers_that_match_no_test_file_are_refused(capsys):
+    import argparse
+    parser = argparse.ArgumentParser()
+    mutate.add_arguments(parser)
+    code = mutate.command(parser.parse_args(["--kit", "signing", "--killers", "tests/test_no_such_file.py"]))
+    assert code == 2
+    assert "--killers tests/test_no_such_file.py: no test file matches" in capsys.readouterr().err

@@ -909,6 +909,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--survivors-of", metavar="REPORT.json",
                         help="run again only the mutants an earlier full --json report did not kill (after adding "
                              "tests); the others count as killed before")
+    parser.add_argument("--killers", nargs="+", metavar="GLOB",
+                        help="with --kit: use only these test files as killers (e.g. tests/test_kit_forms.py). "
+                             "Fewer killers can only kill fewer mutants, so the score is a lower bound of the "
+                             "full run's, reached much sooner")
     parser.add_argument("--list", action="store_true", help="only list the mutants, run nothing")
     parser.add_argument("--fresh", action="store_true",
                         help="run the baseline (the killer tests on the unchanged code, traced) again, "
@@ -940,8 +944,12 @@ def command(args) -> int:
             return _list(subjects, args.json)
         progress = None if args.json or not sys.stderr.isatty() else _progress
         again = survivors_of(Path(args.survivors_of)) if args.survivors_of else None
+        kit_tests = tuple(args.killers) if args.killers else KIT_TESTS
+        for pattern in kit_tests:
+            if not any(ROOT.glob(pattern)):
+                raise MutateError(f"--killers {pattern}: no test file matches (patterns are relative to {ROOT})")
         reports = [mutate(group, jobs=args.jobs, sample=args.sample, seed=args.seed, progress=progress,
-                          cache=not args.fresh, again=again)
+                          cache=not args.fresh, again=again, kit_tests=kit_tests)
                    for group in ([s for s in subjects if s.kind == kind] for kind in ("lesson", "kit")) if group]
         report = reports[0] if len(reports) == 1 else _joined(reports)
     except MutateError as exc:
