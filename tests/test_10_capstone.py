@@ -24,8 +24,9 @@ import requests
 from beaker.session import _session_id
 
 from course import ROOT
-from course.kit import auth
+from course.kit import auth, remember
 from course.kit.idlog import id_hash
+from course.kit.remember import RememberStore
 from course.kit.security import FakeClock, derive_key
 from course.tools import services
 from course.tools.bench import Gunicorn
@@ -279,6 +280,7 @@ def test_owasp_O15_new_id_at_login(start):
     log_in(url, victim)
     assert sid_of(victim) != planted, "session fixation: the login kept the planted session ID"
     assert token_of(url, victim) != attacker_token, "the login kept the CSRF token of the session before"
+    assert len(token_of(url, victim)) >= 43, "a CSRF token of 32 random bytes at least"
     assert "user 1" not in dashboard(url, attacker).text, "the attacker's cookie now opens alice's session"
 
 
@@ -290,13 +292,19 @@ def test_a_login_from_another_origin_is_refused(start):
                 "Sec-Fetch-Site cross-site": {"data": ALICE, "headers": {"Sec-Fetch-Site": "cross-site"}},
                 "JSON from another origin": {"json": ALICE, "headers": {"Origin": "http://evil.test"}},
                 "JSON with no Origin": {"json": ALICE},
-                "a forged token": {"data": {**ALICE, "csrf_token": "A" * 43}}}
+                "a forged token": {"data": {**ALICE, "csrf_token": "A" * 43}},
+                "a form with no token, from this site": {"data": ALICE, "headers": {"Origin": url}},
+                "JSON from another origin, said to be same-origin": {
+                    "json": ALICE, "headers": {"Origin": "http://evil.test", "Sec-Fetch-Site": "same-origin"}}}
     for what, request in attempts.items():
         resp = requests.post(url + "/login", **request)
         assert resp.status_code == 403 and not set_cookie_lines(resp, "sid"), \
             f"login CSRF: {what} was answered {resp.status_code} {resp.text[:100]}"
     same_origin = requests.post(url + "/login", json=ALICE, headers={"Origin": url})
     assert same_origin.status_code == 200, "a JSON login with this site's own Origin logs in"
+    with_charset = requests.post(url + "/login", data=json.dumps(ALICE),
+                                 headers={"Origin": url, "Content-Type": "application/json; charset=utf-8"})
+    assert with_charset.status_code == 200, "Content-Type application/json; charset=utf-8 is JSON too"
     for headers in ({"Sec-Fetch-Site": "cross-site"}, {"Sec-Fetch-Site": "same-site"}, {"Origin": "http://evil.test"}):
         browser = requests.Session()                       # a good form token: only the origin gives it away
         token = re.search(r'name="csrf_token" value="([^"]+)"', browser.get(url + "/login").text).group(1)
@@ -363,12 +371,19 @@ def test_owasp_O19_renewal_timeout_gives_the_session_a_new_id(start):
 
 
 @pytest.mark.exercise("10.4")
-def test_owasp_O20_logout_ends_the_session_on_the_server(start):
-    url = start()
+def test_owasp_O20_logout_ends_the_session_on_the_server(start, tmp_path):
+    url = start(store_url=f"sqlite:///{tmp_path}/logout.db")
     browser = log_in(url)
-    replay = copy_of(browser)
+    replay, session_id = copy_of(browser), sid_of(browser)
+
+    def stored():
+        with sqlite3.connect(tmp_path / "logout.db") as conn:
+            return [row[0] for row in conn.execute("SELECT namespace FROM beaker_cache")]
+
+    assert session_id in stored(), "the logged-in session's record is in the store"
     resp = post(url, browser, "/logout")
     assert resp.status_code == 200 and auth.LOGOUT_OK in resp.text, resp.text
+    assert session_id not in stored(), "after logout the session's record is still in the store"
     assert_logged_out(dashboard(url, replay), ": the cookie replayed after logout")
 
 
@@ -542,7 +557,27 @@ def test_a_lockout_ends_when_its_window_has_passed(start):
     assert right.status_code == 200, "after Retry-After seconds the account opens again: no lockout for ever"
 
 
+@pytest.mark.exercise("10.3")
+def test_an_account_is_its_username_s_first_64_characters(start):
+    url = start(trust_proxy=True)
+    long_name = "m" * 70
+    for n in range(5):
+        assert fail(url, f"203.0.113.{n + 1}", who=long_name).status_code == 401
+    assert fail(url, "203.0.113.99", who=long_name).status_code == 429, "a 70-character username is limited too"
+    assert fail(url, "203.0.113.98", who="m" * 64 + "other").status_code == 429, \
+        "the same first 64 characters: the same account (username[:64])"
+
+
 # ---------------------------------------------------------------- 10.4 every session, all the others
+
+@pytest.mark.exercise("10.4")
+def test_a_logged_out_session_leaves_the_list_of_sessions(start):
+    url = start()
+    laptop, phone = log_in(url), log_in(url)
+    post(url, phone, "/logout")
+    listed = sessions_of(url, laptop)
+    assert len(listed) == 1 and listed[0]["current"], f"the session that logged out is still listed: {listed}"
+
 
 @pytest.mark.exercise("10.4")
 def test_logout_everywhere_ends_every_session_this_one_too(start):
@@ -551,7 +586,7 @@ def test_logout_everywhere_ends_every_session_this_one_too(start):
     bob = log_in(url, who=BOB)
     replay = copy_of(laptop)
     resp = post(url, laptop, "/logout-everywhere")
-    assert resp.status_code == 200, resp.text
+    assert resp.status_code == 200 and "2 sessions ended" in resp.text, f"alice had 2 sessions: {resp.text}"
     assert_logged_out(dashboard(url, phone), ": alice's other session after logout everywhere")
     assert_logged_out(dashboard(url, replay), ": the session that asked, replayed")
     assert_logged_in(dashboard(url, bob), 2, why=": bob's session is not alice's business")
@@ -565,7 +600,7 @@ def test_a_new_password_ends_every_other_session(start):
     wrong = post(url, laptop, "/password", {"current": "guess", "new": "a-new-password"})
     assert wrong.status_code == 403, "the current password is checked"
     resp = post(url, laptop, "/password", {"current": "wonderland", "new": "a-new-password"})
-    assert resp.status_code == 200, resp.text
+    assert resp.status_code == 200 and "1 other sessions ended" in resp.text, f"alice had 1 other session: {resp.text}"
     assert_logged_out(dashboard(url, phone), ": another session after the password changed")
     assert_logged_in(dashboard(url, laptop), 1, why=": the session that changed it stays")
     assert sid_of(laptop) != old, "a new password is a privilege change: a new ID for this session too"
@@ -1111,6 +1146,85 @@ def test_logout_expires_the_session_and_remember_me_cookies(start):
     lines = set_cookie_lines(resp)
     assert any(x.startswith("remember=") for x in lines) and any(x.startswith("sid=") for x in lines), lines
     assert_logged_out(dashboard(url, alice))
+
+
+# ---------------------------------------------------------------- the exercise functions, called directly
+
+@pytest.mark.exercise("10.1")
+def test_a_cross_site_login_request_is_refused_with_false(app_module):
+    assert app_module.login_request_ok({"HTTP_SEC_FETCH_SITE": "cross-site"}, SECRET) is False, \
+        "login_request_ok says whether: False for a request a page of another site sent"
+
+
+@pytest.mark.exercise("10.2")
+def test_each_timeout_ends_the_session_only_after_more_than_its_seconds(app_module):
+    state = app_module.session_state
+    clocks = {"login_at": 1000.0, "seen_at": 1000.0, "renewed_at": 1000.0}
+    idle, absolute, renew = 100, 300, 50
+    assert state(dict(clocks), 1050, idle, absolute, renew) is None, "50 s after a new ID, renew 50: not more than 50"
+    assert state(dict(clocks), 1051, idle, absolute, renew) == "renew"
+    assert state(dict(clocks), 1100, idle, absolute, renew) == "renew", "100 s idle, idle 100: not more than 100"
+    assert state(dict(clocks), 1101, idle, absolute, renew) == "idle"
+    busy = {**clocks, "seen_at": 1290.0, "renewed_at": 1290.0}
+    assert state(dict(busy), 1300, idle, absolute, renew) is None, "300 s after login, absolute 300: not more than 300"
+    assert state(dict(busy), 1301, idle, absolute, renew) == "absolute"
+    for broken in ({}, {**clocks, "seen_at": None}, {**clocks, "renewed_at": "1000"}):
+        assert state(broken, 1000, idle, absolute, renew) == "absolute", f"no clocks, no session: {broken}"
+
+
+@pytest.mark.exercise("10.5")
+def test_redeeming_a_remember_me_token_tells_ok_race_theft_and_unknown(app_module, tmp_path):
+    clock = FakeClock(1000.0)
+    tokens = RememberStore(tmp_path / "remember.db", clock)
+    token = app_module.issue_remember(tokens, 7)
+    selector, validator = token.split(".")
+    assert len(selector) >= 16 and len(validator) >= 43, f"at least 12 and 32 random bytes: {token!r}"
+    [row] = tokens.all_rows()
+    assert (row["selector"], row["validator_hash"], row["user_id"]) == (selector, remember.digest(validator), 7), row
+    assert len(row["series"]) >= 16, f"a new series is random too (12 bytes at least): {row['series']!r}"
+    wrong = f"{selector}.{'x' * len(validator)}"
+    assert app_module.redeem_remember(tokens, wrong, clock()) == (None, None, "unknown"), "a wrong validator"
+    assert app_module.redeem_remember(tokens, "not-a-token", clock()) == (None, None, "unknown")
+    user_id, new_token, verdict = app_module.redeem_remember(tokens, token, clock())
+    assert (user_id, verdict) == (7, "ok") and new_token not in (None, token), (user_id, new_token, verdict)
+    assert {r["series"] for r in tokens.all_rows()} == {row["series"]}, "the new token belongs to the same series"
+    other = app_module.issue_remember(tokens, 7)               # the same user's other browser: another series
+    clock.advance(10)
+    assert app_module.redeem_remember(tokens, token, clock()) == (None, None, "race"), "used 10 s ago: two tabs"
+    clock.advance(1)
+    assert app_module.redeem_remember(tokens, token, clock()) == (7, None, "theft"), "used 11 s ago: a copy"
+    assert [r["selector"] for r in tokens.all_rows()] == [other.split(".")[0]], "theft revokes that series, all of it"
+
+
+@pytest.mark.exercise("10.5")
+def test_a_token_another_request_marked_used_after_it_was_read_is_a_race(app_module, tmp_path):
+    tokens = RememberStore(tmp_path / "remember.db", FakeClock(1000.0))
+    token = app_module.issue_remember(tokens, 7)
+    other_tab, calls = RememberStore(tmp_path / "remember.db", FakeClock(1000.0)), []
+
+    def clock():                    # the store reads it in find, then in mark_used: the other tab wins in between
+        calls.append(len(calls))
+        if len(calls) == 2:
+            other_tab.mark_used(token.split(".")[0])
+        return 1000.0
+
+    tokens.clock = clock
+    assert app_module.redeem_remember(tokens, token, 1000.0) == (None, None, "race"), \
+        "read unused, but marked used by another request before this one could: two tabs, not a thief"
+
+
+@pytest.mark.exercise("10.6")
+def test_a_life_cycle_line_is_the_event_the_hash_and_sorted_details(app_module, caplog):
+    caplog.set_level(logging.INFO, logger=LOG_NAME)
+    app_module.log_event("created", "the-session-id", "salt", user=1, how="a\nb")
+    assert [m.split() for m in messages(caplog)] == [["session", "created", id_hash("the-session-id", "salt"),
+                                                      'how="a\\nb"', "user=1"]], messages(caplog)
+
+
+@pytest.mark.exercise("10.7")
+def test_quotes_in_text_cannot_end_an_attribute(app_module):
+    shown = app_module.html_text('" onmouseover=\'x\' <b>&')
+    assert not set(shown) & set("\"'<>") and "&lt;b&gt;" in shown, f"quotes and markup must become entities: {shown!r}"
 
 
 # ---------------------------------------------------------------- the lesson text
