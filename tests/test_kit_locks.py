@@ -138,8 +138,9 @@ def test_file_and_dbm_stores_lock_files_in_their_data_folder(tmp_path):
 
 
 def test_sqlite_locks_live_next_to_the_database(tmp_path):
-    chosen = locks.locks_for(f"sqlite:///{tmp_path}/s.db?timeout=5", {"type": "ext:database"})
-    assert chosen.folder == tmp_path / "locks"
+    for query in ("", "?timeout=5", "?journal=a/b"):
+        chosen = locks.locks_for(f"sqlite:///{tmp_path}/s.db{query}", {"type": "ext:database"})
+        assert chosen.folder == tmp_path / "locks", f"the query is not part of the path: {query}"
     assert str(locks.locks_for("sqlite:///s.db", {"type": "ext:database"}).folder) == "locks", \
         "a database in the current folder: ./locks"
 

@@ -44,6 +44,11 @@ def test_ending_an_unknown_or_another_user_s_session_ends_nothing(tmp_path):
     assert registry.series_of(mine, 1) == "series-a", "a refused end leaves the series alone"
     assert registry.end(mine) is True and not registry.is_live(mine, 1) and registry.series_of(mine, 1) is None
     assert registry.end(mine) is False, "a session ends once"
+    for user_id in (None, 1):                       # with or without its owner's id: its series goes too
+        handle = registry.add(1, "h:b", "phone", 1.0)
+        registry.set_series(handle, "series-b")
+        assert registry.end(handle, user_id) is True
+        assert registry.db.rows("SELECT series FROM session_series WHERE handle = ?", (handle,)) == [], user_id
 
 
 def test_a_new_series_replaces_the_old_one(tmp_path):
