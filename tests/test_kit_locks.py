@@ -68,13 +68,9 @@ class FakeTime:
 
 @pytest.fixture
 def redis_locks():
-    made = []
-
-    def make(**options):
-        held = locks.RedisLocks(services.require("redis"), **options)
-        made.append(held)
-        return held
-    yield make
+    """``redis_locks(**options)``: a RedisLocks on the real Redis."""
+    url = services.require("redis")
+    return lambda **options: locks.RedisLocks(url, **options)
 
 
 def session_id():
