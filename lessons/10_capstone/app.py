@@ -75,7 +75,8 @@ def login_request_ok(environ, secret):
     #   - csrf.is_cross_site(environ) is True: refuse (return False);
     #   - the request brought a token (csrf.sent_token() is not None): it is good only if
     #     csrf.login_token_ok(secret, sent, environ) says so;
-    #   - no token: accept only a JSON body (CONTENT_TYPE application/json) whose Origin header
+    #   - no token: accept only a JSON body (CONTENT_TYPE application/json, maybe with a parameter
+    #     such as "; charset=utf-8") whose Origin header
     #     (request_header("Origin", environ)) is this server's own, csrf.own_origin(environ).
     raise todo("10.1")
 
