@@ -96,7 +96,8 @@ def session_state(session, now, idle, absolute, renew):
     """Exercise 10.2: ``"absolute"`` or ``"idle"`` when the session is over, ``"renew"`` when its ID
     is due for a new one, else None (``login_at``, ``seen_at``, ``renewed_at``: the app's clock)."""
     # TODO(10.2): read session["login_at"], ["seen_at"], ["renewed_at"] (numbers from the app's clock;
-    #   a session missing any of them is over: "absolute"). Then, in this order:
+    #   a session missing any of them, or holding anything but an int or a float there - a bool is
+    #   no time - is over: "absolute"). Then, in this order:
     #   more than `absolute` seconds since login -> "absolute"; more than `idle` since the last
     #   request -> "idle"; more than `renew` since the ID was last changed -> "renew"; else None.
     raise todo("10.2")
