@@ -1168,8 +1168,9 @@ def test_each_timeout_ends_the_session_only_after_more_than_its_seconds(app_modu
     busy = {**clocks, "seen_at": 1290.0, "renewed_at": 1290.0}
     assert state(dict(busy), 1300, idle, absolute, renew) is None, "300 s after login, absolute 300: not more than 300"
     assert state(dict(busy), 1301, idle, absolute, renew) == "absolute"
-    for broken in ({}, {**clocks, "seen_at": None}, {**clocks, "renewed_at": "1000"}, {**clocks, "login_at": True}):
+    for broken in ({}, {**clocks, "seen_at": None}, {**clocks, "renewed_at": "1000"}):
         assert state(broken, 1000, idle, absolute, renew) == "absolute", f"no clocks, no session: {broken}"
+    assert state({**clocks, "renewed_at": True}, 1000, idle, absolute, 2000) == "absolute", "True is no time"
 
 
 @pytest.mark.exercise("10.5")
