@@ -324,6 +324,36 @@ def test_a_redis_lock_is_released_only_by_its_holder(app_module, store):
 
 
 @pytest.mark.exercise("09.2")
+def test_a_redis_lock_is_released_in_one_step_inside_redis(app_module, store):
+    # GET the token, compare it, then DEL: between the GET and the DEL the lock can expire and be
+    # taken by another request, whose lock the DEL then deletes. No test can time that gap, so this
+    # one watches what the release sends to Redis (MONITOR, on the real server): after the SET, the
+    # key is only ever deleted by a script (EVAL, run inside Redis in one step) or under a WATCH.
+    url = store("redis")
+    import redis
+    session_id = uuid.uuid4().hex
+    key, done = app_module.lock_key(session_id), f"released-{session_id}"
+    direct = redis.Redis.from_url(url, socket_timeout=10)
+    with direct.monitor() as monitor:
+        with app_module.RedisLocks(url, ttl=5, wait=1).hold(session_id):
+            pass
+        direct.echo(done)
+        sent = []
+        for entry in monitor.listen():
+            if done in entry["command"]:
+                break
+            if key in entry["command"] and entry["client_type"] != "lua":    # not a script's own calls
+                sent.append(entry["command"].split()[0].upper())
+    assert sent[:1] == ["SET"], f"the lock is taken with one SET ... NX PX: {sent}"
+    unsafe = [name for name in sent[1:] if name in ("DEL", "UNLINK", "GETDEL")]
+    assert not unsafe or "WATCH" in sent[:sent.index(unsafe[0])], (
+        f"released with a plain {unsafe[0]} ({sent}): if the lock expired and another request took it "
+        "after your check, this deletes that request's lock; check the token and delete in one step: "
+        "EVAL RELEASE")
+    assert not direct.exists(key), "the lock is released"
+
+
+@pytest.mark.exercise("09.2")
 def test_a_worker_killed_while_holding_the_lock_leaves_the_session_intact(course_target, server, store, gunicorns):
     # The session in Redis; a fast app (this process) and a slow one (gunicorn, 2 workers, each
     # request 2 x 1.5 s), both with Redis locks that expire after 1 s.
