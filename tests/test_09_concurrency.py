@@ -65,7 +65,7 @@ def store(tmp_path):
         try:
             import sqlalchemy as sa
             with stores_beaker.sql_engine(stores_beaker.beaker_options(base)).begin() as conn:
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}_counts"))
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}_counters"))
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
         except Exception:  # cleanup only: never hide the test's own result
             pass
@@ -412,6 +412,35 @@ def test_two_apps_on_one_store_count_on_one_counter(app_module, store, kind):
         assert 0 < ttl <= app_module.COUNTER_TTL, (
             f"the counter key has TTL {ttl}: give it an expiry (EXPIRE key COUNTER_TTL), or Redis keeps every "
             "visitor's counter for ever")
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
+def test_the_counters_of_ended_sessions_are_forgotten(app_module, store, kind):
+    """A bot's cookieless /hits leave a counter each; once their sessions have ended, the next sweep
+    deletes them (Redis keys expire by themselves: the EXPIRE checked above). The clock is a fake one."""
+    url = store(kind)
+    now = [1_000_000.0]
+    counter = app_module.Counter(url, concurrency.store_config(url), ttl=100, clock=lambda: now[0])
+
+    def hit(key):
+        app_module.add_one(counter, key)
+        counter.visited(key)
+
+    def held():
+        if kind == "memory":
+            return len(counter.counts)
+        store_, table, _ = counter.sql
+        return store_.run(f"SELECT COUNT(*) FROM {table}", (), fetch=True)
+
+    for number in range(40):
+        hit(f"visits:bot{number}")
+    now[0] += 50
+    hit("visits:alice")                                  # alice comes back later
+    assert held() == 41
+    now[0] += app_module.SWEEP_EVERY + 10                # the bots' last visit is now over 100 s ago
+    hit("visits:alice")
+    assert held() == 1, f"{held() - 1} counters of sessions that ended are still kept"
+    assert counter.read("visits:alice") == 2 and counter.read("visits:bot0") == 0
 
 
 @pytest.mark.exercise("09.3")
