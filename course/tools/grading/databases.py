@@ -21,6 +21,7 @@ import socket
 import struct
 import subprocess
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 DATABASES = {"postgres": 5432, "mysql": 3306}
@@ -95,25 +96,25 @@ def make_templates(names: set[str]) -> tuple[str | None, dict[str, str], dict[st
             return f"{os.path.basename(argv[0])} failed: {(proc.stderr or proc.stdout).strip()[-300:]}"
         return None
 
-    for name in sorted(names):
+    def make(name: str) -> str | None:
         programs = binaries(name)
         if isinstance(programs, str):
-            problems[name] = programs
-            continue
+            return programs
         data = os.path.join(folder, name)
         if name == "postgres":
-            problem = run([programs["initdb"], "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8",
-                           "--locale=C", "--no-instructions", "--wal-segsize=1"]) or \
+            return run([programs["initdb"], "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8",
+                        "--locale=C", "--no-instructions", "--wal-segsize=1"]) or \
                 run([programs["postgres"], "--single", "-D", data, "-F", "postgres"], "CREATE DATABASE test;\n")
-        else:
-            (Path(folder) / "test.sql").write_text("CREATE DATABASE test;\n", encoding="utf-8")
-            problem = run([programs["mariadb-install-db"], *MARIADB_OPTIONS, f"--datadir={data}",
-                           "--auth-root-authentication-method=normal", "--skip-test-db",
-                           f"--extra-file={folder}/test.sql"])
-        if problem:
-            problems[name] = problem
-        else:
-            templates[name] = data
+        (Path(folder) / "test.sql").write_text("CREATE DATABASE test;\n", encoding="utf-8")
+        return run([programs["mariadb-install-db"], *MARIADB_OPTIONS, f"--datadir={data}",
+                    "--auth-root-authentication-method=normal", "--skip-test-db", f"--extra-file={folder}/test.sql"])
+
+    with ThreadPoolExecutor(max_workers=len(names)) as pool:          # both at once: half the wait
+        for name, problem in zip(sorted(names), pool.map(make, sorted(names)), strict=True):
+            if problem:
+                problems[name] = problem
+            else:
+                templates[name] = os.path.join(folder, name)
     for top, _dirs, files in os.walk(folder):          # the grader's now, and read-only for every copy's server
         for each in [top] + [os.path.join(top, f) for f in files]:
             os.chown(each, 0, 0, follow_symlinks=False)
