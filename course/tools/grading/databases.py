@@ -69,14 +69,23 @@ def binaries(name: str) -> dict[str, str] | str:
 def make_templates(names: set[str]) -> tuple[str | None, dict[str, str], dict[str, str]]:
     """``(folder, templates, problems)``: a data directory per server of ``names`` that can be made,
     in ``folder`` (the caller removes it when the grading run ends), and why each other could not."""
+    names = {each for each in names if each in DATABASES}
+    if not names:
+        return None, {}, {}
+    folder = tempfile.mkdtemp(prefix="course-databases-")
+    try:
+        templates, problems = _make_in(folder, names)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return folder, templates, problems
+
+
+def _make_in(folder: str, names: set[str]) -> tuple[dict[str, str], dict[str, str]]:
     from course.tools.grading import sandbox
 
-    names = {each for each in names if each in DATABASES}
     templates: dict[str, str] = {}
     problems: dict[str, str] = {}
-    if not names:
-        return None, templates, problems
-    folder = tempfile.mkdtemp(prefix="course-databases-")
     uid = secrets.randbelow(1 << 30) + (1 << 20)       # a user of its own: no copy's, nobody's
     os.chmod(folder, 0o755)
     os.chown(folder, uid, uid)
@@ -120,7 +129,7 @@ def make_templates(names: set[str]) -> tuple[str | None, dict[str, str], dict[st
             os.chown(each, 0, 0, follow_symlinks=False)
             if not os.path.islink(each):
                 os.chmod(each, 0o755 if os.path.isdir(each) else 0o644)
-    return folder, templates, problems
+    return templates, problems
 
 
 def server_argv(name: str) -> list[str]:
