@@ -211,3 +211,9 @@ def test_a_failure_inside_the_table_transaction_is_raised_as_it_is(tmp_path):
     with pytest.raises(sqlite3.OperationalError, match="cannot modify users because it is a view"):
         db.find("alice")
     assert db._ready is False
+
+
+def test_a_first_call_of_any_kind_makes_the_table(tmp_path):
+    assert UserDB(tmp_path / "a.sqlite3", hasher=cheap).change_password(1, "not the hash", "x") is False
+    assert UserDB(tmp_path / "b.sqlite3", hasher=cheap).set_password(2, "x") is True
+    assert UserDB(tmp_path / "c.sqlite3", hasher=cheap).add("carol", "pw") == 3
