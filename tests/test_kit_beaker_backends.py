@@ -474,7 +474,7 @@ def test_a_corrupt_reload_leaves_nothing_of_the_old_session_to_revert_to(records
 
 
 def test_the_redis_store_keeps_its_url(redis_url):
-    assert redis_store(redis_url).url == redis_url
+    assert beaker_backends.RedisStore(redis_url).url == redis_url
 
 
 def counting(obj, name):
@@ -771,3 +771,10 @@ def test_after_a_server_restart_every_pooled_sql_connection_is_dead_and_the_requ
         store.save("a", b'{"kept":1}', 60)
         assert store.load("a", time.time()) == b'{"kept":1}'
         assert relay.connections == 4, "one pooled connection found dead, then a new one"
+
+
+def test_store_unavailable_names_the_error_and_its_first_line_only():
+    unavailable = beaker_backends.SqlStore._unavailable
+    assert str(unavailable(sqlite3.OperationalError("server closed the connection\nDETAIL: more"))) == (
+        "the SQL session store is unavailable (OperationalError: server closed the connection)")
+    assert str(unavailable(sqlite3.InterfaceError())) == "the SQL session store is unavailable (InterfaceError: )"
