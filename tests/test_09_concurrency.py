@@ -65,7 +65,7 @@ def store(tmp_path):
         try:
             import sqlalchemy as sa
             with stores_beaker.sql_engine(stores_beaker.beaker_options(base)).begin() as conn:
-                conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}_counts"))
+                conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}_counters"))
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
         except Exception:  # cleanup only: never hide the test's own result
             pass
@@ -169,11 +169,20 @@ def test_merge_on_save_cannot_save_a_counter(server):
 
 # ---------------------------------------------------------------- 09.1 a lock per session, one process
 
-@pytest.mark.exercise("09.1")
-def test_a_lock_per_session_loses_nothing_in_memory_8_clients_x_50(server):
+def memory_race_loses_nothing(server, each):
     base_url = server(store_url="memory:", secret=SECRET, lock=True)
-    lost, _ = race(base_url, clients=8, each=50)
-    assert lost == 0, f"{lost} of 400 updates lost with the lock held from load to save"
+    lost, _ = race(base_url, clients=8, each=each)
+    assert lost == 0, f"{lost} of {8 * each} updates lost with the lock held from load to save"
+
+
+@pytest.mark.exercise("09.1")
+def test_a_lock_per_session_loses_nothing_in_memory_8_clients(server):
+    memory_race_loses_nothing(server, each=50)      # the student's check: a second or two
+
+
+def test_the_lessons_claim_8_clients_x_200_in_memory_lose_nothing(server):
+    # The README's figure. Not an exercise test: `check` and the grader run the x 50 above.
+    memory_race_loses_nothing(server, each=200)
 
 
 @pytest.mark.exercise("09.1")
@@ -245,19 +254,28 @@ def pids_serving(base_url, count=16):
                                                        count)}
 
 
-@pytest.mark.exercise("09.2")
-def test_two_workers_lose_nothing_8_clients_x_50_on_every_shared_store(course_target, store, gunicorns):
+def two_workers_lose_nothing(course_target, store, gunicorns, each):
     # gunicorn -w 2 for each store, all at once. SQLite locks with files (this machine), Redis and
     # PostgreSQL with Redis locks (09.2): a thread lock of one worker means nothing to the other.
     kinds = ["sqlite", "redis", "postgres"]
     urls = {kind: store(kind) for kind in kinds}
     servers = dict(zip(kinds, at_once(lambda i: gunicorn(gunicorns, course_target, store_url=urls[kinds[i]]),
                                       len(kinds)), strict=True))
-    results = dict(zip(kinds, at_once(lambda i: race(servers[kinds[i]].url, clients=8, each=50), len(kinds)),
+    results = dict(zip(kinds, at_once(lambda i: race(servers[kinds[i]].url, clients=8, each=each), len(kinds)),
                        strict=True))
     for kind in kinds:
-        assert results[kind][0] == 0, f"{kind} on 2 workers: {results[kind][0]} of 400 updates lost"
+        assert results[kind][0] == 0, f"{kind} on 2 workers: {results[kind][0]} of {8 * each} updates lost"
         assert len(pids_serving(servers[kind].url)) == 2, f"{kind}: both workers should have served"
+
+
+@pytest.mark.exercise("09.2")
+def test_two_workers_lose_nothing_8_clients_on_every_shared_store(course_target, store, gunicorns):
+    two_workers_lose_nothing(course_target, store, gunicorns, each=50)     # the student's check
+
+
+def test_the_lessons_claim_8_clients_x_200_on_2_workers_lose_nothing(course_target, store, gunicorns):
+    # The README's figure (and the issue's): every shared store, 1,600 updates. Not an exercise test.
+    two_workers_lose_nothing(course_target, store, gunicorns, each=200)
 
 
 def test_thread_locks_are_not_enough_across_workers(course_target, store, gunicorns):
@@ -303,6 +321,36 @@ def test_a_redis_lock_is_released_only_by_its_holder(app_module, store):
     finally:
         second.__exit__(None, None, None)
     assert not direct.exists(key), "the second holder releases its own lock"
+
+
+@pytest.mark.exercise("09.2")
+def test_a_redis_lock_is_released_in_one_step_inside_redis(app_module, store):
+    # GET the token, compare it, then DEL: between the GET and the DEL the lock can expire and be
+    # taken by another request, whose lock the DEL then deletes. No test can time that gap, so this
+    # one watches what the release sends to Redis (MONITOR, on the real server): after the SET, the
+    # key is only ever deleted by a script (EVAL, run inside Redis in one step) or under a WATCH.
+    url = store("redis")
+    import redis
+    session_id = uuid.uuid4().hex
+    key, done = app_module.lock_key(session_id), f"released-{session_id}"
+    direct = redis.Redis.from_url(url, socket_timeout=10)
+    with direct.monitor() as monitor:
+        with app_module.RedisLocks(url, ttl=5, wait=1).hold(session_id):
+            pass
+        direct.echo(done)
+        sent = []
+        for entry in monitor.listen():
+            if done in entry["command"]:
+                break
+            if key in entry["command"] and entry["client_type"] != "lua":    # not a script's own calls
+                sent.append(entry["command"].split()[0].upper())
+    assert sent[:1] == ["SET"], f"the lock is taken with one SET ... NX PX: {sent}"
+    unsafe = [name for name in sent[1:] if name in ("DEL", "UNLINK", "GETDEL")]
+    assert not unsafe or "WATCH" in sent[:sent.index(unsafe[0])], (
+        f"released with a plain {unsafe[0]} ({sent}): if the lock expired and another request took it "
+        "after your check, this deletes that request's lock; check the token and delete in one step: "
+        "EVAL RELEASE")
+    assert not direct.exists(key), "the lock is released"
 
 
 @pytest.mark.exercise("09.2")
@@ -364,6 +412,35 @@ def test_two_apps_on_one_store_count_on_one_counter(app_module, store, kind):
         assert 0 < ttl <= app_module.COUNTER_TTL, (
             f"the counter key has TTL {ttl}: give it an expiry (EXPIRE key COUNTER_TTL), or Redis keeps every "
             "visitor's counter for ever")
+
+
+@pytest.mark.parametrize("kind", ["memory", "sqlite", "postgres"])
+def test_the_counters_of_ended_sessions_are_forgotten(app_module, store, kind):
+    """A bot's cookieless /hits leave a counter each; once their sessions have ended, the next sweep
+    deletes them (Redis keys expire by themselves: the EXPIRE checked above). The clock is a fake one."""
+    url = store(kind)
+    now = [1_000_000.0]
+    counter = app_module.Counter(url, concurrency.store_config(url), ttl=100, clock=lambda: now[0])
+
+    def hit(key):
+        app_module.add_one(counter, key)
+        counter.visited(key)
+
+    def held():
+        if kind == "memory":
+            return len(counter.counts)
+        store_, table, _ = counter.sql
+        return store_.run(f"SELECT COUNT(*) FROM {table}", (), fetch=True)
+
+    for number in range(40):
+        hit(f"visits:bot{number}")
+    now[0] += 50
+    hit("visits:alice")                                  # alice comes back later
+    assert held() == 41
+    now[0] += app_module.SWEEP_EVERY + 10                # the bots' last visit is now over 100 s ago
+    hit("visits:alice")
+    assert held() == 1, f"{held() - 1} counters of sessions that ended are still kept"
+    assert counter.read("visits:alice") == 2 and counter.read("visits:bot0") == 0
 
 
 @pytest.mark.exercise("09.3")

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import subprocess
 from pathlib import Path
@@ -20,7 +21,9 @@ TEXTS = sorted(ROOT.glob("lessons/*/README.md")) + sorted(ROOT.glob("notebooks/*
 CITED = re.compile(r"(?:tests/(test_\w+)\.py)?(?:::)?\b(test_[a-z0-9_]+)\b")
 
 
+@functools.cache
 def defined_tests() -> dict[str, set[str]]:
+    """Each test file's test names (parsed once per run: there are sixty files and twenty texts)."""
     found = {}
     for path in (ROOT / "tests").glob("test_*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))

@@ -638,55 +638,111 @@ def test_a_copy_cannot_set_or_replace_what_the_grader_hands_it(tmp_path):
     assert "$g" in ask("getattr", "store", "store")["ok"], "what a CountingStore counts is handed as a handle"
 
 
-def test_lesson_08s_sandbox_reaches_nothing_of_the_machine(tmp_path):
-    """No sandbox shares the machine's network (attacks: pg_solutions, net_classmates): not its PostgreSQL
-    or MariaDB, not its Redis (the copy has a private one), not a port the grader's side listens on."""
+@pytest.fixture(scope="module")
+def lesson_08_graded(tmp_path_factory):
+    """A probe of what lesson 08's sandbox reaches and a solved lesson 08, graded in one run, while a
+    port of the grader's side listens and the machine's Redis, PostgreSQL and MariaDB hold a marker."""
     import socket
     import uuid
 
-    import redis
-
     from course.tools import services
 
+    root = tmp_path_factory.mktemp("lesson08")
     listener = socket.create_server(("127.0.0.1", 0))
     listener.settimeout(0)
-    key, value = f"grader-test:{uuid.uuid4().hex}", uuid.uuid4().hex
-    machine_redis = None
-    if services.reachable(services.url_for("redis"), 6379):
-        machine_redis = redis.Redis.from_url(services.url_for("redis"))
-        machine_redis.set(key, value, ex=120)
+    marker = f"grader_probe_{uuid.uuid4().hex[:12]}"
+    machine = _machine_markers(services, marker)
     try:
-        copy = attacks.build_network_probe(tmp_path / "probe", "08_store_backends",
-                                           {"port": listener.getsockname()[1], "redis_key": key,
-                                            "redis_value": value})
-        proc = subprocess.run([sys.executable, "-m", "course", "grade", str(copy), "--out", str(tmp_path / "out"),
-                               "--lessons", "08", "--jobs", "1", "--test-timeout", "10", "--no-progress"],
-                              cwd=ROOT, capture_output=True, text=True, timeout=300)
+        probe = attacks.build_network_probe(root / "probe", "08_store_backends",
+                                            {"port": listener.getsockname()[1], "redis_key": marker,
+                                             "redis_value": marker, "marker": marker,
+                                             "solution": str(ROOT / "solutions" / "08_store_backends" / "app.py")})
+        solved = build.solved(root / "solved" / "lessons", "08_store_backends").parents[2]
+        proc = subprocess.run([sys.executable, "-m", "course", "grade", str(probe), str(solved), "--out",
+                               str(root / "out"), "--lessons", "08", "--jobs", "1", "--no-progress"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, proc.stdout + proc.stderr
         with pytest.raises(BlockingIOError):
             listener.accept()
     finally:
         listener.close()
-        if machine_redis is not None:
-            machine_redis.delete(key)
-    log = (tmp_path / "out" / "logs" / "probe.log").read_text(encoding="utf-8")
+        for drop in machine.values():
+            drop()
+    return root / "out", proc, machine
+
+
+def _machine_markers(services, marker: str) -> dict:
+    """The marker in each of the machine's servers that answers; how to remove it again, by server."""
+    made = {}
+    if services.reachable(services.url_for("redis"), 6379):
+        import redis
+        machine_redis = redis.Redis.from_url(services.url_for("redis"))
+        machine_redis.set(marker, marker, ex=600)
+        made["redis"] = lambda: machine_redis.delete(marker)
+    if services.reachable(services.url_for("postgres"), 5432):
+        import psycopg
+        url = services.url_for("postgres")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE {marker} (x int)")
+
+        def drop_postgres():
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(f"DROP TABLE IF EXISTS {marker}")
+        made["postgres"] = drop_postgres
+    if services.reachable(services.url_for("mysql"), 3306):
+        import pymysql
+        conn = pymysql.connect(host="127.0.0.1", port=3306, user="root", password="", database="test")
+        with conn.cursor() as cur:
+            cur.execute(f"CREATE TABLE {marker} (x int)")
+        made["mysql"] = lambda: conn.cursor().execute(f"DROP TABLE IF EXISTS {marker}")
+    return made
+
+
+def test_lesson_08s_sandbox_reaches_nothing_of_the_machine(lesson_08_graded):
+    """No sandbox shares the machine's network (attacks: pg_solutions, net_classmates): the PostgreSQL and
+    MariaDB it finds on 127.0.0.1 are its own (not the machine's, which hold the marker; they cannot
+    read the reference solution), not the machine's Redis, not a port the grader's side listens on."""
+    from course.tools import services
+
+    out, _, machine = lesson_08_graded
+    assert {"postgres", "mysql"} <= set(machine) or not services.required(), "the machine's servers hold the marker"
+    log = (out / "logs" / "probe.log").read_text(encoding="utf-8")
     assert "REACHED: []" in log, [line for line in log.splitlines() if "REACHED" in line]
-    assert load(tmp_path / "out", "probe")["points"] == 0
-    assert "need PostgreSQL or MariaDB were not graded" in (tmp_path / "out" / "summary.md").read_text(encoding="utf-8")
+    assert "PRIVATE: ['mariadb', 'postgres']" in log, [line for line in log.splitlines() if ":" in line][:20]
+    assert load(out, "probe")["points"] == 0
 
 
-def test_only_trust_services_shares_the_machines_network_and_those_checks_are_not_graded_without_it():
+def test_a_copys_private_postgresql_and_mariadb_are_graded_without_trust_services(lesson_08_graded):
+    """Every check of lesson 08 that needs PostgreSQL or MariaDB is graded, on the copy's own servers."""
+    out, proc, _ = lesson_08_graded
+    tests = [t for lesson in load(out, "solved")["lessons"] for ex in lesson["exercises"] for t in ex["tests"]]
+    database = [t for t in tests if "postgres" in t["name"] or "mysql" in t["name"]]
+    assert len(database) >= 10 and all(t["outcome"] == "passed" for t in database), \
+        [(t["name"], t["outcome"], t["message"][:200]) for t in database if t["outcome"] != "passed"]
+    assert not [t for t in tests if t["outcome"] == "not graded" and "mongodb" not in t["name"]]
+    summary = (out / "summary.md").read_text(encoding="utf-8")
+    assert "were not graded" not in summary and "were not graded" not in proc.stderr
+
+
+def test_only_trust_services_shares_the_machines_network_and_a_database_without_a_private_server_is_not_graded():
     from course.tools import results
     from course.tools.grading import sandbox
     from course.tools.grading.score import _exercise_result
 
-    private = sandbox.Config(uid=1 << 20, target="/nonexistent", scratch="/nonexistent", network=["08_store_backends"])
+    private = sandbox.Config(uid=1 << 20, target="/nonexistent", scratch="/nonexistent", network=["08_store_backends"],
+                             services=["postgres", "mysql"], templates={"postgres": "/t/pg", "mysql": "/t/my"})
     trusted = sandbox.Config(**{**private.__dict__, "trust_services": True})
     assert "--net" in sandbox.network_command(private) and "--net" not in sandbox.network_command(trusted)
     assert "--mount" in sandbox.network_command(trusted), "the scratch tmpfs lives in the worker's own mounts"
     assert "--unshare-net" not in sandbox.command(private, False, ["true"]), "the sandbox inherits the private one"
     assert "--unshare-net" in sandbox.command(trusted, False, ["true"])
-    assert "postgres" in sandbox.network_environment(private)["COURSE_UNTRUSTED_SERVICES"]
+    env = sandbox.network_environment(private)
+    assert env["POSTGRES_URL"] == "postgresql://postgres@127.0.0.1:5432/test", "the copy's own, where the tests look"
+    assert env["MYSQL_URL"] == "mysql://root@127.0.0.1:3306/test"
+    assert env["COURSE_UNTRUSTED_SERVICES"].split(",") == ["mongodb"], "no private MongoDB: its checks not graded"
+    no_mariadb = sandbox.Config(**{**private.__dict__, "templates": {"postgres": "/t/pg"}})
+    assert sandbox.network_environment(no_mariadb)["COURSE_UNTRUSTED_SERVICES"].split(",") == ["mysql", "mongodb"]
+    assert "MYSQL_URL" not in sandbox.network_environment(no_mariadb)
     skipped = {"outcome": "skipped", "message": f"Skipped: {results.NOT_GRADED_SIGN}: ..."}
     assert results.outcome(skipped) == "not graded"
     assert results.status(["passed", "not graded"], False) == "pass"

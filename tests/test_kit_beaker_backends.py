@@ -7,6 +7,7 @@ Redis (unique keys, never a flush), SqlStore on SQLite (table, upgrade, purge), 
 import json
 import logging
 import sqlite3
+import threading
 import time
 import uuid
 
@@ -184,7 +185,6 @@ def test_an_error_reply_is_store_unavailable_and_keeps_the_connection(redis_url)
 
 
 def test_at_most_16_idle_connections_are_kept(redis_url):
-    import threading
     store = beaker_backends.RedisStore(redis_url)
     barrier = threading.Barrier(20)
 
@@ -423,3 +423,358 @@ def test_a_new_process_finds_the_table_ready_and_leaves_it_as_it_is(sqlite_store
     assert other.load("a", time.time()) == b'{"a":1}'
     other.save("b", b"{}", 60)
     assert other._ready is True
+
+
+# ---------------------------------------------------------------- the pools' bounds and retries
+
+def test_redis_keeps_at_most_16_idle_connections_and_closes_the_others(redis_url):
+    store = beaker_backends.RedisStore(redis_url)
+    made = [store.pool.make_connection() for _ in range(18)]
+    for conn in made:
+        conn.connect()
+        store._checkin(conn)
+    assert store._idle == made[:16]
+    assert [conn._sock is None for conn in made] == [False] * 16 + [True] * 2, "the two over are closed"
+    for conn in made:
+        conn.disconnect()
+
+
+def test_sql_keeps_at_most_16_idle_connections_and_closes_the_others(sqlite_store):
+    made = [sqlite_store._connect() for _ in range(18)]
+    for conn in made:
+        sqlite_store._checkin(conn)
+    assert sqlite_store._idle == made[:16]
+    closed = []
+    for conn in made:
+        try:
+            conn.execute("SELECT 1")
+            closed.append(False)
+        except sqlite3.ProgrammingError:
+            closed.append(True)
+    assert closed == [False] * 16 + [True] * 2
+
+
+def test_a_record_is_utf8_json_and_nothing_else(records):
+    session = json_session(records)
+    assert session._decrypt_data(memoryview(b'{"a":1}')) == {"a": 1}
+    with pytest.raises(CorruptSession, match="is not JSON"):
+        session._decrypt_data('{"a":1}'.encode("utf-16"))     # json.loads would guess UTF-16 from bytes
+
+
+def test_a_corrupt_reload_leaves_nothing_of_the_old_session_to_revert_to(records):
+    session = json_session(records)
+    session["visits"] = 5
+    session.save()
+    loaded = JsonSession({}, id=session.id, namespace_class=Dict)
+    assert loaded["visits"] == 5
+    records[loaded.id] = (b"\x80\x04pickled", None)
+    loaded.load()
+    loaded.revert()
+    assert "visits" not in loaded and loaded.id != session.id
+
+
+def test_the_redis_store_keeps_its_url(redis_url):
+    assert beaker_backends.RedisStore(redis_url).url == redis_url
+
+
+def counting(obj, name):
+    """Count the calls of ``obj.name`` (the real method still runs)."""
+    calls = []
+    real = getattr(obj, name)
+
+    def counted(*args, **kwargs):
+        calls.append(args)
+        return real(*args, **kwargs)
+
+    setattr(obj, name, counted)
+    return calls
+
+
+def closed_port():
+    import socket
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_a_new_redis_connection_that_fails_is_not_retried():
+    import redis
+    store = beaker_backends.RedisStore(f"redis://127.0.0.1:{closed_port()}/0")
+    made = counting(store.pool, "make_connection")
+    with pytest.raises(redis.ConnectionError):
+        store.command("GET", "x")
+    assert len(made) == 1
+
+
+def test_a_redis_timeout_is_not_retried_even_on_a_pooled_connection(redis_url):
+    import redis
+    store = beaker_backends.RedisStore(redis_url)
+    store.pool.connection_kwargs["socket_timeout"] = 0.2
+    store.command("PING")                                  # a pooled connection
+    made = counting(store.pool, "make_connection")
+    with pytest.raises(redis.TimeoutError):
+        store.command("BLPOP", f"bb_{uuid.uuid4().hex}", 0)  # Redis is there, but the reply never comes
+    assert made == [] and store._idle == []
+
+
+def test_after_a_redis_restart_every_pooled_connection_is_dead_and_the_request_still_works(redis_url):
+    from course.tools.faults import Relay
+    with Relay.for_url(redis_url, 6379) as relay:
+        store = beaker_backends.RedisStore(relay.url_for(redis_url))
+        pooled = [store.pool.make_connection() for _ in range(3)]
+        for conn in pooled:
+            conn.send_command("PING")                          # through the relay, both ways
+            assert conn.read_response() == b"PONG"
+            store._checkin(conn)
+        relay.cut()
+        relay.restore()
+        key = f"bb_{uuid.uuid4().hex}"
+        try:
+            assert store.command("SET", key, b"1", "EX", 60) == b"OK"
+            assert relay.connections == 4, "one pooled connection found dead, then a new one"
+        finally:
+            store.command("DEL", key)
+
+
+def test_a_reply_that_is_not_redis_is_raised_and_the_connection_dropped():
+    import socket
+
+    import redis
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def answer_garbage():
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(1024)
+            conn.sendall(b"?garbage\r\n")
+            conn.settimeout(5)
+            try:
+                while conn.recv(1024):
+                    pass
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=answer_garbage, daemon=True)
+    thread.start()
+    store = beaker_backends.RedisStore(f"redis://127.0.0.1:{port}/0")
+    try:
+        with pytest.raises(redis.exceptions.InvalidResponse):
+            store.command("GET", "x")
+        assert store._idle == []
+    finally:
+        thread.join(10)
+        server.close()
+
+
+class Gate:
+    """A lock that counts how often it is taken and tells when a thread is about to wait for it."""
+
+    def __init__(self):
+        self.lock, self.taken, self.waiting = threading.Lock(), 0, threading.Event()
+
+    def __enter__(self):
+        self.waiting.set()
+        self.lock.acquire()
+        self.taken += 1
+
+    def __exit__(self, *exc):
+        self.lock.release()
+
+
+
+@pytest.mark.parametrize("kind", ["redis", "sql"])
+def test_a_store_once_made_is_found_without_the_lock(kind, tmp_path, monkeypatch):
+    make, url = ((redis_store, "redis://127.0.0.1:1/0") if kind == "redis"
+                 else (lambda u: sql_store(u, "t"), f"sqlite:///{tmp_path}/s.db"))
+    first = make(url)
+    gate = Gate()
+    monkeypatch.setattr(beaker_backends, "_REDIS_LOCK" if kind == "redis" else "_SQL_LOCK", gate)
+    assert make(url) is first and gate.taken == 0
+
+
+@pytest.mark.parametrize("kind", ["redis", "sql"])
+def test_a_thread_that_waited_for_the_lock_takes_the_store_another_made(kind, tmp_path, monkeypatch):
+    if kind == "redis":
+        url = f"redis://u{uuid.uuid4().hex}@127.0.0.1:1/0"
+        make, stores, key, lock = redis_store, beaker_backends._REDIS_STORES, url, "_REDIS_LOCK"
+    else:
+        url = f"sqlite:///{tmp_path}/s.db"
+        make, stores, key, lock = (lambda u: sql_store(u, "t")), beaker_backends._SQL_STORES, (url, "t"), "_SQL_LOCK"
+    gate = Gate()
+    monkeypatch.setattr(beaker_backends, lock, gate)
+    found = []
+    gate.lock.acquire()                                    # another thread is making the store
+    waiter = threading.Thread(target=lambda: found.append(make(url)))
+    waiter.start()
+    assert gate.waiting.wait(10)
+    other = stores[key] = object()                         # ... and has made it
+    gate.lock.release()
+    waiter.join()
+    stores.pop(key)
+    assert found == [other]
+
+
+def test_a_thread_that_waited_to_make_the_table_finds_it_made(sqlite_store):
+    sqlite_store.save("a", b"{}", None)
+    store = beaker_backends.SqlStore(sqlite_store.url, sqlite_store.table)
+    store._init_lock = gate = Gate()
+    created = counting(store, "_create_table")
+    gate.lock.acquire()                                    # another thread is making the table
+    found = []
+    waiter = threading.Thread(target=lambda: found.append(store.load("a", time.time())))
+    waiter.start()
+    assert gate.waiting.wait(10)
+    store._ready = True                                    # ... and has made it
+    gate.lock.release()
+    waiter.join()
+    assert found == [b"{}"] and created == []
+    store._connect().close()
+    assert gate.taken == 1, "once the table is there, a new connection takes no lock"
+
+
+def test_a_pooled_sqlite_connection_that_fails_is_closed_and_not_retried(sqlite_store):
+    sqlite_store.save("a", b"{}", None)
+    [pooled] = sqlite_store._idle
+    connects = counting(sqlite_store, "_connect")
+    with pytest.raises(StoreUnavailable, match=r"\(OperationalError: no such table: no_such_table\)"):
+        sqlite_store.run("SELECT * FROM no_such_table", ())
+    assert connects == [] and sqlite_store._idle == []
+    with pytest.raises(sqlite3.ProgrammingError):
+        pooled.execute("SELECT 1")
+
+
+def test_a_statement_that_is_wrong_is_raised_as_it_is_and_its_connection_closed(sqlite_store):
+    sqlite_store.save("a", b"{}", None)
+    [pooled] = sqlite_store._idle
+    with pytest.raises(sqlite3.ProgrammingError, match="bindings"):
+        sqlite_store.run("SELECT ?", ())
+    assert sqlite_store._idle == []
+    with pytest.raises(sqlite3.ProgrammingError):
+        pooled.execute("SELECT 1")
+
+
+def test_run_fetches_the_first_column_of_the_first_row_or_counts_rows(sqlite_store):
+    sqlite_store.save("a", b"{}", None)
+    sqlite_store.save("b", b"{}", None)
+    assert sqlite_store.run("SELECT 1, 2", (), fetch=True) == 1
+    assert sqlite_store.run("SELECT 1 WHERE 0", (), fetch=True) is None
+    assert sqlite_store.run(f"DELETE FROM {sqlite_store.table}", ()) == 2
+
+
+def test_an_in_memory_sqlite_store_makes_no_folder():
+    store = beaker_backends.SqlStore("sqlite://", "m")
+    store.save("a", b"{}", None)
+    assert store.load("a", time.time()) == b"{}"
+
+
+def test_sqlite_stamps_always_have_microseconds_and_a_due_purge_runs(sqlite_store, monkeypatch):
+    monkeypatch.setattr(beaker_backends.time, "time", lambda: 1_800_000_000.0)
+    purged = counting(sqlite_store, "purge")
+    sqlite_store._next_purge = 1_800_000_000.0
+    sqlite_store.save("a", b"{}", 60)
+    assert len(purged) == 1, "the purge is due at its very moment"
+    created = sqlite_store.run(f"SELECT created FROM {sqlite_store.table}", (), fetch=True)
+    assert created.endswith(".000000"), "as SQLAlchemy writes it, even on a whole second"
+
+
+def test_retry_locked_waits_out_a_locked_database_and_nothing_else(monkeypatch):
+    from course.kit.beaker_backends import _retry_locked
+    slept, calls = [], []
+    monkeypatch.setattr(beaker_backends.time, "sleep", slept.append)
+
+    def locked(times):
+        def statement():
+            calls.append(1)
+            if len(calls) <= times:
+                raise sqlite3.OperationalError("database is locked")
+            return "done"
+        return statement
+
+    assert _retry_locked(locked(2)) == "done" and len(calls) == 3 and slept == [0.02, 0.02]
+    calls.clear()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _retry_locked(locked(10 ** 6))
+    assert len(calls) == 50, "50 tries, then the error"
+    calls.clear()
+
+    def broken():
+        calls.append(1)
+        raise sqlite3.OperationalError("disk I/O error")
+
+    with pytest.raises(sqlite3.OperationalError, match="disk"):
+        _retry_locked(broken)
+    assert len(calls) == 1
+
+
+def test_the_file_record_is_written_on_a_write_close_only(tmp_path):
+    import os
+
+    from course.kit.beaker_backends import FileJson
+    ns = FileJson("sid1", data_dir=str(tmp_path), digest_filenames=False)
+    ns.do_open("c", False)
+    ns["session"] = '{"a":1}'
+    ns.do_close()
+    assert open(ns.file, "rb").read() == b'{"a":1}' and "session" not in ns, "written, and not kept in memory"
+    written = os.stat(ns.file).st_ino
+    ns.do_open("r", False)
+    assert ns["session"] == b'{"a":1}'
+    ns.do_close()
+    assert os.stat(ns.file).st_ino == written, "a read does not write the file again"
+    ns.do_open("c", True)
+    assert "session" not in ns, "replace: the old record is not read"
+    ns.do_close()
+    assert not os.path.exists(ns.file)
+    ns.do_open("w", False)
+    ns["session"] = "{}"
+    ns.do_close()
+    ns.do_close()
+    assert open(ns.file, "rb").read() == b"{}", "a second close leaves the record alone"
+
+
+@pytest.fixture
+def postgres_store():
+    from course.kit.stores_beaker import beaker_options, hardened
+
+    def make(url=None):
+        url = url or services.require("postgres")
+        options = hardened(beaker_options(url + f"?table={table}"))
+        return sql_store(options["url"], table)
+
+    table = f"bb_{uuid.uuid4().hex[:8]}"
+    yield make
+    make().run(f"DROP TABLE IF EXISTS {table}", ())
+
+
+def test_a_statement_that_fails_on_a_new_server_connection_is_not_retried(postgres_store):
+    store = postgres_store()
+    connects = counting(store, "_connect")
+    with pytest.raises(StoreUnavailable):
+        store.run("SELECT pg_terminate_backend(pg_backend_pid())", ())
+    assert len(connects) == 1
+    store.save("a", b"{}", 60)
+    connects.clear()
+    with pytest.raises(StoreUnavailable):
+        store.run("SELECT pg_terminate_backend(pg_backend_pid())", ())
+    assert len(connects) == 1, "on a pooled one: once more on a new connection, then the error"
+
+
+def test_after_a_server_restart_every_pooled_sql_connection_is_dead_and_the_request_still_works(postgres_store):
+    from course.tools.faults import Relay
+    url = services.require("postgres")
+    with Relay.for_url(url, 5432) as relay:
+        store = postgres_store(relay.url_for(url))
+        for conn in [store._connect() for _ in range(3)]:
+            store._checkin(conn)
+        relay.cut()
+        relay.restore()
+        store.save("a", b'{"kept":1}', 60)
+        assert store.load("a", time.time()) == b'{"kept":1}'
+        assert relay.connections == 4, "one pooled connection found dead, then a new one"
+
+
+def test_store_unavailable_names_the_error_and_its_first_line_only():
+    unavailable = beaker_backends.SqlStore._unavailable
+    assert str(unavailable(sqlite3.OperationalError("server closed the connection\nDETAIL: more"))) == (
+        "the SQL session store is unavailable (OperationalError: server closed the connection)")
+    assert str(unavailable(sqlite3.InterfaceError())) == "the SQL session store is unavailable (InterfaceError: )"

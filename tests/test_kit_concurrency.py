@@ -210,7 +210,7 @@ def test_locks_talk_to_redis_through_the_kit_client():
 def test_the_counter_table_sits_next_to_the_session_table(tmp_path):
     options = beaker_options(f"sqlite:///{tmp_path}/c.db?table=sess")
     store, table, q = counter_table(options)
-    assert (table, q) == ("sess_counts", "?")
+    assert (table, q) == ("sess_counters", "?")
     store.run(f"INSERT INTO {table} (name, n) VALUES (?, ?)", ("visits", 1))
     assert store.run(f"SELECT n FROM {table} WHERE name = ?", ("visits",), fetch=True) == 1
-    assert counter_table(beaker_options(f"sqlite:///{tmp_path}/d.db"))[1] == "beaker_cache_counts"
+    assert counter_table(beaker_options(f"sqlite:///{tmp_path}/d.db"))[1] == "beaker_cache_counters"

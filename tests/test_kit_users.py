@@ -101,3 +101,119 @@ def test_an_existing_table_is_kept_as_it_is(tmp_path):
     conn.close()
     db = UserDB(path, hasher=cheap)
     assert db.find("zed")[0] == 7 and db.find("alice") is None
+
+
+def test_connections_wait_ten_seconds_for_a_locked_file(db):
+    db.find("alice")
+    conn = db._connect()
+    try:
+        assert conn.execute("PRAGMA busy_timeout").fetchone() == (10_000,), "sqlite3's timeout, in ms"
+    finally:
+        conn.close()
+
+
+def recording_connections(db):
+    """Keep every connection the db opens (so only the db itself can close them)."""
+    opened = []
+    connect = db._connect
+
+    def recorded():
+        opened.append(connect())
+        return opened[-1]
+
+    db._connect = recorded
+    return opened
+
+
+def is_closed(conn) -> bool:
+    try:
+        conn.execute("SELECT 1")
+    except sqlite3.ProgrammingError:
+        return True
+    return False
+
+
+def test_every_call_closes_the_connection_it_opened(db):
+    opened = recording_connections(db)
+    user_id, old = db.find("alice")
+    db.username(user_id)
+    db.add("carol", "pw")
+    db.set_password(user_id, "new")
+    db.change_password(user_id, db.find("alice")[1], "newer")
+    assert len(opened) == 7, "the table, then one connection per call"
+    assert [is_closed(conn) for conn in opened] == [True] * 7
+
+
+class CountingLock:
+    def __init__(self):
+        self.lock, self.taken, self.waiting = threading.Lock(), 0, threading.Event()
+
+    def __enter__(self):
+        self.waiting.set()
+        self.lock.acquire()
+        self.taken += 1
+
+    def __exit__(self, *exc):
+        self.lock.release()
+
+
+def test_after_the_first_use_a_call_is_one_connection_and_takes_no_lock(db):
+    db._lock = lock = CountingLock()
+    opened = recording_connections(db)
+    db.find("alice")
+    assert len(opened) == 2 and lock.taken == 1, "the table is made under the lock, then the query"
+    db.find("bob")
+    db.username(1)
+    assert len(opened) == 4 and lock.taken == 1
+
+
+def test_a_thread_that_waited_for_the_lock_finds_the_table_made_and_leaves_it(db):
+    UserDB(db.path, hasher=cheap).find("alice")      # the table exists
+    db._lock = lock = CountingLock()
+    opened = recording_connections(db)
+    found = []
+    lock.lock.acquire()                              # another thread is making the table
+    waiter = threading.Thread(target=lambda: found.append(db.find("alice")))
+    waiter.start()
+    assert lock.waiting.wait(10)
+    db._ready = True                                 # ... and has made it
+    lock.lock.release()
+    waiter.join()
+    assert found[0][0] == 1 and len(opened) == 1, "only the query: the table is not looked at again"
+
+
+def test_username_makes_the_table_on_first_use_too(db):
+    assert db.username(2) == "bob"
+
+
+def test_set_password_replaces_the_hash_of_an_existing_user_only(db):
+    assert db.set_password(1, "new secret") is True
+    assert verify(db, "alice", "new secret") == 1 and verify(db, "alice", "wonderland") is None
+    assert verify(db, "bob", "builder") == 2, "the other users keep theirs"
+    assert db.set_password(99, "x") is False
+
+
+def test_change_password_is_compare_and_set(tmp_path):
+    db = UserDB(tmp_path / "u.sqlite3", hasher=cheap)
+    user_id, old = db.find("alice")
+    assert db.change_password(user_id, old, "first") is True
+    assert db.change_password(user_id, old, "second") is False, "the hash it was checked against is gone"
+    assert verify(db, "alice", "first") == 1 and verify(db, "bob", "builder") == 2
+    assert db.change_password(99, old, "x") is False
+
+
+def test_a_failure_inside_the_table_transaction_is_raised_as_it_is(tmp_path):
+    path = tmp_path / "u.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE VIEW users AS SELECT 1 AS id, 'zed' AS username, 'h' AS password_hash")
+    conn.close()
+    db = UserDB(path, hasher=cheap)
+    with pytest.raises(sqlite3.OperationalError, match="cannot modify users because it is a view"):
+        db.find("alice")
+    assert db._ready is False
+
+
+def test_a_first_call_of_any_kind_makes_the_table(tmp_path):
+    assert UserDB(tmp_path / "a.sqlite3", hasher=cheap).change_password(1, "not the hash", "x") is False
+    assert UserDB(tmp_path / "b.sqlite3", hasher=cheap).set_password(2, "x") is True
+    assert UserDB(tmp_path / "c.sqlite3", hasher=cheap).add("carol", "pw") == 3

@@ -35,6 +35,7 @@ import logging
 import os
 import threading
 import time
+from contextlib import closing
 from datetime import datetime
 
 from beaker.container import DBMNamespaceManager, FileNamespaceManager, NamespaceManager
@@ -198,9 +199,10 @@ class RedisStore:
     process (at most 16 idle; more are closed when given back):
 
     * connect timeout 1 s, reply timeout 2 s (redis-py's default is no timeout at all);
-    * a pooled connection found broken (Redis restarted, the network dropped it) is reconnected and
-      the command sent once more, at once (GET, SET and DEL can be repeated safely), so an outage
-      costs no request once Redis is back; nothing else is retried, not a timeout either
+    * a pooled connection found broken (Redis restarted, the network dropped it) is dropped and the
+      command sent once more, at once, on a new connection (GET, SET and DEL can be repeated safely;
+      never on another pooled one: after a restart they are all broken), so an outage costs no
+      request once Redis is back; nothing else is retried, not a timeout either
       (redis-py's default is three retries with back-off, which would hang a request for seconds
       while Redis is down);
     * no ``CLIENT SETINFO`` on connect (two round trips per new connection, for a label);
@@ -228,30 +230,31 @@ class RedisStore:
 
     def command(self, *args):
         """Send one command, read its reply (bytes, an int, or None)."""
-        for attempt in (1, 2):
-            with self._lock:
-                if self._pid != os.getpid():          # forked: never share the parent's sockets
-                    self._idle, self._pid = [], os.getpid()
-                conn = self._idle.pop() if self._idle else None
-            reused = conn is not None
-            if conn is None:
-                conn = self.pool.make_connection()    # it connects on its first command
+        with self._lock:
+            if self._pid != os.getpid():              # forked: never share the parent's sockets
+                self._idle, self._pid = [], os.getpid()
+            pooled = self._idle.pop() if self._idle else None
+        if pooled is not None:
             try:
-                conn.send_command(*args)
-                reply = conn.read_response()
-            except self._refused as exc:
-                self._checkin(conn)                   # the connection is fine; Redis said no
-                raise StoreUnavailable(f"Redis refused {args[0]}: {exc}") from exc
-            except self._down as exc:
-                conn.disconnect()                     # redis-py has already closed it; make sure
-                if reused and attempt == 1 and not isinstance(exc, self._slow):
-                    continue                          # a pooled connection that died meanwhile: once more
+                return self._send(pooled, args)
+            except self._slow:
                 raise                                 # a timeout is not retried: Redis is there but stuck
-            except BaseException:
-                conn.disconnect()                     # a reply may be half read: never reuse this socket
-                raise
-            self._checkin(conn)
-            return reply
+            except self._down:
+                pass                                  # a pooled connection that died meanwhile: once more,
+        return self._send(self.pool.make_connection(), args)    # on a new one (it connects on its first command)
+
+    def _send(self, conn, args):
+        try:
+            conn.send_command(*args)
+            reply = conn.read_response()
+        except self._refused as exc:
+            self._checkin(conn)                       # the connection is fine; Redis said no
+            raise StoreUnavailable(f"Redis refused {args[0]}: {exc}") from exc
+        except BaseException:
+            conn.disconnect()                         # redis-py has closed it already; a reply may be half read
+            raise
+        self._checkin(conn)
+        return reply
 
     def _checkin(self, conn):
         with self._lock:
@@ -345,13 +348,12 @@ class SqlStore:
     def _connect(self):
         if self.dialect == "sqlite":
             import sqlite3
-            path = self._cargs[0] if self._cargs else ""
-            if path and path != ":memory:":
-                folder = os.path.dirname(path)
-                if folder:
-                    os.makedirs(folder, exist_ok=True)     # SQLite creates the file, not its folder
+            path = self._cargs[0]                          # SQLAlchemy's: an absolute path, or ":memory:"
+            folder = os.path.dirname(path)
+            if folder:
+                os.makedirs(folder, exist_ok=True)         # SQLite creates the file, not its folder
+            # timeout: wait up to 5 s for another writer (sqlite3 sets SQLite's busy timeout from it)
             conn = sqlite3.connect(path, timeout=5.0, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA busy_timeout=5000")
             # NORMAL: a commit does not wait for the disk (a power cut may lose the last sessions
             # written, never corrupt the file). WAL (readers never wait for the writer) is kept in
             # the file itself, so it is turned on once, below, with the table.
@@ -375,12 +377,6 @@ class SqlStore:
                     self._create_table(conn)
         return conn
 
-    def _checkout(self):
-        with self._lock:
-            if self._idle:
-                return self._idle.pop(), True
-        return self._connect(), False
-
     def _checkin(self, conn):
         with self._lock:
             if len(self._idle) < 16:
@@ -389,35 +385,50 @@ class SqlStore:
         conn.close()
 
     def run(self, sql: str, params: tuple, fetch: bool = False):
-        """Execute one statement (one round trip); the first column of the first row if ``fetch``."""
-        for attempt in (1, 2):
-            conn, reused = None, False
+        """Execute one statement (one round trip); the first column of the first row if ``fetch``.
+
+        On a pooled connection first; if that one turns out to be broken (not on SQLite, whose
+        connections do not drop), once more on a new connection, never on another pooled one (after a
+        restart of the server they are all broken)."""
+        with self._lock:
+            pooled = self._idle.pop() if self._idle else None
+        if pooled is not None:
             try:
-                conn, reused = self._checkout()
-                cur = conn.cursor()
+                return self._execute(pooled, sql, params, fetch)
+            except StoreUnavailable:
+                if self.dialect == "sqlite":
+                    raise
+        try:
+            conn = self._connect()
+        except self.errors as exc:
+            raise self._unavailable(exc) from exc
+        return self._execute(conn, sql, params, fetch)
+
+    def _execute(self, conn, sql: str, params: tuple, fetch: bool):
+        try:
+            with closing(conn.cursor()) as cur:
                 cur.execute(sql, params)
                 result = cur.fetchone() if fetch else cur.rowcount
-                cur.close()
-            except self.errors as exc:
-                if conn is not None:
-                    _close_quietly(conn)
-                if reused and attempt == 1 and self.dialect != "sqlite":
-                    continue                    # a pooled connection that died meanwhile: once more
-                raise StoreUnavailable(f"the SQL session store is unavailable "
-                                       f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})"
-                                       ) from exc
-            except BaseException:
-                if conn is not None:
-                    _close_quietly(conn)
-                raise
-            self._checkin(conn)
-            return result[0] if fetch and result is not None else (None if fetch else result)
+        except self.errors as exc:
+            _close_quietly(conn)
+            raise self._unavailable(exc) from exc
+        except BaseException:
+            _close_quietly(conn)
+            raise
+        self._checkin(conn)
+        if fetch:
+            return None if result is None else result[0]
+        return result
+
+    @staticmethod
+    def _unavailable(exc: BaseException) -> StoreUnavailable:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        return StoreUnavailable(f"the SQL session store is unavailable ({type(exc).__name__}: {first})")
 
     # the table
     def _create_table(self, conn):
         t = self.table
-        cur = conn.cursor()
-        try:
+        with closing(conn.cursor()) as cur:
             if self.dialect == "postgresql":
                 ddl = [f"CREATE TABLE IF NOT EXISTS {t} (namespace VARCHAR(255) PRIMARY KEY, "
                        f"created TIMESTAMP NOT NULL, accessed TIMESTAMP NOT NULL, data BYTEA NOT NULL, "
@@ -450,8 +461,6 @@ class SqlStore:
                     cur.execute(statement)
                 except self.dbapi.IntegrityError:
                     pass                        # PostgreSQL: another process created it at the same moment
-        finally:
-            cur.close()
         self._ready = True
 
     def load(self, sid: str, now: float) -> bytes | None:
@@ -472,7 +481,7 @@ class SqlStore:
 
     def purge(self, now: float | None = None) -> int:
         """Delete the records whose ``expires`` has passed; how many."""
-        return self.run(self.purge_sql, (time.time() if now is None else now,)) or 0
+        return self.run(self.purge_sql, (time.time() if now is None else now,))
 
 
 def _retry_locked(statement, tries: int = 50, pause: float = 0.02):
@@ -522,7 +531,7 @@ class _RefuseToUnpickle:
     """python-memcached's ``unpickler``: an item flagged as a pickle is refused, never loaded."""
 
     def __init__(self, file):
-        self.file = file
+        """python-memcached hands over the item's bytes; they are never read."""
 
     def load(self):
         log.warning("a memcached item flagged as a pickle was refused (never unpickled); "
@@ -569,7 +578,7 @@ class MemcachedJson(_JsonNamespace):
         value = self.mc.get(self.key)
         if value is None and self._down():
             raise StoreUnavailable("memcached is unavailable")
-        return value if value is None or isinstance(value, bytes) else _encode(value)
+        return None if value is None else _encode(value)
 
     def _save(self, data, ttl):
         if not self.mc.set(self.key, data, time=ttl or 0):

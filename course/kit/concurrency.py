@@ -237,12 +237,14 @@ class _RedisPyCommands:
 def counter_table(store_options: dict) -> tuple[object, str, str]:
     """``(sql_store, table, placeholder)`` for the visit counters next to an SQL session table.
 
-    The table (``<session table>_counts``: ``name`` the primary key, ``n`` the count) is created if
+    The table (``<session table>_counters``: ``name`` the primary key, ``n`` the count, ``seen`` the
+    time of its last visit, so counters whose session has ended can be deleted) is created if
     needed; ``sql_store.run(sql, params, fetch=True)`` runs one statement in autocommit mode and
     returns the first column of the first row.
     """
     store = beaker_backends.sql_store(store_options["url"], store_options.get("table_name", "beaker_cache"))
-    table = store_options.get("table_name", "beaker_cache") + "_counts"
-    store.run(f"CREATE TABLE IF NOT EXISTS {table} (name VARCHAR(255) PRIMARY KEY, n BIGINT NOT NULL)", ())
+    table = store_options.get("table_name", "beaker_cache") + "_counters"
+    store.run(f"CREATE TABLE IF NOT EXISTS {table} (name VARCHAR(255) PRIMARY KEY, n BIGINT NOT NULL, "
+              "seen DOUBLE PRECISION)", ())
     return store, table, "?" if store.dialect == "sqlite" else "%s"
 

@@ -315,14 +315,19 @@ def mutants_of(path: Path, functions: list[str] | None = None, own_kit: bool = F
     for qualname in functions:
         function = defined[qualname]
         seen.add((qualname, ast.dump(function)))
+        # Only the top-level statement holding the function changes, so only it is parsed and compiled
+        # again for each mutant (the whole file for each one took most of the tool's start-up).
+        top = next(node for node in tree.body if node.lineno <= function.lineno <= node.end_lineno)
+        first_line = min([top.lineno, *(d.lineno for d in getattr(top, "decorator_list", []))])
+        seg_start, seg_end = index(first_line, 0), index(top.end_lineno, top.end_col_offset)
         body = _body(function)
         for node in _walk(body):
             for edit in _edits(node, names, body[-1] if body else None):
                 start = index(edit.node.lineno, edit.node.col_offset)
                 end = index(edit.node.end_lineno, edit.node.end_col_offset)
-                mutated = source[:start] + edit.text + source[end:]
+                segment = source[seg_start:start] + edit.text + source[end:seg_end]
                 try:
-                    changed = ast.parse(mutated)
+                    changed = ast.parse(segment)
                     compile(changed, str(path), "exec")
                 except (SyntaxError, ValueError):
                     continue                          # a mutant that does not compile is dropped
@@ -331,7 +336,8 @@ def mutants_of(path: Path, functions: list[str] | None = None, own_kit: bool = F
                     continue                          # the same program as the original or another mutant
                 seen.add(dump)
                 found.append(Mutant(relative, qualname, edit.node.lineno, edit.node.end_lineno, edit.operator,
-                                    f"{_short(source[start:end])} -> {_short(edit.text)}", mutated))
+                                    f"{_short(source[start:end])} -> {_short(edit.text)}",
+                                    source[:seg_start] + segment + source[seg_end:]))
     return found
 
 

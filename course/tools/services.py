@@ -6,9 +6,11 @@ standard port). When the server does not answer, the test is skipped with a line
 start it, unless ``COURSE_REQUIRE_SERVICES=1`` (set by ``.ci/run``), where it fails instead: in CI
 a skipped store test would hide a broken backend.
 
-The grader's sandbox (course.tools.grading.sandbox) sets ``COURSE_UNTRUSTED_SERVICES`` to the
-servers a copy must not reach (PostgreSQL and MariaDB, whose users are superusers here): their
-tests are skipped as "not graded: needs --trust-services", never a pass or a failure.
+The grader's sandbox (course.tools.grading.sandbox) gives each copy private servers (Redis,
+memcached, PostgreSQL, MariaDB) at these same URLs, and sets ``COURSE_UNTRUSTED_SERVICES`` to the
+servers it has no private one of (MongoDB; PostgreSQL or MariaDB when they are not installed on
+the grading machine or did not start): their tests are skipped as "not graded: needs
+--trust-services", never a pass or a failure; the machine's servers are never reached.
 """
 from __future__ import annotations
 
@@ -57,8 +59,9 @@ def require(name: str) -> str:
     env, _, port = DEFAULT_URLS[name]
     if name in os.environ.get("COURSE_UNTRUSTED_SERVICES", "").split(","):
         from course.tools.results import NOT_GRADED_SIGN
-        pytest.skip(f"{NOT_GRADED_SIGN}: the grader's sandbox has no {name} server of its own, and reaches "
-                    "the machine's only when the instructor gives --trust-services")
+        pytest.skip(f"{NOT_GRADED_SIGN}: the grader's sandbox has no {name} server of its own (not installed "
+                    "on the grading machine, or it did not start), and reaches the machine's only when the "
+                    "instructor gives --trust-services")
     url = url_for(name)
     if url is None:
         pytest.skip(f"{name}: set {env} to a running server to run this test "

@@ -47,6 +47,7 @@ SESSION_TIMEOUT = 30 * 60      # seconds without a visit before a session is dea
 LOCK_TTL = 10.0                # seconds: a Redis lock whose holder died frees itself after this
 LOCK_WAIT = 10.0               # seconds a request waits for its session's lock before a 503
 COUNTER_TTL = SESSION_TIMEOUT + 120   # a counter kept outside the session lives as long as it
+SWEEP_EVERY = 60.0             # seconds between two deletions of the counters whose session ended
 MAX_CART = 500                 # items: a session is not a warehouse
 TAB_NAME = re.compile(r"[a-z0-9]{1,16}")
 
@@ -155,11 +156,14 @@ class RedisLocks:
 class Counter:
     """Ready-made: where the visit counters live, next to the sessions, and how to read one."""
 
-    def __init__(self, store_url, options):
+    def __init__(self, store_url, options, ttl=COUNTER_TTL, clock=time.time):
         self.kind = ("redis" if options["type"] == "ext:redis"
                      else "sql" if options["type"] == "ext:database" else "memory")
         self.store_url, self.options = store_url, options
         self.counts, self.lock = {}, threading.Lock()          # the memory store's counters
+        self.seen = {}                                          # memory: each counter's last visit
+        self.ttl, self.clock = ttl, clock
+        self._next_sweep = clock() + SWEEP_EVERY
         self._sql = None
 
     @property
@@ -183,6 +187,32 @@ class Counter:
             return store.run(f"SELECT n FROM {table} WHERE name = {q}", (key,), fetch=True) or 0
         with self.lock:
             return self.counts.get(key, 0)
+
+    def visited(self, key):
+        """Note that ``key`` was counted now; now and then, forget the counters not visited for ``ttl``
+        seconds (their session has ended). Redis forgets them by itself: add_one gives each an EXPIRE.
+        Without this, a bot's cookieless visits would leave a counter each in SQL or memory for ever."""
+        now = self.clock()
+        if self.kind == "sql":
+            store, table, q = self.sql
+            store.run(f"UPDATE {table} SET seen = {q} WHERE name = {q}", (now, key))
+        elif self.kind == "memory":
+            with self.lock:
+                self.seen[key] = now
+        if now >= self._next_sweep:
+            self._next_sweep = now + SWEEP_EVERY
+            self.forget_expired(now)
+
+    def forget_expired(self, now):
+        """Delete the counters last visited more than ``ttl`` seconds before ``now``."""
+        if self.kind == "sql":
+            store, table, q = self.sql
+            store.run(f"DELETE FROM {table} WHERE seen < {q}", (now - self.ttl,))
+        elif self.kind == "memory":
+            with self.lock:
+                for key in [key for key, seen in self.seen.items() if seen < now - self.ttl]:
+                    del self.seen[key]
+                    self.counts.pop(key, None)
 
 
 def add_one(counter, key):
@@ -304,6 +334,7 @@ def create_app(store_url=DEFAULT_STORE, secret=None, lock=True, merge=False, res
         if session.is_new:
             session.save()                     # the counter's name is the session's ID: keep the cookie
         count = add_one(counter, f"visits:{session.id}")
+        counter.visited(f"visits:{session.id}")
         pause(window)
         return text(f"You have visited {count} times (counted outside the session)")
 

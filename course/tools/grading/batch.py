@@ -30,8 +30,9 @@ DEFAULT_TEST_TIMEOUT = 30.0                         # generous: lesson 08 starts
 
 TRUSTED = ("--trust-services: lessons 08 and 09's sandboxes shared this machine's network: a copy could reach its "
            "PostgreSQL, MariaDB, Redis and memcached as their users allow, and every loopback port")
-NOT_TRUSTED = ("lessons 08 and 09's checks that need PostgreSQL or MariaDB were not graded (no sandbox reaches the "
-               "machine's servers); grade them with --trust-services against throwaway servers (make services)")
+NOT_TRUSTED = ("the checks that need {names} were not graded: the grader could not give each copy a private one "
+               "({why}); install it, or grade them with --trust-services against throwaway servers (make services)")
+SERVER_NAMES = {"postgres": "PostgreSQL", "mysql": "MariaDB"}
 
 
 def grade(paths: list[str], out: Path, jobs: int = 2, timeout: float | None = None,
@@ -55,7 +56,39 @@ def grade(paths: list[str], out: Path, jobs: int = 2, timeout: float | None = No
     plan.sandboxed = not why and not unsafe
     plan.trust_services = trust_services
     if plan.sandboxed and any(each.services for each in plan.lessons):
-        plan.warnings.append(TRUSTED if trust_services else NOT_TRUSTED)
+        plan.warnings = [w for w in plan.warnings if trust_services or not _private(w)]   # the machine's: not used
+        plan.warnings += [TRUSTED] if trust_services else []
+    folder = None
+    try:
+        if plan.sandboxed and not trust_services:
+            folder = _private_databases(plan)
+        return _grade(submissions, notes, plan, out, jobs, progress, stderr, merge, fair_credit)
+    finally:
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _private(warning: str) -> bool:
+    """Is it the plan's warning that the machine's server is down, for a server each copy has a private one of?"""
+    return any(warning.startswith("lesson ") and f" needs {name}, which is not reachable" in warning
+               for name in sandbox.PRIVATE_SERVICES)
+
+
+def _private_databases(plan: Plan) -> str | None:
+    """The templates of the private databases the plan's lessons need, made once for the whole run
+    (course.tools.grading.databases); a warning for each that cannot be made. Their folder, to remove."""
+    from course.tools.grading import databases
+
+    needed = {name for each in plan.lessons for name in each.services}
+    folder, plan.templates, problems = databases.make_templates(needed)
+    if problems:
+        names = " or ".join(SERVER_NAMES.get(name, name) for name in sorted(problems))
+        plan.warnings.append(NOT_TRUSTED.format(names=names, why="; ".join(problems[n] for n in sorted(problems))))
+    return folder
+
+
+def _grade(submissions: list[Submission], notes: list[str], plan: Plan, out: Path, jobs: int, progress: bool,
+           stderr, merge: bool, fair_credit: bool) -> list[StudentResult]:
     if not plan.sandboxed:
         plan.warnings.insert(0, sandbox.UNSAFE_WARNING)
     elif sandbox.symlink_protection():

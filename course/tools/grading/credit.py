@@ -15,7 +15,7 @@ in one test process.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from course import ROOT
@@ -118,8 +118,8 @@ def recheck(submission: Submission, plan: Plan, run: Run, lessons: list[LessonRe
             result.notes.append("fair credit: stopped, the copy's time limit is used up")
             break
         tests = [t for t in plan.tests if held.get(t.slug) == t.exercise and t.nodeid not in passed]
-        sub_plan = Plan(lessons=[each for each in plan.lessons if each.slug in held], tests=tests,
-                        test_timeout=plan.test_timeout, timeout=budget, only_these_tests=True)
+        sub_plan = replace(plan, lessons=[each for each in plan.lessons if each.slug in held], tests=tests,
+                           timeout=budget, only_these_tests=True, warnings=[])    # sandboxed as the copy was
         copy = Submission(submission.name, folder, folder, submission.file_name)      # the hybrids only
         hybrid_run = run_submission(copy, sub_plan, workdir / f"fair-{number}", cancel, progress)
         budget -= hybrid_run.duration

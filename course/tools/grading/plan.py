@@ -54,6 +54,7 @@ class Plan:
         return [str(each.test_file) for each in lessons]
     sandboxed: bool = False     # each copy's lessons run in a sandbox (batch sets it; see sandbox.py)
     trust_services: bool = False  # --trust-services: lessons 08/09 reach the machine's database servers
+    templates: dict[str, str] = field(default_factory=dict)  # database -> its data dir template (batch makes them)
 
 
 def make_plan(lesson_keys: list[str] | None, test_timeout: float, timeout: float | None) -> Plan:

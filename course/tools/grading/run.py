@@ -286,7 +286,9 @@ def _sandbox_for(plan: Plan, workdir: Path) -> sandbox.Config:
     uid = secrets.randbelow(1 << 30) + (1 << 20)          # never a real user's, nor another copy's
     config = sandbox.Config(uid=uid, target=str(workdir / "lessons"), scratch=str(scratch),
                             network=[each.slug for each in plan.lessons if each.services],
-                            trust_services=plan.trust_services)
+                            trust_services=plan.trust_services,
+                            services=sorted({name for each in plan.lessons for name in each.services}),
+                            templates=dict(plan.templates))
     config.write(workdir / "sandbox.json")
     return config
 

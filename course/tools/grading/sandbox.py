@@ -63,6 +63,8 @@ class Config:
     scratch: str                # the tests' temporary files (tmp_path): the one folder both sides write
     network: list[str] = field(default_factory=list)   # lessons whose tests need the store servers
     trust_services: bool = False  # --trust-services: those lessons reach the machine's servers (see private_network)
+    services: list[str] = field(default_factory=list)  # the servers those lessons need ("redis", "postgres"...)
+    templates: dict[str, str] = field(default_factory=dict)  # database -> its template data dir (databases.py)
 
     def write(self, path: Path) -> None:
         path.write_text(json.dumps(asdict(self)), encoding="utf-8")
@@ -152,9 +154,16 @@ def command(config: Config, network: bool, argv: list[str], cwd: str | None = No
 
 
 UNTRUSTED_SERVICES = ("postgres", "mysql", "mongodb")
-"""Servers a copy never reaches without --trust-services: their users are superusers on this machine."""
-PRIVATE_SERVICES = {"redis": 6379, "memcached": 11211}
+"""Servers a copy never reaches without --trust-services: their users are superusers on this machine.
+Each copy gets a private PostgreSQL and MariaDB instead (when the grader could make their templates:
+``Config.templates``); there is no private MongoDB."""
+PRIVATE_SERVICES = {"redis": 6379, "memcached": 11211, "postgres": 5432, "mysql": 3306}
 """Servers each copy gets a private one of, in its test process's own network, on the standard port."""
+PRIVATE_URLS = {"redis": ("REDIS_URL", "redis://127.0.0.1:6379/0"),
+                "memcached": ("MEMCACHED_URL", "memcached://127.0.0.1:11211"),
+                "postgres": ("POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+                "mysql": ("MYSQL_URL", "mysql://root@127.0.0.1:3306/test")}
+"""Where a copy's tests find its private servers (course.tools.services.DEFAULT_URLS: the lessons' own defaults)."""
 
 
 TMP_BYTES = 64 << 20
@@ -185,14 +194,18 @@ def network_environment(config: Config) -> dict[str, str]:
     mounts = {"COURSE_MACHINE_MOUNTS": os.readlink("/proc/self/ns/mnt")}
     if config.trust_services:
         return mounts
-    return {**mounts, "REDIS_URL": "redis://127.0.0.1:6379/0", "MEMCACHED_URL": "memcached://127.0.0.1:11211",
-            "COURSE_UNTRUSTED_SERVICES": ",".join(UNTRUSTED_SERVICES),
+    private = [name for name in PRIVATE_SERVICES if name not in UNTRUSTED_SERVICES or name in config.templates]
+    return {**mounts, **{PRIVATE_URLS[name][0]: PRIVATE_URLS[name][1] for name in private},
+            "COURSE_UNTRUSTED_SERVICES": ",".join(each for each in UNTRUSTED_SERVICES if each not in private),
             "COURSE_MACHINE_NETWORK": os.readlink("/proc/self/ns/net")}      # the grader's, for private_network
 
 
 def private_network(config: Config) -> list[subprocess.Popen]:
-    """In the worker's own network namespace (``unshare --net``): loopback up, and a private Redis and
-    memcached on 127.0.0.1 at their standard ports, so lessons 08 and 09's tests run unchanged.
+    """In the worker's own network namespace (``unshare --net``): loopback up, and a private Redis,
+    memcached, PostgreSQL and MariaDB (those the lessons need: ``config.services``) on 127.0.0.1 at
+    their standard ports, so lessons 08-10's tests run unchanged. Each database server starts from
+    its grading run's template (course.tools.grading.databases), copied into its sandbox's tmpfs; one
+    that does not answer in time leaves its checks not graded (``COURSE_UNTRUSTED_SERVICES``).
 
     The sandboxes share this namespace (bwrap without ``--unshare-net``): the tests reach the apps
     they start directly, and a copy reaches nothing of the machine's: not its PostgreSQL, MariaDB,
@@ -211,28 +224,48 @@ def private_network(config: Config) -> list[subprocess.Popen]:
     argv = {"redis": ["redis-server", "--bind", "127.0.0.1", "--port", "6379", "--save", "", "--appendonly", "no",
                       "--dir", "/tmp", "--protected-mode", "no", "--loglevel", "warning"],
             "memcached": ["memcached", "-l", "127.0.0.1", "-p", "11211", "-U", "0", "-m", "64"]}
-    services_config = Config(uid=config.uid + 1, target="/nonexistent", scratch="/nonexistent",
-                             trust_services=False)
+    from course.tools.grading import databases
+
+    wanted = set(config.services or PRIVATE_SERVICES)
     started = []
-    for name, port in PRIVATE_SERVICES.items():
-        binary = _tool(argv[name][0])
-        if binary is None:
-            continue          # its tests then skip: "not reachable", as on a machine without it
-        servers.append(spawn(lambda b=binary, a=argv[name]: subprocess.Popen(
-            server_command(services_config, [b, *a[1:]]), env=environment(), stdin=subprocess.DEVNULL,
+    for offset, name in enumerate(PRIVATE_SERVICES, start=1):
+        if name not in wanted:
+            continue
+        binds: list[str] = []
+        if name in databases.DATABASES:
+            if name not in config.templates:
+                continue      # not graded (network_environment), unless --trust-services
+            binds = ["--ro-bind", config.templates[name], databases.TEMPLATE]
+            full = [*limits(databases.PROCESSES), *databases.server_argv(name)]
+            tmp_bytes = databases.DATA_BYTES
+        else:
+            binary = _tool(argv[name][0])
+            if binary is None:
+                continue      # its tests then skip: "not reachable", as on a machine without it
+            full, tmp_bytes = [binary, *argv[name][1:]], TMP_BYTES
+        own = Config(uid=config.uid + offset, target="/nonexistent", scratch="/nonexistent")   # a user per server
+        servers.append(spawn(lambda c=own, a=full, b=binds, t=tmp_bytes: subprocess.Popen(
+            server_command(c, a, b, t), env=environment(), stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
-        started.append(port)
-    for port in started:
-        _wait_for_port(port)
+        started.append(name)
+    for name in started:
+        if name in databases.DATABASES:
+            if not _wait_until(lambda n=name: databases.ready(n), 60):
+                untrusted = os.environ.get("COURSE_UNTRUSTED_SERVICES", "")
+                os.environ["COURSE_UNTRUSTED_SERVICES"] = f"{untrusted},{name}"     # neither a pass nor a failure
+        else:
+            _wait_for_port(PRIVATE_SERVICES[name])
     return servers
 
 
-def server_command(config: Config, argv: list[str]) -> list[str]:
-    """``argv`` as ``config.uid`` in a sandbox that sees the system only: no course, copy or scratch."""
+def server_command(config: Config, argv: list[str], binds: list[str] | None = None,
+                   tmp_bytes: int = TMP_BYTES) -> list[str]:
+    """``argv`` as ``config.uid`` in a sandbox that sees the system only (and ``binds``: bwrap's bind
+    options): no course, copy or scratch. Its ``/tmp`` is a tmpfs of ``tmp_bytes`` it may write."""
     return [_tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
-            "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES),
-            "--tmpfs", "/tmp",
-            *_system_binds(), "--chdir", "/tmp", "--", _tool("setpriv"), f"--reuid={config.uid}",
+            "--die-with-parent", "--new-session", "--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes),
+            "--perms", "1777", "--tmpfs", "/tmp", "--perms", "0755", "--dir", "/etc",
+            *_system_binds(), *(binds or []), "--chdir", "/tmp", "--", _tool("setpriv"), f"--reuid={config.uid}",
             f"--regid={config.uid}", "--clear-groups", "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all",
             "--", *argv]
 
@@ -249,14 +282,23 @@ def _loopback_up() -> None:
 
 
 def _wait_for_port(port: int, seconds: float = 10) -> None:
+    def answers() -> bool:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+    _wait_until(answers, seconds)
+
+
+def _wait_until(ready, seconds: float) -> bool:
     import time
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return
-        except OSError:
-            time.sleep(0.02)
+        if ready():
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def environment(extra: dict | None = None) -> dict[str, str]:
@@ -319,9 +361,12 @@ def wrap(argv: list[str], env: dict | None = None, cwd=None) -> tuple[list[str],
     return command(config, True, limits() + list(argv), str(cwd) if inside else None), environment(extra), None
 
 
-def limits() -> list[str]:
-    """``prlimit`` with the host's limits (course.tools.grading.host.LIMITS), for the app servers a test starts."""
+def limits(processes: int | None = None) -> list[str]:
+    """``prlimit`` with the host's limits (course.tools.grading.host.LIMITS), for the app servers a test
+    starts; with ``processes``: only that many processes and threads (a database server's)."""
     from course.tools.grading.host import LIMITS
+    if processes is not None:
+        return [_tool("prlimit"), f"--nproc={processes}:{processes}", "--core=0:0", "--"]
     return [_tool("prlimit"), *(f"--{name[7:].lower()}={soft}:{hard}" for name, (soft, hard) in LIMITS.items()),
             "--"]
 
