@@ -68,3 +68,24 @@ def test_the_no_session_app_serves_lesson_08_without_beaker(monkeypatch, tmp_pat
     assert answer["status"].startswith("200") and b"visited 1 times" in body
     assert not any(name == "Set-Cookie" for name, _ in answer["headers"]), "no session, no cookie"
     assert not os.path.exists(tmp_path / "s.db"), "and nothing stored"
+
+
+def test_the_request_profile_splits_exactly_the_measured_cost_of_the_session():
+    from course.tools import request_profile
+    out = io.StringIO()
+    result = request_profile.measure("04", requests=150, rounds=1, out=out)
+    cpu = result["cpu_us"]
+    assert set(cpu) == {"no session", "sessions"}, "no Redis: neither the stub nor the round trips"
+    split = result["session_us_by_group"]
+    assert "kit middleware" in split and "Beaker" not in split, "lesson 04 is the kit's middleware, not Beaker"
+    assert sum(split.values()) == pytest.approx(cpu["sessions"] - cpu["no session"])
+    assert "04_session_options on its default store" in out.getvalue()
+
+
+def test_the_request_profile_on_redis_measures_the_stub_and_the_round_trips():
+    from course.tools import request_profile, services
+    url = services.require("redis")
+    result = request_profile.measure("08", store=url, requests=150, rounds=1, out=io.StringIO())
+    assert set(result["cpu_us"]) == {"no session", "sessions", "store stubbed", "round trips alone"}
+    assert {"Beaker", "kit backend", "kit middleware"} <= set(result["session_us_by_group"])
+    assert "store driver and sockets" not in result["session_us_by_group"], "the stubbed request has no socket"
