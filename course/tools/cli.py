@@ -142,12 +142,21 @@ def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
 
 def run_checks_split(lessons, target: str = "lessons", exercises_only: bool = False,
                      test_timeout: float = DEFAULT_TEST_TIMEOUT) -> list[dict]:
-    """``run_checks`` of many lessons on two cores: every other lesson (from the last, the slowest)
-    in a second process, the rest in this one; the records of both."""
+    """``run_checks`` of many lessons on two cores: of the lessons with an exercise started, every
+    other one (from the last, the slowest) in a second process; the rest in this one. The records
+    of both. Lessons not started at all only cost collecting their tests: they never get a process."""
+    from course.tools.loader import app_path
+    from course.tools.results import not_started_in
+
+    def started(lesson):
+        return not {ex.id for ex in lesson.exercises} <= not_started_in(app_path(target, lesson.slug), lesson.slug)
+
     lessons = sorted(lessons, key=lambda lesson: lesson.id, reverse=True)
-    there = lessons[1::2]
+    busy = [lesson for lesson in lessons if started(lesson)]
+    there = busy[1::2]
     if not there:
         return run_checks(lessons, target, exercises_only, test_timeout).records
+    here = [lesson for lesson in lessons if lesson not in there]
     with tempfile.TemporaryDirectory(prefix="course-list-") as tmp:
         out = Path(tmp) / "records.json"
         child = subprocess.Popen([sys.executable, "-c", "import sys; from course.tools.cli import _records_to; "
@@ -155,7 +164,7 @@ def run_checks_split(lessons, target: str = "lessons", exercises_only: bool = Fa
                                   "1" if exercises_only else "0", *(lesson.id for lesson in there)],
                                  stdout=subprocess.DEVNULL)
         try:
-            records = run_checks(lessons[0::2], target, exercises_only, test_timeout).records
+            records = run_checks(here, target, exercises_only, test_timeout).records
         finally:
             child.wait()
         if out.exists():
