@@ -17,7 +17,7 @@ import requests
 from course.kit.beakerkit import CountingStore, HardenedSessions, get_session, session_config
 from course.kit.security import FakeClock
 from course.tools import browser
-from course.tools.testing import compare_digest_calls, cookie_attributes, set_cookie_lines
+from course.tools.testing import compare_digest_calls, cookie_attributes, quick_users, set_cookie_lines
 
 # A tampered cookie session is refused with a BeakerWarning: expected here, and tested.
 pytestmark = pytest.mark.filterwarnings("ignore:Invalidating corrupt session")
@@ -31,8 +31,8 @@ WRONG_TOKENS = {"wrong": "not-the-token", "empty": "", "non-ascii": "jeton-évid
 
 @pytest.fixture(scope="module")
 def db_path(tmp_path_factory):
-    """One users database per test process (creating it hashes two passwords: slow on purpose)."""
-    return str(tmp_path_factory.mktemp("lesson07") / "users.db")
+    """One users database per test process, its passwords hashed at a test-only cost (testing.quick_users)."""
+    return quick_users(tmp_path_factory.mktemp("lesson07") / "users.db")
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from course.kit.remember import RememberStore
 from course.kit.security import FakeClock, derive_key
 from course.tools import services
 from course.tools.bench import Gunicorn
-from course.tools.testing import cookie_attributes, set_cookie_lines
+from course.tools.testing import cookie_attributes, quick_users, set_cookie_lines
 
 SECRET = "lesson-10 test secret, long enough to be taken seriously"
 SLUG = "10_capstone"
@@ -46,7 +46,7 @@ LOG_NAME = "course.capstone"
 def users_file(tmp_path_factory):
     """The demo users, hashed once per test process; each app gets a copy."""
     path = tmp_path_factory.mktemp("lesson10") / "users.sqlite3"
-    auth.UserDB(path).find("alice")
+    quick_users(path)           # a test-only scrypt cost: logins are not what most tests check
     return path
 
 

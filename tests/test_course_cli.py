@@ -159,6 +159,20 @@ def test_list_shows_each_lesson_and_exercise_with_its_state(tmp_path):
     assert "Next: make check LESSON=01" in out
 
 
+def test_list_runs_the_started_lessons_in_two_processes_and_shows_them_all(tmp_path):
+    # Two lessons started: one of them is checked in list's second process; both report as check does.
+    build.solved(tmp_path, "01_raw_cookies")
+    build.partly(tmp_path, "02_signed_cookies", done={"02.1"})
+    proc = course("list", "--target", tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "4/4 exercises" in out and "1/4 exercises" in out, out
+    for ex in manifest.lesson("01").exercises:
+        assert f"done    {ex.id}" in out
+    assert "done    02.1" in out and "todo    02.2" in out
+    assert f"5 of {sum(len(each.exercises) for each in manifest.lessons())} exercises done" in out
+
+
 # ---------------------------------------------------------------- diff
 
 def test_diff_refuses_until_the_lesson_passes(tmp_path):

@@ -140,6 +140,46 @@ def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
     return Checked(list(merge(records).values()), collected.errors)
 
 
+def run_checks_split(lessons, target: str = "lessons", exercises_only: bool = False,
+                     test_timeout: float = DEFAULT_TEST_TIMEOUT) -> list[dict]:
+    """``run_checks`` of many lessons on two cores: of the lessons with an exercise started, every
+    other one (from the last, the slowest) in a second process; the rest in this one. The records
+    of both. Lessons not started at all only cost collecting their tests: they never get a process."""
+    from course.tools.loader import app_path
+    from course.tools.results import not_started_in
+
+    def started(lesson):
+        return not {ex.id for ex in lesson.exercises} <= not_started_in(app_path(target, lesson.slug), lesson.slug)
+
+    lessons = sorted(lessons, key=lambda lesson: lesson.id, reverse=True)
+    busy = [lesson for lesson in lessons if started(lesson)]
+    there = busy[1::2]
+    if not there:
+        return run_checks(lessons, target, exercises_only, test_timeout).records
+    here = [lesson for lesson in lessons if lesson not in there]
+    with tempfile.TemporaryDirectory(prefix="course-list-") as tmp:
+        out = Path(tmp) / "records.json"
+        child = subprocess.Popen([sys.executable, "-c", "import sys; from course.tools.cli import _records_to; "
+                                  "_records_to(sys.argv[1:])", str(out), str(target), f"{test_timeout:g}",
+                                  "1" if exercises_only else "0", *(lesson.id for lesson in there)],
+                                 stdout=subprocess.DEVNULL)
+        try:
+            records = run_checks(here, target, exercises_only, test_timeout).records
+        finally:
+            child.wait()
+        if out.exists():
+            return records + json.loads(out.read_text(encoding="utf-8"))
+    # The second process failed (it said why on stderr): its lessons are run here instead.
+    return records + run_checks(there, target, exercises_only, test_timeout).records
+
+
+def _records_to(argv: list[str]) -> None:
+    """The second process of ``run_checks_split``: ``OUT TARGET TIMEOUT EXERCISES_ONLY LESSON...``."""
+    out, target, timeout, exercises_only, *ids = argv
+    checked = run_checks([manifest.lesson(key) for key in ids], target, exercises_only == "1", float(timeout))
+    Path(out).write_text(json.dumps(checked.records), encoding="utf-8")
+
+
 STATE_STYLE = {"done": "green", "todo": "yellow", "fail": "red", "timeout": "red", "error": "red",
                "skip": "yellow", "none": "dim"}
 
@@ -264,8 +304,8 @@ def list_(args) -> int:
     style = Style(sys.stdout)
     lessons = list(manifest.lessons())
     started = time.monotonic()
-    records = run_checks([each for each in lessons if each.test_file.exists()], args.target, exercises_only=True,
-                         test_timeout=args.test_timeout).records
+    records = run_checks_split([each for each in lessons if each.test_file.exists()], args.target,
+                               exercises_only=True, test_timeout=args.test_timeout)
     where = display(resolve_target(args.target))
     print(style.bold("The lessons, checked just now against your code") + f" ({where}/)\n")
     current = None
