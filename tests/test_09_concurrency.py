@@ -180,6 +180,7 @@ def test_a_lock_per_session_loses_nothing_in_memory_8_clients(server):
     memory_race_loses_nothing(server, each=50)      # the student's check: a second or two
 
 
+@pytest.mark.maintainers
 def test_the_lessons_claim_8_clients_x_200_in_memory_lose_nothing(server):
     # The README's figure. Not an exercise test: `check` and the grader run the x 50 above.
     memory_race_loses_nothing(server, each=200)
@@ -273,6 +274,7 @@ def test_two_workers_lose_nothing_8_clients_on_every_shared_store(course_target,
     two_workers_lose_nothing(course_target, store, gunicorns, each=50)     # the student's check
 
 
+@pytest.mark.maintainers
 def test_the_lessons_claim_8_clients_x_200_on_2_workers_lose_nothing(course_target, store, gunicorns):
     # The README's figure (and the issue's): every shared store, 1,600 updates. Not an exercise test.
     two_workers_lose_nothing(course_target, store, gunicorns, each=200)
@@ -585,6 +587,7 @@ backend apps
 """
 
 
+@pytest.mark.maintainers
 def test_two_app_servers_behind_haproxy_one_stopped_mid_session(course_target, store, processes, tmp_path):
     haproxy = _need("haproxy")
     url = store("redis")
@@ -629,6 +632,7 @@ def _wait(what, check, seconds=15):
         time.sleep(0.1)
 
 
+@pytest.mark.maintainers
 def test_redis_sentinel_failover_keeps_the_sessions(server, processes, tmp_path):
     redis_server = _need("redis-server")
     primary_port, replica_port = free_port(), free_port()

@@ -273,3 +273,18 @@ def test_failure_messages_lose_pytest_noise():
     assert tidy_message(raw) == ["read_count('x') should be 0", "assert 3 == 0"]
     assert tidy_message("boom at /tmp/course-grade-1/lessons/x", {"/tmp/course-grade-1/lessons": "lessons"}) == \
         ["boom at lessons/x"]
+
+
+def test_check_leaves_out_the_maintainers_checks_of_a_lesson_text(tmp_path):
+    # `check` is the student's loop: the slow checks of the README's own claims (marked maintainers:
+    # a load balancer, a failover, the full-size figures) run in `make test`, not there.
+    from types import SimpleNamespace
+
+    from course.tools.cli import run_checks
+    tests = tmp_path / "test_fake_lesson.py"
+    tests.write_text("import pytest\n\n"
+                     "def test_a_ready_made_part():\n    pass\n\n"
+                     "@pytest.mark.maintainers\ndef test_a_claim_of_the_text():\n    raise AssertionError('ran')\n",
+                     encoding="utf-8")
+    records = run_checks([SimpleNamespace(test_file=tests)], target=str(tmp_path)).records
+    assert [r["nodeid"].split("::")[-1] for r in records] == ["test_a_ready_made_part"]

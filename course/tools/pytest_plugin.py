@@ -67,6 +67,10 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "exercise(id, weight=1): the test checks exercise ID of the manifest (e.g. '03.2')")
+    config.addinivalue_line(
+        "markers", "maintainers: a check of the lesson text's own claims on real infrastructure (a load "
+        "balancer, a failover, the README's full-size figures), slow: `make test` runs it, a student's "
+        "`check` leaves it out")
     config.pluginmanager.register(CourseReport(config), "course-report")
     # Lessons 05 on warn loudly at import when SESSION_SECRET is unset (their development fallback
     # is published). Tests are not a deployment: give them a throwaway secret, so the warning means
