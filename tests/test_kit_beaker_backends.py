@@ -778,3 +778,17 @@ def test_store_unavailable_names_the_error_and_its_first_line_only():
     assert str(unavailable(sqlite3.OperationalError("server closed the connection\nDETAIL: more"))) == (
         "the SQL session store is unavailable (OperationalError: server closed the connection)")
     assert str(unavailable(sqlite3.InterfaceError())) == "the SQL session store is unavailable (InterfaceError: )"
+
+
+def test_closing_the_idle_connections_closes_every_pooled_one_and_the_store_goes_on(tmp_path):
+    # Run at exit (atexit): a driver warns on the terminal about every connection left open.
+    store = beaker_backends.SqlStore(f"sqlite:///{tmp_path}/s.db", "t_close")
+    assert store.run("SELECT 1", (), fetch=True) == 1
+    pooled = list(store._idle)
+    assert pooled, "the connection went back to the pool"
+    store.close_idle()
+    assert store._idle == []
+    for conn in pooled:
+        with pytest.raises(sqlite3.ProgrammingError):
+            conn.execute("SELECT 1")
+    assert store.run("SELECT 1", (), fetch=True) == 1, "a new connection afterwards"

@@ -30,12 +30,13 @@ are wrapped by ``stores_beaker`` so that "the store is down" becomes one excepti
 """
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import threading
 import time
-from contextlib import closing
+from contextlib import closing, suppress
 from datetime import datetime
 
 from beaker.container import DBMNamespaceManager, FileNamespaceManager, NamespaceManager
@@ -285,6 +286,12 @@ _SQL_STORES: dict[tuple[str, str], "SqlStore"] = {}
 _SQL_LOCK = threading.Lock()
 
 
+@atexit.register
+def _close_sql_stores() -> None:
+    for store in list(_SQL_STORES.values()):
+        store.close_idle()
+
+
 def sql_store(url: str, table: str) -> "SqlStore":
     """The :class:`SqlStore` of a SQLAlchemy URL and a table (one per process; made on first use)."""
     key = (url, table)
@@ -383,6 +390,14 @@ class SqlStore:
                 self._idle.append(conn)
                 return
         conn.close()
+
+    def close_idle(self) -> None:
+        """Close the pooled connections (at exit: the drivers warn about a connection left open)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            with suppress(Exception):
+                conn.close()
 
     def run(self, sql: str, params: tuple, fetch: bool = False):
         """Execute one statement (one round trip); the first column of the first row if ``fetch``.
