@@ -353,6 +353,21 @@ def test_merge_rereads_the_record_from_a_counting_store():
     assert (again["a"], again["b"], again["c"]) == (1, 2, 3)
 
 
+def test_a_cookie_session_is_saved_as_it_is_even_with_merge(held):
+    """A CookieSession is never loaded from a store (nothing to re-read): merge-on-save leaves it alone."""
+    from beaker.session import CookieSession
+
+    cls = session_class(CookieSession, merge=keep_mine, save_lock=Lock)
+    first = cls({}, validate_key="k" * 32)
+    first["x"] = 1
+    first.save()
+    again = cls({"cookie": first.request["cookie_out"].split(";")[0]}, validate_key="k" * 32)
+    assert again["x"] == 1 and not again.is_new
+    again["y"] = 2
+    again.save()
+    assert held == [] and "beaker.session.id=" in again.request["cookie_out"]
+
+
 class AnswersNone(Dict):
     """A namespace that answers None for a missing record (Beaker's load allows it: memcached does)."""
 
