@@ -112,6 +112,11 @@ def test_a_content_length_that_is_not_a_plain_number_is_a_400(length):
     assert refused(lambda: read_credentials(request(b"", length=length))) == (400, "Bad Content-Length header")
 
 
+def test_a_content_length_with_blanks_around_it_is_a_number():
+    body = b"username=alice&password=pw"
+    assert read_credentials(request(body, length=f" {len(body)}\t")) == ("alice", "pw")
+
+
 def test_a_content_length_of_18_digits_is_a_number():
     assert refused(lambda: read_credentials(request(b"", length="9" * 18)))[0] == 413
 
