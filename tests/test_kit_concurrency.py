@@ -1,5 +1,9 @@
 """course.kit.concurrency on its own: the session class's knobs, file locks, Sentinel URLs, the counter table."""
+import fcntl
 import json
+import os
+import shutil
+import subprocess
 import threading
 import time
 import uuid
@@ -19,6 +23,8 @@ from course.kit.concurrency import (
     store_config,
 )
 from course.kit.stores_beaker import beaker_options, hardened
+from course.tools import services
+from course.tools.faults import free_port
 
 
 class Dict(beaker_backends._JsonNamespace):
@@ -195,7 +201,6 @@ def test_describe_names_sentinel_or_the_store():
 
 
 def test_locks_talk_to_redis_through_the_kit_client():
-    from course.tools import services
     url = services.require("redis")
     client = redis_for_locks(url)
     assert client is beaker_backends.redis_store(url)
@@ -214,3 +219,275 @@ def test_the_counter_table_sits_next_to_the_session_table(tmp_path):
     store.run(f"INSERT INTO {table} (name, n) VALUES (?, ?)", ("visits", 1))
     assert store.run(f"SELECT n FROM {table} WHERE name = ?", ("visits",), fetch=True) == 1
     assert counter_table(beaker_options(f"sqlite:///{tmp_path}/d.db"))[1] == "beaker_cache_counters"
+
+
+# ---------------------------------------------------------------- the session class: which path each save takes
+
+class Lock:
+    """A save_lock that records each time it is taken (for one session ID) and released."""
+    held: list = []
+
+    def __init__(self, sid):
+        self.sid = sid
+
+    def __enter__(self):
+        Lock.held.append(self.sid)
+
+    def __exit__(self, *exc):
+        Lock.held.append("released")
+
+
+@pytest.fixture
+def held():
+    Lock.held = []
+    return Lock.held
+
+
+def keep_mine(stored, loaded, mine):
+    out = dict(stored)
+    out.update({key: value for key, value in mine.items() if loaded.get(key) != value})
+    return out
+
+
+def test_a_save_without_write_delay_does_not_sleep(records, monkeypatch):
+    slept = []
+    monkeypatch.setattr(concurrency.time, "sleep", slept.append)
+    session = make(base())
+    session["n"] = 1
+    session.save()
+    again = make(base(), session.id)
+    again["n"] = 2
+    again.save()
+    assert slept == [] and json.loads(records[session.id])["n"] == 2
+
+
+def test_without_merge_a_change_is_written_as_it_is(records):
+    session = make(base())
+    session["a"] = 1
+    session.save()
+    tab1, tab2 = make(base(), session.id), make(base(), session.id)
+    tab1["b"] = 2
+    tab1.save()
+    tab2["c"] = 3
+    tab2.save()
+    stored = json.loads(records[session.id])
+    assert stored["c"] == 3 and "b" not in stored, "the last save wins: the lost update the lesson shows"
+
+
+def test_a_resaving_read_only_request_writes_what_it_loaded_even_with_merge(records, held):
+    cls = session_class(beaker_backends.JsonSession, resave=True, merge=keep_mine, save_lock=Lock)
+    first = make(cls)
+    first["n"] = 1
+    first.save()
+    reader = make(cls, first.id)
+    records[first.id] = records[first.id].replace(b'"n":1', b'"n":7')
+    reader.save(accessed_only=True)
+    assert json.loads(records[first.id])["n"] == 1 and held == [], "no merge, no lock: the data as loaded"
+
+
+def test_a_new_or_invalidated_session_is_saved_without_the_lock(records, held):
+    cls = session_class(beaker_backends.JsonSession, merge=keep_mine, save_lock=Lock)
+    first = make(cls)
+    first["a"] = 1
+    first.save()
+    tab = make(cls, first.id)
+    tab.invalidate()
+    tab["b"] = 2
+    tab.save()
+    assert held == [] and json.loads(records[tab.id])["b"] == 2 and tab.id != first.id
+
+
+def test_the_merge_decides_every_key_written_even_a_removed_one(records, held):
+    def drop_a(stored, loaded, mine):
+        return {key: value for key, value in {**stored, **mine}.items() if key != "a"}
+
+    cls = session_class(beaker_backends.JsonSession, merge=drop_a, save_lock=Lock)
+    first = make(cls)
+    first["a"], first["b"] = 1, 2
+    first.save()
+    tab = make(cls, first.id)
+    tab["c"] = 3
+    tab.save()
+    stored = json.loads(records[first.id])
+    assert "a" not in stored and (stored["b"], stored["c"]) == (2, 3) and held == [first.id, "released"]
+
+
+def test_after_a_new_id_the_merge_starts_from_nothing_stored(records, held):
+    seen = []
+
+    def merge(stored, loaded, mine):
+        seen.append(stored)
+        return mine
+
+    cls = session_class(beaker_backends.JsonSession, merge=merge, save_lock=Lock)
+    first = make(cls)
+    first["a"] = 1
+    first.save()
+    tab = make(cls, first.id)
+    tab.regenerate_id()
+    tab["b"] = 2
+    tab.save()
+    assert seen == [{}], "the old ID's record is not the new one's"
+    assert json.loads(records[tab.id])["b"] == 2 and held == [tab.id, "released"]
+
+
+def test_merge_rereads_the_record_from_a_counting_store():
+    from course.kit.beakerkit import CountingNamespace
+    from course.kit.stores import CountingStore
+
+    store = CountingStore()
+    cls = session_class(beaker_backends.JsonSession, merge=keep_mine, save_lock=lambda sid: threading.Lock())
+
+    def open_session(sid=None):
+        return cls({}, id=sid, namespace_class=CountingNamespace, store=store, data_serializer="json")
+
+    first = open_session()
+    first["a"] = 1
+    first.save()
+    tab1, tab2 = open_session(first.id), open_session(first.id)
+    tab1["b"] = 2
+    tab1.save()
+    tab2["c"] = 3
+    tab2.save()
+    again = open_session(first.id)
+    assert (again["a"], again["b"], again["c"]) == (1, 2, 3)
+
+
+def test_a_cookie_session_is_saved_as_it_is_even_with_merge(held):
+    """A CookieSession is never loaded from a store (nothing to re-read): merge-on-save leaves it alone."""
+    from beaker.session import CookieSession
+
+    cls = session_class(CookieSession, merge=keep_mine, save_lock=Lock)
+    first = cls({}, validate_key="k" * 32)
+    first["x"] = 1
+    first.save()
+    again = cls({"cookie": first.request["cookie_out"].split(";")[0]}, validate_key="k" * 32)
+    assert again["x"] == 1 and not again.is_new
+    again["y"] = 2
+    again.save()
+    assert held == [] and "beaker.session.id=" in again.request["cookie_out"]
+
+
+class AnswersNone(Dict):
+    """A namespace that answers None for a missing record (Beaker's load allows it: memcached does)."""
+
+    def __getitem__(self, key):
+        data = self._load()
+        return None if data is None else data
+
+
+def test_a_record_read_as_none_is_a_record_that_vanished(records):
+    seen = []
+    cls = session_class(beaker_backends.JsonSession, merge=lambda stored, loaded, mine: seen.append(stored) or mine,
+                        save_lock=lambda sid: threading.Lock())
+    first = cls({}, namespace_class=AnswersNone, data_serializer="json")
+    first["a"] = 1
+    first.save()
+    tab = cls({}, id=first.id, namespace_class=AnswersNone, data_serializer="json")
+    records.clear()
+    tab.save()
+    assert seen == [{}] and json.loads(records[first.id])["a"] == 1
+
+
+# ---------------------------------------------------------------- file locks
+
+def test_file_locks_make_their_folder_and_its_parents(tmp_path):
+    locks = FileLocks(tmp_path / "a" / "b")
+    with locks.hold("s"):
+        pass
+    assert len(list((tmp_path / "a" / "b").iterdir())) == 1
+
+
+def test_leaving_hold_releases_the_lock_even_if_the_file_is_open_elsewhere(tmp_path):
+    """A worker forked while holding would keep the file open: the lock must not stay with it."""
+    locks = FileLocks(tmp_path)
+    with locks.hold("s"):
+        (path,) = tmp_path.iterdir()
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd")
+               if os.path.realpath(f"/proc/self/fd/{fd}") == str(path.resolve())]
+        inherited = os.dup(fds[0])
+    try:
+        with open(path, "a") as other:
+            fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)      # BlockingIOError if still held
+            fcntl.flock(other, fcntl.LOCK_UN)
+    finally:
+        os.close(inherited)
+
+
+# ---------------------------------------------------------------- Redis behind Sentinel, for real
+
+@pytest.fixture(scope="module")
+def sentinel(tmp_path_factory):
+    """A Redis primary and one Sentinel watching it (as "kitB"), on free ports, stopped at the end."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        message = "redis-server is not installed (apt-get install redis-server)"
+        pytest.fail(message) if services.required() else pytest.skip(message)
+    folder = tmp_path_factory.mktemp("sentinel")
+    ports = [free_port(), free_port()]
+    conf = folder / "sentinel.conf"
+    conf.write_text(f"port {ports[1]}\nbind 127.0.0.1\ndir {folder}\nsentinel monitor kitB 127.0.0.1 {ports[0]} 1\n")
+    started = [subprocess.Popen([binary, "--port", str(ports[0]), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                                 "no", "--dir", str(folder)], stdout=subprocess.DEVNULL, start_new_session=True),
+               subprocess.Popen([binary, str(conf), "--sentinel"], stdout=subprocess.DEVNULL, start_new_session=True)]
+    try:
+        import redis
+        probe = redis.Redis(port=ports[1], socket_timeout=1, socket_connect_timeout=1)
+        for _ in range(200):
+            try:
+                if probe.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "kitB"):
+                    break
+            except redis.ConnectionError:
+                pass
+            time.sleep(0.05)
+        yield ports[0], f"redis+sentinel://127.0.0.1:{ports[1]}/kitB/0"
+    finally:
+        for proc in started:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_a_sentinel_url_reaches_the_primary_the_sentinel_names(sentinel):
+    import redis
+    primary_port, url = sentinel
+    key = f"lock_{uuid.uuid4().hex}"
+    locks = redis_for_locks(url)
+    assert locks.command("SET", key, b"1", "NX", "PX", 5000), "redis-py answers True where the kit's client says OK"
+    assert locks.command("SET", key, b"2", "NX", "PX", 5000) is None
+    assert redis.Redis(port=primary_port).get(key) == b"1", "the lock is on the primary"
+    lazy = store_config(url)["url"]
+    assert lazy.command("GET", key) == b"1" and lazy.pttl(key) > 0, "commands and redis-py's methods alike"
+    assert concurrency.sentinel_client(url) is concurrency.sentinel_client(url), "one client per URL"
+
+
+def test_the_sentinel_client_has_short_timeouts_and_one_retry():
+    client = concurrency.sentinel_client("redis+sentinel://127.0.0.1:1,127.0.0.1:2/svc/3")
+    options = client.connection_pool.connection_kwargs
+    assert (options["socket_timeout"], options["socket_connect_timeout"], options["db"]) == (1, 1, 3)
+    assert options["retry"]._retries == 1
+    sentinels = client.connection_pool.sentinel_manager.sentinels
+    assert [(s.connection_pool.connection_kwargs["host"], s.connection_pool.connection_kwargs["port"],
+             s.connection_pool.connection_kwargs["socket_timeout"],
+             s.connection_pool.connection_kwargs["socket_connect_timeout"]) for s in sentinels] == \
+        [("127.0.0.1", 1, 0.5, 0.5), ("127.0.0.1", 2, 0.5, 0.5)]
+    assert client.connection_pool.service_name == "svc"
+
+
+# ---------------------------------------------------------------- the counter table elsewhere
+
+def test_the_counter_table_defaults_to_beakers_table_name(tmp_path):
+    store, table, q = counter_table({"url": f"sqlite:///{tmp_path}/e.db"})
+    assert (table, q, store.table) == ("beaker_cache_counters", "?", "beaker_cache")
+    assert counter_table(beaker_options(f"sqlite:///{tmp_path}/f.db?table=sess"))[0].table == "sess"
+
+
+def test_the_counter_table_on_postgres_uses_its_placeholder():
+    options = hardened(beaker_options(services.require("postgres")))
+    table_name = f"kit_counts_{uuid.uuid4().hex[:8]}"
+    store, table, q = counter_table({**options, "table_name": table_name})
+    try:
+        assert (table, q) == (table_name + "_counters", "%s")
+        store.run(f"INSERT INTO {table} (name, n) VALUES ({q}, {q})", ("visits", 1))
+        assert store.run(f"SELECT n FROM {table} WHERE name = {q}", ("visits",), fetch=True) == 1
+    finally:
+        store.run(f"DROP TABLE IF EXISTS {table}", ())

@@ -107,9 +107,14 @@ def test_the_drain_reads_at_most_a_megabyte():
     forms._drain({}, 10)
 
 
-@pytest.mark.parametrize("length", ["abc", "-1", "1" * 19, "١٢", "1 2"])
+@pytest.mark.parametrize("length", ["abc", "-1", "1" * 19, "١٢", "1 2", "  ", "\t"])
 def test_a_content_length_that_is_not_a_plain_number_is_a_400(length):
     assert refused(lambda: read_credentials(request(b"", length=length))) == (400, "Bad Content-Length header")
+
+
+def test_a_content_length_with_blanks_around_it_is_a_number():
+    body = b"username=alice&password=pw"
+    assert read_credentials(request(body, length=f" {len(body)}\t")) == ("alice", "pw")
 
 
 def test_a_content_length_of_18_digits_is_a_number():
@@ -179,3 +184,76 @@ def test_a_browser_form_is_a_form_type_that_accepts_html(ctype, accept, browser)
     assert from_browser_form(bottle.BaseRequest(env)) is browser
     assert from_browser_form(bottle.BaseRequest({"CONTENT_TYPE": FORM})) is False
     assert FORM_TYPES == (FORM, "multipart/form-data")
+
+
+def test_form_error_drops_the_routes_content_length():
+    bottle.response.bind()
+    bottle.response.set_header("Content-Length", "999")
+    bottle.response.set_header("X-Kept", "yes")
+    error = FormError(400, "bad")
+    assert [v for n, v in error.headerlist if n == "Content-Length"] in ([], ["4"]), "the route's length is not ours"
+    assert error.headers["X-Kept"] == "yes"
+    bottle.response.bind()
+
+
+class CountingStream(io.BytesIO):
+    """A request body that records the size of each read."""
+
+    def __init__(self, data):
+        super().__init__(data)
+        self.reads = []
+
+    def read(self, size=-1):
+        self.reads.append(size)
+        return super().read(size)
+
+
+def test_the_drain_reads_64_kib_at_a_time_up_to_the_announced_length():
+    stream = CountingStream(b"x" * 70000)
+    forms._drain({"wsgi.input": stream}, 65537)
+    assert stream.reads == [65536, 1] and stream.tell() == 65537
+
+
+def test_a_refused_body_is_drained_once_per_request():
+    big = b"username=" + b"a" * MAX_BODY
+    stream = CountingStream(big)
+    req = request(big)
+    req.environ["wsgi.input"] = stream
+    refused(lambda: read_credentials(req))
+    reads = len(stream.reads)
+    assert refused(lambda: read_credentials(req))[0] == 413
+    assert len(stream.reads) == reads, "the second refusal reads nothing more"
+
+
+@pytest.mark.parametrize("length", [{}, {"CONTENT_LENGTH": ""}], ids=["absent", "empty"])
+def test_a_request_without_content_length_has_an_empty_body(length):
+    env = {"REQUEST_METHOD": "POST", "wsgi.input": io.BytesIO(b"username=a&password=p"), "CONTENT_TYPE": FORM,
+           **length}
+    assert refused(lambda: read_credentials(bottle.BaseRequest(env))) == (400, "Missing field: username")
+
+
+def test_a_body_without_a_content_type_is_read_as_a_form():
+    body = b"username=alice&password=pw"
+    env = {"REQUEST_METHOD": "POST", "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+    assert read_credentials(bottle.BaseRequest(env)) == ("alice", "pw")
+
+
+@pytest.mark.parametrize("ctype", ["text/x+json", "image/svg+json", "+json"])
+def test_only_application_types_ending_in_json_are_json(ctype):
+    body = json.dumps({"username": "alice", "password": "pw"}).encode()
+    assert refused(lambda: read_credentials(request(body, ctype)))[0] == 415
+
+
+def chunked(body: bytes, size: int = 4096) -> bottle.BaseRequest:
+    pieces = [body[i:i + size] for i in range(0, len(body), size)]
+    wire = b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in pieces) + b"0\r\n\r\n"
+    return bottle.BaseRequest({"REQUEST_METHOD": "POST", "wsgi.input": io.BytesIO(wire), "CONTENT_TYPE": FORM,
+                               "HTTP_TRANSFER_ENCODING": "chunked"})
+
+
+def test_a_chunked_body_is_limited_by_its_size_as_read():
+    body = b"password=p&username=" + b"a" * (MAX_BODY - 20)
+    assert read_fields(["username"], chunked(body))["username"] == "a" * (MAX_BODY - 20)
+    assert refused(lambda: read_fields(["username"], chunked(body + b"a"))) == \
+        (413, f"Request body too large: at most {MAX_BODY} bytes")
+    assert refused(lambda: read_fields(["username"], chunked(b"username=abc"), max_body=11))[0] == 413

@@ -111,7 +111,7 @@ def test_the_dummy_hash_is_made_once_per_hasher():
 
     first = dummy_hash(hasher)
     assert dummy_hash(hasher) == first and len(calls) == 1
-    assert first.startswith("scrypt$16$") and len(calls[0]) >= 20
+    assert first.startswith("scrypt$16$") and len(calls[0]) == 22, "128 random bits, URL-safe base64"
 
 
 def test_a_real_hash_with_a_cost_over_the_limits_is_refused():
@@ -119,3 +119,32 @@ def test_a_real_hash_with_a_cost_over_the_limits_is_refused():
     assert not check_password("pw", hash_password("pw", n=16, r=MAX_R + 1, p=1))
     assert not check_password("pw", hash_password("pw", n=16, r=1, p=MAX_P + 1))
 
+
+
+@pytest.fixture
+def scrypt_calls(monkeypatch):
+    """The cost of each key derivation ``check_password`` asks hashlib for (it still derives it)."""
+    calls = []
+    real = hashlib.scrypt
+
+    def counting(password, **options):
+        calls.append((options["n"], options["r"], options["p"]))
+        return real(password, **options)
+
+    monkeypatch.setattr(hashlib, "scrypt", counting)
+    return calls
+
+
+@pytest.mark.parametrize("stored", [
+    good(scheme="bcrypt"), good(n=1), good(n=0), good(n=-16), good(n=24), good(n=6), good(n=2 ** 21), good(r=0),
+    good(r=-1), good(r=33), good(p=0), good(p=-1), good(p=17), good(salt=""), good(key=""),
+])
+def test_an_absurd_hash_is_refused_before_any_key_is_derived(stored, scrypt_calls):
+    assert check_password("pw", stored) is False
+    assert scrypt_calls == [], "the parameters are checked first: a tampered row costs the server nothing"
+
+
+def test_a_hash_at_the_limits_is_given_to_scrypt(scrypt_calls):
+    """n = MAX_N passes the checks; OpenSSL itself then refuses n >= 2**16 with r = 1 (so this stays cheap)."""
+    assert check_password("pw", good(n=MAX_N)) is False
+    assert scrypt_calls == [(MAX_N, 1, 1)]

@@ -164,6 +164,18 @@ def test_each_mutant_is_a_different_program(tmp_path):
     assert ast.dump(ast.parse(path.read_text())) not in dumps
 
 
+def test_two_mutants_that_read_alike_on_one_line_are_two_mutants(tmp_path):
+    """``1 < n and n - 1``: "1 -> 2" twice on one line. Were they equal, the run's outcomes (a dict keyed
+    by mutant) would give both the fate of whichever finished last."""
+    path = tmp_path / "subject.py"
+    path.write_text("def f(n):\n    return 1 < n and n - 1\n", encoding="utf-8")
+    twins = [m for m in mutate.mutants_of(path) if m.mutation == "1 -> 2"]
+    assert len(twins) == 2 and twins[0] != twins[1] and len({*twins}) == 2
+    assert sorted(m.column for m in twins) == [11, 25]
+    record = [{"file": twins[0].file, "function": "f", "line": 2, "column": 25, "mutant": "1 -> 2", "why": "x" * 21}]
+    assert mutate.match_equivalent(twins, record) == {next(m for m in twins if m.column == 25): "x" * 21}
+
+
 # ---------------------------------------------------------------- what is mutated
 
 @pytest.mark.parametrize(("description", "expected"), [

@@ -83,8 +83,12 @@ class _Concurrent:
             return super().save()
 
     def _stored_now(self) -> dict | None:
-        """The record as the store holds it at this moment (another request may have saved since)."""
-        if not hasattr(self, "namespace") or self.namespace.namespace != self.id:
+        """The record as the store holds it at this moment (another request may have saved since).
+
+        Only a loaded session gets here, so it has a namespace (``load`` made it); after a new ID
+        (``regenerate_id``) that namespace is the old ID's, and the new ID has no record yet.
+        """
+        if self.namespace.namespace != self.id:
             return None
         try:
             raw = self.namespace["session"]

@@ -31,7 +31,7 @@ class FormError(bottle.HTTPResponse):
     def __init__(self, status: int, message: str):
         super().__init__(message + "\n", status)
         for name, value in bottle.response.headerlist:
-            if name.lower() not in ("content-type", "content-length"):
+            if name.lower() != "content-length":      # the route's Content-Type is replaced just below
                 self.add_header(name, value)
         self.content_type = "text/plain; charset=utf-8"
         self.message = message
@@ -53,19 +53,19 @@ def _drain(environ: dict, length: int) -> None:
 
 
 def _content_length(request) -> int | None:
-    raw = (request.environ.get("CONTENT_LENGTH") or "").strip()
+    raw = request.environ.get("CONTENT_LENGTH")
     if not raw:
         return None
+    raw = raw.strip()                   # only blanks: Bottle's int() would raise (a 500), so a 400 below
     if not raw.isascii() or not raw.isdigit() or len(raw) > 18:   # int() refuses 4,301 digits: a 500
         raise FormError(400, "Bad Content-Length header")
     return int(raw)
 
 
-def _clean(name: str, value, required: bool = True) -> str:
+def _clean(name: str, value: str | None, required: bool = True) -> str:
+    """A field's value (a string, or None when it was not sent: both readers check that) as clean text."""
     if required and (value is None or value == ""):
         raise FormError(400, f"Missing field: {name}")
-    if not isinstance(value, str):
-        raise FormError(400, f"Field {name} must be a string")
     try:
         value.encode("utf-8")
     except UnicodeError:
@@ -113,7 +113,7 @@ def read_fields(names: Iterable[str], request=None, *, optional: Iterable[str] =
     if length is not None and length > max_body:
         _drain(request.environ, length)
         raise FormError(413, f"Request body too large: at most {max_body} bytes")
-    ctype = request.environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
+    ctype = _content_type(request)
     is_json = ctype == "application/json" or (ctype.startswith("application/") and ctype.endswith("+json"))
     if not is_json and ctype not in FORM_TYPES and ctype and length:
         raise FormError(415, "Send the fields as a form (application/x-www-form-urlencoded) or as JSON "
@@ -123,11 +123,8 @@ def read_fields(names: Iterable[str], request=None, *, optional: Iterable[str] =
     body.seek(0)
     if size > max_body:
         raise FormError(413, f"Request body too large: at most {max_body} bytes")
-    if is_json:
-        try:
-            data = _json_object(body.read()) if size else {}
-        finally:
-            body.seek(0)
+    if is_json:                               # (request.body seeks back to 0 for the next reader)
+        data = _json_object(body.read()) if size else {}
         found = {name: data.get(name) for name in names + optional}
     else:
         found = _form_fields(request, names + optional)
@@ -135,6 +132,11 @@ def read_fields(names: Iterable[str], request=None, *, optional: Iterable[str] =
     for name in optional:
         values[name] = None if found[name] is None else _clean(name, found[name], required=False)
     return values
+
+
+def _content_type(request) -> str:
+    """The media type of the body, lowercase, without its parameters ("" when none is sent)."""
+    return request.environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
 
 
 def _form_fields(request, names: tuple[str, ...]) -> dict[str, str | None]:
@@ -148,7 +150,7 @@ def _form_fields(request, names: tuple[str, ...]) -> dict[str, str | None]:
             raise FormError(400, f"Field {name} was sent more than once")
         raw = forms.get(name)
         value = forms.getunicode(name)          # None when the bytes are not UTF-8
-        if raw not in (None, "") and value is None:
+        if raw is not None and value is None:
             raise FormError(400, f"Field {name} is not valid text")
         found[name] = value
     return found
@@ -193,5 +195,4 @@ def from_browser_form(request=None) -> bool:
     or ask for JSON, and get the plain-text answers.
     """
     request = bottle.request if request is None else request
-    ctype = request.environ.get("CONTENT_TYPE", "").split(";")[0].strip().lower()
-    return ctype in FORM_TYPES and "text/html" in request.environ.get("HTTP_ACCEPT", "")
+    return _content_type(request) in FORM_TYPES and "text/html" in request.environ.get("HTTP_ACCEPT", "")

@@ -60,7 +60,7 @@ def _parse(stored: str) -> tuple[int, int, int, bytes, bytes] | None:
         salt, key = bytes.fromhex(salt), bytes.fromhex(key)
     except (AttributeError, ValueError):
         return None
-    if scheme != "scrypt" or not (1 < n <= MAX_N and n & (n - 1) == 0 and 0 < r <= MAX_R
+    if scheme != "scrypt" or not (1 < n <= MAX_N and n.bit_count() == 1 and 0 < r <= MAX_R
                                   and 0 < p <= MAX_P and salt and key):
         return None
     return n, r, p, salt, key

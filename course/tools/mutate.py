@@ -66,6 +66,7 @@ class Mutant:
     operator: str      # compare, boolean, not, constant, return, delete, arithmetic, guard, slice, argument
     mutation: str      # what changed, as code: "a < b -> a <= b"
     source: str = field(repr=False, compare=False)   # the whole mutated file
+    column: int = 0    # where on its line the change starts: "1 -> 2" twice on one line are two mutants
 
     @property
     def where(self) -> str:
@@ -337,7 +338,7 @@ def mutants_of(path: Path, functions: list[str] | None = None, own_kit: bool = F
                 seen.add(dump)
                 found.append(Mutant(relative, qualname, edit.node.lineno, edit.node.end_lineno, edit.operator,
                                     f"{_short(source[start:end])} -> {_short(edit.text)}",
-                                    source[:seg_start] + segment + source[seg_end:]))
+                                    source[:seg_start] + segment + source[seg_end:], edit.node.col_offset))
     return found
 
 
@@ -800,13 +801,16 @@ def equivalent_record(path: Path = EQUIVALENT_RECORD) -> list[dict]:
 
 def match_equivalent(mutants: list[Mutant], record: list[dict]) -> dict[Mutant, str]:
     """Each recorded equivalent mutant found among ``mutants``: by file, function and mutation, and by
-    line when the same mutation occurs twice in a function (so an edit elsewhere does not unmatch it)."""
+    line when the same mutation occurs twice in a function (so an edit elsewhere does not unmatch it), and
+    by column when it occurs twice on one line."""
     found = {}
     for entry in record:
         same = [m for m in mutants if m.file == entry["file"] and m.mutation == entry["mutant"]
                 and m.function == entry.get("function", m.function)]
         if len(same) > 1:
             same = [m for m in same if m.line == entry.get("line")]
+        if len(same) > 1 and "column" in entry:
+            same = [m for m in same if m.column == entry["column"]]
         for mutant in same:
             found[mutant] = entry["why"]
     return found
