@@ -13,6 +13,9 @@ sticky sessions) with one stopped mid-session, and Redis with a replica and thre
 primary is killed. Every process is started by the test on free ports and stopped after it; the
 machine's own Redis on 6379 is only ever used as a client.
 """
+import contextlib
+import hashlib
+import hmac
 import http.client
 import json
 import os
@@ -233,6 +236,31 @@ def test_locks_are_per_session_and_dropped_when_done(app_module):
     assert waited_b < 0.3, f"session b waited {waited_b:.2f} s for session a's lock: one lock per session"
     assert waited_a > 0.3, "a second request of session a must wait for the first"
     assert not locks.locks, f"locks nobody uses are dropped, or the dict grows with every visitor: {locks.locks}"
+
+
+@pytest.mark.exercise("09.1")
+def test_a_request_without_a_session_cookie_takes_no_lock(app_module):
+    # A new visitor's session is one no other request knows: it needs no lock, and one lock shared
+    # by every new visitor (the lock of "no session") would make them all wait for one another.
+    held = []
+
+    class RecordingLocks:
+        @contextlib.contextmanager
+        def hold(self, session_id):
+            held.append(session_id)
+            yield
+
+    def sessions_app(environ, start_response):
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    app = app_module.locked(sessions_app, RecordingLocks(), {"session.key": "sid", "session.secret": SECRET})
+    sid = uuid.uuid4().hex
+    mac = hmac.new(SECRET.encode(), sid.encode(), hashlib.sha1).hexdigest()
+    for cookie in (None, "other=1", f"sid={'0' * 40}{sid}", f"sid={mac}{sid}"):
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/visits", **({"HTTP_COOKIE": cookie} if cookie else {})}
+        assert b"".join(app(environ, lambda status, headers, exc_info=None: None)) == b"ok", cookie
+    assert held == [sid], f"only the request with a validly signed session cookie takes a lock: {held}"
 
 
 # ---------------------------------------------------------------- 09.2 a lock across processes: Redis

@@ -1156,6 +1156,23 @@ def test_a_cross_site_login_request_is_refused_with_false(app_module):
         "login_request_ok says whether: False for a request a page of another site sent"
 
 
+@pytest.mark.exercise("10.1")
+def test_start_session_saves_the_new_token_and_clocks(app_module):
+    from beaker.session import Session
+    session = Session({}, type="memory", key="sid")      # Beaker's own Session: a save writes at once
+    session["cart"] = ["tea"]
+    session.save()
+    before = session.id
+    app_module.start_session(session, 7, 1000.0)
+    assert session.id != before, "a new ID at login"
+    stored = dict(Session({}, id=session.id, type="memory", key="sid"))
+    assert stored["cart"] == ["tea"] and stored["user_id"] == 7, f"the data moves to the new ID: {stored}"
+    assert stored.get("csrf_token") == session["csrf_token"] and len(session["csrf_token"]) >= 43, \
+        f"start_session saves: the new CSRF token is in the store: {stored}"
+    assert [stored.get(k) for k in ("login_at", "seen_at", "renewed_at")] == [1000.0] * 3, \
+        f"start_session saves: the three clocks are in the store: {stored}"
+
+
 @pytest.mark.exercise("10.2")
 def test_each_timeout_ends_the_session_only_after_more_than_its_seconds(app_module):
     state = app_module.session_state

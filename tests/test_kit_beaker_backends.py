@@ -732,6 +732,25 @@ def test_the_file_record_is_written_on_a_write_close_only(tmp_path):
     assert open(ns.file, "rb").read() == b"{}", "a second close leaves the record alone"
 
 
+def test_a_record_whose_write_failed_is_not_read_back_from_memory(tmp_path):
+    import os
+    import shutil
+
+    from course.kit.beaker_backends import FileJson
+    ns = FileJson("sid1", data_dir=str(tmp_path), digest_filenames=False)
+    os.makedirs(os.path.join(ns.file, "in-the-way"))    # the write fails, as on a full disk
+    ns.acquire_write_lock(replace=True)                  # as Beaker's Session.save opens it
+    ns["session"] = '{"a":1}'
+    with pytest.raises(OSError):
+        ns.release_write_lock()
+    shutil.rmtree(ns.file)
+    ns.acquire_read_lock()
+    try:
+        assert "session" not in ns, "a record that never reached the disk is not loaded from memory"
+    finally:
+        ns.release_read_lock()
+
+
 @pytest.fixture
 def postgres_store():
     from course.kit.stores_beaker import beaker_options, hardened
