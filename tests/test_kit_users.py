@@ -217,3 +217,10 @@ def test_a_first_call_of_any_kind_makes_the_table(tmp_path):
     assert UserDB(tmp_path / "a.sqlite3", hasher=cheap).change_password(1, "not the hash", "x") is False
     assert UserDB(tmp_path / "b.sqlite3", hasher=cheap).set_password(2, "x") is True
     assert UserDB(tmp_path / "c.sqlite3", hasher=cheap).add("carol", "pw") == 3
+
+
+def test_the_folders_of_a_new_database_path_are_made(tmp_path):
+    # make run's default lives in .sessions/, which a fresh clone does not have; a deeper path too.
+    db = UserDB(tmp_path / "not" / "yet" / "users.sqlite3", hasher=cheap)
+    assert db.username(1) == DEMO_USERS[0][0]
+    assert (tmp_path / "not" / "yet" / "users.sqlite3").exists()
