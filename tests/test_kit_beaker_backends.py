@@ -811,3 +811,11 @@ def test_closing_the_idle_connections_closes_every_pooled_one_and_the_store_goes
         with pytest.raises(sqlite3.ProgrammingError):
             conn.execute("SELECT 1")
     assert store.run("SELECT 1", (), fetch=True) == 1, "a new connection afterwards"
+
+
+def test_at_exit_every_sql_store_of_the_process_lets_go_of_its_pooled_connections(tmp_path):
+    store = beaker_backends.sql_store(f"sqlite:///{tmp_path}/exit.db", "t_exit")
+    store.run("SELECT 1", (), fetch=True)
+    assert store._idle
+    beaker_backends._close_sql_stores()          # what atexit runs
+    assert store._idle == []
