@@ -227,10 +227,10 @@ _GUARDED = ("__init__", "do_open", "do_close", "do_remove", "__getitem__", "__se
             "__contains__", "__delitem__", "set_value", "keys")
 
 
-def _guarded_class(base: type, name: str, limit: int | None, extra: dict | None = None) -> type:
-    namespace = dict(extra or {})
+def _guarded_class(base: type, name: str, limit: int | None) -> type:
+    namespace = {}
     for method in _GUARDED:
-        impl = namespace.get(method) or getattr(base, method, None)
+        impl = getattr(base, method, None)
         if impl is not None:
             namespace[method] = _guard(impl)
     namespace["store_name"] = name
@@ -358,9 +358,8 @@ def session_files(options: dict):
 
 
 def _files_of(options: dict, session_id: str):
-    """``session_files`` for one session: its files at Beaker's path (``ab/abcd.../``), no walk."""
-    if not re.fullmatch(r"[0-9a-f]{32}", session_id or ""):
-        return
+    """``session_files`` for one session (a session ID ``peek`` has checked): its files at Beaker's path
+    (``ab/abcd.../``), no walk."""
     kind, root = options["type"], Path(options["data_dir"])
     folder = root / ("container_file" if kind == "file" else "container_dbm") / session_id[:1] / session_id[:2]
     paths = sorted(folder.glob(f"{session_id}.cache" if kind == "file" else f"{session_id}.dbm*"))
