@@ -238,6 +238,7 @@ def test_locks_are_per_session_and_dropped_when_done(app_module):
     assert not locks.locks, f"locks nobody uses are dropped, or the dict grows with every visitor: {locks.locks}"
 
 
+@pytest.mark.in_process("it hands the app a lock that records its calls")
 @pytest.mark.exercise("09.1")
 def test_a_request_without_a_session_cookie_takes_no_lock(app_module):
     # A new visitor's session is one no other request knows: it needs no lock, and one lock shared
@@ -428,6 +429,7 @@ def test_a_worker_killed_while_holding_the_lock_leaves_the_session_intact(course
 
 # ---------------------------------------------------------------- 09.3 an atomic counter
 
+@pytest.mark.in_process("it builds the lesson's Counter from the store's options, which hold classes")
 @pytest.mark.exercise("09.3")
 @pytest.mark.parametrize("kind", ["redis", "sqlite"])
 def test_two_apps_on_one_store_count_on_one_counter(app_module, store, kind):

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import shutil
 import sqlite3
@@ -56,6 +57,7 @@ def start(app_module, serve_app, users_file, tmp_path):
     def run(**options):
         folder = tmp_path / uuid.uuid4().hex[:8]
         folder.mkdir()
+        os.chmod(folder, 0o1777)        # as tmp_path is under the grader: the app runs as a user of its own
         shutil.copy(users_file, folder / "users.sqlite3")
         options.setdefault("secret", SECRET)
         options.setdefault("db_path", str(folder / "users.sqlite3"))
@@ -429,6 +431,7 @@ def test_owasp_O26_made_up_ids_are_logged_and_throttled(start, caplog):
     assert not any(guess in m for guess in guesses for m in messages(caplog)), "a session ID in clear in the log"
 
 
+@pytest.mark.in_process("it reads the app's log records in the test's process")
 @pytest.mark.exercise("10.6")
 def test_owasp_O27_an_id_used_from_another_browser_is_logged(start, caplog):
     caplog.set_level(logging.INFO, logger=LOG_NAME)
@@ -453,6 +456,7 @@ def test_owasp_O28_the_session_is_bound_to_its_browser(start):
     assert_logged_out(dashboard(url, browser), ": a session seen in two browsers is ended for both")
 
 
+@pytest.mark.in_process("it reads the app's log records in the test's process")
 @pytest.mark.exercise("10.6")
 def test_owasp_O29_the_life_cycle_is_logged_with_salted_hashes_only(start, caplog):
     caplog.set_level(logging.INFO, logger=LOG_NAME)
@@ -976,6 +980,7 @@ def test_a_remember_me_series_ends_30_days_after_its_login(start):
     assert_logged_out(dashboard(url, browser), ": day 31: a series lasts 30 days from its login, however used")
 
 
+@pytest.mark.in_process("it watches hmac.compare_digest in the test's process")
 @pytest.mark.exercise("10.5")
 def test_the_remember_me_validator_is_compared_in_constant_time(start, monkeypatch):
     url = start()
@@ -1156,6 +1161,7 @@ def test_a_cross_site_login_request_is_refused_with_false(app_module):
         "login_request_ok says whether: False for a request a page of another site sent"
 
 
+@pytest.mark.in_process("it hands start_session Beaker's own Session")
 @pytest.mark.exercise("10.1")
 def test_start_session_saves_the_new_token_and_clocks(app_module):
     from beaker.session import Session
@@ -1190,6 +1196,7 @@ def test_each_timeout_ends_the_session_only_after_more_than_its_seconds(app_modu
     assert state({**clocks, "renewed_at": True}, 1000, idle, absolute, 2000) == "absolute", "True is no time"
 
 
+@pytest.mark.in_process("it hands redeem_remember a RememberStore of the test's own")
 @pytest.mark.exercise("10.5")
 def test_redeeming_a_remember_me_token_tells_ok_race_theft_and_unknown(app_module, tmp_path):
     clock = FakeClock(1000.0)
@@ -1214,6 +1221,7 @@ def test_redeeming_a_remember_me_token_tells_ok_race_theft_and_unknown(app_modul
     assert [r["selector"] for r in tokens.all_rows()] == [other.split(".")[0]], "theft revokes that series, all of it"
 
 
+@pytest.mark.in_process("it hands redeem_remember a RememberStore of the test's own")
 @pytest.mark.exercise("10.5")
 def test_a_token_another_request_marked_used_after_it_was_read_is_a_race(app_module, tmp_path):
     tokens = RememberStore(tmp_path / "remember.db", FakeClock(1000.0))
@@ -1231,6 +1239,7 @@ def test_a_token_another_request_marked_used_after_it_was_read_is_a_race(app_mod
         "read unused, but marked used by another request before this one could: two tabs, not a thief"
 
 
+@pytest.mark.in_process("it reads the app's log records in the test's process")
 @pytest.mark.exercise("10.6")
 def test_a_life_cycle_line_is_the_event_the_hash_and_sorted_details(app_module, caplog):
     caplog.set_level(logging.INFO, logger=LOG_NAME)

@@ -837,3 +837,26 @@ def test_a_check_not_graded_is_neither_a_pass_nor_a_failure_in_the_class_files()
     text = report.summary([student], Plan([LESSON], [], 1, 10))
     assert "01.2" not in text.split("## Most-failed exercises")[1].split("## Students")[0]
     assert "not graded" in report.feedback(student)
+
+
+def test_the_reference_solutions_fail_no_check_of_any_lesson_in_the_sandbox(tmp_path):
+    """The grader never marks correct code wrong: every lesson's solution, graded as a student's copy
+    (sandboxed, fair credit on), passes every check it grades. A check that cannot run in the sandbox
+    says so (``@pytest.mark.in_process``: not graded) instead of failing; this test is what finds one
+    that does not (seven did, when it was written)."""
+    copy = tmp_path / "class" / "reference" / "lessons"
+    for lesson in manifest.lessons():
+        build.solved(copy, lesson.slug)
+    out = tmp_path / "grades"
+    proc = subprocess.run([sys.executable, "-m", "course", "grade", str(copy.parent), "--out", str(out),
+                           "--jobs", "1", "--no-progress"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    graded = json.loads((out / "json" / "reference.json").read_text(encoding="utf-8"))
+    wrong = [f"{ex['exercise']} {test['name']}: {test['message'][:200]}"
+             for lesson in graded["lessons"] for ex in lesson["exercises"] for test in ex["tests"]
+             if test["outcome"] not in ("passed", "not graded")]
+    assert not wrong, "the grader fails the reference solution on:\n" + "\n".join(wrong)
+    # An exercise whose every check is not graded earns nothing here; the instructor grades it apart.
+    apart = sum(ex["max_points"] for lesson in graded["lessons"] for ex in lesson["exercises"]
+                if ex["status"] == "not graded")
+    assert graded["points"] == graded["max_points"] - apart, (graded["points"], graded["max_points"], apart)

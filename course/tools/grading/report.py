@@ -266,8 +266,8 @@ STATUS_WORDS = {
     "fail": "not passed yet", "error": "could not be checked", "timeout": "timed out",
     "skipped": "skipped (a service was missing when grading)", "not run": "not checked (grading stopped)",
     "untested": "has no checks yet",
-    "not graded": "not graded (its checks need a server the grader had no private one of for your copy: "
-                  "the instructor grades them separately)",
+    "not graded": "not graded (its checks need a server the grader had no private one of for your copy, or "
+                  "run only in the test's own process: the instructor grades them separately)",
 }
 
 
@@ -322,7 +322,7 @@ def _exercise_feedback(ex: ExerciseResult, show_failure: bool) -> list[str]:
     not_graded = sum(t.outcome == "not graded" for t in ex.tests)
     if not_graded and ex.status != "not graded":
         lines.append(f"  - {not_graded} check(s) not graded (they need a server the grader had no private one of "
-                     "for your copy); the points are shared by the others")
+                     "for your copy, or run only in the test's own process); the points are shared by the others")
     failure = ex.first_failure
     if failure and show_failure and ex.status != "todo":
         message = failure.message.splitlines() or [failure.outcome]
