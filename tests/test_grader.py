@@ -843,7 +843,7 @@ def test_the_reference_solutions_fail_no_check_of_any_lesson_in_the_sandbox(tmp_
     """The grader never marks correct code wrong: every lesson's solution, graded as a student's copy
     (sandboxed, fair credit on), passes every check it grades. A check that cannot run in the sandbox
     says so (``@pytest.mark.in_process``: not graded) instead of failing; this test is what finds one
-    that does not (seven did, when it was written)."""
+    that does not (ten did, when it was written)."""
     copy = tmp_path / "class" / "reference" / "lessons"
     for lesson in manifest.lessons():
         build.solved(copy, lesson.slug)
