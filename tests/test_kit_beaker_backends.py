@@ -28,6 +28,7 @@ from course.kit.beaker_backends import (
 from course.kit.beakerkit import CorruptSession
 from course.kit.storedown import StoreUnavailable
 from course.tools import services
+from course.tools.testing import WatchedLock
 
 
 def test_session_too_large_says_how_big_and_what_the_store_holds():
@@ -567,28 +568,13 @@ def test_a_reply_that_is_not_redis_is_raised_and_the_connection_dropped():
         server.close()
 
 
-class Gate:
-    """A lock that counts how often it is taken and tells when a thread is about to wait for it."""
-
-    def __init__(self):
-        self.lock, self.taken, self.waiting = threading.Lock(), 0, threading.Event()
-
-    def __enter__(self):
-        self.waiting.set()
-        self.lock.acquire()
-        self.taken += 1
-
-    def __exit__(self, *exc):
-        self.lock.release()
-
-
 
 @pytest.mark.parametrize("kind", ["redis", "sql"])
 def test_a_store_once_made_is_found_without_the_lock(kind, tmp_path, monkeypatch):
     make, url = ((redis_store, "redis://127.0.0.1:1/0") if kind == "redis"
                  else (lambda u: sql_store(u, "t"), f"sqlite:///{tmp_path}/s.db"))
     first = make(url)
-    gate = Gate()
+    gate = WatchedLock()
     monkeypatch.setattr(beaker_backends, "_REDIS_LOCK" if kind == "redis" else "_SQL_LOCK", gate)
     assert make(url) is first and gate.taken == 0
 
@@ -601,7 +587,7 @@ def test_a_thread_that_waited_for_the_lock_takes_the_store_another_made(kind, tm
     else:
         url = f"sqlite:///{tmp_path}/s.db"
         make, stores, key, lock = (lambda u: sql_store(u, "t")), beaker_backends._SQL_STORES, (url, "t"), "_SQL_LOCK"
-    gate = Gate()
+    gate = WatchedLock()
     monkeypatch.setattr(beaker_backends, lock, gate)
     found = []
     gate.lock.acquire()                                    # another thread is making the store
@@ -618,7 +604,7 @@ def test_a_thread_that_waited_for_the_lock_takes_the_store_another_made(kind, tm
 def test_a_thread_that_waited_to_make_the_table_finds_it_made(sqlite_store):
     sqlite_store.save("a", b"{}", None)
     store = beaker_backends.SqlStore(sqlite_store.url, sqlite_store.table)
-    store._init_lock = gate = Gate()
+    store._init_lock = gate = WatchedLock()
     created = counting(store, "_create_table")
     gate.lock.acquire()                                    # another thread is making the table
     found = []

@@ -7,6 +7,7 @@ import threading
 import pytest
 
 from course.kit.localdb import LocalDB
+from course.tools.testing import WatchedLock
 
 SCHEMA = ("CREATE TABLE t (x INTEGER)",)      # no IF NOT EXISTS: it fails if it is run twice
 
@@ -40,20 +41,6 @@ def test_the_file_is_in_wal_mode_and_writers_wait_ten_seconds(tmp_path):
     db = LocalDB(tmp_path / "x.db", SCHEMA)
     assert db.rows("PRAGMA journal_mode")[0][0] == "wal", "readers and a writer work at once"
     assert db.rows("PRAGMA busy_timeout")[0][0] == 10_000, "a busy file is waited for, 10 s, not an error"
-
-
-class WatchedLock:
-    """A lock that says when somebody waits for it (to stop a thread between _ensure's two checks)."""
-
-    def __init__(self):
-        self.lock, self.waiting = threading.Lock(), threading.Event()
-
-    def __enter__(self):
-        self.waiting.set()
-        return self.lock.__enter__()
-
-    def __exit__(self, *exc):
-        return self.lock.__exit__(*exc)
 
 
 def test_a_thread_that_waited_for_the_schema_does_not_run_it_again(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 
 from course.kit.passwords import hash_password
 from course.kit.users import DEMO_USERS, UserDB, verify
+from course.tools.testing import WatchedLock
 
 
 def cheap(password):
@@ -144,21 +145,8 @@ def test_every_call_closes_the_connection_it_opened(db):
     assert [is_closed(conn) for conn in opened] == [True] * 7
 
 
-class CountingLock:
-    def __init__(self):
-        self.lock, self.taken, self.waiting = threading.Lock(), 0, threading.Event()
-
-    def __enter__(self):
-        self.waiting.set()
-        self.lock.acquire()
-        self.taken += 1
-
-    def __exit__(self, *exc):
-        self.lock.release()
-
-
 def test_after_the_first_use_a_call_is_one_connection_and_takes_no_lock(db):
-    db._lock = lock = CountingLock()
+    db._lock = lock = WatchedLock()
     opened = recording_connections(db)
     db.find("alice")
     assert len(opened) == 2 and lock.taken == 1, "the table is made under the lock, then the query"
@@ -169,7 +157,7 @@ def test_after_the_first_use_a_call_is_one_connection_and_takes_no_lock(db):
 
 def test_a_thread_that_waited_for_the_lock_finds_the_table_made_and_leaves_it(db):
     UserDB(db.path, hasher=cheap).find("alice")      # the table exists
-    db._lock = lock = CountingLock()
+    db._lock = lock = WatchedLock()
     opened = recording_connections(db)
     found = []
     lock.lock.acquire()                              # another thread is making the table

@@ -224,3 +224,22 @@ def in_lesson(module, builder, *args):
     if getattr(module, "course_sandboxed", False):
         return module.course_probe("build", builder.__name__, *args)
     return builder(module, *args)
+
+
+class WatchedLock:
+    """A lock for the double-checked set-ups of the kit (a store's table, a database's schema): it counts
+    how often it is taken (``taken``) and says when a thread is about to wait for it (``waiting``), so a
+    test can hold it, start a thread, and know the thread stands between the two checks."""
+
+    def __init__(self):
+        import threading
+
+        self.lock, self.taken, self.waiting = threading.Lock(), 0, threading.Event()
+
+    def __enter__(self):
+        self.waiting.set()
+        self.lock.acquire()
+        self.taken += 1
+
+    def __exit__(self, *exc):
+        self.lock.release()
