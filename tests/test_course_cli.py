@@ -288,3 +288,16 @@ def test_check_leaves_out_the_maintainers_checks_of_a_lesson_text(tmp_path):
                      encoding="utf-8")
     records = run_checks([SimpleNamespace(test_file=tests)], target=str(tmp_path)).records
     assert [r["nodeid"].split("::")[-1] for r in records] == ["test_a_ready_made_part"]
+
+
+def test_an_exercise_test_marked_maintainers_is_refused(tmp_path):
+    # `check` runs "not maintainers", `list` and the grader "exercise": such a test would count in two
+    # of the three verdicts only, so collecting it is an error (the author sees it in `make test`).
+    tests = tmp_path / "test_fake_lesson.py"
+    tests.write_text("import pytest\n\n"
+                     "@pytest.mark.maintainers\n@pytest.mark.exercise('01.1')\ndef test_a_claim():\n    pass\n",
+                     encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "pytest", "-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT),
+                           str(tests), "-q"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == pytest.ExitCode.USAGE_ERROR, done.stdout + done.stderr
+    assert "an exercise test cannot be a maintainers check" in done.stderr, done.stderr

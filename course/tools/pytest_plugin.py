@@ -112,6 +112,9 @@ def pytest_collection_modifyitems(config, items):
         exercise_id = marker.args[0] if marker.args else marker.kwargs.get("id")
         if exercise_id not in known:
             raise pytest.UsageError(f"{item.nodeid}: exercise {exercise_id!r} is not in course/lesson/manifest.toml")
+        if item.get_closest_marker("maintainers") is not None:      # `check` leaves it out, the grader and `list` not
+            raise pytest.UsageError(f"{item.nodeid}: an exercise test cannot be a maintainers check: `check` would "
+                                    "leave it out, while `list` and the grader count it")
         item.user_properties.append(("exercise", exercise_id))
         item.user_properties.append(("weight", marker.kwargs.get("weight", 1)))
     first = set(filter(None, os.environ.get("COURSE_RUN_FIRST", "").split(",")))
