@@ -288,7 +288,6 @@ def test_a_bad_cookie_starts_a_fresh_session_without_asking_the_store(url, store
     assert ID.fullmatch(issued_id(resp) or ""), "a fresh session gets a fresh ID"
 
 
-@pytest.mark.in_process("it hands the middleware a store object of the test's own")
 @pytest.mark.exercise("03.3")
 def test_a_loaded_session_the_handler_emptied_is_saved_empty(app_module):
     store = MemoryStore()

@@ -13,7 +13,6 @@ sticky sessions) with one stopped mid-session, and Redis with a replica and thre
 primary is killed. Every process is started by the test on free ports and stopped after it; the
 machine's own Redis on 6379 is only ever used as a client.
 """
-import contextlib
 import hashlib
 import hmac
 import http.client
@@ -38,6 +37,7 @@ from course.kit import concurrency, stores_beaker
 from course.tools import services
 from course.tools.bench import Gunicorn
 from course.tools.faults import AppProcess, free_port
+from course.tools.testing import counter, in_lesson
 
 SECRET = "lesson-09-test-secret-0123456789abcdef"
 SLUG = "09_concurrency"
@@ -238,18 +238,23 @@ def test_locks_are_per_session_and_dropped_when_done(app_module):
     assert not locks.locks, f"locks nobody uses are dropped, or the dict grows with every visitor: {locks.locks}"
 
 
-@pytest.mark.in_process("it hands the app a lock that records its calls")
 @pytest.mark.exercise("09.1")
 def test_a_request_without_a_session_cookie_takes_no_lock(app_module):
     # A new visitor's session is one no other request knows: it needs no lock, and one lock shared
     # by every new visitor (the lock of "no session") would make them all wait for one another.
     held = []
 
+    class Held:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
     class RecordingLocks:
-        @contextlib.contextmanager
         def hold(self, session_id):
             held.append(session_id)
-            yield
+            return Held()
 
     def sessions_app(environ, start_response):
         start_response("200 OK", [("Content-Type", "text/plain")])
@@ -429,13 +434,12 @@ def test_a_worker_killed_while_holding_the_lock_leaves_the_session_intact(course
 
 # ---------------------------------------------------------------- 09.3 an atomic counter
 
-@pytest.mark.in_process("it builds the lesson's Counter from the store's options, which hold classes")
 @pytest.mark.exercise("09.3")
 @pytest.mark.parametrize("kind", ["redis", "sqlite"])
 def test_two_apps_on_one_store_count_on_one_counter(app_module, store, kind):
     """Two processes of the app share the store: a counter must live there, not in one app's memory."""
     url = store(kind)
-    first, second = (app_module.Counter(url, concurrency.store_config(url)) for _ in range(2))
+    first, second = (in_lesson(app_module, counter, url) for _ in range(2))
     key = f"hits:{uuid.uuid4().hex}"
     assert [app_module.add_one(first, key), app_module.add_one(second, key), app_module.add_one(first, key)] == \
         [1, 2, 3], f"add_one on {kind}: each app counted on its own; count in the store (INCR, UPDATE ... n + 1)"

@@ -31,7 +31,16 @@ from course.kit.remember import RememberStore
 from course.kit.security import FakeClock, derive_key
 from course.tools import services
 from course.tools.bench import Gunicorn
-from course.tools.testing import cookie_attributes, quick_users, set_cookie_lines
+from course.tools.testing import (
+    app_log,
+    beaker_session,
+    compare_digest_calls,
+    cookie_attributes,
+    in_lesson,
+    quick_users,
+    set_cookie_lines,
+    stored_beaker_session,
+)
 
 SECRET = "lesson-10 test secret, long enough to be taken seriously"
 SLUG = "10_capstone"
@@ -431,10 +440,9 @@ def test_owasp_O26_made_up_ids_are_logged_and_throttled(start, caplog):
     assert not any(guess in m for guess in guesses for m in messages(caplog)), "a session ID in clear in the log"
 
 
-@pytest.mark.in_process("it reads the app's log records in the test's process")
 @pytest.mark.exercise("10.6")
-def test_owasp_O27_an_id_used_from_another_browser_is_logged(start, caplog):
-    caplog.set_level(logging.INFO, logger=LOG_NAME)
+def test_owasp_O27_an_id_used_from_another_browser_is_logged(start, app_module, monkeypatch, caplog):
+    log = app_log(monkeypatch, caplog, app_module, LOG_NAME)
     url = start()
     browser = log_in(url)
     session_id = sid_of(browser)
@@ -442,9 +450,10 @@ def test_owasp_O27_an_id_used_from_another_browser_is_logged(start, caplog):
     thief.headers["User-Agent"] = "another browser/1.0"
     dashboard(url, thief)
     hashed = id_hash(session_id, derive_key(SECRET, "session-log"))
-    assert any("client-changed" in m and hashed in m for m in messages(caplog)), \
-        f"the same session ID from another User-Agent is an anomaly: log it (with {hashed}): {messages(caplog)}"
-    assert session_id not in " ".join(messages(caplog))
+    lines = log.messages()
+    assert any("client-changed" in m and hashed in m for m in lines), \
+        f"the same session ID from another User-Agent is an anomaly: log it (with {hashed}): {lines}"
+    assert session_id not in " ".join(lines)
 
 
 def test_owasp_O28_the_session_is_bound_to_its_browser(start):
@@ -456,10 +465,9 @@ def test_owasp_O28_the_session_is_bound_to_its_browser(start):
     assert_logged_out(dashboard(url, browser), ": a session seen in two browsers is ended for both")
 
 
-@pytest.mark.in_process("it reads the app's log records in the test's process")
 @pytest.mark.exercise("10.6")
-def test_owasp_O29_the_life_cycle_is_logged_with_salted_hashes_only(start, caplog):
-    caplog.set_level(logging.INFO, logger=LOG_NAME)
+def test_owasp_O29_the_life_cycle_is_logged_with_salted_hashes_only(start, app_module, monkeypatch, caplog):
+    log = app_log(monkeypatch, caplog, app_module, LOG_NAME)
     clock = FakeClock()
     url = start(now=clock, renew_every=300)
     browser = log_in(url)
@@ -468,7 +476,7 @@ def test_owasp_O29_the_life_cycle_is_logged_with_salted_hashes_only(start, caplo
     dashboard(url, browser)
     ids.append(sid_of(browser))
     post(url, browser, "/logout")
-    lines = messages(caplog)
+    lines = log.messages()
     salt = derive_key(SECRET, "session-log")
     for event, session_id in (("created", ids[0]), ("renewed", ids[1]), ("logged-out", ids[1])):
         assert any(event in m and id_hash(session_id, salt) in m for m in lines), \
@@ -980,13 +988,11 @@ def test_a_remember_me_series_ends_30_days_after_its_login(start):
     assert_logged_out(dashboard(url, browser), ": day 31: a series lasts 30 days from its login, however used")
 
 
-@pytest.mark.in_process("it watches hmac.compare_digest in the test's process")
 @pytest.mark.exercise("10.5")
-def test_the_remember_me_validator_is_compared_in_constant_time(start, monkeypatch):
+def test_the_remember_me_validator_is_compared_in_constant_time(start, app_module, monkeypatch):
     url = start()
     token = remember_token(log_in(url, remember=True))
-    compared, real = [], hmac.compare_digest
-    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: compared.append((a, b)) or real(a, b))
+    compared = compare_digest_calls(monkeypatch, app_module, function="redeem_remember")
     assert_logged_in(dashboard(url, give(requests.Session(), "remember", token)))
     expected = hashlib.sha256(token.split(".")[1].encode()).hexdigest()
     assert any(expected in pair for pair in compared), \
@@ -1161,17 +1167,15 @@ def test_a_cross_site_login_request_is_refused_with_false(app_module):
         "login_request_ok says whether: False for a request a page of another site sent"
 
 
-@pytest.mark.in_process("it hands start_session Beaker's own Session")
 @pytest.mark.exercise("10.1")
 def test_start_session_saves_the_new_token_and_clocks(app_module):
-    from beaker.session import Session
-    session = Session({}, type="memory", key="sid")      # Beaker's own Session: a save writes at once
+    session = in_lesson(app_module, beaker_session)      # Beaker's own Session: a save writes at once
     session["cart"] = ["tea"]
     session.save()
     before = session.id
     app_module.start_session(session, 7, 1000.0)
     assert session.id != before, "a new ID at login"
-    stored = dict(Session({}, id=session.id, type="memory", key="sid"))
+    stored = in_lesson(app_module, stored_beaker_session, session.id)
     assert stored["cart"] == ["tea"] and stored["user_id"] == 7, f"the data moves to the new ID: {stored}"
     assert stored.get("csrf_token") == session["csrf_token"] and len(session["csrf_token"]) >= 43, \
         f"start_session saves: the new CSRF token is in the store: {stored}"
@@ -1196,7 +1200,6 @@ def test_each_timeout_ends_the_session_only_after_more_than_its_seconds(app_modu
     assert state({**clocks, "renewed_at": True}, 1000, idle, absolute, 2000) == "absolute", "True is no time"
 
 
-@pytest.mark.in_process("it hands redeem_remember a RememberStore of the test's own")
 @pytest.mark.exercise("10.5")
 def test_redeeming_a_remember_me_token_tells_ok_race_theft_and_unknown(app_module, tmp_path):
     clock = FakeClock(1000.0)
@@ -1221,7 +1224,6 @@ def test_redeeming_a_remember_me_token_tells_ok_race_theft_and_unknown(app_modul
     assert [r["selector"] for r in tokens.all_rows()] == [other.split(".")[0]], "theft revokes that series, all of it"
 
 
-@pytest.mark.in_process("it hands redeem_remember a RememberStore of the test's own")
 @pytest.mark.exercise("10.5")
 def test_a_token_another_request_marked_used_after_it_was_read_is_a_race(app_module, tmp_path):
     tokens = RememberStore(tmp_path / "remember.db", FakeClock(1000.0))
@@ -1239,13 +1241,12 @@ def test_a_token_another_request_marked_used_after_it_was_read_is_a_race(app_mod
         "read unused, but marked used by another request before this one could: two tabs, not a thief"
 
 
-@pytest.mark.in_process("it reads the app's log records in the test's process")
 @pytest.mark.exercise("10.6")
-def test_a_life_cycle_line_is_the_event_the_hash_and_sorted_details(app_module, caplog):
-    caplog.set_level(logging.INFO, logger=LOG_NAME)
+def test_a_life_cycle_line_is_the_event_the_hash_and_sorted_details(app_module, monkeypatch, caplog):
+    log = app_log(monkeypatch, caplog, app_module, LOG_NAME)
     app_module.log_event("created", "the-session-id", "salt", user=1, how="a\nb")
-    assert [m.split() for m in messages(caplog)] == [["session", "created", id_hash("the-session-id", "salt"),
-                                                      'how="a\\nb"', "user=1"]], messages(caplog)
+    assert [m.split() for m in log.messages()] == [["session", "created", id_hash("the-session-id", "salt"),
+                                                    'how="a\\nb"', "user=1"]], log.messages()
 
 
 @pytest.mark.exercise("10.7")

@@ -522,6 +522,24 @@ def test_the_wire_carries_values_handles_and_exceptions_both_ways():
         wire.call_on(here, "__class__", [], {})
 
 
+def test_calling_a_class_across_the_wire_makes_an_instance_even_when_its_instances_are_callable():
+    """``app_module.SessionMiddleware(None, secret, store)``: the class's own ``__call__`` is the method of
+    its instances (a WSGI app's), not the call that makes one; calling it that way called the method
+    with ``self=None`` and failed the reference solution of 03.3 in the sandbox."""
+    from course.tools.grading import wire
+
+    class Middleware:
+        def __init__(self, app, secret):
+            self.app, self.secret = app, secret
+
+        def __call__(self, environ, start_response):
+            return ["served"]
+
+    made = wire.call_on(Middleware, "__call__", [None, "s3cret"], {})
+    assert isinstance(made, Middleware) and made.secret == "s3cret"
+    assert wire.call_on(made, "__call__", [{}, None], {}) == ["served"], "an instance's call is its __call__"
+
+
 # ---------------------------------------------------------------- the adversarial review's findings
 
 def _grade_the_names_and_links(root: Path) -> dict:
@@ -839,11 +857,72 @@ def test_a_check_not_graded_is_neither_a_pass_nor_a_failure_in_the_class_files()
     assert "not graded" in report.feedback(student)
 
 
+WRONG_IN_THE_SANDBOX = {
+    # exercise: (lesson, the reference's line, the mistake, the checks that must catch it in the sandbox)
+    "03.3": ("03_session_ids", "        if session.is_new and not session:", "        if not session:",
+             ["tests/test_03_session_ids.py::test_a_loaded_session_the_handler_emptied_is_saved_empty"]),
+    "09.1": ("09_concurrency", "        if session_id is None:", "        if False:",
+             ["tests/test_09_concurrency.py::test_a_request_without_a_session_cookie_takes_no_lock"]),
+    "09.3": ("09_concurrency", '    if counter.kind == "sql":', '    if counter.kind == "no such store":',
+             ["tests/test_09_concurrency.py::test_two_apps_on_one_store_count_on_one_counter[sqlite]"]),
+    "10.1": ("10_capstone", '= now\n    session.save()\n\n\n#', '= now\n\n\n#',
+             ["tests/test_10_capstone.py::test_start_session_saves_the_new_token_and_clocks"]),
+    "10.5": ("10_capstone", 'not hmac.compare_digest(row["validator_hash"], remember.digest(parts[1]))',
+             'row["validator_hash"] != remember.digest(parts[1])',
+             ["tests/test_10_capstone.py::test_the_remember_me_validator_is_compared_in_constant_time"]),
+    "10.6": ("10_capstone", '    LOG.info("session %s %s%s", event, id_hash(session_id, salt), extra)',
+             '    LOG.debug("session %s %s%s", event, id_hash(session_id, salt), extra)',
+             ["tests/test_10_capstone.py::test_owasp_O27_an_id_used_from_another_browser_is_logged",
+              "tests/test_10_capstone.py::test_owasp_O29_the_life_cycle_is_logged_with_salted_hashes_only",
+              "tests/test_10_capstone.py::test_a_life_cycle_line_is_the_event_the_hash_and_sorted_details"]),
+}
+"""Mistakes that only checks the sandbox once could not run would catch (they were "not graded" then,
+so each of these scored full marks under the grader)."""
+
+
+def test_the_checks_that_hand_objects_across_catch_their_mistakes_in_the_sandbox(tmp_path):
+    """Each mistake of WRONG_IN_THE_SANDBOX, patched into the reference solution, fails its checks when
+    they run as the grader runs them: the lesson imported and served in a sandbox, the test outside."""
+    from course.tools.grading import sandbox
+
+    lessons = tmp_path / "copy" / "lessons"
+    for slug in {lesson for lesson, *_ in WRONG_IN_THE_SANDBOX.values()}:
+        build.solved(lessons, slug)
+    for exercise, (slug, right, wrong, _) in WRONG_IN_THE_SANDBOX.items():
+        app = lessons / slug / "app.py"
+        source = app.read_text(encoding="utf-8")
+        assert source.count(right) == 1, f"{exercise}: the reference no longer reads {right!r}"
+        app.write_text(source.replace(right, wrong), encoding="utf-8")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir(mode=0o1777)
+    os.chmod(scratch, 0o1777)
+    for path in [tmp_path, *tmp_path.parents][:-1]:
+        os.chmod(path, os.stat(path).st_mode | 0o005)       # the sandbox's user reads the copy
+    config = tmp_path / "sandbox.json"
+    sandbox.Config(uid=(1 << 20) + 3, target=str(lessons), scratch=str(scratch), trust_services=True).write(config)
+    checks = [check for *_, checks in WRONG_IN_THE_SANDBOX.values() for check in checks]
+    report = tmp_path / "report.json"
+    settings = sandbox.Config.read(str(config))
+    proc = subprocess.run([*sandbox.network_command(settings), sys.executable, "-m", "pytest", "-q", "-p",
+                           "no:cacheprovider", *checks, "--target", str(lessons), "--course-sandbox", str(config),
+                           "--course-report", str(report), "--basetemp", str(scratch / "pytest")],
+                          cwd=ROOT, env={**os.environ, **sandbox.network_environment(settings)},
+                          capture_output=True, text=True, timeout=300)
+    from course.tools.results import merge
+
+    outcomes = {nodeid: record["outcome"]
+                for nodeid, record in merge(json.loads(report.read_text(encoding="utf-8"))["tests"]).items()}
+    assert set(outcomes) >= set(checks), proc.stdout[-3000:]
+    passed = [check for check in checks if outcomes[check] != "failed"]
+    assert not passed, f"a wrong solution passes these in the sandbox: {passed}\n" + proc.stdout[-3000:]
+
+
 def test_the_reference_solutions_fail_no_check_of_any_lesson_in_the_sandbox(tmp_path):
     """The grader never marks correct code wrong: every lesson's solution, graded as a student's copy
-    (sandboxed, fair credit on), passes every check it grades. A check that cannot run in the sandbox
-    says so (``@pytest.mark.in_process``: not graded) instead of failing; this test is what finds one
-    that does not (ten did, when it was written)."""
+    (sandboxed, fair credit on), passes every check it grades, and every check is graded: a check that
+    fails here either hands the code under test what the sandbox cannot carry, or found a bug of the
+    wire (ten did when it was written: they were marked "not graded" then, until they were made to run
+    in the sandbox, so that a wrong solution of theirs cannot score)."""
     copy = tmp_path / "class" / "reference" / "lessons"
     for lesson in manifest.lessons():
         build.solved(copy, lesson.slug)
@@ -856,7 +935,8 @@ def test_the_reference_solutions_fail_no_check_of_any_lesson_in_the_sandbox(tmp_
              for lesson in graded["lessons"] for ex in lesson["exercises"] for test in ex["tests"]
              if test["outcome"] not in ("passed", "not graded")]
     assert not wrong, "the grader fails the reference solution on:\n" + "\n".join(wrong)
-    # An exercise whose every check is not graded earns nothing here; the instructor grades it apart.
-    apart = sum(ex["max_points"] for lesson in graded["lessons"] for ex in lesson["exercises"]
-                if ex["status"] == "not graded")
-    assert graded["points"] == graded["max_points"] - apart, (graded["points"], graded["max_points"], apart)
+    # The one check a sandbox has no server for is MongoDB's (none can run here): nothing else goes ungraded.
+    ungraded = [test["name"] for lesson in graded["lessons"] for ex in lesson["exercises"] for test in ex["tests"]
+                if test["outcome"] == "not graded"]
+    assert all("mongo" in name.lower() for name in ungraded), f"checks the grader did not grade: {ungraded}"
+    assert graded["points"] == graded["max_points"], (graded["points"], graded["max_points"])

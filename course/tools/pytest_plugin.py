@@ -68,10 +68,6 @@ def pytest_configure(config):
     config.addinivalue_line(
         "markers", "exercise(id, weight=1): the test checks exercise ID of the manifest (e.g. '03.2')")
     config.addinivalue_line(
-        "markers", "in_process(why): a check that hands the code under test an object of its own (a lock "
-        "that records, Beaker's own Session): the grader's sandbox can only pass values across, so there it "
-        "is not graded (neither a pass nor a failure)")
-    config.addinivalue_line(
         "markers", "maintainers: a check of the lesson text's own claims on real infrastructure (a load "
         "balancer, a failover, the README's full-size figures), slow: `make test` runs it, a student's "
         "`check` leaves it out")
@@ -99,13 +95,7 @@ def pytest_unconfigure(config):
 
 def pytest_collection_modifyitems(config, items):
     known = {ex.id for lesson in manifest.lessons() for ex in lesson.exercises}
-    sandboxed = config.getoption("--course-sandbox")
     for item in items:
-        in_process = item.get_closest_marker("in_process")
-        if sandboxed and in_process is not None:
-            from course.tools.results import IN_PROCESS_SIGN
-            why = in_process.args[0] if in_process.args else ""
-            item.add_marker(pytest.mark.skip(reason=f"{IN_PROCESS_SIGN}: {why}"))
         marker = item.get_closest_marker("exercise")
         if marker is None:
             continue

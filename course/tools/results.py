@@ -28,7 +28,6 @@ TIMED_OUT_SIGN = "timed out: the test's"        # how pytest_plugin's time limit
 STUCK_SIGN = "an earlier test of"                # how plugins.SkipAfterTimeout skips the rest of an exercise
 NOT_STARTED_SIGN = "not run: the code of exercise"  # how plugins.SkipNotStarted skips an untouched exercise
 NOT_GRADED_SIGN = "not graded: needs --trust-services"  # how services.require skips a server a sandbox may not reach
-IN_PROCESS_SIGN = "not graded: runs only in the test's process"  # pytest_plugin: an in_process check in a sandbox
 PYTEST_QUIET = ["-p", "no:xdist", "-p", "no:anyio", "-p", "no:platformdirs", "-p", "no:cacheprovider"]
 """Plugins a run of the course's tests for one student does without (each costs start-up time)."""
 TEST_FILE = re.compile(r"test_(\d\d_[a-z0-9_]+)\.py(?=::|$)")
@@ -59,8 +58,7 @@ def outcome(record: dict) -> str:
         return "timeout"
     if record["outcome"] == "skipped" and NOT_STARTED_SIGN in (record.get("message") or ""):
         return "todo"
-    if record["outcome"] == "skipped" and any(sign in (record.get("message") or "")
-                                              for sign in (NOT_GRADED_SIGN, IN_PROCESS_SIGN)):
+    if record["outcome"] == "skipped" and NOT_GRADED_SIGN in (record.get("message") or ""):
         return "not graded"
     return record["outcome"]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import ast
 import hmac
+import logging
 import secrets
 
 
@@ -183,6 +184,42 @@ def quick_users(path) -> str:
     return str(path)
 
 
+class AppLog:
+    """The messages a lesson's logger (``name`` and its children) logs during one test, at INFO and up.
+
+    In the test's process they are pytest's ``caplog`` records; when the grader runs the lesson in a
+    sandbox, the sandbox host keeps them (a probe, course.tools.grading.host) and each read asks it.
+    A copy could log lines of its own making there, but only the lines its exercise has to log.
+    """
+
+    def __init__(self, caplog, module, name: str):
+        self.caplog, self.module, self.name, self.on = caplog, module, name, False
+        caplog.set_level(logging.INFO, logger=name)
+
+    def messages(self) -> list[str]:
+        if getattr(self.module, "course_sandboxed", False):
+            return self.module.course_probe("log_messages", self.name)
+        return [record.getMessage() for record in self.caplog.records
+                if record.name == self.name or record.name.startswith(self.name + ".")]
+
+    @property
+    def installed(self) -> bool:
+        return self.on
+
+    @installed.setter
+    def installed(self, on: bool) -> None:
+        self.module.course_probe("log_capture" if on else "log_release", self.name)
+        self.on = on
+
+
+def app_log(monkeypatch, caplog, module, name: str) -> AppLog:
+    """Start recording what the logger ``name`` of the lesson ``module`` logs (see AppLog)."""
+    log = AppLog(caplog, module, name)
+    if getattr(module, "course_sandboxed", False):
+        monkeypatch.setattr(log, "installed", True)       # monkeypatch's undo at the test's end removes it
+    return log
+
+
 def seed_random(module, seed: int) -> None:
     """``random.seed(seed)`` here, and in the module's sandbox when the grader runs it in one."""
     import random
@@ -214,7 +251,27 @@ def login_required_app(module, store, secret: str):
     return beakerkit.HardenedSessions(app, beakerkit.session_config(secret=secret, store=store))
 
 
-BUILDERS = {"login_required_app": login_required_app}
+def beaker_session(module, session_id=None):
+    """Beaker's own Session on its memory store, where a save writes at once (lesson 10's start_session
+    is handed one); with ``session_id``, the session stored under that ID."""
+    from beaker.session import Session
+
+    return Session({}, id=session_id, type="memory", key="sid")
+
+
+def stored_beaker_session(module, session_id) -> dict:
+    """What Beaker's memory store holds under ``session_id``, as a plain dict."""
+    return dict(beaker_session(module, session_id))
+
+
+def counter(module, url: str):
+    """Lesson 09's ``Counter`` on the store at ``url``, with the options the lesson's app gives it."""
+    from course.kit import concurrency
+
+    return module.Counter(url, concurrency.store_config(url))
+
+
+BUILDERS = {each.__name__: each for each in (login_required_app, beaker_session, stored_beaker_session, counter)}
 """The apps a test builds around a lesson's code, by name: in a sandbox they are built there (in_lesson)."""
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import hmac
+import logging
 import os
 import random
 import resource
@@ -58,6 +59,8 @@ class Host:
         self.callbacks: socket.socket | None = None
         self.send_lock = threading.Lock()
         self.waiting: dict[int, list] = {}
+        self.log_lines: dict[str, list[str]] = {}
+        self.log_handlers: dict[str, tuple] = {}
         self.next_id = 0
         self.digest_calls: list | None = None
         self.real_compare_digest = hmac.compare_digest
@@ -198,7 +201,30 @@ class Host:
         if name == "seed_random":
             random.seed(args[0])
             return None
+        if name == "log_capture":
+            return self.capture_log(str(args[0]))
+        if name == "log_messages":
+            return list(self.log_lines.get(str(args[0]), []))
+        if name == "log_release":
+            return self.release_log(str(args[0]))
         raise ValueError(f"unknown probe {name!r}")
+
+    def capture_log(self, logger_name: str) -> None:
+        """Record the messages of ``logger_name`` at INFO and above, as pytest's caplog does out there."""
+        self.release_log(logger_name)
+        lines = self.log_lines[logger_name] = []
+        handler = ListHandler(lines)
+        logger = logging.getLogger(logger_name)
+        self.log_handlers[logger_name] = (handler, logger.level)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+    def release_log(self, logger_name: str) -> None:
+        handler, level = self.log_handlers.pop(logger_name, (None, None))
+        if handler is not None:
+            logger = logging.getLogger(logger_name)
+            logger.removeHandler(handler)
+            logger.setLevel(level)
 
     # -------------------------------------------------------------- HTTP
 
@@ -254,6 +280,20 @@ class Host:
             self.serve_http(sock, hello.get("app"))
         else:
             sock.close()
+
+
+class ListHandler(logging.Handler):
+    """A logging handler that keeps each record's message in a list (``record.getMessage()``)."""
+
+    def __init__(self, lines: list):
+        super().__init__()
+        self.lines = lines
+
+    def emit(self, record) -> None:
+        try:
+            self.lines.append(record.getMessage())
+        except Exception:                          # a record whose arguments do not format
+            self.lines.append(str(record.msg))
 
 
 def with_url_scheme(app, scheme: str):

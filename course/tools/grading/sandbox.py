@@ -392,6 +392,7 @@ HANDED_METHODS = {
     "course.kit.stores.CountingStore": STORE_METHODS,     # not fail, recover, reset: the test's controls
     "course.kit.users.UserDB": frozenset({"find", "username", "verify", "add"}),
     "course.kit.security.FakeClock": frozenset({"__call__"}),     # not advance: moving it is the test's
+    "course.kit.remember.RememberStore": frozenset({"add", "find", "mark_used", "revoke_series", "revoke_user"}),
 }
 HANDED_ATTRIBUTES = {
     "course.kit.stores.CountingStore": frozenset({"store"}),      # the store it counts (itself handed)

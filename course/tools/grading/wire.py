@@ -270,4 +270,6 @@ def call_on(obj, name: str, args: list, kwargs: dict):
         return None
     if name == "__exit__":
         return obj.__exit__(None, None, None)
+    if name == "__call__":
+        return obj(*args, **kwargs)      # not getattr(obj, "__call__"): a class's is its instances' method
     return getattr(obj, name)(*args, **kwargs)
