@@ -769,6 +769,7 @@ def test_sessions_live_in_the_store_of_store_url(start, kind):
                 conn.execute(sa.text(f"DROP TABLE IF EXISTS {table}"))
 
 
+@pytest.mark.maintainers        # the README's claim, on real gunicorn workers: `make test` runs it, `check` not
 def test_two_gunicorn_workers_on_redis_lose_nothing(course_target, users_file, tmp_path):
     redis_url = services.require("redis")
     shutil.copy(users_file, tmp_path / "users.sqlite3")

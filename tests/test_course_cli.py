@@ -290,6 +290,62 @@ def test_check_leaves_out_the_maintainers_checks_of_a_lesson_text(tmp_path):
     assert [r["nodeid"].split("::")[-1] for r in records] == ["test_a_ready_made_part"]
 
 
+SPLIT_TESTS = """
+import os, pathlib
+
+HERE = pathlib.Path(os.environ["SPLIT_DIR"])
+
+def ran():
+    with open(HERE / "pids", "a") as pids:
+        pids.write(f"{os.getpid()}\\n")
+
+def test_0():
+    ran()
+
+def test_that_ends_its_process_once():      # the second test: the child's first
+    ran()
+    flag = HERE / "ended-once"
+    if not flag.exists():
+        flag.write_text("")
+        os._exit(3)
+
+"""  + "".join(f"def test_{n}():\n    ran()\n\n" for n in range(1, 20))
+
+
+def _checked_in_a_process_of_its_own(tmp_path, tests, split: bool) -> list[dict]:
+    # A process of its own: this one has threads (pytest-xdist's), and a process with threads does not fork.
+    script = ("import json, sys; from pathlib import Path; from types import SimpleNamespace; "
+              "from course.tools.cli import run_checks; "
+              "records = run_checks([SimpleNamespace(test_file=Path(sys.argv[1]))], target=sys.argv[2], "
+              "split_cores=sys.argv[3] == '1').records; print(json.dumps(records))")
+    done = subprocess.run([sys.executable, "-c", script, str(tests), str(tmp_path), "1" if split else "0"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "SPLIT_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stdout + done.stderr
+    import json
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def test_check_runs_half_the_tests_in_a_forked_child_and_reports_them_all(tmp_path):
+    tests = tmp_path / "test_split_lesson.py"
+    tests.write_text(SPLIT_TESTS.replace("def test_that_ends_its_process_once", "def _not_a_test"), encoding="utf-8")
+    records = _checked_in_a_process_of_its_own(tmp_path, tests, split=True)
+    pids = (tmp_path / "pids").read_text().split()
+    assert len(records) == 20 and {r["outcome"] for r in records} == {"passed"}, records
+    assert len(pids) == 20 and sorted(pids.count(pid) for pid in set(pids)) == [10, 10], "ten tests in each process"
+    (tmp_path / "pids").unlink()
+    alone = _checked_in_a_process_of_its_own(tmp_path, tests, split=False)
+    assert len(set((tmp_path / "pids").read_text().split())) == 1, "split_cores=False: one process"
+    assert sorted(r["nodeid"] for r in alone) == sorted(r["nodeid"] for r in records)
+
+
+def test_a_child_that_ends_its_process_is_run_again_whole(tmp_path):
+    tests = tmp_path / "test_split_lesson.py"
+    tests.write_text(SPLIT_TESTS, encoding="utf-8")
+    records = _checked_in_a_process_of_its_own(tmp_path, tests, split=True)
+    assert (tmp_path / "ended-once").exists(), "the child ended itself (it runs every other test, from the second)"
+    assert len(records) == 21 and {r["outcome"] for r in records} == {"passed"}, "the run again, unsplit, reports all"
+
+
 def test_an_exercise_test_marked_maintainers_is_refused(tmp_path):
     # `check` runs "not maintainers", `list` and the grader "exercise": such a test would count in two
     # of the three verdicts only, so collecting it is an error (the author sees it in `make test`).

@@ -1,12 +1,13 @@
-"""course.kit.localdb: one SQLite file, a connection per call, the schema run once, on first use."""
+"""course.kit.localdb: one SQLite file, a few pooled connections, the schema run once, on first use."""
 import gc
 import os
 import sqlite3
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from course.kit.localdb import LocalDB
+from course.kit.localdb import KEEP_IDLE, LocalDB
 from course.tools.testing import WatchedLock
 
 SCHEMA = ("CREATE TABLE t (x INTEGER)",)      # no IF NOT EXISTS: it fails if it is run twice
@@ -78,21 +79,68 @@ def open_files_under(folder):
     return held
 
 
-def test_every_call_closes_its_connection_at_once(tmp_path):
+def test_calls_reuse_a_few_pooled_connections_and_close_closes_them(tmp_path):
     # Python 3.11's sqlite3 connection is in a reference cycle with its statement cache: one that
     # is not closed stays open (a file descriptor, the WAL's shared memory) until the cyclic
-    # garbage collector runs, which may be never under a steady load. Off here, to see the leak.
+    # garbage collector runs, which may be never under a steady load. Off here, to see a leak.
+    db = LocalDB(tmp_path / "x.db", SCHEMA)
+    gc.disable()
+    try:
+        for n in range(50):
+            db.run("INSERT INTO t (x) VALUES (?)", (n,))
+            assert len(db.rows("SELECT x FROM t")) == n + 1
+        assert len(db._idle) == 1, "one thread, one connection, taken again and again"
+        with db.connection() as first, db.connection() as second:
+            assert first is not second, "a connection serves one caller at a time"
+        assert len(db._idle) == 2
+        held = open_files_under(tmp_path)
+        with ThreadPoolExecutor(KEEP_IDLE + 4) as pool:
+            gate = threading.Barrier(KEEP_IDLE + 4)
+            list(pool.map(lambda _: _held_at_once(db, gate), range(KEEP_IDLE + 4)))
+        assert len(db._idle) == KEEP_IDLE, "the connections over KEEP_IDLE are closed when given back"
+        db.close()
+        assert db._idle == [] and open_files_under(tmp_path) == [], f"close closes them: {held}"
+        assert db.rows("SELECT COUNT(*) FROM t")[0][0] == 50, "and the next call opens one again"
+    finally:
+        gc.enable()
+
+
+def _held_at_once(db, gate):
+    with db.connection() as conn:
+        gate.wait(10)                       # every thread holds its own connection at the same time
+        return conn.execute("SELECT 1").fetchone()
+
+
+def test_pooled_connections_close_when_the_object_goes(tmp_path):
     db = LocalDB(tmp_path / "x.db", SCHEMA)
     gc.disable()
     try:
         db.rows("SELECT 1")
-        assert open_files_under(tmp_path) == [], "the schema's connection and the query's are closed"
-        db.run("INSERT INTO t (x) VALUES (1)")
-        assert open_files_under(tmp_path) == [], "run closes its connection"
-        assert [row["x"] for row in db.rows("SELECT x FROM t")] == [1]
-        assert open_files_under(tmp_path) == [], "rows closes its connection"
+        assert open_files_under(tmp_path), "the pooled connection is open"
+        del db
+        assert open_files_under(tmp_path) == [], "closed with the object, not left to the garbage collector"
     finally:
         gc.enable()
+
+
+def test_a_connection_whose_block_failed_or_left_a_transaction_is_not_given_back(tmp_path):
+    db = LocalDB(tmp_path / "x.db", SCHEMA)
+    with pytest.raises(sqlite3.OperationalError):
+        with db.connection() as conn:
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO t (x) VALUES (1)")
+            conn.execute("SELECT no_such_column FROM t")
+    assert db._idle == [], "a connection half way through a transaction is closed, not pooled"
+    with pytest.raises(RuntimeError, match="inside a transaction"):
+        with db.connection() as conn:
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO t (x) VALUES (2)")
+    assert db._idle == [] and db.rows("SELECT COUNT(*) FROM t")[0][0] == 0, "neither insert was committed"
+    with db.connection() as conn:
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO t (x) VALUES (3)")
+        conn.execute("COMMIT")
+    assert len(db._idle) == 1 and [row["x"] for row in db.rows("SELECT x FROM t")] == [3]
 
 
 def test_once_the_schema_has_run_no_call_takes_the_schema_lock(tmp_path):

@@ -15,6 +15,7 @@ from course.kit.passwords import (
     SCRYPT_R,
     check_password,
     dummy_hash,
+    dummy_like,
     hash_password,
     scrypt_maxmem,
 )
@@ -100,6 +101,16 @@ def test_maxmem_is_what_openssl_needs_plus_a_mebibyte_capped_at_a_gibibyte():
 def test_a_stored_hash_asking_for_too_much_memory_is_refused_not_run():
     stored = good(n=2 ** 20, r=32)
     assert check_password("pw", stored) is False
+
+
+def test_a_dummy_like_a_stored_hash_has_its_cost_and_is_made_once_per_cost():
+    stored = hash_password("wonderland", n=16, r=1, p=1)
+    dummy = dummy_like(stored)
+    assert dummy.split("$")[:4] == ["scrypt", "16", "1", "1"] and dummy != stored
+    assert not check_password("wonderland", dummy)
+    assert dummy_like(hash_password("other", n=16, r=1, p=1)) == dummy, "one per cost"
+    assert dummy_like(hash_password("other", n=32, r=1, p=1)).split("$")[1] == "32"
+    assert [dummy_like(bad) for bad in ("", "md5$1$2", "scrypt$3$1$1$00$00")] == [None] * 3
 
 
 def test_the_dummy_hash_is_made_once_per_hasher():

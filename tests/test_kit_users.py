@@ -1,6 +1,7 @@
 """course.kit.users on its own: the users table in SQLite, made on first use, and verify()."""
 import sqlite3
 import threading
+from types import SimpleNamespace
 
 import pytest
 
@@ -45,6 +46,21 @@ def test_an_unknown_user_costs_a_hash_as_a_wrong_password_does(db, monkeypatch):
     monkeypatch.setattr(users, "check_password", lambda password, stored: checked.append(stored) or False)
     verify(db, "nobody", "pw")
     assert len(checked) == 1 and checked[0].startswith("scrypt$16$1$1$"), "the dummy hash of this hasher"
+
+
+def test_an_unknown_user_costs_what_the_tables_hashes_cost_not_what_the_hasher_would(db, monkeypatch):
+    """A table hashed at one cost, opened with a hasher of another (lesson 10's tests hash their users
+    cheaply; the app's hasher is the real one): the dummy follows the table, so a wrong name still
+    costs what a wrong password costs."""
+    import course.kit.users as users
+    db.find("alice")                                       # the table, made at the cheap cost
+    checked = []
+    monkeypatch.setattr(users, "check_password", lambda password, stored: checked.append(stored) or False)
+    real = UserDB(db.path)                                 # the default hasher: scrypt at SCRYPT_N
+    verify(real, "nobody", "pw")
+    verify(real, "alice", "pw")
+    assert [stored.split("$")[1:4] for stored in checked] == [["16", "1", "1"]] * 2, checked
+    assert checked[0] != checked[1], "the dummy is nobody's hash, not alice's"
 
 
 def test_verify_takes_a_path_too(db):
@@ -106,24 +122,23 @@ def test_an_existing_table_is_kept_as_it_is(tmp_path):
 
 def test_connections_wait_ten_seconds_for_a_locked_file(db):
     db.find("alice")
-    conn = db._connect()
-    try:
-        assert conn.execute("PRAGMA busy_timeout").fetchone() == (10_000,), "sqlite3's timeout, in ms"
-    finally:
-        conn.close()
+    with db.db.connection() as conn:
+        assert tuple(conn.execute("PRAGMA busy_timeout").fetchone()) == (10_000,), "sqlite3's timeout, in ms"
 
 
 def recording_connections(db):
-    """Keep every connection the db opens (so only the db itself can close them)."""
-    opened = []
-    connect = db._connect
+    """Keep every connection the db opens (so only the db itself can close them), and the statements
+    run on them (``opened.statements``)."""
+    opened, statements = [], []
+    connect = db.db._connect
 
     def recorded():
         opened.append(connect())
+        opened[-1].set_trace_callback(statements.append)
         return opened[-1]
 
-    db._connect = recorded
-    return opened
+    db.db._connect = recorded
+    return SimpleNamespace(connections=opened, statements=statements)
 
 
 def is_closed(conn) -> bool:
@@ -134,25 +149,29 @@ def is_closed(conn) -> bool:
     return False
 
 
-def test_every_call_closes_the_connection_it_opened(db):
-    opened = recording_connections(db)
+def test_calls_share_one_pooled_connection_and_close_closes_it(db):
+    opened = recording_connections(db).connections
     user_id, old = db.find("alice")
     db.username(user_id)
     db.add("carol", "pw")
     db.set_password(user_id, "new")
     db.change_password(user_id, db.find("alice")[1], "newer")
-    assert len(opened) == 7, "the table, then one connection per call"
-    assert [is_closed(conn) for conn in opened] == [True] * 7
+    assert len(opened) == 2, "WAL turned on (closed at once), then one connection for every call"
+    assert [is_closed(conn) for conn in opened] == [True, False]
+    db.close()
+    assert is_closed(opened[1]), "close closes the pooled connection"
+    assert db.username(3) == "carol", "and the next call opens another"
 
 
-def test_after_the_first_use_a_call_is_one_connection_and_takes_no_lock(db):
+def test_after_the_first_use_a_call_opens_nothing_and_takes_no_lock(db):
     db._lock = lock = WatchedLock()
     opened = recording_connections(db)
     db.find("alice")
-    assert len(opened) == 2 and lock.taken == 1, "the table is made under the lock, then the query"
+    assert len(opened.connections) == 2 and lock.taken == 1, "the table is made under the lock, then the query"
     db.find("bob")
     db.username(1)
-    assert len(opened) == 4 and lock.taken == 1
+    assert len(opened.connections) == 2 and lock.taken == 1
+    assert sum("sqlite_master" in sql for sql in opened.statements) == 1, "the table is looked for once"
 
 
 def test_a_thread_that_waited_for_the_lock_finds_the_table_made_and_leaves_it(db):
@@ -167,7 +186,9 @@ def test_a_thread_that_waited_for_the_lock_finds_the_table_made_and_leaves_it(db
     db._ready = True                                 # ... and has made it
     lock.lock.release()
     waiter.join()
-    assert found[0][0] == 1 and len(opened) == 1, "only the query: the table is not looked at again"
+    assert found[0][0] == 1
+    assert not any("sqlite_master" in sql or "users (" in sql for sql in opened.statements), \
+        f"only the query: the table is not looked at again: {opened.statements}"
 
 
 def test_username_makes_the_table_on_first_use_too(db):

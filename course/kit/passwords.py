@@ -13,7 +13,8 @@ import hmac
 import secrets
 from typing import Callable
 
-__all__ = ["SCRYPT_N", "SCRYPT_R", "SCRYPT_P", "hash_password", "check_password", "dummy_hash", "scrypt_maxmem"]
+__all__ = ["SCRYPT_N", "SCRYPT_R", "SCRYPT_P", "hash_password", "check_password", "dummy_hash", "dummy_like",
+           "scrypt_maxmem"]
 
 SCRYPT_N = 2 ** 14   # CPU/memory cost: 128 * r * n bytes = 16 MiB, about 50 ms on the course machine
 SCRYPT_R = 8         # block size (the usual 8)
@@ -88,3 +89,19 @@ def check_password(password: str, stored: str) -> bool:
 def dummy_hash(hasher: Callable[[str], str] = hash_password) -> str:
     """A hash of nobody's password, made once per ``hasher``: unknown users are checked against it."""
     return hasher(secrets.token_urlsafe(16))
+
+
+def dummy_like(stored: str) -> str | None:
+    """A hash of nobody's password at the cost ``stored`` names (made once per cost), or None when
+    ``stored`` is not a hash of :func:`hash_password`'s.
+
+    An unknown user is checked against it, so a login for a name that does not exist costs what a
+    wrong password for one that does costs, whatever cost the table's hashes were made at.
+    """
+    parsed = _parse(stored)
+    return None if parsed is None else _dummy_at(*parsed[:3])
+
+
+@functools.lru_cache(maxsize=16)
+def _dummy_at(n: int, r: int, p: int) -> str:
+    return hash_password(secrets.token_urlsafe(16), n=n, r=r, p=p)

@@ -12,7 +12,8 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from course.kit.passwords import check_password, dummy_hash, hash_password
+from course.kit.localdb import LocalDB
+from course.kit.passwords import check_password, dummy_hash, dummy_like, hash_password
 
 __all__ = ["DEMO_USERS", "UserDB", "verify"]
 
@@ -34,15 +35,16 @@ class UserDB:
             raise ValueError("UserDB needs a file: each call opens its own connection")
         self.path = Path(path)
         self.hasher = hasher
+        self.db = LocalDB(self.path, ())          # the connections; the table is made below, with its users
         self._ready = False
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"UserDB({str(self.path)!r})"
 
-    def _connect(self) -> sqlite3.Connection:
-        # isolation_level=None: no implicit transactions; BEGIN/COMMIT are written out where needed.
-        return sqlite3.connect(self.path, timeout=10, isolation_level=None)
+    def close(self) -> None:
+        """Close the pooled connections now (they are closed when the object goes, too)."""
+        self.db.close()
 
     def _ensure(self) -> None:
         if self._ready:
@@ -50,9 +52,7 @@ class UserDB:
         with self._lock:
             if self._ready:
                 return
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = self._connect()
-            try:
+            with self.db.connection() as conn:
                 exists = conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name='users'").fetchone()
                 if not exists:
                     # Hash first (slow, and it may raise), then create and fill the table in one
@@ -71,29 +71,35 @@ class UserDB:
                     except BaseException:
                         conn.execute("ROLLBACK")
                         raise
-            finally:
-                conn.close()
             self._ready = True
+
+    def _one(self, sql: str, params: tuple):
+        """The first row of a query on the table (made on first use), or None."""
+        self._ensure()
+        with self.db.connection() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    def _change(self, sql: str, params: tuple) -> sqlite3.Cursor:
+        self._ensure()
+        with self.db.connection() as conn:
+            return conn.execute(sql, params)
 
     def find(self, username: str) -> tuple[int, str] | None:
         """``(user_id, password_hash)`` of ``username``, or None when there is no such user."""
-        self._ensure()
-        conn = self._connect()
-        try:
-            row = conn.execute("SELECT id, password_hash FROM users WHERE username = ?", (username,)).fetchone()
-        finally:
-            conn.close()
+        row = self._one("SELECT id, password_hash FROM users WHERE username = ?", (username,))
         return (row[0], row[1]) if row else None
 
     def username(self, user_id: int) -> str | None:
         """The username of ``user_id``, or None."""
-        self._ensure()
-        conn = self._connect()
-        try:
-            row = conn.execute("SELECT username FROM users WHERE id = ?", (user_id,)).fetchone()
-        finally:
-            conn.close()
+        row = self._one("SELECT username FROM users WHERE id = ?", (user_id,))
         return row[0] if row else None
+
+    def dummy(self) -> str:
+        """The hash an unknown user's password is checked against: nobody's, at the cost of the first
+        user's stored hash (so a wrong name costs what a wrong password costs, even in a table hashed
+        at another cost than ``hasher``'s), else at ``hasher``'s."""
+        row = self._one("SELECT password_hash FROM users ORDER BY id LIMIT 1", ())
+        return (dummy_like(row[0]) if row else None) or dummy_hash(self.hasher)
 
     def verify(self, username: str, password: str) -> int | None:
         """``verify(self, username, password)``: the user's id, or None (see :func:`verify`)."""
@@ -101,51 +107,36 @@ class UserDB:
 
     def set_password(self, user_id: int, password: str) -> bool:
         """Store a new hash for ``user_id``'s password; whether there is such a user."""
-        self._ensure()
         stored = self.hasher(password)
-        conn = self._connect()
-        try:
-            return conn.execute("UPDATE users SET password_hash = ? WHERE id = ?", (stored, user_id)).rowcount == 1
-        finally:
-            conn.close()
+        return self._change("UPDATE users SET password_hash = ? WHERE id = ?", (stored, user_id)).rowcount == 1
 
     def change_password(self, user_id: int, old_hash: str, password: str) -> bool:
         """Store a new hash for ``user_id`` only if the stored one is still ``old_hash`` (the one the
         caller checked the current password against): of two changes at once, one wins, the other
         gets False (compare-and-set)."""
-        self._ensure()
         stored = self.hasher(password)
-        conn = self._connect()
-        try:
-            return conn.execute("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
-                                (stored, user_id, old_hash)).rowcount == 1
-        finally:
-            conn.close()
+        return self._change("UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?",
+                            (stored, user_id, old_hash)).rowcount == 1
 
     def add(self, username: str, password: str) -> int:
         """Create a user; its id. ``sqlite3.IntegrityError`` when the username is taken."""
-        self._ensure()
         stored = self.hasher(password)
-        conn = self._connect()
-        try:
-            return conn.execute("INSERT INTO users (username, password_hash) VALUES (?, ?)",
-                                (username, stored)).lastrowid
-        finally:
-            conn.close()
+        return self._change("INSERT INTO users (username, password_hash) VALUES (?, ?)",
+                            (username, stored)).lastrowid
 
 
 def verify(db: UserDB | str | Path, username: str, password: str) -> int | None:
     """The id of the user whose name and password these are, or None.
 
-    An unknown user costs one scrypt, as a wrong password does (against :func:`dummy_hash`), so an
-    attacker cannot tell from the time taken which usernames exist. ``db`` is a :class:`UserDB`
+    An unknown user costs one scrypt at the stored hashes' cost, as a wrong password does (against
+    ``UserDB.dummy``), so an attacker cannot tell from the time taken which usernames exist. ``db`` is a :class:`UserDB`
     or the path of its file.
     """
     if not isinstance(db, UserDB):
         db = UserDB(db)
     row = db.find(username)
     if row is None:
-        check_password(password, dummy_hash(db.hasher))   # the same work, thrown away
+        check_password(password, db.dummy())              # the same work, thrown away
         return None
     user_id, stored = row
     return user_id if check_password(password, stored) else None

@@ -24,7 +24,7 @@ from course.lesson.server import RELOAD_WAIT, run_reloading, snapshot
 from course.tools import teeth
 from course.tools.crashes import Crash, from_traceback
 from course.tools.loader import LessonLoadError, display, load_app_module, resolve_target
-from course.tools.plugins import CollectErrors, NativeTracebacks, SkipAfterTimeout, SkipNotStarted
+from course.tools.plugins import CollectErrors, NativeTracebacks, SkipAfterTimeout, SkipNotStarted, SplitAcrossCores
 from course.tools.results import PYTEST_QUIET, TIMED_OUT_SIGN, ExerciseState, lesson_slug, load_problem, merge, states
 from course.tools.term import Style, bar, course_command, python_command, tidy_message, unfinished, width
 
@@ -114,11 +114,12 @@ class Checked:
 
 
 def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
-               test_timeout: float = DEFAULT_TEST_TIMEOUT) -> Checked:
+               test_timeout: float = DEFAULT_TEST_TIMEOUT, split_cores: bool = True) -> Checked:
     """Run lessons' tests in this process against ``target``, pytest's own output off; one record per test.
 
     The checks of an exercise whose code is still the starter's are not run (plugins.SkipNotStarted):
-    they are reported as todo at once.
+    they are reported as todo at once. With ``split_cores``, half the tests run in a child forked
+    after collection (plugins.SplitAcrossCores).
     """
     import pytest
 
@@ -134,9 +135,14 @@ def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
                 "--course-report", str(report), "--course-timeout", f"{test_timeout:g}", *PYTEST_QUIET,
                 "-p", "no:terminal"]
         args += ["-m", "exercise" if exercises_only else "not maintainers"]
-        pytest.main(args, plugins=[collected, SkipAfterTimeout(), NativeTracebacks(), SkipNotStarted(target)])
+        split = SplitAcrossCores() if split_cores else None
+        pytest.main(args, plugins=[collected, SkipAfterTimeout(), NativeTracebacks(), SkipNotStarted(target),
+                                   *([split] if split else [])])
         records = json.loads(report.read_text(encoding="utf-8"))["tests"] if report.exists() else []
-    return Checked(list(merge(records).values()), collected.errors)
+        theirs = split.child_records() if split else []
+    if theirs is None:                   # the second process died (the code under test ended it): once more, whole
+        return run_checks(lessons, target, exercises_only, test_timeout, split_cores=False)
+    return Checked(list(merge(records + theirs).values()), collected.errors)
 
 
 def run_checks_split(lessons, target: str = "lessons", exercises_only: bool = False,
@@ -153,7 +159,7 @@ def run_checks_split(lessons, target: str = "lessons", exercises_only: bool = Fa
     lessons = sorted(lessons, key=lambda lesson: lesson.id, reverse=True)
     busy = [lesson for lesson in lessons if started(lesson)]
     there = busy[1::2]
-    if not there:
+    if not there:          # one lesson started: its tests on both cores
         return run_checks(lessons, target, exercises_only, test_timeout).records
     here = [lesson for lesson in lessons if lesson not in there]
     with tempfile.TemporaryDirectory(prefix="course-list-") as tmp:
@@ -163,19 +169,20 @@ def run_checks_split(lessons, target: str = "lessons", exercises_only: bool = Fa
                                   "1" if exercises_only else "0", *(lesson.id for lesson in there)],
                                  stdout=subprocess.DEVNULL)
         try:
-            records = run_checks(here, target, exercises_only, test_timeout).records
+            records = run_checks(here, target, exercises_only, test_timeout, split_cores=False).records
         finally:
             child.wait()
         if out.exists():
             return records + json.loads(out.read_text(encoding="utf-8"))
     # The second process failed (it said why on stderr): its lessons are run here instead.
-    return records + run_checks(there, target, exercises_only, test_timeout).records
+    return records + run_checks(there, target, exercises_only, test_timeout, split_cores=False).records
 
 
 def _records_to(argv: list[str]) -> None:
     """The second process of ``run_checks_split``: ``OUT TARGET TIMEOUT EXERCISES_ONLY LESSON...``."""
     out, target, timeout, exercises_only, *ids = argv
-    checked = run_checks([manifest.lesson(key) for key in ids], target, exercises_only == "1", float(timeout))
+    checked = run_checks([manifest.lesson(key) for key in ids], target, exercises_only == "1", float(timeout),
+                         split_cores=False)
     Path(out).write_text(json.dumps(checked.records), encoding="utf-8")
 
 

@@ -92,3 +92,67 @@ class SkipNotStarted:
         exercise = dict(item.user_properties).get("exercise")
         if exercise and exercise in self._not_started(item):
             pytest.skip(f'{NOT_STARTED_SIGN} {exercise} is the starter\'s, which raises todo("{exercise}")')
+
+
+class SplitAcrossCores:
+    """``check`` of one lesson on two cores: once the tests are collected, the process forks; the
+    child runs every other test and writes its records beside the report, the parent runs the rest.
+
+    A lesson's checks are many small HTTP exchanges with servers in this process, so they use one
+    core; forked after collection, the child needs no imports and no collecting of its own (a
+    second interpreter would spend about a second on them). Not done when there are few tests, one
+    core, or already a thread running (a fork copies only the thread that forks). If the child
+    leaves no report (the code under test ended its process), ``child_records`` says so with None,
+    and the caller runs the lesson again without splitting.
+    """
+
+    MIN_TESTS = 16
+
+    def __init__(self):
+        self.child_pid: int | None = None
+        self.child_report: str | None = None
+        self.in_child = False
+
+    def pytest_collection_modifyitems(self, session, config, items):
+        import os
+        import threading
+
+        report = config.getoption("--course-report")
+        factory = getattr(config, "_tmp_path_factory", None)     # pytest's tmp_path_factory
+        if (len(items) < self.MIN_TESTS or (os.cpu_count() or 1) < 2 or threading.active_count() > 1
+                or not report or factory is None):
+            return
+        factory.getbasetemp()            # one temporary folder for both, made before the fork
+        self.child_report = f"{report}.split"
+        pid = os.fork()
+        if pid == 0:
+            self.in_child = True
+            config.option.course_report = self.child_report
+            items[:] = items[1::2]
+        else:
+            self.child_pid = pid
+            items[:] = items[0::2]
+
+    def pytest_unconfigure(self, config):
+        if self.in_child:                # the report is written (pytest_sessionfinish): this process is done
+            import os
+            import sys
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+
+    def child_records(self) -> list[dict] | None:
+        """The child's records ([] when there was no child), or None when it left no report."""
+        import json
+        import os
+
+        if self.child_pid is None:
+            return []
+        os.waitpid(self.child_pid, 0)
+        self.child_pid = None
+        try:
+            with open(self.child_report, encoding="utf-8") as report:
+                return json.load(report)["tests"]
+        except (OSError, ValueError, KeyError):
+            return None
