@@ -173,6 +173,32 @@ def test_list_runs_the_started_lessons_in_two_processes_and_shows_them_all(tmp_p
     assert f"5 of {sum(len(each.exercises) for each in manifest.lessons())} exercises done" in out
 
 
+def test_list_of_an_untouched_clone_says_todo_everywhere_without_running_a_check(tmp_path, monkeypatch):
+    from course.tools import cli
+
+    for lesson in manifest.lessons():
+        build.starter(tmp_path, lesson.slug)
+    monkeypatch.setattr(cli, "run_checks", lambda *args, **kwargs: pytest.fail("a check ran"))
+    records = cli.run_checks_split(list(manifest.lessons()), str(tmp_path), exercises_only=True)
+    states = {ex.exercise.id: ex.state for lesson in manifest.lessons()
+              for ex in cli.states(lesson, [r for r in records if r["exercise"] in {e.id for e in lesson.exercises}],
+                                   str(tmp_path))}
+    assert set(states.values()) == {"todo"} and len(states) == sum(len(each.exercises) for each in manifest.lessons())
+
+
+def test_an_untouched_lesson_that_does_not_import_or_is_started_is_checked_as_usual(tmp_path):
+    from course.tools.cli import untouched_records
+
+    lesson = manifest.lesson("02")
+    build.starter(tmp_path, lesson.slug)
+    assert [r["exercise"] for r in untouched_records(lesson, str(tmp_path))] == [ex.id for ex in lesson.exercises]
+    app = tmp_path / lesson.slug / "app.py"
+    app.write_text(app.read_text(encoding="utf-8") + "\nimport no_such_module_here\n", encoding="utf-8")
+    assert untouched_records(lesson, str(tmp_path)) is None, "its checks run, and say it does not load"
+    build.partly(tmp_path, lesson.slug, done={"02.1"})
+    assert untouched_records(lesson, str(tmp_path)) is None, "02.1 is started: its checks run"
+
+
 # ---------------------------------------------------------------- diff
 
 def test_diff_refuses_until_the_lesson_passes(tmp_path):

@@ -149,18 +149,40 @@ def run_checks_split(lessons, target: str = "lessons", exercises_only: bool = Fa
                      test_timeout: float = DEFAULT_TEST_TIMEOUT) -> list[dict]:
     """``run_checks`` of many lessons on two cores: of the lessons with an exercise started, every
     other one (from the last, the slowest) in a second process; the rest in this one. The records
-    of both. Lessons not started at all only cost collecting their tests: they never get a process."""
-    from course.tools.loader import app_path
-    from course.tools.results import not_started_in
-
-    def started(lesson):
-        return not {ex.id for ex in lesson.exercises} <= not_started_in(app_path(target, lesson.slug), lesson.slug)
-
-    lessons = sorted(lessons, key=lambda lesson: lesson.id, reverse=True)
-    busy = [lesson for lesson in lessons if started(lesson)]
-    there = busy[1::2]
+    of both. Lessons not started at all are not run (``untouched_records``)."""
+    untouched = {lesson.id: found for lesson in lessons if (found := untouched_records(lesson, target)) is not None}
+    lessons = sorted((lesson for lesson in lessons if lesson.id not in untouched), key=lambda lesson: lesson.id,
+                     reverse=True)
+    records = [record for found in untouched.values() for record in found]
+    if not lessons:
+        return records
+    there = lessons[1::2]
     if not there:          # one lesson started: its tests on both cores
-        return run_checks(lessons, target, exercises_only, test_timeout).records
+        return records + run_checks(lessons, target, exercises_only, test_timeout).records
+    return records + _in_two_processes(lessons, there, target, exercises_only, test_timeout)
+
+
+def untouched_records(lesson: manifest.Lesson, target: str) -> list[dict] | None:
+    """A record per exercise saying it is not started, for a lesson whose every exercise is still the
+    starter's and whose app.py imports: its tests need not run (or even be collected) to know that.
+    None otherwise: then its tests run, and say what they find (an app.py that does not import too)."""
+    from course.tools.loader import LessonLoadError, app_path, load_app_module
+    from course.tools.results import NOT_STARTED_SIGN, not_started_in
+
+    if not {ex.id for ex in lesson.exercises} <= not_started_in(app_path(target, lesson.slug), lesson.slug):
+        return None
+    try:
+        load_app_module(target, lesson.slug)
+    except LessonLoadError:
+        return None
+    test_file = lesson.test_file.relative_to(ROOT).as_posix()
+    return [{"nodeid": f"{test_file}::{ex.id}", "exercise": ex.id, "weight": 1, "outcome": "skipped",
+             "message": f'{NOT_STARTED_SIGN} {ex.id} is the starter\'s, which raises todo("{ex.id}")',
+             "duration": 0.0, "crash": None} for ex in lesson.exercises]
+
+
+def _in_two_processes(lessons, there, target, exercises_only, test_timeout) -> list[dict]:
+    """The records of ``lessons``: those of ``there`` from a second process, the others' from this one."""
     here = [lesson for lesson in lessons if lesson not in there]
     with tempfile.TemporaryDirectory(prefix="course-list-") as tmp:
         out = Path(tmp) / "records.json"
