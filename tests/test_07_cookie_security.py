@@ -610,6 +610,7 @@ ATTACK_PAGE = """<!doctype html><html><body>
 <script>document.forms[0].submit()</script></body></html>"""
 
 
+@pytest.mark.maintainers     # the text's claim, in a real Chromium: `make test` runs it, a student's `check` not
 def test_samesite_stops_a_cross_site_form_but_only_the_token_stops_a_same_site_one(start, serve_app):
     """Chromium, with made-up host names all resolving to 127.0.0.1: the app at www.example.test,
     an attacker at www.attacker.test (another site) and at evil.example.test (the same site)."""

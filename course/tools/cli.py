@@ -191,7 +191,7 @@ def _in_two_processes(lessons, there, target, exercises_only, test_timeout) -> l
                                   "1" if exercises_only else "0", *(lesson.id for lesson in there)],
                                  stdout=subprocess.DEVNULL)
         try:
-            records = run_checks(here, target, exercises_only, test_timeout, split_cores=False).records
+            records = run_checks(here, target, exercises_only, test_timeout).records
         finally:
             child.wait()
         if out.exists():
@@ -203,8 +203,7 @@ def _in_two_processes(lessons, there, target, exercises_only, test_timeout) -> l
 def _records_to(argv: list[str]) -> None:
     """The second process of ``run_checks_split``: ``OUT TARGET TIMEOUT EXERCISES_ONLY LESSON...``."""
     out, target, timeout, exercises_only, *ids = argv
-    checked = run_checks([manifest.lesson(key) for key in ids], target, exercises_only == "1", float(timeout),
-                         split_cores=False)
+    checked = run_checks([manifest.lesson(key) for key in ids], target, exercises_only == "1", float(timeout))
     Path(out).write_text(json.dumps(checked.records), encoding="utf-8")
 
 

@@ -28,8 +28,10 @@ TIMED_OUT_SIGN = "timed out: the test's"        # how pytest_plugin's time limit
 STUCK_SIGN = "an earlier test of"                # how plugins.SkipAfterTimeout skips the rest of an exercise
 NOT_STARTED_SIGN = "not run: the code of exercise"  # how plugins.SkipNotStarted skips an untouched exercise
 NOT_GRADED_SIGN = "not graded: needs --trust-services"  # how services.require skips a server a sandbox may not reach
-PYTEST_QUIET = ["-p", "no:xdist", "-p", "no:anyio", "-p", "no:platformdirs", "-p", "no:cacheprovider"]
-"""Plugins a run of the course's tests for one student does without (each costs start-up time)."""
+PYTEST_QUIET = ["-p", "no:xdist", "-p", "no:anyio", "-p", "no:platformdirs", "-p", "no:cacheprovider",
+                "-p", "no:unraisableexception"]
+"""Plugins a run of the course's tests for one student does without (each costs start-up time;
+unraisableexception also runs the garbage collector at the end, for warnings nobody reads there)."""
 TEST_FILE = re.compile(r"test_(\d\d_[a-z0-9_]+)\.py(?=::|$)")
 """A lesson's test file, ``tests/test_NN_slug.py``, in a path or at the start of a test's id."""
 RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}
