@@ -43,6 +43,14 @@ def test_a_short_benchmark_runs_both_servers_and_reports_per_request_cpu(monkeyp
     assert ("wrk not found" in text) == (shutil.which("wrk") is None)
 
 
+def test_a_store_in_each_workers_memory_is_named_as_such():
+    # Two workers with their own memory stores: a session made by one is unknown to the other, so
+    # about half the requests start new sessions, and the figure is not the middleware's alone.
+    assert bench.in_process_store("04_session_options", None) and bench.in_process_store("08_x", "memory:")
+    assert not bench.in_process_store("08_store_backends", None), "lesson 08's default is a SQLite file"
+    assert not bench.in_process_store("04_session_options", "redis://127.0.0.1:6379/0")
+
+
 def test_the_benchmark_only_loads_this_machine():
     with pytest.raises(SystemExit, match="127.0.0.1"):
         bench.benchmark("04_session_options", compare="http://example.org/visits", rounds=1, seconds=1)

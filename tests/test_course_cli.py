@@ -345,7 +345,8 @@ def _checked_in_a_process_of_its_own(tmp_path, tests, split: bool) -> list[dict]
               "records = run_checks([SimpleNamespace(test_file=Path(sys.argv[1]))], target=sys.argv[2], "
               "split_cores=sys.argv[3] == '1').records; print(json.dumps(records))")
     done = subprocess.run([sys.executable, "-c", script, str(tests), str(tmp_path), "1" if split else "0"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120, env={**os.environ, "SPLIT_DIR": str(tmp_path)})
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "SPLIT_DIR": str(tmp_path), "COURSE_CACHE_DIR": str(tmp_path / "cache")})
     assert done.returncode == 0, done.stdout + done.stderr
     import json
     return json.loads(done.stdout.splitlines()[-1])
@@ -358,10 +359,28 @@ def test_check_runs_half_the_tests_in_a_forked_child_and_reports_them_all(tmp_pa
     pids = (tmp_path / "pids").read_text().split()
     assert len(records) == 20 and {r["outcome"] for r in records} == {"passed"}, records
     assert len(pids) == 20 and sorted(pids.count(pid) for pid in set(pids)) == [10, 10], "ten tests in each process"
+    import json
+    timed = json.loads((tmp_path / "cache" / "durations.json").read_text())
+    assert {r["nodeid"] for r in records} <= set(timed), "each test's time is kept, to balance the next split"
     (tmp_path / "pids").unlink()
     alone = _checked_in_a_process_of_its_own(tmp_path, tests, split=False)
     assert len(set((tmp_path / "pids").read_text().split())) == 1, "split_cores=False: one process"
     assert sorted(r["nodeid"] for r in alone) == sorted(r["nodeid"] for r in records)
+
+
+def test_the_halves_are_balanced_by_the_last_runs_times_and_keep_the_browser_tests_together():
+    from types import SimpleNamespace
+
+    from course.tools.plugins import UNKNOWN_SECONDS, halves
+
+    items = [SimpleNamespace(nodeid=f"t{n}", fixturenames=["url"]) for n in range(6)]
+    items += [SimpleNamespace(nodeid=f"browser{n}", fixturenames=["open_page", "url"]) for n in range(2)]
+    mine, theirs = halves(items, {"t0": 3.0, "browser0": 1.0, "browser1": 0.5})
+    names = ([i.nodeid for i in mine], [i.nodeid for i in theirs])
+    assert names == (["t0"], ["t1", "t2", "t3", "t4", "t5", "browser0", "browser1"]), names
+    assert sorted(mine + theirs, key=items.index) == items, "every test on one side, in collection order"
+    mine, theirs = halves(items[:6], {})
+    assert len(mine) == len(theirs) == 3 and UNKNOWN_SECONDS > 0, "no times yet: half the tests each"
 
 
 def test_a_child_that_ends_its_process_is_run_again_whole(tmp_path):

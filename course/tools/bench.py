@@ -538,6 +538,10 @@ def benchmark(slug: str, target: str = "solutions", store: str | None = None, wo
         kind = f"gthread, {threads} threads each" if threads > 1 else "sync"
         print(f"{label}: gunicorn -w {workers} ({kind}), wrk -c {connections}, {sessions} sessions, "
               f"{rounds} rounds of {seconds:g} s; load average {load_average()}", file=out)
+        if workers > 1 and in_process_store(slug, store):
+            print(f"note: the sessions live in each worker's own memory: a request that reaches another "
+                  f"worker than the one that made its session starts a new one (about {workers - 1} in "
+                  f"{workers}), so this measures a mix; --workers 1 measures the middleware alone", file=out)
         names = list(urls)
         rows: dict[str, list[dict]] = {name: [] for name in names}
         for number in range(rounds):
@@ -580,6 +584,13 @@ def benchmark(slug: str, target: str = "solutions", store: str | None = None, wo
     finally:
         for server in servers.values():
             server.stop()
+
+
+def in_process_store(slug: str, store: str | None) -> bool:
+    """Whether the lesson keeps its sessions in each process's memory (lessons 03-07 by default)."""
+    if store:
+        return store.partition(":")[0].lower() == "memory"
+    return "03" <= slug[:2] <= "07"
 
 
 def stores_label(store: str | None) -> str:

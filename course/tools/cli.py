@@ -135,14 +135,18 @@ def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
                 "--course-report", str(report), "--course-timeout", f"{test_timeout:g}", *PYTEST_QUIET,
                 "-p", "no:terminal"]
         args += ["-m", "exercise" if exercises_only else "not maintainers"]
-        split = SplitAcrossCores() if split_cores else None
+        split = SplitAcrossCores(read_durations()) if split_cores else None
         pytest.main(args, plugins=[collected, SkipAfterTimeout(), NativeTracebacks(), SkipNotStarted(target),
                                    *([split] if split else [])])
         records = json.loads(report.read_text(encoding="utf-8"))["tests"] if report.exists() else []
         theirs = split.child_records() if split else []
     if theirs is None:                   # the second process died (the code under test ended it): once more, whole
         return run_checks(lessons, target, exercises_only, test_timeout, split_cores=False)
-    return Checked(list(merge(records + theirs).values()), collected.errors)
+    records = list(merge(records + theirs).values())
+    if split is not None and split.order:       # as if one process ran them: the first failure is the first
+        records.sort(key=lambda record: split.order.get(record["nodeid"], len(split.order)))
+    write_durations(records)
+    return Checked(records, collected.errors)
 
 
 def run_checks_split(lessons, target: str = "lessons", exercises_only: bool = False,
@@ -374,14 +378,47 @@ def _list_lesson(lesson: manifest.Lesson, found: list[ExerciseState], problem: s
 
 # ---------------------------------------------------------------- hint
 
+def cache_file(name: str) -> Path:
+    """A file of the student's that is not progress (how far the hints have gone, how long each check
+    took last time): in the venv (``make clean`` resets it with the venv), else the user's cache;
+    in ``COURSE_CACHE_DIR`` when that is set (the course's own tests)."""
+    if os.environ.get("COURSE_CACHE_DIR"):
+        return Path(os.environ["COURSE_CACHE_DIR"]) / name
+    if sys.prefix != sys.base_prefix:
+        return Path(sys.prefix) / f"course-{name}"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "web-sessions-course" / name
+
+
 def hints_file() -> Path:
     """Where the hint counters live: not progress, just how far each exercise's hints have gone."""
     if os.environ.get("COURSE_HINTS_FILE"):
         return Path(os.environ["COURSE_HINTS_FILE"])
-    if sys.prefix != sys.base_prefix:                      # a venv: make clean resets it with the venv
-        return Path(sys.prefix) / "course-hints.json"
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "web-sessions-course" / "hints.json"
+    return cache_file("hints.json")
+
+
+def read_durations() -> dict[str, float]:
+    """Each check's time in its last run (test id -> seconds), to balance the next split; {} if none."""
+    try:
+        data = json.loads(cache_file("durations.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and isinstance(v, (int, float))} \
+        if isinstance(data, dict) else {}
+
+
+def write_durations(records: list[dict]) -> None:
+    """Remember the records' times (best effort: a read-only venv keeps none)."""
+    durations = read_durations()
+    durations.update({r["nodeid"]: r["duration"] for r in records if isinstance(r.get("duration"), (int, float))})
+    path = cache_file("durations.json")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f"{path.name}.{os.getpid()}")
+        partial.write_text(json.dumps(durations), encoding="utf-8")
+        os.replace(partial, path)              # two checks at once: one of them wins, whole
+    except OSError:
+        pass
 
 
 def _read_counters(path: Path) -> dict:

@@ -96,27 +96,32 @@ class SkipNotStarted:
 
 class SplitAcrossCores:
     """``check`` of one lesson on two cores: once the tests are collected, the process forks; the
-    child runs every other test and writes its records beside the report, the parent runs the rest.
+    child runs about half the tests and writes its records beside the report, the parent the rest.
 
     A lesson's checks are many small HTTP exchanges with servers in this process, so they use one
     core; forked after collection, the child needs no imports and no collecting of its own (a
-    second interpreter would spend about a second on them). Not done when there are few tests, one
-    core, or already a thread running (a fork copies only the thread that forks). If the child
-    leaves no report (the code under test ended its process), ``child_records`` says so with None,
-    and the caller runs the lesson again without splitting.
+    second interpreter would spend about a second on them). The halves are balanced by the last
+    run's time of each test (``durations``, test id -> seconds; ``halves``). Not done when there are
+    few tests, one core, or already a thread running (a fork copies only the thread that forks). If
+    the child leaves no report (the code under test ended its process), ``child_records`` says so
+    with None, and the caller runs the lesson again without splitting.
     """
 
     MIN_TESTS = 16
 
-    def __init__(self):
+    def __init__(self, durations: dict[str, float] | None = None):
+        self.durations = durations or {}
         self.child_pid: int | None = None
         self.child_report: str | None = None
         self.in_child = False
+        self.order: dict[str, int] = {}      # test id -> its place in collection order, both halves'
 
-    def pytest_collection_modifyitems(self, session, config, items):
+    def pytest_collection_finish(self, session):
+        """After collection and ``-m``'s deselection, before the first test."""
         import os
         import threading
 
+        config, items = session.config, session.items
         report = config.getoption("--course-report")
         factory = getattr(config, "_tmp_path_factory", None)     # pytest's tmp_path_factory
         if (len(items) < self.MIN_TESTS or (os.cpu_count() or 1) < 2 or threading.active_count() > 1
@@ -124,14 +129,16 @@ class SplitAcrossCores:
             return
         factory.getbasetemp()            # one temporary folder for both, made before the fork
         self.child_report = f"{report}.split"
+        self.order = {item.nodeid: index for index, item in enumerate(items)}
+        mine, theirs = halves(items, self.durations)
         pid = os.fork()
         if pid == 0:
             self.in_child = True
             config.option.course_report = self.child_report
-            items[:] = items[1::2]
+            items[:] = theirs
         else:
             self.child_pid = pid
-            items[:] = items[0::2]
+            items[:] = mine
 
     def pytest_unconfigure(self, config):
         if self.in_child:                # the report is written (pytest_sessionfinish): this process is done
@@ -156,3 +163,31 @@ class SplitAcrossCores:
                 return json.load(report)["tests"]
         except (OSError, ValueError, KeyError):
             return None
+
+
+TOGETHER = ("chromium", "open_page")
+"""Fixtures that start something costly once per process (a browser; lesson 06's ``open_page``
+starts it): the tests that use any of them run on the same side of a split, so it starts once."""
+UNKNOWN_SECONDS = 0.05
+"""What a test not timed before is expected to take."""
+
+
+def halves(items: list, durations: dict[str, float]) -> tuple[list, list]:
+    """``items`` in two lists, each in collection order, of about equal expected time: the groups (the
+    tests that share a TOGETHER fixture; each other test alone), longest first, each to the side with
+    less so far."""
+    groups: dict[object, list[int]] = {}
+    for index, item in enumerate(items):
+        key = "together" if set(TOGETHER) & set(getattr(item, "fixturenames", ())) else index
+        groups.setdefault(key, []).append(index)
+
+    def cost(members: list[int]) -> float:
+        return sum(durations.get(items[i].nodeid, UNKNOWN_SECONDS) for i in members)
+
+    sides: tuple[list[int], list[int]] = ([], [])
+    loads = [0.0, 0.0]
+    for members in sorted(groups.values(), key=cost, reverse=True):
+        side = 0 if loads[0] <= loads[1] else 1
+        sides[side].extend(members)
+        loads[side] += cost(members)
+    return [items[i] for i in sorted(sides[0])], [items[i] for i in sorted(sides[1])]
