@@ -23,7 +23,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -37,7 +36,7 @@ from course.kit import concurrency, stores_beaker
 from course.tools import services
 from course.tools.bench import Gunicorn
 from course.tools.faults import AppProcess, free_port
-from course.tools.testing import counter, in_lesson
+from course.tools.testing import count_from_threads, counting, in_lesson
 
 SECRET = "lesson-09-test-secret-0123456789abcdef"
 SLUG = "09_concurrency"
@@ -439,10 +438,10 @@ def test_a_worker_killed_while_holding_the_lock_leaves_the_session_intact(course
 def test_two_apps_on_one_store_count_on_one_counter(app_module, store, kind):
     """Two processes of the app share the store: a counter must live there, not in one app's memory."""
     url = store(kind)
-    first, second = (in_lesson(app_module, counter, url) for _ in range(2))
+    first, second = (in_lesson(app_module, counting, url) for _ in range(2))
     key = f"hits:{uuid.uuid4().hex}"
-    assert [app_module.add_one(first, key), app_module.add_one(second, key), app_module.add_one(first, key)] == \
-        [1, 2, 3], f"add_one on {kind}: each app counted on its own; count in the store (INCR, UPDATE ... n + 1)"
+    assert [first(key), second(key), first(key)] == [1, 2, 3], \
+        f"add_one on {kind}: each app counted on its own; count in the store (INCR, UPDATE ... n + 1)"
     if kind == "redis":
         import redis
         ttl = redis.Redis.from_url(url).ttl(key)
@@ -458,16 +457,7 @@ def test_a_memory_counter_adds_in_one_step_when_threads_switch_often(app_module)
     every number from 1 to 80,000 comes back exactly once. Without counter.lock thousands are lost
     (measured: about 2,000 in 20,000); a number read again after the lock is let go is caught only
     now and then (the gap is a few bytecodes)."""
-    counter = app_module.Counter("memory:", concurrency.store_config("memory:"))
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(1e-6)
-    try:
-        with ThreadPoolExecutor(8) as pool:
-            shown = list(pool.map(lambda _: [app_module.add_one(counter, "visits:tabs") for _ in range(10_000)],
-                                  range(8)))
-    finally:
-        sys.setswitchinterval(switch)
-    numbers = sorted(n for batch in shown for n in batch)
+    numbers = sorted(in_lesson(app_module, count_from_threads, 8, 10_000))
     lost, twice = 80_000 - len(set(numbers)), len(numbers) - len(set(numbers))
     assert numbers == list(range(1, 80_001)), (
         f"memory counter: {lost} numbers never shown, {twice} shown twice: hold counter.lock while you add, "

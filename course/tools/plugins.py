@@ -131,8 +131,10 @@ class SplitAcrossCores:
         self.child_report = f"{report}.split"
         self.order = {item.nodeid: index for index, item in enumerate(items)}
         mine, theirs = halves(items, self.durations)
+        parent = os.getpid()
         pid = os.fork()
         if pid == 0:
+            _die_with(parent)
             self.in_child = True
             config.option.course_report = self.child_report
             items[:] = theirs
@@ -163,6 +165,21 @@ class SplitAcrossCores:
                 return json.load(report)["tests"]
         except (OSError, ValueError, KeyError):
             return None
+
+
+def _die_with(parent: int) -> None:
+    """Linux: this process is killed when ``parent`` ends (a test of the parent's that ends its process
+    must not leave the child running the rest, starting browsers and servers after the prompt is back)."""
+    import ctypes
+    import os
+    import signal
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)      # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:           # it ended before the line above
+        os._exit(1)
 
 
 TOGETHER = ("chromium", "open_page")

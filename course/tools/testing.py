@@ -264,14 +264,44 @@ def stored_beaker_session(module, session_id) -> dict:
     return dict(beaker_session(module, session_id))
 
 
-def counter(module, url: str):
-    """Lesson 09's ``Counter`` on the store at ``url``, with the options the lesson's app gives it."""
+def counting(module, url: str):
+    """``add(key)``: lesson 09's ``add_one`` on a ``Counter`` of the store at ``url``, both from a fresh
+    import of the lesson's app.py, as a second process of the app has them: module globals of its own
+    (a count kept in one of them is not the other app's)."""
+    import functools
+    from pathlib import Path
+
+    from course.kit import concurrency
+    from course.tools.loader import load_app_module
+
+    path = Path(module.__file__)
+    fresh = load_app_module(path.parent.parent, path.parent.name)
+    return functools.partial(fresh.add_one, fresh.Counter(url, concurrency.store_config(url)))
+
+
+def count_from_threads(module, threads: int, each: int) -> list[int]:
+    """Every number lesson 09's ``add_one`` returns when ``threads`` threads add ``each`` times to one
+    memory counter, with Python switching threads every microsecond (its default, 5 ms, almost never
+    splits a read-add-write). It runs where the lesson runs: in a sandbox the threads are its own."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
     from course.kit import concurrency
 
-    return module.Counter(url, concurrency.store_config(url))
+    counter = module.Counter("memory:", concurrency.store_config("memory:"))
+    switch = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            batches = list(pool.map(lambda _: [module.add_one(counter, "visits:tabs") for _ in range(each)],
+                                    range(threads)))
+    finally:
+        sys.setswitchinterval(switch)
+    return [n for batch in batches for n in batch]
 
 
-BUILDERS = {each.__name__: each for each in (login_required_app, beaker_session, stored_beaker_session, counter)}
+BUILDERS = {each.__name__: each for each in (login_required_app, beaker_session, stored_beaker_session, counting,
+                                              count_from_threads)}
 """The apps a test builds around a lesson's code, by name: in a sandbox they are built there (in_lesson)."""
 
 

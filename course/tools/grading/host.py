@@ -87,13 +87,15 @@ class Host:
         return self.codec.decode(answer.get("ok"))
 
     def _encode_fields(self, fields: dict) -> dict:
+        """A call back's arguments: a dict of a class of the copy's (a ``Session``) goes as its items, as
+        a value (the grader's store JSON-copies it, as in-process), not as a handle of an object here."""
         out = dict(fields)
         if "args" in out:
-            out["args"] = [self.codec.encode(each) for each in out["args"]]
+            out["args"] = [self.codec.encode(each, plain_dicts=True) for each in out["args"]]
         if "kwargs" in out:
-            out["kwargs"] = {k: self.codec.encode(v) for k, v in out["kwargs"].items()}
+            out["kwargs"] = {k: self.codec.encode(v, plain_dicts=True) for k, v in out["kwargs"].items()}
         if "value" in out:
-            out["value"] = self.codec.encode(out["value"])
+            out["value"] = self.codec.encode(out["value"], plain_dicts=True)
         return out
 
     def read_callbacks(self, sock: socket.socket) -> None:
@@ -204,16 +206,24 @@ class Host:
         if name == "log_capture":
             return self.capture_log(str(args[0]))
         if name == "log_messages":
-            return list(self.log_lines.get(str(args[0]), []))
+            lines = list(self.log_lines.get(str(args[0]), []))
+            broken = [line for line in lines if isinstance(line, BrokenRecord)]
+            if broken:                   # caplog's getMessage() raises for it in the test's process too
+                raise TypeError(f"a log record's arguments do not format: {broken[0].text}")
+            return lines
+
         if name == "log_release":
             return self.release_log(str(args[0]))
         raise ValueError(f"unknown probe {name!r}")
 
     def capture_log(self, logger_name: str) -> None:
-        """Record the messages of ``logger_name`` at INFO and above, as pytest's caplog does out there."""
+        """Record the messages of ``logger_name`` at INFO and above, as pytest's caplog does out there
+        (``caplog.set_level(INFO, logger=...)``: the logger at INFO, and a handler that keeps INFO and
+        above only, whatever level a child logger is set to)."""
         self.release_log(logger_name)
         lines = self.log_lines[logger_name] = []
         handler = ListHandler(lines)
+        handler.setLevel(logging.INFO)
         logger = logging.getLogger(logger_name)
         self.log_handlers[logger_name] = (handler, logger.level)
         logger.addHandler(handler)
@@ -282,6 +292,13 @@ class Host:
             sock.close()
 
 
+class BrokenRecord:
+    """A record whose message and arguments do not format (``"x %s" % ()``): no line a log would show."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+
 class ListHandler(logging.Handler):
     """A logging handler that keeps each record's message in a list (``record.getMessage()``)."""
 
@@ -292,8 +309,8 @@ class ListHandler(logging.Handler):
     def emit(self, record) -> None:
         try:
             self.lines.append(record.getMessage())
-        except Exception:                          # a record whose arguments do not format
-            self.lines.append(str(record.msg))
+        except Exception as exc:                   # a record whose arguments do not format
+            self.lines.append(BrokenRecord(f"{type(exc).__name__}: {exc} ({str(record.msg)[:200]!r})"))
 
 
 def with_url_scheme(app, scheme: str):

@@ -121,19 +121,22 @@ class Codec:
     def __init__(self, mine: str, theirs: str, objects: Objects, remote, passable=lambda value: True):
         self.mine, self.theirs, self.objects, self.remote, self.passable = mine, theirs, objects, remote, passable
 
-    def encode(self, value):
+    def encode(self, value, plain_dicts: bool = False):
+        """``value`` as JSON; with ``plain_dicts``, an instance of a dict subclass crosses as its items."""
         if value is None or isinstance(value, (bool, str)) or type(value) in (int, float):
             return value
         if isinstance(value, int) and not isinstance(value, bool) and type(value).__module__ == "builtins":
             return int(value)
         if type(value) is list:
-            return [self.encode(each) for each in value]
+            return [self.encode(each, plain_dicts) for each in value]
+        if plain_dicts and isinstance(value, dict) and not isinstance(value, Remote):
+            value = dict(value)
         if type(value) is dict and all(isinstance(k, str) and not k.startswith("$") for k in value):
-            return {k: self.encode(v) for k, v in value.items()}
+            return {k: self.encode(v, plain_dicts) for k, v in value.items()}
         if type(value) is dict:
-            return {"$d": [[self.encode(k), self.encode(v)] for k, v in value.items()]}
+            return {"$d": [[self.encode(k, plain_dicts), self.encode(v, plain_dicts)] for k, v in value.items()]}
         if type(value) is tuple:
-            return {"$t": [self.encode(each) for each in value]}
+            return {"$t": [self.encode(each, plain_dicts) for each in value]}
         if type(value) in (bytes, bytearray):
             return {"$b": base64.b64encode(bytes(value)).decode()}
         if type(value) in (set, frozenset):
