@@ -368,6 +368,35 @@ def test_check_runs_half_the_tests_in_a_forked_child_and_reports_them_all(tmp_pa
     assert sorted(r["nodeid"] for r in alone) == sorted(r["nodeid"] for r in records)
 
 
+def test_the_child_ends_with_its_parent(tmp_path):
+    # A test of the parent's half that ends its process (os._exit in the student's code) must not
+    # leave the child running the other half (starting browsers and servers) after the prompt is back.
+    tests = tmp_path / "test_split_lesson.py"
+    tests.write_text("import os, pathlib, time\n\nHERE = pathlib.Path(os.environ['SPLIT_DIR'])\n\n"
+                     "def test_0():\n    time.sleep(0.5)\n    os._exit(0)\n\n"
+                     + "".join(f"def test_{n}():\n    (HERE / 'child').write_text(str(os.getpid()))\n"
+                               f"    time.sleep(3)\n\n" for n in range(1, 20)), encoding="utf-8")
+    script = ("import sys; from pathlib import Path; from types import SimpleNamespace; "
+              "from course.tools.cli import run_checks; "
+              "run_checks([SimpleNamespace(test_file=Path(sys.argv[1]))], target=sys.argv[2])")
+    subprocess.run([sys.executable, "-c", script, str(tests), str(tmp_path)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=120,      # no pipe: the child would hold it open
+                   env={**os.environ, "SPLIT_DIR": str(tmp_path), "COURSE_CACHE_DIR": str(tmp_path)})
+    child = int((tmp_path / "child").read_text())
+    deadline = time.monotonic() + 2              # its tests would run for half a minute
+    while time.monotonic() < deadline and _running(child):
+        time.sleep(0.05)
+    assert not _running(child), "the child went on after check's process ended"
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] != "Z"      # a zombie has ended
+    except OSError:
+        return False
+
+
 def test_the_halves_are_balanced_by_the_last_runs_times_and_keep_the_browser_tests_together():
     from types import SimpleNamespace
 
