@@ -368,6 +368,22 @@ def test_check_runs_half_the_tests_in_a_forked_child_and_reports_them_all(tmp_pa
     assert sorted(r["nodeid"] for r in alone) == sorted(r["nodeid"] for r in records)
 
 
+def test_ctrl_c_during_a_check_says_stopped_and_gives_no_verdict(tmp_path):
+    # Ctrl-C reaches every process of the terminal's group: check's, its forked child's, a browser's.
+    build.patched(tmp_path, SLUG, function="read_count", body="""
+        import time
+        time.sleep(0.2)
+        return int(value) if value and value.isascii() and value.isdigit() and len(value) < 10 else 0
+    """)
+    proc = subprocess.Popen([sys.executable, "-m", "course", "check", "01", "--target", str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(2.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Stopped." in err, (proc.returncode, out, err)
+    assert "complete" not in out and "Traceback" not in out + err, out + err
+
+
 def test_the_child_ends_with_its_parent(tmp_path):
     # A test of the parent's half that ends its process (os._exit in the student's code) must not
     # leave the child running the other half (starting browsers and servers) after the prompt is back.

@@ -6,6 +6,7 @@ how many hints of each exercise you have asked for, so that ``hint`` can tell yo
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -136,10 +137,13 @@ def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
                 "-p", "no:terminal"]
         args += ["-m", "exercise" if exercises_only else "not maintainers"]
         split = SplitAcrossCores(read_durations()) if split_cores else None
-        pytest.main(args, plugins=[collected, SkipAfterTimeout(), NativeTracebacks(), SkipNotStarted(target),
-                                   *([split] if split else [])])
-        records = json.loads(report.read_text(encoding="utf-8"))["tests"] if report.exists() else []
-        theirs = split.child_records() if split else []
+        with noticing_ctrl_c() as stopped:
+            code = pytest.main(args, plugins=[collected, SkipAfterTimeout(), NativeTracebacks(),
+                                              SkipNotStarted(target), *([split] if split else [])])
+            records = json.loads(report.read_text(encoding="utf-8"))["tests"] if report.exists() else []
+            theirs = split.child_records() if split else []
+    if stopped or code == pytest.ExitCode.INTERRUPTED or (split is not None and split.interrupted):
+        raise KeyboardInterrupt          # Ctrl-C: what ran is not a verdict (the caller says "Stopped.")
     if theirs is None:                   # the second process died (the code under test ended it): once more, whole
         return run_checks(lessons, target, exercises_only, test_timeout, split_cores=False)
     records = list(merge(records + theirs).values())
@@ -147,6 +151,30 @@ def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
         records.sort(key=lambda record: split.order.get(record["nodeid"], len(split.order)))
     write_durations(records)
     return Checked(records, collected.errors)
+
+
+@contextlib.contextmanager
+def noticing_ctrl_c():
+    """A list that is not empty once Ctrl-C came, whatever the code under test did with the
+    KeyboardInterrupt (a browser driver takes it as its connection closing, and a test fails instead).
+    A forked child inherits it and exits as interrupted (plugins.SplitAcrossCores)."""
+    stopped: list[bool] = []
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_ctrl_c(signum, frame):
+        stopped.append(True)
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGINT, on_ctrl_c)
+    except ValueError:                   # not the main thread: nothing to notice here
+        yield stopped
+        return
+    SplitAcrossCores.stopped = stopped
+    try:
+        yield stopped
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def run_checks_split(lessons, target: str = "lessons", exercises_only: bool = False,

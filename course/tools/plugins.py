@@ -108,6 +108,8 @@ class SplitAcrossCores:
     """
 
     MIN_TESTS = 16
+    stopped: list = []
+    """Not empty once Ctrl-C came (cli.noticing_ctrl_c): the child then exits as interrupted."""
 
     def __init__(self, durations: dict[str, float] | None = None):
         self.durations = durations or {}
@@ -115,6 +117,8 @@ class SplitAcrossCores:
         self.child_report: str | None = None
         self.in_child = False
         self.order: dict[str, int] = {}      # test id -> its place in collection order, both halves'
+        self.exit_status = 0
+        self.interrupted = False             # the child was stopped by Ctrl-C
 
     def pytest_collection_finish(self, session):
         """After collection and ``-m``'s deselection, before the first test."""
@@ -142,6 +146,9 @@ class SplitAcrossCores:
             self.child_pid = pid
             items[:] = mine
 
+    def pytest_sessionfinish(self, session, exitstatus):
+        self.exit_status = 2 if self.stopped else int(exitstatus)        # 2: pytest.ExitCode.INTERRUPTED
+
     def pytest_unconfigure(self, config):
         if self.in_child:                # the report is written (pytest_sessionfinish): this process is done
             import os
@@ -149,7 +156,7 @@ class SplitAcrossCores:
 
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(0)
+            os._exit(self.exit_status)   # 2: interrupted (pytest.ExitCode), which the parent must know
 
     def child_records(self) -> list[dict] | None:
         """The child's records ([] when there was no child), or None when it left no report."""
@@ -158,8 +165,9 @@ class SplitAcrossCores:
 
         if self.child_pid is None:
             return []
-        os.waitpid(self.child_pid, 0)
+        _, status = os.waitpid(self.child_pid, 0)
         self.child_pid = None
+        self.interrupted = os.waitstatus_to_exitcode(status) == 2        # pytest.ExitCode.INTERRUPTED
         try:
             with open(self.child_report, encoding="utf-8") as report:
                 return json.load(report)["tests"]
