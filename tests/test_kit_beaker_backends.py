@@ -805,3 +805,101 @@ def test_at_exit_every_sql_store_of_the_process_lets_go_of_its_pooled_connection
     assert store._idle
     beaker_backends._close_sql_stores()          # what atexit runs
     assert store._idle == []
+
+
+# ---------------------------------------------------------------- SQL after a fork
+
+SERVER_CONNECTION_ID = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
+
+
+@pytest.fixture
+def forkable_sql_store(tmp_path):
+    """``make(kind)``: a new SqlStore on a table of this test alone (dropped after)."""
+    from course.kit.stores_beaker import beaker_options, hardened
+    made = []
+
+    def make(kind):
+        table = f"bbf_{uuid.uuid4().hex[:8]}"
+        base = f"sqlite:///{tmp_path}/fork.db" if kind == "sqlite" else services.require(kind)
+        options = hardened(beaker_options(base + ("" if kind == "sqlite" else f"?table={table}")))
+        store = beaker_backends.SqlStore(options["url"], table)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        with __import__("contextlib").suppress(Exception):
+            store.run(f"DROP TABLE IF EXISTS {store.table}", ())
+        store.close_idle()
+
+
+def fork_and_run(child_work, parent_work):
+    """Fork; the child runs ``child_work()`` and the parent ``parent_work()`` until the child is done.
+
+    Each returns a list of what went wrong; the child's comes back over a pipe (and its exit code)."""
+    import os
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                   # the child: never returns into pytest
+        os.close(reader)
+        try:
+            wrong = child_work()
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+            wrong = [f"{type(exc).__name__}: {exc}"]
+        os.write(writer, repr(wrong[:5]).encode()[:60000] if wrong else b"")
+        os._exit(1 if wrong else 0)
+    os.close(writer)
+    wrong_here = []
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        wrong_here += parent_work()
+    with os.fdopen(reader, "rb") as pipe:
+        report = pipe.read().decode()
+    return report, wrong_here
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_after_a_fork_each_process_uses_its_own_sql_connections_and_gets_its_own_data(kind, forkable_sql_store):
+    # On a socket both processes share, each reads replies meant for the other: one visitor's session
+    # handed to another, then saved under the wrong ID (and "the last operation didn't produce records").
+    store = forkable_sql_store(kind)
+    store.save("parent", b'{"who":"parent"}', 600)
+    store.save("child", b'{"who":"child"}', 600)
+    inherited = list(store._idle)
+    assert inherited, "the parent has a pooled connection when it forks"
+    ask_id = SERVER_CONNECTION_ID.get(store.dialect)
+    parent_id = store.run(ask_id, (), fetch=True) if ask_id else None
+
+    def uses(who, times):
+        wrong = []
+        for _ in range(times):
+            got = store.load(who, time.time())
+            if got != f'{{"who":"{who}"}}'.encode():
+                wrong.append(got)
+            store.save(who, f'{{"who":"{who}"}}'.encode(), 600)
+        return wrong
+
+    def child():
+        wrong = uses("child", 300)
+        if any(conn is pooled for conn in store._idle for pooled in inherited):
+            wrong.append("the child pooled a connection of its parent")
+        if ask_id and store.run(ask_id, (), fetch=True) == parent_id:
+            wrong.append("the child talks to the server on its parent's connection")
+        return wrong
+
+    report, wrong_here = fork_and_run(child, lambda: uses("parent", 5))
+    assert report == "", f"the child got somebody else's data or connection: {report}"
+    assert not wrong_here, f"the parent got somebody else's data: {wrong_here[:3]}"
+    if ask_id:
+        assert store.run(ask_id, (), fetch=True) == parent_id, "the parent's connection is still its own and open"
+    assert store.load("parent", time.time()) == b'{"who":"parent"}'
+    assert store.load("child", time.time()) == b'{"who":"child"}'
+
+
+def test_a_forked_child_that_exits_leaves_its_parents_sql_connections_open(forkable_sql_store):
+    # At exit every store closes its pool (atexit); in a child that never used the store, that pool is
+    # its parent's, and closing it would end the parent's server connections (PostgreSQL's Terminate).
+    store = forkable_sql_store("postgres")
+    parent_id = store.run("SELECT pg_backend_pid()", (), fetch=True)
+    report, _ = fork_and_run(lambda: store.close_idle() or [], lambda: time.sleep(0.01) or [])
+    assert report == ""
+    assert store.run("SELECT pg_backend_pid()", (), fetch=True) == parent_id, "the pooled connection still works"

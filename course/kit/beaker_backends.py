@@ -332,6 +332,7 @@ class SqlStore:
         cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
         self._cargs, self._cparams = cargs, cparams
         self._idle: list = []
+        self._pid = os.getpid()                            # the process whose connections _idle holds
         self._lock = threading.Lock()
         self._init_lock = threading.Lock()
         self._ready = False
@@ -384,17 +385,36 @@ class SqlStore:
                     self._create_table(conn)
         return conn
 
+    def _own_idle(self) -> list:
+        """The pooled connections, emptied first if they were made by another process (call with the lock).
+
+        After a fork the child holds copies of the parent's sockets: a statement sent on one by both
+        processes gets its reply read by either of them (on PostgreSQL a visitor was handed another
+        visitor's session, and the save that followed wrote it under the wrong ID). So the child
+        drops them, without closing them: ``close()`` would tell the server to end the parent's
+        connection (PostgreSQL's Terminate, MariaDB's COM_QUIT). The drivers' own finalizers are
+        fork-safe: psycopg does not finish a connection made by another pid, PyMySQL's only closes its
+        socket (the parent's stays open), and SQLite has no server to tell.
+        """
+        if self._pid != os.getpid():
+            self._idle, self._pid = [], os.getpid()
+        return self._idle
+
     def _checkin(self, conn):
         with self._lock:
-            if len(self._idle) < 16:
-                self._idle.append(conn)
+            idle = self._own_idle()
+            if len(idle) < 16:
+                idle.append(conn)
                 return
         conn.close()
 
     def close_idle(self) -> None:
-        """Close the pooled connections (at exit: the drivers warn about a connection left open)."""
+        """Close the pooled connections (at exit: the drivers warn about a connection left open).
+
+        In a forked child that never used the store, the pool is the parent's: it is dropped, not
+        closed (see :meth:`_own_idle`)."""
         with self._lock:
-            idle, self._idle = self._idle, []
+            idle, self._idle = self._own_idle(), []
         for conn in idle:
             with suppress(Exception):
                 conn.close()
@@ -404,9 +424,10 @@ class SqlStore:
 
         On a pooled connection first; if that one turns out to be broken (not on SQLite, whose
         connections do not drop), once more on a new connection, never on another pooled one (after a
-        restart of the server they are all broken)."""
+        restart of the server they are all broken). Never on a connection of another process."""
         with self._lock:
-            pooled = self._idle.pop() if self._idle else None
+            idle = self._own_idle()
+            pooled = idle.pop() if idle else None
         if pooled is not None:
             try:
                 return self._execute(pooled, sql, params, fetch)
