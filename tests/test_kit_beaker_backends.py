@@ -127,6 +127,20 @@ def test_a_record_that_is_not_a_json_object_is_corrupt(records, stored, why):
         session._decrypt_data(stored)
 
 
+@pytest.mark.parametrize("key", JsonSession.TIME_KEYS)
+@pytest.mark.parametrize("bad", ["x", None, [1], {"a": 1}, True, float("nan"), float("-inf")])
+def test_a_record_whose_bookkeeping_time_is_not_a_number_is_corrupt(records, key, bad):
+    session = json_session(records)
+    with pytest.raises(CorruptSession, match=f"has a {key} that is not a time"):
+        session._decrypt_data(json.dumps({"visits": 1, key: bad}).encode())
+
+
+def test_bookkeeping_times_that_are_numbers_or_missing_are_fine(records):
+    session = json_session(records)
+    for data in ({}, {"visits": 1}, {"_creation_time": 1, "_accessed_time": 1.5e9}):
+        assert session._decrypt_data(json.dumps(data)) == data
+
+
 def test_a_corrupt_record_is_logged_and_a_new_session_with_a_new_id_starts(records, caplog):
     session = json_session(records)
     session["visits"] = 5

@@ -33,6 +33,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -80,9 +81,13 @@ class JsonSession(StrictSession):
             return super()._encrypt_data(session_data)
         return json.dumps(session_data or self.copy(), separators=(",", ":"))
 
+    #: Beaker's bookkeeping keys: it subtracts them from the time (the timeout check) and shows them
+    #: (``session.created``, ``last_accessed``), so they must be times, never text, null or NaN.
+    TIME_KEYS = ("_creation_time", "_accessed_time")
+
     def _decrypt_data(self, session_data):
         if self.encrypt_key:
-            return super()._decrypt_data(session_data)
+            return self.checked_record(super()._decrypt_data(session_data))
         try:
             if not isinstance(session_data, str):
                 session_data = bytes(session_data).decode("utf-8")
@@ -90,8 +95,24 @@ class JsonSession(StrictSession):
         except Exception as exc:
             raise CorruptSession(f"the stored session {self.id} is not JSON "
                                  f"({type(exc).__name__}); it was not loaded") from None
+        return self.checked_record(data)
+
+    def checked_record(self, data):
+        """``data``, the decoded record, if Beaker can use it; else :class:`CorruptSession`.
+
+        The one place that decides whether a loaded record is valid. Anything Beaker would choke on
+        after this point is a 500 on every request with that cookie (``now - "x"`` in its timeout
+        check), so it is refused here: a record that is not a JSON object, or whose bookkeeping
+        keys (:attr:`TIME_KEYS`, when present) are not finite numbers. What the app keeps in its
+        own keys is the app's to check.
+        """
         if not isinstance(data, dict):
             raise CorruptSession(f"the stored session {self.id} is not a JSON object; it was not loaded")
+        for key in self.TIME_KEYS:
+            value = data.get(key, 0.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise CorruptSession(f"the stored session {self.id} has a {key} that is not a time "
+                                     f"({type(value).__name__}); it was not loaded")
         return data
 
     def load(self):
