@@ -327,6 +327,49 @@ def test_sql_json_round_trips_through_the_store(tmp_path):
     assert ns._load() is None
 
 
+@pytest.mark.parametrize("stored", [-1, 10**15, 50_000_000, 1.5, "not json"])
+def test_a_sqlite_data_column_that_is_not_bytes_is_a_corrupt_record(stored, tmp_path, caplog):
+    """SQLite's dynamic typing lets any value into the BLOB column: ``bytes(-1)`` was a 500, ``bytes(10**15)``
+    a MemoryError, ``bytes(50_000_000)`` 48 MB per request (and the inspector's ``len(int)`` a 500)."""
+    import hmac
+    import tracemalloc
+    from hashlib import sha1
+
+    from course.kit import stores_beaker
+    from course.kit.beakerkit import HardenedSessions, session_config
+    from course.tools.testing import wsgi_request
+    url = f"sqlite:///{tmp_path}/typed.db"
+    options = stores_beaker.hardened(stores_beaker.beaker_options(url))
+    sid = uuid.uuid4().hex
+    beaker_backends.SqlJson(sid, url=options["url"], table_name=options["table_name"], timeout=600)["session"] = (
+        json.dumps({"visits": 5, "_creation_time": time.time(), "_accessed_time": time.time()}))
+    with sqlite3.connect(f"{tmp_path}/typed.db") as db:
+        update = f"UPDATE {options['table_name']} SET data = ? WHERE namespace = ?"
+        assert db.execute(update, (stored, sid)).rowcount == 1
+    db.close()
+
+    def app(environ, start_response):
+        visits = environ["beaker.session"].get("visits", 0)
+        start_response("200 OK", [])
+        return [str(visits).encode()]
+
+    wsgi = HardenedSessions(app, session_config(secret="s" * 32, timeout=600, **options))
+    cookie = "sid=" + hmac.new(b"s" * 32, sid.encode(), sha1).hexdigest() + sid
+    tracemalloc.start()
+    try:
+        with caplog.at_level(logging.WARNING):
+            status, headers, body = wsgi_request(wsgi, "/", headers={"Cookie": cookie})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (status, body) == ("200 OK", b"0"), f"{stored!r}: a new, empty session: {status} {body[:200]}"
+    assert peak < 5_000_000, f"{stored!r}: nothing is converted to bytes: {peak} bytes allocated"
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("course.kit")]
+    assert len(logged) == 1 and "corrupt" in logged[0], logged
+    shown = stores_beaker.peek(stores_beaker.beaker_options(url), sid)
+    assert shown is not None and "(stored)" in shown["data"], f"the inspector shows it as not a record: {shown}"
+
+
 # ---------------------------------------------------------------- memcached
 
 def test_a_pickled_memcached_item_is_refused_never_loaded(caplog):

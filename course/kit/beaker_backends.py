@@ -86,6 +86,11 @@ class JsonSession(StrictSession):
     TIME_KEYS = ("_creation_time", "_accessed_time")
 
     def _decrypt_data(self, session_data):
+        if not isinstance(session_data, (str, bytes, bytearray, memoryview)):
+            # What a store with types of its own can hand back (SQLite's INTEGER or REAL in the data
+            # column): never converted, ``bytes(10**15)`` would try to allocate a petabyte.
+            raise CorruptSession(f"the stored session {self.id} is a {type(session_data).__name__}, "
+                                 f"not JSON text; it was not loaded")
         if self.encrypt_key:
             return self.checked_record(super()._decrypt_data(session_data))
         try:
@@ -572,8 +577,11 @@ class SqlJson(_JsonNamespace):
         self.store = sql_store(url, table_name)
 
     def _load(self):
+        """The ``data`` column as it is: bytes, or whatever else SQLite's dynamic typing let in
+        (TEXT is read as JSON text; an INTEGER or REAL, never converted, is refused as corrupt by
+        :meth:`JsonSession._decrypt_data`)."""
         data = self.store.load(self.namespace, time.time())
-        return bytes(data) if data is not None else None
+        return bytes(data) if isinstance(data, (bytearray, memoryview)) else data
 
     def _save(self, data, ttl):
         self.store.save(self.namespace, data, ttl)

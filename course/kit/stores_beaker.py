@@ -419,6 +419,8 @@ def _decode(record) -> object:
     """A session record as the course's backends write it (JSON text) as data; never unpickled."""
     if record is None:
         return None
+    if not isinstance(record, (str, bytes, bytearray, memoryview)):     # SQLite: an INTEGER or REAL column value
+        return {"(stored)": f"a {type(record).__name__}, not a record (the session loads as a new one)"}
     try:
         data = json.loads(bytes(record).decode("utf-8") if not isinstance(record, str) else record)
     except Exception:
