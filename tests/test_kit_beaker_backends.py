@@ -388,9 +388,70 @@ def test_memcached_json_sets_with_the_ttl_and_reads_bytes():
     ns["session"] = '{"a":1}'
     assert ns._load() == b'{"a":1}' and ns["session"] == b'{"a":1}'
     ns.mc.set(ns.key, "text")
-    assert ns._load() == b"text", "a str item is handed over as bytes"
+    assert ns._load() is None, "a str item (flags 16) is not what the kit writes: refused"
     ns._delete()
     assert ns._load() is None
+
+
+def plant_memcached_item(url, key, flags, payload):
+    import socket
+    host, _, port = url.partition(":")
+    with socket.create_connection((host, int(port)), timeout=2) as sock:
+        sock.sendall(f"set {key} {flags} 600 {len(payload)}\r\n".encode() + payload + b"\r\n")
+        assert sock.recv(100).startswith(b"STORED")
+
+
+@pytest.mark.parametrize("flags, payload", [
+    (2, b"abc"), (2, b"-1"), (2, b"1000000000000000"), (2, b"50000000"), (4, b"abc"),
+    (8, b"not zlib"), (8, __import__("zlib").compress(b"\0" * 50_000_000, 9)), (16, b"\xff\xfe"),
+    (16, b'{"visits":5}'), (1, b"\x80\x04pickled"), (32, b"{}"), (8 | 16, b"x")])
+def test_a_memcached_item_not_flagged_as_the_kits_bytes_is_never_decoded(flags, payload, caplog):
+    """python-memcached decodes items by their flags (int(), zlib, UTF-8, pickle): 500s, a MemoryError,
+    50 MB from the text "50000000", 200 MB from a zlib bomb. Only flags 0, what the kit writes, is a record."""
+    import tracemalloc
+    url = services.require("memcached").split("://", 1)[1]
+    ns = MemcachedJson(uuid.uuid4().hex, url=url, timeout=60)
+    plant_memcached_item(url, ns.key, flags, payload)
+    tracemalloc.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="course.kit.beaker_backends"):
+            assert ns._load() is None, "the session is unknown"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000, f"nothing was decompressed or converted ({peak} bytes allocated)"
+    assert [r.getMessage() for r in caplog.records if f"flags {flags} " in r.getMessage()], "one log line"
+    ns["session"] = b'{"a":1}'
+    assert ns._load() == b'{"a":1}', "the connection is still in step, and the kit's own record loads"
+    ns._delete()
+
+
+def test_a_session_id_too_long_for_a_memcached_key_is_an_unknown_session():
+    from course.kit import stores_beaker
+    from course.kit.beakerkit import HardenedSessions, session_config
+    from course.tools.testing import wsgi_request
+    url = services.require("memcached")
+    ns = MemcachedJson("a" * 300, url=url.split("://", 1)[1], timeout=60)
+    assert ns._load() is None and "session" not in ns
+    ns._delete()                                   # nothing to delete, and no error
+
+    def app(environ, start_response):
+        session = environ["beaker.session"]
+        session["visits"] = session.get("visits", 0) + 1
+        session.save()
+        start_response("200 OK", [])
+        return [str(session["visits"]).encode()]
+
+    import hmac
+    from hashlib import sha1
+    secret = "s" * 32
+    wsgi = HardenedSessions(app, session_config(secret=secret, timeout=600,
+                                                **stores_beaker.hardened(stores_beaker.beaker_options(url))))
+    long_id = "f" * 300
+    cookie = "sid=" + hmac.new(secret.encode(), long_id.encode(), sha1).hexdigest() + long_id
+    status, headers, body = wsgi_request(wsgi, "/", headers={"Cookie": cookie})
+    assert (status, body) == ("200 OK", b"1"), f"a new session, not a 500: {status} {body[:200]}"
+    assert long_id not in dict(headers).get("Set-Cookie", ""), "with a new ID"
 
 
 def test_a_memcached_that_is_down_raises_instead_of_answering_none():

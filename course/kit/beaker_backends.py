@@ -593,7 +593,9 @@ class SqlJson(_JsonNamespace):
 # ---------------------------------------------------------------- memcached
 
 class _RefuseToUnpickle:
-    """python-memcached's ``unpickler``: an item flagged as a pickle is refused, never loaded."""
+    """python-memcached's ``unpickler``: an item flagged as a pickle is refused, never loaded.
+
+    (A second guard: the kit's client never decodes an item flagged as anything but bytes.)"""
 
     def __init__(self, file):
         """python-memcached hands over the item's bytes; they are never read."""
@@ -605,19 +607,47 @@ class _RefuseToUnpickle:
 
 
 _MEMCACHED_CLIENTS: dict[str, object] = {}
+_MEMCACHED_RECORD_FLAGS = 0            # python-memcached's flags for bytes stored as they are: what the kit writes
+
+
+def _record_only_client_class():
+    """python-memcached's ``Client``, except that only an item with the kit's flags is ever decoded.
+
+    python-memcached decodes an item by the flags stored with it: 1 unpickles, 2 and 4 ``int()``
+    (then the kit's ``bytes(int)`` was 50 MB for the text ``50000000``, a MemoryError for
+    ``1000000000000000``), 8 decompresses (a 194 kB zlib bomb became 200 MB), 16 decodes UTF-8. The
+    kit only ever writes bytes (flags 0), so whoever wrote any other flags was not the kit: the item
+    is read off the connection as it is (which keeps the protocol in step), never decoded, logged
+    as corrupt, and the session is unknown (a new one starts).
+    """
+    import memcache
+
+    class RecordOnlyClient(memcache.Client):
+        def _recv_value(self, server, flags, rlen):
+            if flags == _MEMCACHED_RECORD_FLAGS:
+                return super()._recv_value(server, flags, rlen)
+            super()._recv_value(server, _MEMCACHED_RECORD_FLAGS, rlen)     # consumed, not decoded
+            log.warning("corrupt session record ignored: a memcached item with flags %d (not the kit's "
+                        "record; never unpickled, decompressed or converted); the session is treated as "
+                        "unknown", flags)
+            return None
+
+    return RecordOnlyClient
 
 
 def _memcached_client(url: str):
     client = _MEMCACHED_CLIENTS.get(url)
     if client is None:
-        import memcache
-        client = _MEMCACHED_CLIENTS[url] = memcache.Client(
+        client = _MEMCACHED_CLIENTS[url] = _record_only_client_class()(
             url.split(";"), socket_timeout=1, dead_retry=1, unpickler=_RefuseToUnpickle)
     return client
 
 
 class MemcachedJson(_JsonNamespace):
     """python-memcached, fixed: ``get``/``set`` with the TTL, bytes only (no pickle either way).
+
+    An item whose flags are not the kit's is never decoded (:func:`_record_only_client_class`) and
+    an ID memcached cannot have as a key (over 250 characters) is an unknown session, not a 500.
 
     A store that is down raises instead of looking like an empty session (python-memcached answers
     None), a server is retried after 1 s instead of 30 s, and removing a session deletes that
@@ -640,17 +670,23 @@ class MemcachedJson(_JsonNamespace):
         return self._load()                # None when absent: what Beaker expects of memcached
 
     def _load(self):
-        value = self.mc.get(self.key)
+        try:
+            value = self.mc.get(self.key)       # bytes or None: see _record_only_client_class
+        except self.mc.MemcachedKeyError:
+            return None                         # an ID memcached cannot have as a key (over 250 characters...)
         if value is None and self._down():
             raise StoreUnavailable("memcached is unavailable")
-        return None if value is None else _encode(value)
+        return value
 
     def _save(self, data, ttl):
         if not self.mc.set(self.key, data, time=ttl or 0):
             raise StoreUnavailable("memcached did not store the session")
 
     def _delete(self):
-        self.mc.delete(self.key)
+        try:
+            self.mc.delete(self.key)
+        except self.mc.MemcachedKeyError:
+            return                              # no such key can exist
         if self._down():
             raise StoreUnavailable("memcached is unavailable")
 
