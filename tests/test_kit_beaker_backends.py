@@ -183,6 +183,48 @@ def test_redis_json_is_get_set_ex_and_del_on_beakers_key(redis_url):
     assert store.command("EXISTS", ns.key) == 0
 
 
+@pytest.mark.parametrize("make_wrong", [lambda store, key: store.command("RPUSH", key, b"x"),
+                                        lambda store, key: store.command("HSET", key, b"f", b"v")])
+def test_a_redis_key_of_another_type_is_a_corrupt_record_not_an_outage(redis_url, make_wrong, caplog):
+    """GET on a LIST or a HASH is ``-WRONGTYPE``: it was "store unavailable", a 503 for that cookie for
+    as long as the key lived (a 503 sends no new cookie), and the inspector's peek a 500."""
+    import hmac
+    from hashlib import sha1
+
+    from course.kit import stores_beaker
+    from course.kit.beakerkit import HardenedSessions, session_config
+    from course.tools.testing import wsgi_request
+
+    def app(environ, start_response):
+        session = environ["beaker.session"]
+        session["visits"] = session.get("visits", 0) + 1
+        session.save()
+        start_response("200 OK", [])
+        return [str(session["visits"]).encode()]
+
+    secret, sid = "s" * 32, uuid.uuid4().hex
+    options = stores_beaker.hardened(stores_beaker.beaker_options(redis_url))
+    wsgi = HardenedSessions(app, session_config(secret=secret, timeout=600, **options))
+    store, key = options["url"], f"beaker_cache:{sid}:session"
+    make_wrong(store, key)
+    store.command("EXPIRE", key, 60)
+    try:
+        cookie = "sid=" + hmac.new(secret.encode(), sid.encode(), sha1).hexdigest() + sid
+        with caplog.at_level(logging.WARNING):
+            status, headers, body = wsgi_request(wsgi, "/", headers={"Cookie": cookie})
+        assert (status, body) == ("200 OK", b"1"), f"a new session, not a 503: {status} {body[:200]}"
+        fresh = dict(headers)["Set-Cookie"].split(";")[0]
+        assert sid not in fresh, "with a new ID"
+        assert [r for r in caplog.records if "corrupt" in r.getMessage() and "WRONGTYPE" in r.getMessage()]
+        assert wsgi_request(wsgi, "/", headers={"Cookie": fresh})[2] == b"2", "and the new session goes on"
+        shown = stores_beaker.peek(stores_beaker.beaker_options(redis_url), sid)
+        assert "(stored)" in shown["data"], f"the inspector shows what the key holds: {shown}"
+        with pytest.raises(StoreUnavailable):     # any other error reply is still Redis refusing to work
+            store.command("EXPIRE", key, b"not a number")
+    finally:
+        store.command("DEL", key)
+
+
 def test_redis_store_is_one_per_url_and_reuses_its_connections(redis_url):
     store = redis_store(redis_url)
     assert redis_store(redis_url) is store

@@ -237,7 +237,9 @@ class RedisStore:
 
     redis-py's ``ConnectionError`` and ``TimeoutError`` are "the store is down"
     (:func:`course.kit.storedown.store_errors`); an error reply (``-OOM``, ``-READONLY``,
-    ``-MISCONF``...) means Redis is not storing sessions now, so it is :class:`StoreUnavailable` too.
+    ``-MISCONF``...) means Redis is not storing sessions now, so it is :class:`StoreUnavailable` too,
+    except ``-WRONGTYPE``: the key holds something that is not a record, a
+    :class:`~course.kit.beakerkit.CorruptSession` (a new session), never an outage.
     """
 
     def __init__(self, url: str):
@@ -276,6 +278,11 @@ class RedisStore:
             reply = conn.read_response()
         except self._refused as exc:
             self._checkin(conn)                       # the connection is fine; Redis said no
+            if str(exc).startswith("WRONGTYPE"):
+                # About the key, not about Redis: it holds a list, a hash... (someone else wrote it).
+                # Reported as "unavailable", that cookie got a 503 for as long as the key lived.
+                raise CorruptSession(f"the Redis key {args[1]!r} holds another type than a string "
+                                     f"record ({exc}); it was not loaded") from exc
             raise StoreUnavailable(f"Redis refused {args[0]}: {exc}") from exc
         except BaseException:
             conn.disconnect()                         # redis-py has closed it already; a reply may be half read

@@ -440,7 +440,15 @@ def peek(options: dict, session_id: str | None) -> dict | None:
         if kind == "ext:redis":
             client = redis_client(options["url"])
             key = f"beaker_cache:{session_id}:session"
-            raw = client.get(key)
+            import redis
+            try:
+                raw = client.get(key)
+            except redis.ResponseError as exc:
+                if not str(exc).startswith("WRONGTYPE"):
+                    raise
+                kind_held = client.type(key).decode()
+                return {"where": f"Redis key {key}", "ttl_seconds": client.ttl(key),
+                        "data": {"(stored)": f"a Redis {kind_held}, not a record (the session loads as a new one)"}}
             if raw is None:
                 return None
             return {"where": f"Redis key {key}", "ttl_seconds": client.ttl(key), "data": _decode(raw)}
