@@ -213,7 +213,7 @@ def test_a_redis_key_of_another_type_is_a_corrupt_record_not_an_outage(redis_url
         with caplog.at_level(logging.WARNING):
             status, headers, body = wsgi_request(wsgi, "/", headers={"Cookie": cookie})
         assert (status, body) == ("200 OK", b"1"), f"a new session, not a 503: {status} {body[:200]}"
-        fresh = dict(headers)["Set-Cookie"].split(";")[0]
+        fresh = dict(headers)["Set-Cookie"].split(";")[0].strip()
         assert sid not in fresh, "with a new ID"
         assert [r for r in caplog.records if "corrupt" in r.getMessage() and "WRONGTYPE" in r.getMessage()]
         assert wsgi_request(wsgi, "/", headers={"Cookie": fresh})[2] == b"2", "and the new session goes on"
@@ -276,6 +276,43 @@ def test_after_a_fork_the_child_never_reuses_the_parents_connections(redis_url, 
     parent = store.command("CLIENT", "ID")
     monkeypatch.setattr(beaker_backends.os, "getpid", lambda: -1)
     assert store.command("CLIENT", "ID") != parent
+
+
+# ---------------------------------------------------------------- dbm
+
+@pytest.mark.parametrize("index", [b"this is not a python literal\n", b"(" * 300 + b")" * 300 + b"\n",
+                                   b"'session', (-5, 3)\n", b"'session'\n", b"1, 2\n", b"name\n"])
+def test_a_rewritten_dbm_index_is_a_corrupt_record(index, tmp_path, caplog):
+    """dbm.dumb reads its ``.dir`` index with ``ast.literal_eval``: a rewritten one was a 500, and an offset
+    that points nowhere a 503 for as long as the file stayed (an OSError looks like the disk failing)."""
+    from course.kit import stores_beaker
+    from course.kit.beakerkit import HardenedSessions, session_config
+    from course.tools.testing import wsgi_request
+
+    def app(environ, start_response):
+        session = environ["beaker.session"]
+        session["visits"] = session.get("visits", 0) + 1
+        session.save()
+        start_response("200 OK", [])
+        return [str(session["visits"]).encode()]
+
+    secret = "s" * 32
+    options = stores_beaker.beaker_options(f"dbm:{tmp_path}/dbm")
+    wsgi = HardenedSessions(app, session_config(secret=secret, timeout=600, **stores_beaker.hardened(options)))
+    status, headers, body = wsgi_request(wsgi, "/")
+    cookie = dict(headers)["Set-Cookie"].split(";")[0].strip()
+    sid = cookie[4 + 40:]
+    [(_, paths, _)] = [found for found in stores_beaker.session_files(options) if found[0] == sid]
+    [index_file] = [path for path in paths if path.name.endswith(".dir")]
+    index_file.write_bytes(index)
+    with caplog.at_level(logging.WARNING):
+        status, headers, body = wsgi_request(wsgi, "/", headers={"Cookie": cookie})
+    assert (status, body) == ("200 OK", b"1"), f"a new session: {status} {body[:300]}"
+    fresh = dict(headers)["Set-Cookie"].split(";")[0].strip()
+    assert sid not in fresh, "with a new ID"
+    assert [r for r in caplog.records if "corrupt" in r.getMessage()], "and a log line"
+    assert wsgi_request(wsgi, "/", headers={"Cookie": fresh})[2] == b"2", "the new session goes on"
+    stores_beaker.peek(options, sid)               # and the inspector shows it, without a 500
 
 
 # ---------------------------------------------------------------- SQL, on SQLite

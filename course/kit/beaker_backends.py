@@ -31,6 +31,7 @@ are wrapped by ``stores_beaker`` so that "the store is down" becomes one excepti
 from __future__ import annotations
 
 import atexit
+import errno
 import json
 import logging
 import math
@@ -735,13 +736,37 @@ class FileJson(FileNamespaceManager):
 
 
 class DbmJson(DBMNamespaceManager):
-    """Beaker's ``dbm`` backend with the record stored as bytes (Beaker pickles it)."""
+    """Beaker's ``dbm`` backend with the record stored as bytes (Beaker pickles it).
+
+    A session's dbm files that are not a dbm any more are a corrupt record (a new session), not a
+    500 or an outage. ``dbm.dumb`` reads its ``.dir`` index with ``ast.literal_eval``, so a rewritten
+    index fails to open with SyntaxError, ValueError, RecursionError...; an offset in it that points
+    nowhere fails the read with ``EINVAL``. Any other ``OSError`` is the disk failing: the store is down.
+    """
 
     def __init__(self, namespace, timeout=None, **kwargs):
         super().__init__(namespace, **kwargs)
 
+    def do_open(self, flags, replace):
+        try:
+            super().do_open(flags, replace)
+        except OSError:
+            raise
+        except Exception as exc:
+            raise CorruptSession(f"the dbm files of session {self.namespace} are not a dbm "
+                                 f"({type(exc).__name__}); it was not loaded") from None
+
     def __getitem__(self, key):
-        return self.dbm[key]
+        try:
+            return self.dbm[key]
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            bad = exc
+        except ValueError as exc:                 # a negative seek position, on some Pythons
+            bad = exc
+        raise CorruptSession(f"the dbm index of session {self.namespace} points outside its data "
+                             f"({type(bad).__name__}); it was not loaded")
 
     def __setitem__(self, key, value):
         self.dbm[key] = _encode(value)
