@@ -1100,3 +1100,23 @@ def test_a_forked_child_that_exits_leaves_its_parents_sql_connections_open(forka
     report, _ = fork_and_run(lambda: store.close_idle() or [], lambda: time.sleep(0.01) or [])
     assert report == ""
     assert store.run("SELECT pg_backend_pid()", (), fetch=True) == parent_id, "the pooled connection still works"
+
+
+def test_mariadb_matches_session_ids_byte_for_byte():
+    """The kit's MariaDB table compares IDs exactly (VARBINARY): its default collation is case-insensitive,
+    so a signed upper-case copy of an ID (or one with a trailing space) loaded that visitor's session."""
+    from course.kit.stores_beaker import beaker_options, hardened
+    table = f"bb_case_{uuid.uuid4().hex[:8]}"
+    options = hardened(beaker_options(services.require("mysql") + f"?table={table}"))
+    store = sql_store(options["url"], table)
+    try:
+        sid = "abcdef" + uuid.uuid4().hex[6:]
+        store.save(sid, b'{"who":"victim"}', 600)
+        assert store.load(sid, time.time()) == b'{"who":"victim"}'
+        for other in (sid.upper(), sid[:-1] + sid[-1].upper(), sid + " ", "ABCDEF" + sid[6:]):
+            if other != sid:
+                assert store.load(other, time.time()) is None, f"{other!r} is another ID"
+        store.save(sid.upper(), b'{"who":"other"}', 600)
+        assert store.load(sid, time.time()) == b'{"who":"victim"}', "and saving it is another row"
+    finally:
+        store.run(f"DROP TABLE IF EXISTS {table}", ())

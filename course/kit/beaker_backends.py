@@ -510,7 +510,10 @@ class SqlStore:
                             "AND table_name = %s", (t,))
                 names = [str(row[0]).lower() for row in cur.fetchall()]
                 if not names:
-                    ddl = [f"CREATE TABLE IF NOT EXISTS {t} (namespace VARCHAR(255) NOT NULL PRIMARY KEY, "
+                    # VARBINARY: the ID compares byte for byte. A VARCHAR compares by the table's
+                    # collation, case-insensitive by default: a signed upper-case copy of an ID
+                    # loaded that visitor's session. (A table stock Beaker made is left as it is.)
+                    ddl = [f"CREATE TABLE IF NOT EXISTS {t} (namespace VARBINARY(255) NOT NULL PRIMARY KEY, "
                            f"created DATETIME(6) NOT NULL, accessed DATETIME(6) NOT NULL, data BLOB NOT NULL, "
                            f"expires DOUBLE NULL, INDEX {t}_expires (expires))"]
                 elif "expires" not in names:
