@@ -4,8 +4,10 @@ Every store's record contract is tests/test_store_contract.py; this file pins th
 JsonSession writes and refuses, the namespace base, RedisStore's connection handling on the real
 Redis (unique keys, never a flush), SqlStore on SQLite (table, upgrade, purge), memcached's refusals.
 """
+import contextlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -1025,7 +1027,7 @@ def forkable_sql_store(tmp_path):
 
     yield make
     for store in made:
-        with __import__("contextlib").suppress(Exception):
+        with contextlib.suppress(Exception):        # cleanup only: never hide the test's own result
             store.run(f"DROP TABLE IF EXISTS {store.table}", ())
         store.close_idle()
 
@@ -1034,7 +1036,6 @@ def fork_and_run(child_work, parent_work):
     """Fork; the child runs ``child_work()`` and the parent ``parent_work()`` until the child is done.
 
     Each returns a list of what went wrong; the child's comes back over a pipe (and its exit code)."""
-    import os
     reader, writer = os.pipe()
     pid = os.fork()
     if pid == 0:                                   # the child: never returns into pytest
