@@ -4,8 +4,10 @@ Every store's record contract is tests/test_store_contract.py; this file pins th
 JsonSession writes and refuses, the namespace base, RedisStore's connection handling on the real
 Redis (unique keys, never a flush), SqlStore on SQLite (table, upgrade, purge), memcached's refusals.
 """
+import contextlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -127,6 +129,20 @@ def test_a_record_that_is_not_a_json_object_is_corrupt(records, stored, why):
         session._decrypt_data(stored)
 
 
+@pytest.mark.parametrize("key", JsonSession.TIME_KEYS)
+@pytest.mark.parametrize("bad", ["x", None, [1], {"a": 1}, True, float("nan"), float("-inf")])
+def test_a_record_whose_bookkeeping_time_is_not_a_number_is_corrupt(records, key, bad):
+    session = json_session(records)
+    with pytest.raises(CorruptSession, match=f"has a {key} that is not a time"):
+        session._decrypt_data(json.dumps({"visits": 1, key: bad}).encode())
+
+
+def test_bookkeeping_times_that_are_numbers_or_missing_are_fine(records):
+    session = json_session(records)
+    for data in ({}, {"visits": 1}, {"_creation_time": 1, "_accessed_time": 1.5e9}):
+        assert session._decrypt_data(json.dumps(data)) == data
+
+
 def test_a_corrupt_record_is_logged_and_a_new_session_with_a_new_id_starts(records, caplog):
     session = json_session(records)
     session["visits"] = 5
@@ -167,6 +183,48 @@ def test_redis_json_is_get_set_ex_and_del_on_beakers_key(redis_url):
     assert store.command("TTL", ns.key) == -1, "no ttl: no EX"
     ns._delete()
     assert store.command("EXISTS", ns.key) == 0
+
+
+@pytest.mark.parametrize("make_wrong", [lambda store, key: store.command("RPUSH", key, b"x"),
+                                        lambda store, key: store.command("HSET", key, b"f", b"v")])
+def test_a_redis_key_of_another_type_is_a_corrupt_record_not_an_outage(redis_url, make_wrong, caplog):
+    """GET on a LIST or a HASH is ``-WRONGTYPE``: it was "store unavailable", a 503 for that cookie for
+    as long as the key lived (a 503 sends no new cookie), and the inspector's peek a 500."""
+    import hmac
+    from hashlib import sha1
+
+    from course.kit import stores_beaker
+    from course.kit.beakerkit import HardenedSessions, session_config
+    from course.tools.testing import wsgi_request
+
+    def app(environ, start_response):
+        session = environ["beaker.session"]
+        session["visits"] = session.get("visits", 0) + 1
+        session.save()
+        start_response("200 OK", [])
+        return [str(session["visits"]).encode()]
+
+    secret, sid = "s" * 32, uuid.uuid4().hex
+    options = stores_beaker.hardened(stores_beaker.beaker_options(redis_url))
+    wsgi = HardenedSessions(app, session_config(secret=secret, timeout=600, **options))
+    store, key = options["url"], f"beaker_cache:{sid}:session"
+    make_wrong(store, key)
+    store.command("EXPIRE", key, 60)
+    try:
+        cookie = "sid=" + hmac.new(secret.encode(), sid.encode(), sha1).hexdigest() + sid
+        with caplog.at_level(logging.WARNING):
+            status, headers, body = wsgi_request(wsgi, "/", headers={"Cookie": cookie})
+        assert (status, body) == ("200 OK", b"1"), f"a new session, not a 503: {status} {body[:200]}"
+        fresh = dict(headers)["Set-Cookie"].split(";")[0].strip()
+        assert sid not in fresh, "with a new ID"
+        assert [r for r in caplog.records if "corrupt" in r.getMessage() and "WRONGTYPE" in r.getMessage()]
+        assert wsgi_request(wsgi, "/", headers={"Cookie": fresh})[2] == b"2", "and the new session goes on"
+        shown = stores_beaker.peek(stores_beaker.beaker_options(redis_url), sid)
+        assert "(stored)" in shown["data"], f"the inspector shows what the key holds: {shown}"
+        with pytest.raises(StoreUnavailable):     # any other error reply is still Redis refusing to work
+            store.command("EXPIRE", key, b"not a number")
+    finally:
+        store.command("DEL", key)
 
 
 def test_redis_store_is_one_per_url_and_reuses_its_connections(redis_url):
@@ -220,6 +278,43 @@ def test_after_a_fork_the_child_never_reuses_the_parents_connections(redis_url, 
     parent = store.command("CLIENT", "ID")
     monkeypatch.setattr(beaker_backends.os, "getpid", lambda: -1)
     assert store.command("CLIENT", "ID") != parent
+
+
+# ---------------------------------------------------------------- dbm
+
+@pytest.mark.parametrize("index", [b"this is not a python literal\n", b"(" * 300 + b")" * 300 + b"\n",
+                                   b"'session', (-5, 3)\n", b"'session'\n", b"1, 2\n", b"name\n"])
+def test_a_rewritten_dbm_index_is_a_corrupt_record(index, tmp_path, caplog):
+    """dbm.dumb reads its ``.dir`` index with ``ast.literal_eval``: a rewritten one was a 500, and an offset
+    that points nowhere a 503 for as long as the file stayed (an OSError looks like the disk failing)."""
+    from course.kit import stores_beaker
+    from course.kit.beakerkit import HardenedSessions, session_config
+    from course.tools.testing import wsgi_request
+
+    def app(environ, start_response):
+        session = environ["beaker.session"]
+        session["visits"] = session.get("visits", 0) + 1
+        session.save()
+        start_response("200 OK", [])
+        return [str(session["visits"]).encode()]
+
+    secret = "s" * 32
+    options = stores_beaker.beaker_options(f"dbm:{tmp_path}/dbm")
+    wsgi = HardenedSessions(app, session_config(secret=secret, timeout=600, **stores_beaker.hardened(options)))
+    status, headers, body = wsgi_request(wsgi, "/")
+    cookie = dict(headers)["Set-Cookie"].split(";")[0].strip()
+    sid = cookie[4 + 40:]
+    [(_, paths, _)] = [found for found in stores_beaker.session_files(options) if found[0] == sid]
+    [index_file] = [path for path in paths if path.name.endswith(".dir")]
+    index_file.write_bytes(index)
+    with caplog.at_level(logging.WARNING):
+        status, headers, body = wsgi_request(wsgi, "/", headers={"Cookie": cookie})
+    assert (status, body) == ("200 OK", b"1"), f"a new session: {status} {body[:300]}"
+    fresh = dict(headers)["Set-Cookie"].split(";")[0].strip()
+    assert sid not in fresh, "with a new ID"
+    assert [r for r in caplog.records if "corrupt" in r.getMessage()], "and a log line"
+    assert wsgi_request(wsgi, "/", headers={"Cookie": fresh})[2] == b"2", "the new session goes on"
+    stores_beaker.peek(options, sid)               # and the inspector shows it, without a 500
 
 
 # ---------------------------------------------------------------- SQL, on SQLite
@@ -313,6 +408,49 @@ def test_sql_json_round_trips_through_the_store(tmp_path):
     assert ns._load() is None
 
 
+@pytest.mark.parametrize("stored", [-1, 10**15, 50_000_000, 1.5, "not json"])
+def test_a_sqlite_data_column_that_is_not_bytes_is_a_corrupt_record(stored, tmp_path, caplog):
+    """SQLite's dynamic typing lets any value into the BLOB column: ``bytes(-1)`` was a 500, ``bytes(10**15)``
+    a MemoryError, ``bytes(50_000_000)`` 48 MB per request (and the inspector's ``len(int)`` a 500)."""
+    import hmac
+    import tracemalloc
+    from hashlib import sha1
+
+    from course.kit import stores_beaker
+    from course.kit.beakerkit import HardenedSessions, session_config
+    from course.tools.testing import wsgi_request
+    url = f"sqlite:///{tmp_path}/typed.db"
+    options = stores_beaker.hardened(stores_beaker.beaker_options(url))
+    sid = uuid.uuid4().hex
+    beaker_backends.SqlJson(sid, url=options["url"], table_name=options["table_name"], timeout=600)["session"] = (
+        json.dumps({"visits": 5, "_creation_time": time.time(), "_accessed_time": time.time()}))
+    with sqlite3.connect(f"{tmp_path}/typed.db") as db:
+        update = f"UPDATE {options['table_name']} SET data = ? WHERE namespace = ?"
+        assert db.execute(update, (stored, sid)).rowcount == 1
+    db.close()
+
+    def app(environ, start_response):
+        visits = environ["beaker.session"].get("visits", 0)
+        start_response("200 OK", [])
+        return [str(visits).encode()]
+
+    wsgi = HardenedSessions(app, session_config(secret="s" * 32, timeout=600, **options))
+    cookie = "sid=" + hmac.new(b"s" * 32, sid.encode(), sha1).hexdigest() + sid
+    tracemalloc.start()
+    try:
+        with caplog.at_level(logging.WARNING):
+            status, headers, body = wsgi_request(wsgi, "/", headers={"Cookie": cookie})
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert (status, body) == ("200 OK", b"0"), f"{stored!r}: a new, empty session: {status} {body[:200]}"
+    assert peak < 5_000_000, f"{stored!r}: nothing is converted to bytes: {peak} bytes allocated"
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("course.kit")]
+    assert len(logged) == 1 and "corrupt" in logged[0], logged
+    shown = stores_beaker.peek(stores_beaker.beaker_options(url), sid)
+    assert shown is not None and "(stored)" in shown["data"], f"the inspector shows it as not a record: {shown}"
+
+
 # ---------------------------------------------------------------- memcached
 
 def test_a_pickled_memcached_item_is_refused_never_loaded(caplog):
@@ -331,9 +469,70 @@ def test_memcached_json_sets_with_the_ttl_and_reads_bytes():
     ns["session"] = '{"a":1}'
     assert ns._load() == b'{"a":1}' and ns["session"] == b'{"a":1}'
     ns.mc.set(ns.key, "text")
-    assert ns._load() == b"text", "a str item is handed over as bytes"
+    assert ns._load() is None, "a str item (flags 16) is not what the kit writes: refused"
     ns._delete()
     assert ns._load() is None
+
+
+def plant_memcached_item(url, key, flags, payload):
+    import socket
+    host, _, port = url.partition(":")
+    with socket.create_connection((host, int(port)), timeout=2) as sock:
+        sock.sendall(f"set {key} {flags} 600 {len(payload)}\r\n".encode() + payload + b"\r\n")
+        assert sock.recv(100).startswith(b"STORED")
+
+
+@pytest.mark.parametrize("flags, payload", [
+    (2, b"abc"), (2, b"-1"), (2, b"1000000000000000"), (2, b"50000000"), (4, b"abc"),
+    (8, b"not zlib"), (8, __import__("zlib").compress(b"\0" * 50_000_000, 9)), (16, b"\xff\xfe"),
+    (16, b'{"visits":5}'), (1, b"\x80\x04pickled"), (32, b"{}"), (8 | 16, b"x")])
+def test_a_memcached_item_not_flagged_as_the_kits_bytes_is_never_decoded(flags, payload, caplog):
+    """python-memcached decodes items by their flags (int(), zlib, UTF-8, pickle): 500s, a MemoryError,
+    50 MB from the text "50000000", 200 MB from a zlib bomb. Only flags 0, what the kit writes, is a record."""
+    import tracemalloc
+    url = services.require("memcached").split("://", 1)[1]
+    ns = MemcachedJson(uuid.uuid4().hex, url=url, timeout=60)
+    plant_memcached_item(url, ns.key, flags, payload)
+    tracemalloc.start()
+    try:
+        with caplog.at_level(logging.WARNING, logger="course.kit.beaker_backends"):
+            assert ns._load() is None, "the session is unknown"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 5_000_000, f"nothing was decompressed or converted ({peak} bytes allocated)"
+    assert [r.getMessage() for r in caplog.records if f"flags {flags} " in r.getMessage()], "one log line"
+    ns["session"] = b'{"a":1}'
+    assert ns._load() == b'{"a":1}', "the connection is still in step, and the kit's own record loads"
+    ns._delete()
+
+
+def test_a_session_id_too_long_for_a_memcached_key_is_an_unknown_session():
+    from course.kit import stores_beaker
+    from course.kit.beakerkit import HardenedSessions, session_config
+    from course.tools.testing import wsgi_request
+    url = services.require("memcached")
+    ns = MemcachedJson("a" * 300, url=url.split("://", 1)[1], timeout=60)
+    assert ns._load() is None and "session" not in ns
+    ns._delete()                                   # nothing to delete, and no error
+
+    def app(environ, start_response):
+        session = environ["beaker.session"]
+        session["visits"] = session.get("visits", 0) + 1
+        session.save()
+        start_response("200 OK", [])
+        return [str(session["visits"]).encode()]
+
+    import hmac
+    from hashlib import sha1
+    secret = "s" * 32
+    wsgi = HardenedSessions(app, session_config(secret=secret, timeout=600,
+                                                **stores_beaker.hardened(stores_beaker.beaker_options(url))))
+    long_id = "f" * 300
+    cookie = "sid=" + hmac.new(secret.encode(), long_id.encode(), sha1).hexdigest() + long_id
+    status, headers, body = wsgi_request(wsgi, "/", headers={"Cookie": cookie})
+    assert (status, body) == ("200 OK", b"1"), f"a new session, not a 500: {status} {body[:200]}"
+    assert long_id not in dict(headers).get("Set-Cookie", ""), "with a new ID"
 
 
 def test_a_memcached_that_is_down_raises_instead_of_answering_none():
@@ -805,3 +1004,120 @@ def test_at_exit_every_sql_store_of_the_process_lets_go_of_its_pooled_connection
     assert store._idle
     beaker_backends._close_sql_stores()          # what atexit runs
     assert store._idle == []
+
+
+# ---------------------------------------------------------------- SQL after a fork
+
+SERVER_CONNECTION_ID = {"postgresql": "SELECT pg_backend_pid()", "mysql": "SELECT CONNECTION_ID()"}
+
+
+@pytest.fixture
+def forkable_sql_store(tmp_path):
+    """``make(kind)``: a new SqlStore on a table of this test alone (dropped after)."""
+    from course.kit.stores_beaker import beaker_options, hardened
+    made = []
+
+    def make(kind):
+        table = f"bbf_{uuid.uuid4().hex[:8]}"
+        base = f"sqlite:///{tmp_path}/fork.db" if kind == "sqlite" else services.require(kind)
+        options = hardened(beaker_options(base + ("" if kind == "sqlite" else f"?table={table}")))
+        store = beaker_backends.SqlStore(options["url"], table)
+        made.append(store)
+        return store
+
+    yield make
+    for store in made:
+        with contextlib.suppress(Exception):        # cleanup only: never hide the test's own result
+            store.run(f"DROP TABLE IF EXISTS {store.table}", ())
+        store.close_idle()
+
+
+def fork_and_run(child_work, parent_work):
+    """Fork; the child runs ``child_work()`` and the parent ``parent_work()`` until the child is done.
+
+    Each returns a list of what went wrong; the child's comes back over a pipe (and its exit code)."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                   # the child: never returns into pytest
+        os.close(reader)
+        try:
+            wrong = child_work()
+        except BaseException as exc:  # noqa: BLE001 - everything goes back to the parent
+            wrong = [f"{type(exc).__name__}: {exc}"]
+        os.write(writer, repr(wrong[:5]).encode()[:60000] if wrong else b"")
+        os._exit(1 if wrong else 0)
+    os.close(writer)
+    wrong_here = []
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        wrong_here += parent_work()
+    with os.fdopen(reader, "rb") as pipe:
+        report = pipe.read().decode()
+    return report, wrong_here
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "mysql"])
+def test_after_a_fork_each_process_uses_its_own_sql_connections_and_gets_its_own_data(kind, forkable_sql_store):
+    # On a socket both processes share, each reads replies meant for the other: one visitor's session
+    # handed to another, then saved under the wrong ID (and "the last operation didn't produce records").
+    store = forkable_sql_store(kind)
+    store.save("parent", b'{"who":"parent"}', 600)
+    store.save("child", b'{"who":"child"}', 600)
+    inherited = list(store._idle)
+    assert inherited, "the parent has a pooled connection when it forks"
+    ask_id = SERVER_CONNECTION_ID.get(store.dialect)
+    parent_id = store.run(ask_id, (), fetch=True) if ask_id else None
+
+    def uses(who, times):
+        wrong = []
+        for _ in range(times):
+            got = store.load(who, time.time())
+            if got != f'{{"who":"{who}"}}'.encode():
+                wrong.append(got)
+            store.save(who, f'{{"who":"{who}"}}'.encode(), 600)
+        return wrong
+
+    def child():
+        wrong = uses("child", 300)
+        if any(conn is pooled for conn in store._idle for pooled in inherited):
+            wrong.append("the child pooled a connection of its parent")
+        if ask_id and store.run(ask_id, (), fetch=True) == parent_id:
+            wrong.append("the child talks to the server on its parent's connection")
+        return wrong
+
+    report, wrong_here = fork_and_run(child, lambda: uses("parent", 5))
+    assert report == "", f"the child got somebody else's data or connection: {report}"
+    assert not wrong_here, f"the parent got somebody else's data: {wrong_here[:3]}"
+    if ask_id:
+        assert store.run(ask_id, (), fetch=True) == parent_id, "the parent's connection is still its own and open"
+    assert store.load("parent", time.time()) == b'{"who":"parent"}'
+    assert store.load("child", time.time()) == b'{"who":"child"}'
+
+
+def test_a_forked_child_that_exits_leaves_its_parents_sql_connections_open(forkable_sql_store):
+    # At exit every store closes its pool (atexit); in a child that never used the store, that pool is
+    # its parent's, and closing it would end the parent's server connections (PostgreSQL's Terminate).
+    store = forkable_sql_store("postgres")
+    parent_id = store.run("SELECT pg_backend_pid()", (), fetch=True)
+    report, _ = fork_and_run(lambda: store.close_idle() or [], lambda: time.sleep(0.01) or [])
+    assert report == ""
+    assert store.run("SELECT pg_backend_pid()", (), fetch=True) == parent_id, "the pooled connection still works"
+
+
+def test_mariadb_matches_session_ids_byte_for_byte():
+    """The kit's MariaDB table compares IDs exactly (VARBINARY): its default collation is case-insensitive,
+    so a signed upper-case copy of an ID (or one with a trailing space) loaded that visitor's session."""
+    from course.kit.stores_beaker import beaker_options, hardened
+    table = f"bb_case_{uuid.uuid4().hex[:8]}"
+    options = hardened(beaker_options(services.require("mysql") + f"?table={table}"))
+    store = sql_store(options["url"], table)
+    try:
+        sid = "abcdef" + uuid.uuid4().hex[6:]
+        store.save(sid, b'{"who":"victim"}', 600)
+        assert store.load(sid, time.time()) == b'{"who":"victim"}'
+        for other in (sid.upper(), sid[:-1] + sid[-1].upper(), sid + " ", "ABCDEF" + sid[6:]):
+            if other != sid:
+                assert store.load(other, time.time()) is None, f"{other!r} is another ID"
+        store.save(sid.upper(), b'{"who":"other"}', 600)
+        assert store.load(sid, time.time()) == b'{"who":"victim"}', "and saving it is another row"
+    finally:
+        store.run(f"DROP TABLE IF EXISTS {table}", ())

@@ -11,6 +11,7 @@ and records that expire by themselves (Redis ``EX``, memcached's TTL, the SQL ``
 Restart, two processes and outages are lesson 08's tests (tests/test_08_store_backends.py).
 """
 import dbm
+import json
 import logging
 import pickle
 import socket
@@ -537,3 +538,30 @@ def test_the_middleware_destroys_a_session_for_good(kind, store_url):
     assert (status, body) == ("200 OK", "logged out") and cleared.startswith("sid=")
     status, fresh, body = visit(wsgi, "/visits", cookie)
     assert body == "visits=1" and fresh != cookie, f"{kind}: replaying the old cookie gives a new, empty session"
+
+
+# ---------------------------------------------------------------- records that decode but that Beaker cannot use
+
+BAD_TIMES = ["x", None, [], {}, True, float("nan"), float("inf")]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_record_whose_bookkeeping_times_are_not_numbers_is_corrupt(kind, store_url, caplog):
+    """``_accessed_time: "x"`` was a 500 on every request with that cookie (Beaker's ``now - "x"``)."""
+    url = store_url(kind)
+    wsgi, options = make_app(url)
+    now = time.time()
+    for key in ("_accessed_time", "_creation_time"):
+        for bad in BAD_TIMES:
+            _, cookie, _ = visit(wsgi, "/visits")
+            sid = cookie[4 + 40:]
+            good = {"visits": 5, "_creation_time": now, "_accessed_time": now}
+            save(record(options, sid), json.dumps({**good, key: bad}))
+            caplog.clear()
+            with caplog.at_level(logging.WARNING):
+                status, fresh, body = visit(wsgi, "/visits", cookie)
+            what = f"{kind}: {key} = {bad!r}"
+            assert (status, body) == ("200 OK", "visits=1"), f"{what}: a corrupt record, a new session: {status} {body}"
+            assert fresh and sid not in fresh, f"{what}: the new session has a new ID"
+            logged = [r.getMessage() for r in caplog.records if r.name.startswith("course.kit")]
+            assert len(logged) == 1 and "corrupt" in logged[0] and key in logged[0], f"{what}: one log line: {logged}"

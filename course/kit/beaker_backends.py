@@ -31,8 +31,10 @@ are wrapped by ``stores_beaker`` so that "the store is down" becomes one excepti
 from __future__ import annotations
 
 import atexit
+import errno
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -80,9 +82,18 @@ class JsonSession(StrictSession):
             return super()._encrypt_data(session_data)
         return json.dumps(session_data or self.copy(), separators=(",", ":"))
 
+    #: Beaker's bookkeeping keys: it subtracts them from the time (the timeout check) and shows them
+    #: (``session.created``, ``last_accessed``), so they must be times, never text, null or NaN.
+    TIME_KEYS = ("_creation_time", "_accessed_time")
+
     def _decrypt_data(self, session_data):
+        if not isinstance(session_data, (str, bytes, bytearray, memoryview)):
+            # What a store with types of its own can hand back (SQLite's INTEGER or REAL in the data
+            # column): never converted, ``bytes(10**15)`` would try to allocate a petabyte.
+            raise CorruptSession(f"the stored session {self.id} is a {type(session_data).__name__}, "
+                                 f"not JSON text; it was not loaded")
         if self.encrypt_key:
-            return super()._decrypt_data(session_data)
+            return self.checked_record(super()._decrypt_data(session_data))
         try:
             if not isinstance(session_data, str):
                 session_data = bytes(session_data).decode("utf-8")
@@ -90,8 +101,24 @@ class JsonSession(StrictSession):
         except Exception as exc:
             raise CorruptSession(f"the stored session {self.id} is not JSON "
                                  f"({type(exc).__name__}); it was not loaded") from None
+        return self.checked_record(data)
+
+    def checked_record(self, data):
+        """``data``, the decoded record, if Beaker can use it; else :class:`CorruptSession`.
+
+        The one place that decides whether a loaded record is valid. Anything Beaker would choke on
+        after this point is a 500 on every request with that cookie (``now - "x"`` in its timeout
+        check), so it is refused here: a record that is not a JSON object, or whose bookkeeping
+        keys (:attr:`TIME_KEYS`, when present) are not finite numbers. What the app keeps in its
+        own keys is the app's to check.
+        """
         if not isinstance(data, dict):
             raise CorruptSession(f"the stored session {self.id} is not a JSON object; it was not loaded")
+        for key in self.TIME_KEYS:
+            value = data.get(key, 0.0)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise CorruptSession(f"the stored session {self.id} has a {key} that is not a time "
+                                     f"({type(value).__name__}); it was not loaded")
         return data
 
     def load(self):
@@ -211,7 +238,9 @@ class RedisStore:
 
     redis-py's ``ConnectionError`` and ``TimeoutError`` are "the store is down"
     (:func:`course.kit.storedown.store_errors`); an error reply (``-OOM``, ``-READONLY``,
-    ``-MISCONF``...) means Redis is not storing sessions now, so it is :class:`StoreUnavailable` too.
+    ``-MISCONF``...) means Redis is not storing sessions now, so it is :class:`StoreUnavailable` too,
+    except ``-WRONGTYPE``: the key holds something that is not a record, a
+    :class:`~course.kit.beakerkit.CorruptSession` (a new session), never an outage.
     """
 
     def __init__(self, url: str):
@@ -250,6 +279,11 @@ class RedisStore:
             reply = conn.read_response()
         except self._refused as exc:
             self._checkin(conn)                       # the connection is fine; Redis said no
+            if str(exc).startswith("WRONGTYPE"):
+                # About the key, not about Redis: it holds a list, a hash... (someone else wrote it).
+                # Reported as "unavailable", that cookie got a 503 for as long as the key lived.
+                raise CorruptSession(f"the Redis key {args[1]!r} holds another type than a string "
+                                     f"record ({exc}); it was not loaded") from exc
             raise StoreUnavailable(f"Redis refused {args[0]}: {exc}") from exc
         except BaseException:
             conn.disconnect()                         # redis-py has closed it already; a reply may be half read
@@ -332,6 +366,7 @@ class SqlStore:
         cargs, cparams = self.engine.dialect.create_connect_args(self.engine.url)
         self._cargs, self._cparams = cargs, cparams
         self._idle: list = []
+        self._pid = os.getpid()                            # the process whose connections _idle holds
         self._lock = threading.Lock()
         self._init_lock = threading.Lock()
         self._ready = False
@@ -384,17 +419,36 @@ class SqlStore:
                     self._create_table(conn)
         return conn
 
+    def _own_idle(self) -> list:
+        """The pooled connections, emptied first if they were made by another process (call with the lock).
+
+        After a fork the child holds copies of the parent's sockets: a statement sent on one by both
+        processes gets its reply read by either of them (on PostgreSQL a visitor was handed another
+        visitor's session, and the save that followed wrote it under the wrong ID). So the child
+        drops them, without closing them: ``close()`` would tell the server to end the parent's
+        connection (PostgreSQL's Terminate, MariaDB's COM_QUIT). The drivers' own finalizers are
+        fork-safe: psycopg does not finish a connection made by another pid, PyMySQL's only closes its
+        socket (the parent's stays open), and SQLite has no server to tell.
+        """
+        if self._pid != os.getpid():
+            self._idle, self._pid = [], os.getpid()
+        return self._idle
+
     def _checkin(self, conn):
         with self._lock:
-            if len(self._idle) < 16:
-                self._idle.append(conn)
+            idle = self._own_idle()
+            if len(idle) < 16:
+                idle.append(conn)
                 return
         conn.close()
 
     def close_idle(self) -> None:
-        """Close the pooled connections (at exit: the drivers warn about a connection left open)."""
+        """Close the pooled connections (at exit: the drivers warn about a connection left open).
+
+        In a forked child that never used the store, the pool is the parent's: it is dropped, not
+        closed (see :meth:`_own_idle`)."""
         with self._lock:
-            idle, self._idle = self._idle, []
+            idle, self._idle = self._own_idle(), []
         for conn in idle:
             with suppress(Exception):
                 conn.close()
@@ -404,9 +458,10 @@ class SqlStore:
 
         On a pooled connection first; if that one turns out to be broken (not on SQLite, whose
         connections do not drop), once more on a new connection, never on another pooled one (after a
-        restart of the server they are all broken)."""
+        restart of the server they are all broken). Never on a connection of another process."""
         with self._lock:
-            pooled = self._idle.pop() if self._idle else None
+            idle = self._own_idle()
+            pooled = idle.pop() if idle else None
         if pooled is not None:
             try:
                 return self._execute(pooled, sql, params, fetch)
@@ -455,7 +510,10 @@ class SqlStore:
                             "AND table_name = %s", (t,))
                 names = [str(row[0]).lower() for row in cur.fetchall()]
                 if not names:
-                    ddl = [f"CREATE TABLE IF NOT EXISTS {t} (namespace VARCHAR(255) NOT NULL PRIMARY KEY, "
+                    # VARBINARY: the ID compares byte for byte. A VARCHAR compares by the table's
+                    # collation, case-insensitive by default: a signed upper-case copy of an ID
+                    # loaded that visitor's session. (A table stock Beaker made is left as it is.)
+                    ddl = [f"CREATE TABLE IF NOT EXISTS {t} (namespace VARBINARY(255) NOT NULL PRIMARY KEY, "
                            f"created DATETIME(6) NOT NULL, accessed DATETIME(6) NOT NULL, data BLOB NOT NULL, "
                            f"expires DOUBLE NULL, INDEX {t}_expires (expires))"]
                 elif "expires" not in names:
@@ -530,8 +588,11 @@ class SqlJson(_JsonNamespace):
         self.store = sql_store(url, table_name)
 
     def _load(self):
+        """The ``data`` column as it is: bytes, or whatever else SQLite's dynamic typing let in
+        (TEXT is read as JSON text; an INTEGER or REAL, never converted, is refused as corrupt by
+        :meth:`JsonSession._decrypt_data`)."""
         data = self.store.load(self.namespace, time.time())
-        return bytes(data) if data is not None else None
+        return bytes(data) if isinstance(data, (bytearray, memoryview)) else data
 
     def _save(self, data, ttl):
         self.store.save(self.namespace, data, ttl)
@@ -543,7 +604,9 @@ class SqlJson(_JsonNamespace):
 # ---------------------------------------------------------------- memcached
 
 class _RefuseToUnpickle:
-    """python-memcached's ``unpickler``: an item flagged as a pickle is refused, never loaded."""
+    """python-memcached's ``unpickler``: an item flagged as a pickle is refused, never loaded.
+
+    (A second guard: the kit's client never decodes an item flagged as anything but bytes.)"""
 
     def __init__(self, file):
         """python-memcached hands over the item's bytes; they are never read."""
@@ -555,19 +618,47 @@ class _RefuseToUnpickle:
 
 
 _MEMCACHED_CLIENTS: dict[str, object] = {}
+_MEMCACHED_RECORD_FLAGS = 0            # python-memcached's flags for bytes stored as they are: what the kit writes
+
+
+def _record_only_client_class():
+    """python-memcached's ``Client``, except that only an item with the kit's flags is ever decoded.
+
+    python-memcached decodes an item by the flags stored with it: 1 unpickles, 2 and 4 ``int()``
+    (then the kit's ``bytes(int)`` was 50 MB for the text ``50000000``, a MemoryError for
+    ``1000000000000000``), 8 decompresses (a 194 kB zlib bomb became 200 MB), 16 decodes UTF-8. The
+    kit only ever writes bytes (flags 0), so whoever wrote any other flags was not the kit: the item
+    is read off the connection as it is (which keeps the protocol in step), never decoded, logged
+    as corrupt, and the session is unknown (a new one starts).
+    """
+    import memcache
+
+    class RecordOnlyClient(memcache.Client):
+        def _recv_value(self, server, flags, rlen):
+            if flags == _MEMCACHED_RECORD_FLAGS:
+                return super()._recv_value(server, flags, rlen)
+            super()._recv_value(server, _MEMCACHED_RECORD_FLAGS, rlen)     # consumed, not decoded
+            log.warning("corrupt session record ignored: a memcached item with flags %d (not the kit's "
+                        "record; never unpickled, decompressed or converted); the session is treated as "
+                        "unknown", flags)
+            return None
+
+    return RecordOnlyClient
 
 
 def _memcached_client(url: str):
     client = _MEMCACHED_CLIENTS.get(url)
     if client is None:
-        import memcache
-        client = _MEMCACHED_CLIENTS[url] = memcache.Client(
+        client = _MEMCACHED_CLIENTS[url] = _record_only_client_class()(
             url.split(";"), socket_timeout=1, dead_retry=1, unpickler=_RefuseToUnpickle)
     return client
 
 
 class MemcachedJson(_JsonNamespace):
     """python-memcached, fixed: ``get``/``set`` with the TTL, bytes only (no pickle either way).
+
+    An item whose flags are not the kit's is never decoded (:func:`_record_only_client_class`) and
+    an ID memcached cannot have as a key (over 250 characters) is an unknown session, not a 500.
 
     A store that is down raises instead of looking like an empty session (python-memcached answers
     None), a server is retried after 1 s instead of 30 s, and removing a session deletes that
@@ -590,17 +681,23 @@ class MemcachedJson(_JsonNamespace):
         return self._load()                # None when absent: what Beaker expects of memcached
 
     def _load(self):
-        value = self.mc.get(self.key)
+        try:
+            value = self.mc.get(self.key)       # bytes or None: see _record_only_client_class
+        except self.mc.MemcachedKeyError:
+            return None                         # an ID memcached cannot have as a key (over 250 characters...)
         if value is None and self._down():
             raise StoreUnavailable("memcached is unavailable")
-        return None if value is None else _encode(value)
+        return value
 
     def _save(self, data, ttl):
         if not self.mc.set(self.key, data, time=ttl or 0):
             raise StoreUnavailable("memcached did not store the session")
 
     def _delete(self):
-        self.mc.delete(self.key)
+        try:
+            self.mc.delete(self.key)
+        except self.mc.MemcachedKeyError:
+            return                              # no such key can exist
         if self._down():
             raise StoreUnavailable("memcached is unavailable")
 
@@ -642,13 +739,37 @@ class FileJson(FileNamespaceManager):
 
 
 class DbmJson(DBMNamespaceManager):
-    """Beaker's ``dbm`` backend with the record stored as bytes (Beaker pickles it)."""
+    """Beaker's ``dbm`` backend with the record stored as bytes (Beaker pickles it).
+
+    A session's dbm files that are not a dbm any more are a corrupt record (a new session), not a
+    500 or an outage. ``dbm.dumb`` reads its ``.dir`` index with ``ast.literal_eval``, so a rewritten
+    index fails to open with SyntaxError, ValueError, RecursionError...; an offset in it that points
+    nowhere fails the read with ``EINVAL``. Any other ``OSError`` is the disk failing: the store is down.
+    """
 
     def __init__(self, namespace, timeout=None, **kwargs):
         super().__init__(namespace, **kwargs)
 
+    def do_open(self, flags, replace):
+        try:
+            super().do_open(flags, replace)
+        except OSError:
+            raise
+        except Exception as exc:
+            raise CorruptSession(f"the dbm files of session {self.namespace} are not a dbm "
+                                 f"({type(exc).__name__}); it was not loaded") from None
+
     def __getitem__(self, key):
-        return self.dbm[key]
+        try:
+            return self.dbm[key]
+        except OSError as exc:
+            if exc.errno != errno.EINVAL:
+                raise
+            bad = exc
+        except ValueError as exc:                 # a negative seek position, on some Pythons
+            bad = exc
+        raise CorruptSession(f"the dbm index of session {self.namespace} points outside its data "
+                             f"({type(bad).__name__}); it was not loaded")
 
     def __setitem__(self, key, value):
         self.dbm[key] = _encode(value)

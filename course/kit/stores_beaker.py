@@ -45,6 +45,7 @@ The finished reference of lesson 08:
 from __future__ import annotations
 
 import dbm
+import errno
 import functools
 import hashlib
 import json
@@ -419,6 +420,8 @@ def _decode(record) -> object:
     """A session record as the course's backends write it (JSON text) as data; never unpickled."""
     if record is None:
         return None
+    if not isinstance(record, (str, bytes, bytearray, memoryview)):     # SQLite: an INTEGER or REAL column value
+        return {"(stored)": f"a {type(record).__name__}, not a record (the session loads as a new one)"}
     try:
         data = json.loads(bytes(record).decode("utf-8") if not isinstance(record, str) else record)
     except Exception:
@@ -438,7 +441,15 @@ def peek(options: dict, session_id: str | None) -> dict | None:
         if kind == "ext:redis":
             client = redis_client(options["url"])
             key = f"beaker_cache:{session_id}:session"
-            raw = client.get(key)
+            import redis
+            try:
+                raw = client.get(key)
+            except redis.ResponseError as exc:
+                if not str(exc).startswith("WRONGTYPE"):
+                    raise
+                kind_held = client.type(key).decode()
+                return {"where": f"Redis key {key}", "ttl_seconds": client.ttl(key),
+                        "data": {"(stored)": f"a Redis {kind_held}, not a record (the session loads as a new one)"}}
             if raw is None:
                 return None
             return {"where": f"Redis key {key}", "ttl_seconds": client.ttl(key), "data": _decode(raw)}
@@ -463,8 +474,14 @@ def peek(options: dict, session_id: str | None) -> dict | None:
                         data = fh.read()
                 else:
                     base = str(paths[0]).split(".dbm")[0] + ".dbm"
-                    with dbm.open(base, "r") as db:
-                        data = db[b"session"] if b"session" in db else None
+                    try:
+                        with dbm.open(base, "r") as db:
+                            data = db[b"session"] if b"session" in db else None
+                    except Exception as exc:       # dbm.dumb's index, rewritten: see beaker_backends.DbmJson
+                        if isinstance(exc, OSError) and exc.errno != errno.EINVAL:
+                            raise                  # the disk failing
+                        data = {"(stored)": f"dbm files that are not a dbm ({type(exc).__name__})"}
+                        return {"where": str(paths[0]), "data": data}
                 if data is None:
                     return None
                 return {"where": str(paths[0]), "written": datetime.fromtimestamp(mtime).isoformat(" ", "seconds"),
