@@ -546,6 +546,32 @@ def test_a_memcached_that_is_down_raises_instead_of_answering_none():
             call()
 
 
+def test_with_two_memcached_servers_a_session_on_the_one_that_is_down_gets_503_not_a_new_session():
+    # python-memcached moves a key whose server is down to the next live one, where the session is
+    # not: the visitor was logged out in silence. The key's own server, or "the store is down".
+    import socket
+    live = services.require("memcached").split("://", 1)[1]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{probe.getsockname()[1]}"
+    url = f"{live};{dead}"
+    on_live = on_dead = None
+    while on_live is None or on_dead is None:
+        ns = MemcachedJson(uuid.uuid4().hex, url=url, timeout=60)
+        server = beaker_backends._memcached_client(url).buckets[
+            __import__("memcache").serverHashFunction(ns.key.encode()) % 2]
+        if server.address[1] == int(live.rsplit(":", 1)[1]):
+            on_live = on_live or ns
+        else:
+            on_dead = on_dead or ns
+    on_live._save(b'{"visits": 1}', 60)
+    assert on_live._load() == b'{"visits": 1}', "a session on the live server loads"
+    for call in (on_dead._load, lambda: on_dead._save(b"{}", 60), on_dead._delete):
+        with pytest.raises(StoreUnavailable, match="memcached"):
+            call()
+    on_live._delete()
+
+
 def test_the_mongo_class_is_made_on_first_use():
     cls = beaker_backends.MongoJson
     from beaker.ext.mongodb import MongoNamespaceManager

@@ -634,6 +634,16 @@ def _record_only_client_class():
     import memcache
 
     class RecordOnlyClient(memcache.Client):
+        def _get_server(self, key):
+            """The key's own server, or none when it is down: python-memcached would try the key on
+            the next live server, where the session is not, and the visitor was logged out (a new
+            session, no 503) whenever one of several servers went down."""
+            serverhash, key = key if isinstance(key, tuple) else (memcache.serverHashFunction(key), key)
+            if not self.buckets:
+                return None, None
+            server = self.buckets[serverhash % len(self.buckets)]
+            return (server, key) if server.connect() else (None, None)
+
         def _recv_value(self, server, flags, rlen):
             if flags == _MEMCACHED_RECORD_FLAGS:
                 return super()._recv_value(server, flags, rlen)
@@ -675,7 +685,8 @@ class MemcachedJson(_JsonNamespace):
         self.key = f"{namespace}_session"
 
     def _down(self) -> bool:
-        return all(server.deaduntil for server in self.mc.servers)
+        """Whether the server this session's key lives on is down (of one, or of several)."""
+        return self.mc._get_server(self.mc._encode_key(self.key))[0] is None
 
     def __getitem__(self, key):
         return self._load()                # None when absent: what Beaker expects of memcached
