@@ -64,8 +64,11 @@ class LocalDB:
                 conn.execute("PRAGMA journal_mode=WAL")
                 for statement in self.schema:
                     conn.execute(statement)
-            finally:
+            except BaseException:
                 conn.close()
+                raise
+            with self._pool_lock:        # the first pooled one: closed, as the last, it would checkpoint the WAL
+                self._idle.append(conn)
             self._ready = True
 
     @contextmanager
