@@ -363,6 +363,11 @@ def test_check_runs_half_the_tests_in_a_forked_child_and_reports_them_all(tmp_pa
     timed = json.loads((tmp_path / "cache" / "durations.json").read_text())
     assert {r["nodeid"] for r in records} <= set(timed), "each test's time is kept, to balance the next split"
     (tmp_path / "pids").unlink()
+    (tmp_path / "cache" / "durations.json").write_text(json.dumps({r["nodeid"]: 0.5 for r in records}))
+    _checked_in_a_process_of_its_own(tmp_path, tests, split=True)
+    pids = (tmp_path / "pids").read_text().split()
+    assert sorted(pids.count(pid) for pid in set(pids)) == [5, 5, 5, 5], "10 s last time: waits, in four parts"
+    (tmp_path / "pids").unlink()
     alone = _checked_in_a_process_of_its_own(tmp_path, tests, split=False)
     assert len(set((tmp_path / "pids").read_text().split())) == 1, "split_cores=False: one process"
     assert sorted(r["nodeid"] for r in alone) == sorted(r["nodeid"] for r in records)
@@ -413,19 +418,20 @@ def _running(pid: int) -> bool:
         return False
 
 
-def test_the_halves_are_balanced_by_the_last_runs_times_and_keep_the_browser_tests_together():
+def test_the_parts_are_balanced_by_the_last_runs_times_and_keep_the_browser_tests_together():
     from types import SimpleNamespace
 
-    from course.tools.plugins import UNKNOWN_SECONDS, halves
+    from course.tools.plugins import UNKNOWN_SECONDS, split
 
     items = [SimpleNamespace(nodeid=f"t{n}", fixturenames=["url"]) for n in range(6)]
     items += [SimpleNamespace(nodeid=f"browser{n}", fixturenames=["open_page", "url"]) for n in range(2)]
-    mine, theirs = halves(items, {"t0": 3.0, "browser0": 1.0, "browser1": 0.5})
+    mine, theirs = split(items, {"t0": 3.0, "browser0": 1.0, "browser1": 0.5})
     names = ([i.nodeid for i in mine], [i.nodeid for i in theirs])
     assert names == (["t0"], ["t1", "t2", "t3", "t4", "t5", "browser0", "browser1"]), names
     assert sorted(mine + theirs, key=items.index) == items, "every test on one side, in collection order"
-    mine, theirs = halves(items[:6], {})
+    mine, theirs = split(items[:6], {})
     assert len(mine) == len(theirs) == 3 and UNKNOWN_SECONDS > 0, "no times yet: half the tests each"
+    assert [len(part) for part in split(items[:6], {}, 4)] == [2, 2, 1, 1], "in four, as even as it goes"
 
 
 def test_a_child_that_ends_its_process_is_run_again_whole(tmp_path):

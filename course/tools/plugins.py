@@ -95,30 +95,32 @@ class SkipNotStarted:
 
 
 class SplitAcrossCores:
-    """``check`` of one lesson on two cores: once the tests are collected, the process forks; the
-    child runs about half the tests and writes its records beside the report, the parent the rest.
+    """``check`` of one lesson on two cores: once the tests are collected, the process forks; each
+    child runs a part of the tests and writes its records beside the report, the parent the rest.
 
     A lesson's checks are many small HTTP exchanges with servers in this process, so they use one
-    core; forked after collection, the child needs no imports and no collecting of its own (a
-    second interpreter would spend about a second on them). The halves are balanced by the last
-    run's time of each test (``durations``, test id -> seconds; ``halves``). Not done when there are
-    few tests, one core, or already a thread running (a fork copies only the thread that forks). If
-    the child leaves no report (the code under test ended its process), ``child_records`` says so
-    with None, and the caller runs the lesson again without splitting.
+    core; forked after collection, a child needs no imports and no collecting of its own (a second
+    interpreter would spend about a second on them). The parts are balanced by the last run's time
+    of each test (``durations``, test id -> seconds; ``split``): two parts, or four for a lesson
+    whose checks took more than ``WAITING_SECONDS`` in all last time (lesson 09's races and gunicorn
+    workers wait on the clock far more than they compute, so four processes overlap their waits).
+    Not done when there are few tests, one core, or already a thread running (a fork copies only
+    the thread that forks). If a child leaves no report (the code under test ended its process),
+    ``child_records`` says so with None, and the caller runs the lesson again without splitting.
     """
 
     MIN_TESTS = 16
+    WAITING_SECONDS = 6.0
     stopped: list = []
-    """Not empty once Ctrl-C came (cli.noticing_ctrl_c): the child then exits as interrupted."""
+    """Not empty once Ctrl-C came (cli.noticing_ctrl_c): a child then exits as interrupted."""
 
     def __init__(self, durations: dict[str, float] | None = None):
         self.durations = durations or {}
-        self.child_pid: int | None = None
-        self.child_report: str | None = None
+        self.children: dict[int, str] = {}   # pid -> its report
         self.in_child = False
-        self.order: dict[str, int] = {}      # test id -> its place in collection order, both halves'
+        self.order: dict[str, int] = {}      # test id -> its place in collection order, every part's
         self.exit_status = 0
-        self.interrupted = False             # the child was stopped by Ctrl-C
+        self.interrupted = False             # a child was stopped by Ctrl-C
 
     def pytest_collection_finish(self, session):
         """After collection and ``-m``'s deselection, before the first test."""
@@ -131,20 +133,22 @@ class SplitAcrossCores:
         if (len(items) < self.MIN_TESTS or (os.cpu_count() or 1) < 2 or threading.active_count() > 1
                 or not report or factory is None):
             return
-        factory.getbasetemp()            # one temporary folder for both, made before the fork
-        self.child_report = f"{report}.split"
+        factory.getbasetemp()            # one temporary folder for all, made before the forks
         self.order = {item.nodeid: index for index, item in enumerate(items)}
-        mine, theirs = halves(items, self.durations)
+        expected = sum(self.durations.get(item.nodeid, UNKNOWN_SECONDS) for item in items)
+        parts = split(items, self.durations, 4 if expected > self.WAITING_SECONDS else 2)
         parent = os.getpid()
-        pid = os.fork()
-        if pid == 0:
-            _die_with(parent)
-            self.in_child = True
-            config.option.course_report = self.child_report
-            items[:] = theirs
-        else:
-            self.child_pid = pid
-            items[:] = mine
+        for number, part in enumerate(parts[1:], start=1):
+            child_report = f"{report}.split{number}"
+            pid = os.fork()
+            if pid == 0:
+                _die_with(parent)
+                self.in_child, self.children = True, {}
+                config.option.course_report = child_report
+                items[:] = part
+                return
+            self.children[pid] = child_report
+        items[:] = parts[0]
 
     def pytest_sessionfinish(self, session, exitstatus):
         self.exit_status = 2 if self.stopped else int(exitstatus)        # 2: pytest.ExitCode.INTERRUPTED
@@ -159,20 +163,22 @@ class SplitAcrossCores:
             os._exit(self.exit_status)   # 2: interrupted (pytest.ExitCode), which the parent must know
 
     def child_records(self) -> list[dict] | None:
-        """The child's records ([] when there was no child), or None when it left no report."""
+        """The children's records ([] when there was none), or None when one of them left no report."""
         import json
         import os
 
-        if self.child_pid is None:
-            return []
-        _, status = os.waitpid(self.child_pid, 0)
-        self.child_pid = None
-        self.interrupted = os.waitstatus_to_exitcode(status) == 2        # pytest.ExitCode.INTERRUPTED
-        try:
-            with open(self.child_report, encoding="utf-8") as report:
-                return json.load(report)["tests"]
-        except (OSError, ValueError, KeyError):
-            return None
+        records: list[dict] | None = []
+        for pid, child_report in self.children.items():
+            _, status = os.waitpid(pid, 0)
+            self.interrupted |= os.waitstatus_to_exitcode(status) == 2    # pytest.ExitCode.INTERRUPTED
+            try:
+                with open(child_report, encoding="utf-8") as report:
+                    found = json.load(report)["tests"]
+            except (OSError, ValueError, KeyError):
+                found = None
+            records = None if records is None or found is None else records + found
+        self.children = {}
+        return records
 
 
 def _die_with(parent: int) -> None:
@@ -197,10 +203,10 @@ UNKNOWN_SECONDS = 0.05
 """What a test not timed before is expected to take."""
 
 
-def halves(items: list, durations: dict[str, float]) -> tuple[list, list]:
-    """``items`` in two lists, each in collection order, of about equal expected time: the groups (the
-    tests that share a TOGETHER fixture; each other test alone), longest first, each to the side with
-    less so far."""
+def split(items: list, durations: dict[str, float], parts: int = 2) -> list[list]:
+    """``items`` in ``parts`` lists, each in collection order, of about equal expected time: the groups
+    (the tests that share a TOGETHER fixture; each other test alone), longest first, each to the
+    part with the least so far."""
     groups: dict[object, list[int]] = {}
     for index, item in enumerate(items):
         key = "together" if set(TOGETHER) & set(getattr(item, "fixturenames", ())) else index
@@ -209,10 +215,10 @@ def halves(items: list, durations: dict[str, float]) -> tuple[list, list]:
     def cost(members: list[int]) -> float:
         return sum(durations.get(items[i].nodeid, UNKNOWN_SECONDS) for i in members)
 
-    sides: tuple[list[int], list[int]] = ([], [])
-    loads = [0.0, 0.0]
+    sides: list[list[int]] = [[] for _ in range(parts)]
+    loads = [0.0] * parts
     for members in sorted(groups.values(), key=cost, reverse=True):
-        side = 0 if loads[0] <= loads[1] else 1
+        side = loads.index(min(loads))
         sides[side].extend(members)
         loads[side] += cost(members)
-    return [items[i] for i in sorted(sides[0])], [items[i] for i in sorted(sides[1])]
+    return [[items[i] for i in sorted(side)] for side in sides]
