@@ -434,6 +434,18 @@ def test_the_parts_are_balanced_by_the_last_runs_times_and_keep_the_browser_test
     assert [len(part) for part in split(items[:6], {}, 4)] == [2, 2, 1, 1], "in four, as even as it goes"
 
 
+def test_only_the_times_of_checks_that_ran_are_kept(tmp_path, monkeypatch):
+    # An untouched lesson's checks are skipped at once: kept, their times would make a slow lesson look
+    # short after the student reverts a file, and split it in two where it needs four.
+    from course.tools.cli import read_durations, write_durations
+
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    write_durations([{"nodeid": "t::ran", "outcome": "failed", "duration": 2.5}])
+    write_durations([{"nodeid": "t::ran", "outcome": "skipped", "duration": 0.0},
+                     {"nodeid": "t::other", "outcome": "passed", "duration": 0.25}])
+    assert read_durations() == {"t::ran": 2.5, "t::other": 0.25}
+
+
 def test_a_child_that_ends_its_process_is_run_again_whole(tmp_path):
     tests = tmp_path / "test_split_lesson.py"
     tests.write_text(SPLIT_TESTS, encoding="utf-8")

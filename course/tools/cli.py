@@ -436,9 +436,11 @@ def read_durations() -> dict[str, float]:
 
 
 def write_durations(records: list[dict]) -> None:
-    """Remember the records' times (best effort: a read-only venv keeps none)."""
+    """Remember the records' times (best effort: a read-only venv keeps none). Only of tests that ran:
+    a check skipped as not started takes no time, and would make the lesson look short next time."""
     durations = read_durations()
-    durations.update({r["nodeid"]: r["duration"] for r in records if isinstance(r.get("duration"), (int, float))})
+    durations.update({r["nodeid"]: r["duration"] for r in records
+                      if r.get("outcome") in ("passed", "failed") and isinstance(r.get("duration"), (int, float))})
     path = cache_file("durations.json")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
