@@ -62,7 +62,7 @@ notebooks: $(STAMP)
 
 grade: $(STAMP)
 	@test -n "$(SUBMISSIONS)" || { echo 'usage: make grade SUBMISSIONS="copies/*" [OUT=grades] [JOBS=2] [LESSONS=01,02] [TIMEOUT=seconds] [MERGE=1]'; exit 2; }
-	@$(PY) -m course grade $(SUBMISSIONS) --out $(or $(OUT),grades) --jobs $(JOBS) $(if $(LESSONS),--lessons $(LESSONS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(MERGE),--merge)
+	@$(PY) -m course grade $(SUBMISSIONS) --out $(or $(OUT),grades) $(if $(filter command line environment,$(origin JOBS)),--jobs $(JOBS)) $(if $(LESSONS),--lessons $(LESSONS)) $(if $(TIMEOUT),--timeout $(TIMEOUT)) $(if $(MERGE),--merge)
 
 # Without LESSON or KIT: every lesson's solution. KIT=all: every kit module.
 mutate: $(STAMP)

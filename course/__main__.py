@@ -115,8 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "expanded) with the course's own tests, each in its own process with time limits.")
     grade.add_argument("submissions", nargs="+", metavar="SUBMISSION", help="a student's copy (folder)")
     grade.add_argument("--out", required=True, metavar="DIR", help="where grades.csv, summary.md and the rest go")
-    grade.add_argument("--jobs", "-j", type=int, default=os.cpu_count() or 2, metavar="N",
-                       help="submissions graded at once (default: the number of CPUs)")
+    grade.add_argument("--jobs", "-j", type=int, default=2 * (os.cpu_count() or 1), metavar="N",
+                       help="submissions graded at once (default: twice the number of CPUs: lessons 08-10 "
+                            "wait on their servers more than they compute; time limits are CPU seconds, "
+                            "so the grades do not change)")
     grade.add_argument("--timeout", type=float, default=None, metavar="S",
                        help="seconds a submission may take in all (default 60 per lesson graded)")
     grade.add_argument("--test-timeout", type=float, default=30.0, metavar="S",
