@@ -457,7 +457,11 @@ def test_a_memory_counter_adds_in_one_step_when_threads_switch_often(app_module)
     every number from 1 to 80,000 comes back exactly once. Without counter.lock thousands are lost
     (measured: about 2,000 in 20,000); a number read again after the lock is let go is caught only
     now and then (the gap is a few bytecodes)."""
-    numbers = sorted(in_lesson(app_module, count_from_threads, 8, 10_000))
+    shown, unguarded = in_lesson(app_module, count_from_threads, 8, 10_000)
+    assert unguarded == 0, (
+        f"the memory counter's counts were read or written {unguarded} times without holding counter.lock: "
+        "two threads can read the same number and one addition is lost (hold counter.lock while you add)")
+    numbers = sorted(shown)
     lost, twice = 80_000 - len(set(numbers)), len(numbers) - len(set(numbers))
     assert numbers == list(range(1, 80_001)), (
         f"memory counter: {lost} numbers never shown, {twice} shown twice: hold counter.lock while you add, "

@@ -279,16 +279,85 @@ def counting(module, url: str):
     return functools.partial(fresh.add_one, fresh.Counter(url, concurrency.store_config(url)))
 
 
-def count_from_threads(module, threads: int, each: int) -> list[int]:
+class OwnedLock:
+    """A lock that knows which thread holds it (``owner``), for checking that code holds it."""
+
+    def __init__(self):
+        import threading
+
+        self._lock, self.owner = threading.Lock(), None
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        import threading
+
+        taken = self._lock.acquire(blocking, timeout)
+        if taken:
+            self.owner = threading.get_ident()
+        return taken
+
+    def release(self) -> None:
+        self.owner = None
+        self._lock.release()
+
+    def locked(self) -> bool:
+        return self._lock.locked()
+
+    def __enter__(self):
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+
+class GuardedCounts(dict):
+    """A dict that counts every read or write made without holding ``lock`` (an OwnedLock) in ``unguarded``."""
+
+    def __init__(self, lock: OwnedLock):
+        super().__init__()
+        self.lock, self.unguarded = lock, 0
+
+    def _check(self) -> None:
+        import threading
+
+        if self.lock.owner != threading.get_ident():
+            self.unguarded += 1
+
+    def get(self, key, default=None):
+        self._check()
+        return super().get(key, default)
+
+    def __getitem__(self, key):
+        self._check()
+        return super().__getitem__(key)
+
+    def __setitem__(self, key, value):
+        self._check()
+        super().__setitem__(key, value)
+
+    def setdefault(self, key, default=None):
+        self._check()
+        return super().setdefault(key, default)
+
+    def __contains__(self, key):
+        self._check()
+        return super().__contains__(key)
+
+
+def count_from_threads(module, threads: int, each: int) -> tuple[list[int], int]:
     """Every number lesson 09's ``add_one`` returns when ``threads`` threads add ``each`` times to one
     memory counter, with Python switching threads every microsecond (its default, 5 ms, almost never
-    splits a read-add-write). It runs where the lesson runs: in a sandbox the threads are its own."""
+    splits a read-add-write), and how often it read or wrote the counts without holding
+    ``counter.lock``: a race that does not happen in one run is still caught by that count. It runs
+    where the lesson runs: in a sandbox the threads are its own."""
     import sys
     from concurrent.futures import ThreadPoolExecutor
 
     from course.kit import concurrency
 
     counter = module.Counter("memory:", concurrency.store_config("memory:"))
+    counter.lock = OwnedLock()
+    counter.counts = GuardedCounts(counter.lock)
     switch = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
@@ -297,7 +366,7 @@ def count_from_threads(module, threads: int, each: int) -> list[int]:
                                     range(threads)))
     finally:
         sys.setswitchinterval(switch)
-    return [n for batch in batches for n in batch]
+    return [n for batch in batches for n in batch], counter.counts.unguarded
 
 
 BUILDERS = {each.__name__: each for each in (login_required_app, beaker_session, stored_beaker_session, counting,
