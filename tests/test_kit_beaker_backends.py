@@ -32,6 +32,31 @@ from course.kit.storedown import StoreUnavailable
 from course.tools import services
 from course.tools.testing import WatchedLock
 
+SECRET = "s" * 32
+
+
+def counting_sessions(options: dict):
+    """A WSGI app counting visits in a kit session on the store ``options`` name (hardened), and its secret."""
+    from course.kit import stores_beaker
+    from course.kit.beakerkit import HardenedSessions, session_config
+
+    def app(environ, start_response):
+        session = environ["beaker.session"]
+        session["visits"] = session.get("visits", 0) + 1
+        session.save()
+        start_response("200 OK", [])
+        return [str(session["visits"]).encode()]
+
+    return HardenedSessions(app, session_config(secret=SECRET, timeout=600, **stores_beaker.hardened(options)))
+
+
+def signed_cookie(session_id: str) -> str:
+    """The ``sid`` cookie Beaker would send for ``session_id`` (an HMAC-SHA1 of the ID, then the ID)."""
+    import hmac
+    from hashlib import sha1
+
+    return "sid=" + hmac.new(SECRET.encode(), session_id.encode(), sha1).hexdigest() + session_id
+
 
 def test_session_too_large_says_how_big_and_what_the_store_holds():
     error = SessionTooLarge(70_000, 65_535, "MariaDB")
@@ -190,28 +215,17 @@ def test_redis_json_is_get_set_ex_and_del_on_beakers_key(redis_url):
 def test_a_redis_key_of_another_type_is_a_corrupt_record_not_an_outage(redis_url, make_wrong, caplog):
     """GET on a LIST or a HASH is ``-WRONGTYPE``: it was "store unavailable", a 503 for that cookie for
     as long as the key lived (a 503 sends no new cookie), and the inspector's peek a 500."""
-    import hmac
-    from hashlib import sha1
-
     from course.kit import stores_beaker
-    from course.kit.beakerkit import HardenedSessions, session_config
     from course.tools.testing import wsgi_request
 
-    def app(environ, start_response):
-        session = environ["beaker.session"]
-        session["visits"] = session.get("visits", 0) + 1
-        session.save()
-        start_response("200 OK", [])
-        return [str(session["visits"]).encode()]
-
-    secret, sid = "s" * 32, uuid.uuid4().hex
-    options = stores_beaker.hardened(stores_beaker.beaker_options(redis_url))
-    wsgi = HardenedSessions(app, session_config(secret=secret, timeout=600, **options))
+    sid = uuid.uuid4().hex
+    wsgi = counting_sessions(stores_beaker.beaker_options(redis_url))
+    options = stores_beaker.hardened(stores_beaker.beaker_options(redis_url))       # the test's own store
     store, key = options["url"], f"beaker_cache:{sid}:session"
     make_wrong(store, key)
     store.command("EXPIRE", key, 60)
     try:
-        cookie = "sid=" + hmac.new(secret.encode(), sid.encode(), sha1).hexdigest() + sid
+        cookie = signed_cookie(sid)
         with caplog.at_level(logging.WARNING):
             status, headers, body = wsgi_request(wsgi, "/", headers={"Cookie": cookie})
         assert (status, body) == ("200 OK", b"1"), f"a new session, not a 503: {status} {body[:200]}"
@@ -288,19 +302,10 @@ def test_a_rewritten_dbm_index_is_a_corrupt_record(index, tmp_path, caplog):
     """dbm.dumb reads its ``.dir`` index with ``ast.literal_eval``: a rewritten one was a 500, and an offset
     that points nowhere a 503 for as long as the file stayed (an OSError looks like the disk failing)."""
     from course.kit import stores_beaker
-    from course.kit.beakerkit import HardenedSessions, session_config
     from course.tools.testing import wsgi_request
 
-    def app(environ, start_response):
-        session = environ["beaker.session"]
-        session["visits"] = session.get("visits", 0) + 1
-        session.save()
-        start_response("200 OK", [])
-        return [str(session["visits"]).encode()]
-
-    secret = "s" * 32
     options = stores_beaker.beaker_options(f"dbm:{tmp_path}/dbm")
-    wsgi = HardenedSessions(app, session_config(secret=secret, timeout=600, **stores_beaker.hardened(options)))
+    wsgi = counting_sessions(options)
     status, headers, body = wsgi_request(wsgi, "/")
     cookie = dict(headers)["Set-Cookie"].split(";")[0].strip()
     sid = cookie[4 + 40:]
@@ -412,9 +417,7 @@ def test_sql_json_round_trips_through_the_store(tmp_path):
 def test_a_sqlite_data_column_that_is_not_bytes_is_a_corrupt_record(stored, tmp_path, caplog):
     """SQLite's dynamic typing lets any value into the BLOB column: ``bytes(-1)`` was a 500, ``bytes(10**15)``
     a MemoryError, ``bytes(50_000_000)`` 48 MB per request (and the inspector's ``len(int)`` a 500)."""
-    import hmac
     import tracemalloc
-    from hashlib import sha1
 
     from course.kit import stores_beaker
     from course.kit.beakerkit import HardenedSessions, session_config
@@ -434,8 +437,8 @@ def test_a_sqlite_data_column_that_is_not_bytes_is_a_corrupt_record(stored, tmp_
         start_response("200 OK", [])
         return [str(visits).encode()]
 
-    wsgi = HardenedSessions(app, session_config(secret="s" * 32, timeout=600, **options))
-    cookie = "sid=" + hmac.new(b"s" * 32, sid.encode(), sha1).hexdigest() + sid
+    wsgi = HardenedSessions(app, session_config(secret=SECRET, timeout=600, **options))
+    cookie = signed_cookie(sid)
     tracemalloc.start()
     try:
         with caplog.at_level(logging.WARNING):
@@ -509,27 +512,15 @@ def test_a_memcached_item_not_flagged_as_the_kits_bytes_is_never_decoded(flags, 
 
 def test_a_session_id_too_long_for_a_memcached_key_is_an_unknown_session():
     from course.kit import stores_beaker
-    from course.kit.beakerkit import HardenedSessions, session_config
     from course.tools.testing import wsgi_request
     url = services.require("memcached")
     ns = MemcachedJson("a" * 300, url=url.split("://", 1)[1], timeout=60)
     assert ns._load() is None and "session" not in ns
     ns._delete()                                   # nothing to delete, and no error
 
-    def app(environ, start_response):
-        session = environ["beaker.session"]
-        session["visits"] = session.get("visits", 0) + 1
-        session.save()
-        start_response("200 OK", [])
-        return [str(session["visits"]).encode()]
-
-    import hmac
-    from hashlib import sha1
-    secret = "s" * 32
-    wsgi = HardenedSessions(app, session_config(secret=secret, timeout=600,
-                                                **stores_beaker.hardened(stores_beaker.beaker_options(url))))
+    wsgi = counting_sessions(stores_beaker.beaker_options(url))
     long_id = "f" * 300
-    cookie = "sid=" + hmac.new(secret.encode(), long_id.encode(), sha1).hexdigest() + long_id
+    cookie = signed_cookie(long_id)
     status, headers, body = wsgi_request(wsgi, "/", headers={"Cookie": cookie})
     assert (status, body) == ("200 OK", b"1"), f"a new session, not a 500: {status} {body[:200]}"
     assert long_id not in dict(headers).get("Set-Cookie", ""), "with a new ID"
