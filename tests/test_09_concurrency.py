@@ -125,7 +125,11 @@ def race(base_url, clients, each, path="/visits"):
 
 
 # ---------------------------------------------------------------- the premise: the race is real
+# The lesson's claims about the app without the exercises' protection (no lock, resave, a merge of a
+# counter, a thread lock across workers): true of the shipped code whatever the student writes, so
+# they are `maintainers` checks (make test and CI), not part of the student's `check`.
 
+@pytest.mark.maintainers
 @pytest.mark.parametrize("kind", STORES)
 def test_without_a_lock_every_store_loses_updates(server, store, kind):
     # Lesson 08's app, in effect: no lock. Two tabs, then eight, of one session.
@@ -136,6 +140,7 @@ def test_without_a_lock_every_store_loses_updates(server, store, kind):
         f"{kind}: a read-modify-write of the whole session should lose updates: {lost_two} of 20, {lost_eight} of 80"
 
 
+@pytest.mark.maintainers
 def test_resave_lets_requests_that_only_read_undo_a_write(server):
     # One tab adds to the cart, three tabs only look at it. With resave (Beaker's default:
     # save_accessed_time) each look writes back the cart as it was loaded, over the new item.
@@ -163,6 +168,7 @@ def test_resave_lets_requests_that_only_read_undo_a_write(server):
     assert added_and_kept(resave=True) < 15, "with resave, reads that overlap a write should undo some of it"
 
 
+@pytest.mark.maintainers
 def test_merge_on_save_cannot_save_a_counter(server):
     # Both requests changed 'visits' from 5 to 6: the merge keeps a 6 either way.
     base_url = server(store_url="memory:", secret=SECRET, lock=False, merge=True, locks="process", window=0.003)
@@ -305,7 +311,7 @@ def two_workers_lose_nothing(course_target, store, gunicorns, each):
 
 @pytest.mark.exercise("09.2")
 def test_two_workers_lose_nothing_8_clients_on_every_shared_store(course_target, store, gunicorns):
-    two_workers_lose_nothing(course_target, store, gunicorns, each=50)     # the student's check
+    two_workers_lose_nothing(course_target, store, gunicorns, each=25)     # the student's check
 
 
 @pytest.mark.maintainers
@@ -314,6 +320,7 @@ def test_the_lessons_claim_8_clients_x_200_on_2_workers_lose_nothing(course_targ
     two_workers_lose_nothing(course_target, store, gunicorns, each=200)
 
 
+@pytest.mark.maintainers              # the premise of 09.2 (see "the premise" above)
 def test_thread_locks_are_not_enough_across_workers(course_target, store, gunicorns):
     server = gunicorn(gunicorns, course_target, store_url=store("redis"), locks="process", window=0.003)
     lost, _ = race(server.url, clients=8, each=15)
@@ -392,10 +399,10 @@ def test_a_redis_lock_is_released_in_one_step_inside_redis(app_module, store):
 @pytest.mark.exercise("09.2")
 def test_a_worker_killed_while_holding_the_lock_leaves_the_session_intact(course_target, server, store, gunicorns):
     # The session in Redis; a fast app (this process) and a slow one (gunicorn, 2 workers, each
-    # request 2 x 1.5 s), both with Redis locks that expire after 1 s.
+    # /visits 2 x 1.5 s), both with Redis locks that expire after 0.5 s.
     url = store("redis")
-    fast = server(store_url=url, secret=SECRET, lock=True, lock_ttl=1.0, lock_wait=8)
-    slow = gunicorn(gunicorns, course_target, store_url=url, lock=True, lock_ttl=1.0, window=1.5)
+    fast = server(store_url=url, secret=SECRET, lock=True, lock_ttl=0.5, lock_wait=8)
+    slow = gunicorn(gunicorns, course_target, store_url=url, lock=True, lock_ttl=0.5, window=1.5)
     client = requests.Session()
     assert [count_of(client.get(fast + "/visits", timeout=30)) for _ in range(2)] == [1, 2]
     assert client.post(fast + "/cart/add", data={"item": "book"}, timeout=30).ok
@@ -426,9 +433,12 @@ def test_a_worker_killed_while_holding_the_lock_leaves_the_session_intact(course
     resp = client.get(fast + "/visits", timeout=30)
     waited = time.monotonic() - began
     assert count_of(resp) == 3, "the session goes on from its last saved state (the killed request saved nothing)"
-    assert waited < 5, f"the dead holder's lock should expire by itself (after 1 s), waited {waited:.1f} s"
+    assert waited < 5, f"the dead holder's lock should expire by itself (after 0.5 s), waited {waited:.1f} s"
     assert client.get(fast + "/cart", timeout=30).json() == ["book"]
-    assert count_of(client.get(slow.url + "/visits", timeout=30)) == 4, "gunicorn replaced the worker"
+    # The slow app serves the session again (gunicorn replaced its worker); /cart only reads, so this
+    # takes no 2 x 1.5 s window, as another /visits would.
+    again = client.get(slow.url + "/cart", timeout=30)
+    assert again.status_code == 200 and again.json() == ["book"], "the slow app no longer serves the session"
 
 
 # ---------------------------------------------------------------- 09.3 an atomic counter
