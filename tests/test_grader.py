@@ -991,3 +991,75 @@ def test_the_reference_solutions_fail_no_check_of_any_lesson_in_the_sandbox(tmp_
                 if test["outcome"] == "not graded"]
     assert all("mongo" in name.lower() for name in ungraded), f"checks the grader did not grade: {ungraded}"
     assert graded["points"] == graded["max_points"], (graded["points"], graded["max_points"])
+
+
+def test_an_internal_error_of_the_grader_is_its_own_never_the_students(tmp_path, monkeypatch):
+    # pytest's INTERNALERROR (exit code 3) is an exception in a hook of the grader's own: once, a
+    # NameError in one made every check of a solved copy "not run", 0 of 125, blamed on the copy.
+    import threading
+
+    from course.tools.grading import worker
+    from course.tools.grading.find import Submission
+    from course.tools.grading.plan import Plan
+    from course.tools.grading.run import run_submission
+    from course.tools.grading.score import score
+
+    plan = Plan([LESSON], collect([LESSON]), 5, 30)
+    failing = [sys.executable, "-c", "import sys; print('INTERNALERROR> NameError: time'); sys.exit(3)"]
+    monkeypatch.setattr(worker, "command", lambda *args, **kwargs: failing)
+    copy = tmp_path / "alice"
+    build.solved(copy / "lessons", SLUG)
+    run = run_submission(Submission("alice", copy, copy / "lessons"), plan, tmp_path / "work", threading.Event())
+    assert run.status == "grader error"
+    assert any("grader itself failed" in note for note in run.notes), run.notes
+    graded = score(plan, run, {})[0]
+    messages = {t.message for ex in graded.exercises for t in ex.tests}
+    assert all("grader's own test process failed" in m for m in messages), messages
+    assert not any("sys.exit" in m for m in messages), "the copy is not to blame"
+    proc = subprocess.run([sys.executable, "-c", "import sys; sys.exit(3)"])      # the code the check keys on
+    assert proc.returncode == 3 == int(pytest.ExitCode.INTERNAL_ERROR)
+
+
+def test_a_failed_check_waits_for_a_dying_sandbox_once_not_once_per_lesson():
+    # A failed test asks whether a sandbox died under it, with a moment's grace for the death to
+    # show. With ten lessons' hosts loaded, that grace was waited ten times: 0.5 s per failure, 75 s
+    # of a half-solved copy. Now it is one grace for all, and none for a plain failed assertion.
+    import threading
+    import time
+
+    import requests
+
+    from course.tools import pytest_plugin
+    from course.tools.grading.sandbox import HostGone, Hosts
+
+    class LiveHost:
+        def alive(self, grace=0):
+            time.sleep(grace)            # as Event.wait on a host that does not die
+            return True
+
+    hosts = object.__new__(Hosts)
+    hosts.by_slug, hosts.lock = {f"{n:02d}": LiveHost() for n in range(1, 11)}, threading.Lock()
+    began = time.monotonic()
+    assert hosts.ended(0.05) == []
+    assert time.monotonic() - began < 0.15, "the grace is for all the hosts together"
+
+    def excinfo(error):
+        try:
+            raise error
+        except BaseException:
+            return pytest.ExceptionInfo.from_current()
+
+    def chained():
+        try:
+            raise ConnectionResetError("reset")
+        except OSError as cause:
+            raise AssertionError("the page did not answer") from cause
+
+    assert not pytest_plugin._may_be_a_death(excinfo(AssertionError("expected 200, got 500")))
+    assert not pytest_plugin._may_be_a_death(None)
+    assert pytest_plugin._may_be_a_death(excinfo(requests.ConnectionError("refused")))
+    assert pytest_plugin._may_be_a_death(excinfo(HostGone("lesson 01's process ended")))
+    try:
+        chained()
+    except AssertionError:
+        assert pytest_plugin._may_be_a_death(pytest.ExceptionInfo.from_current())

@@ -668,6 +668,12 @@ def grade(args) -> int:
         print("\nStopped: every running submission was killed; nothing was written.", file=sys.stderr)
         return 130
     report.print_totals(students, Path(args.out), started)
+    failed = [s.name for s in students if s.run.status == "grader error"]
+    if failed:
+        print(f"grade: the grader itself failed on {len(failed)} submission(s) ({', '.join(failed)}): their grades "
+              "are not valid. The traceback is in logs/NAME.log; grade them again with --merge once it is fixed.",
+              file=sys.stderr)
+        return 1
     return 0
 
 

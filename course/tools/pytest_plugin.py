@@ -117,7 +117,7 @@ def pytest_runtest_makereport(item, call):
     """A failed phase carries the first crash of the code under test: the app's, or the call's own."""
     report = yield
     hosts = item.config.stash.get(HOSTS, None)
-    ended = hosts.ended(0.05 if report.failed else 0) if hosts is not None else []
+    ended = hosts.ended(0.05 if report.failed and _may_be_a_death(call.excinfo) else 0) if hosts is not None else []
     if report.failed and ended:                  # the sandbox died under the test: say so first
         report.longrepr = "\n".join(ended) + "\n" + _message(report)
     if report.failed:
@@ -130,6 +130,21 @@ def pytest_runtest_makereport(item, call):
             more = f"\n(and {len(crashes) - 1} more crash(es) in this test)" if len(crashes) > 1 else ""
             report.sections.append((CRASH_SECTION, crash.text() + more))
     return report
+
+
+def _may_be_a_death(excinfo) -> bool:
+    """Could this failure be a sandbox's host dying under the test? Then its death may take a moment
+    to show (``Hosts.ended``'s grace). A host that dies ends its connections: the test sees an
+    OSError (requests' errors are OSErrors too) or the wire's HostGone, perhaps as the cause of
+    another error. A plain failed assertion is not worth the wait (312 of them cost a half-solved
+    copy 16 s)."""
+    error = excinfo.value if excinfo is not None else None
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) or type(error).__name__ == "HostGone":
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
 
 
 def _message(report) -> str:

@@ -59,7 +59,7 @@ def unstarted(lessons_dir: Path | None, plan: Plan, notes: list[str]) -> set[str
 
 def worth_checking(run: Run, lessons: list[LessonResult]) -> dict[str, list[str]]:
     """Per lesson slug, the exercises to check again in a hybrid (see the module docstring)."""
-    if run.status == "timeout":
+    if run.status in ("timeout", "grader error"):
         return {}
     chosen = {}
     for lesson in lessons:

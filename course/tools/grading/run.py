@@ -34,13 +34,18 @@ KEEP_OUTPUT = 32_000                                # bytes of a run's output ke
 MAX_FILE = 10_000_000                               # files bigger than this are not copied from a submission
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".sessions", ".pytest_cache", ".ipynb_checkpoints")
 NOT_STARTED = "not started: lessons/{slug}/app.py is the starter as the course ships it"
+GRADER_FAILED = 3
+"""pytest's exit code for an INTERNALERROR: an exception in a hook of the grader's own, not a test failing."""
+GRADER_ERROR_NOTE = ("the grader itself failed while checking this copy (pytest's INTERNALERROR; the traceback is in "
+                     "this student's log): the grade is not valid. Report it to the course's maintainers, then grade "
+                     "this copy again with --merge.")
 RESTARTED = "\n\n=== the test process ended early; the next lessons ran in a new one ===\n\n"
 
 
 @dataclass
 class Run:
     records: list[dict]
-    status: str                 # ok, timeout, crashed
+    status: str                 # ok, timeout, crashed, grader error
     exit_code: int | None
     duration: float
     output_bytes: int
@@ -267,7 +272,7 @@ def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: th
     notes = [f"not copied, symlinks are never followed: {path}" if " is inside the course's " not in path
              else f"not graded: {path}" for path in dropped]
     notes += kitcheck.flags(target, [each.slug for each in plan.lessons])
-    run.notes = notes
+    run.notes = notes = notes + run.notes       # and what the attempts found (a failure of the grader's own)
     if not plan.sandboxed:
         notes.insert(0, sandbox.UNSAFE_WARNING)
     run.log = "".join(f"note: {note}\n" for note in notes) + ("\n" if notes else "") + run.log
@@ -338,6 +343,12 @@ class _Attempts:
             run.records += json.loads(report.read_text(encoding="utf-8"))["tests"]
             return []
         run.records += [line for line in worker.read_stream(stream) if "nodeid" in line]
+        if code == GRADER_FAILED and not timed_out:
+            run.status = "grader error"
+            run.stopped = ("not graded: the grader's own test process failed (pytest's INTERNALERROR): a bug of "
+                           "the course's grader, not of this copy")
+            run.notes.append(GRADER_ERROR_NOTE)
+            return []
         if timed_out:
             run.status = "timeout"
             unit = "s of CPU" if self.sandbox_options else "s"

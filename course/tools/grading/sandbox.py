@@ -30,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -292,7 +293,6 @@ def _wait_for_port(port: int, seconds: float = 10) -> None:
 
 
 def _wait_until(ready, seconds: float) -> bool:
-    import time
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if ready():
@@ -754,9 +754,14 @@ class Hosts:
         host.close()
 
     def ended(self, grace: float = 0) -> list[str]:
-        """Why each host that has died since it was last asked ended (it is started again when next needed)."""
+        """Why each host that has died since it was last asked ended (it is started again when next needed).
+
+        ``grace`` is for all the hosts together, not for each: a failed test asks, and a grader that
+        has loaded ten lessons' hosts must not wait ten times (it cost a half-solved copy 75 s)."""
+        deadline = time.monotonic() + grace
         with self.lock:
-            dead = {slug: host for slug, host in self.by_slug.items() if not host.alive(grace)}
+            dead = {slug: host for slug, host in self.by_slug.items()
+                    if not host.alive(max(0.0, deadline - time.monotonic()))}
             for slug, host in dead.items():
                 del self.by_slug[slug]
                 host.close()
