@@ -46,7 +46,7 @@ if __name__ == "__main__" and _missing_venv():
     sys.exit(2)
 
 from course.lesson.server import option_pair, port_number  # noqa: E402  (after the venv check)
-from course.tools import cli  # noqa: E402
+from course.tools import cli, results  # noqa: E402
 
 EPILOG = """examples:
   python -m course list
@@ -121,9 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
                             "so the grades do not change)")
     grade.add_argument("--timeout", type=float, default=None, metavar="S",
                        help="seconds a submission may take in all (default 60 per lesson graded)")
-    grade.add_argument("--test-timeout", type=float, default=30.0, metavar="S",
-                       help="seconds one test may take (default 30); after one test of an exercise times out, "
-                            "the exercise's other tests are skipped")
+    limit = results.GRADE_TEST_TIMEOUT
+    grade.add_argument("--test-timeout", type=float, default=limit, metavar="S",
+                       help=f"CPU seconds the copy's code may spend in one test (default {limit:g}; the reference "
+                            "solutions' heaviest check spends 2.4); after one test of an exercise times out, the "
+                            "exercise's other tests are skipped")
     grade.add_argument("--lessons", action="append", metavar="NN[,NN]", help="grade only these lessons (default all)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     grade.add_argument("--merge", action="store_true",

@@ -23,6 +23,7 @@ import pytest
 from course import ROOT
 from course.lesson import manifest
 from course.tools.grading.plan import collect
+from course.tools.results import GRADE_TEST_TIMEOUT
 from tests.fixtures import attacks
 from tests.fixtures import submissions as build
 
@@ -991,6 +992,13 @@ def test_the_reference_solutions_fail_no_check_of_any_lesson_in_the_sandbox(tmp_
                 if test["outcome"] == "not graded"]
     assert all("mongo" in name.lower() for name in ungraded), f"checks the grader did not grade: {ungraded}"
     assert graded["points"] == graded["max_points"], (graded["points"], graded["max_points"])
+    # The grader's time limit per test (CPU seconds of the copy) leaves correct code a wide margin.
+    spent = {test["name"]: test.get("cpu") for lesson in graded["lessons"] for ex in lesson["exercises"]
+             for test in ex["tests"] if test["outcome"] == "passed"}
+    assert all(cpu is not None for cpu in spent.values()), "every sandboxed check's record says its CPU"
+    heaviest = max(spent, key=spent.get)
+    assert spent[heaviest] <= GRADE_TEST_TIMEOUT / 3, \
+        f"{heaviest} spent {spent[heaviest]} s of CPU: near the grader's limit of {GRADE_TEST_TIMEOUT:g} s a test"
 
 
 def test_an_internal_error_of_the_grader_is_its_own_never_the_students(tmp_path, monkeypatch):

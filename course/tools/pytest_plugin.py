@@ -177,6 +177,7 @@ class CourseReport:
             "nodeid": report.nodeid, "exercise": props.get("exercise"), "weight": props.get("weight", 1),
             "outcome": outcome, "message": "" if report.passed else _message(report)[:2000],
             "duration": round(report.duration, 4), "crash": getattr(report, "course_crash", None),
+            **({"cpu": props["cpu"]} if "cpu" in props else {}),
         })
         self._stream([self.records[-1]])
 
@@ -220,7 +221,7 @@ class TimeLimit:
         self.before: set[threading.Thread] = set()
         self.timed_out = False
 
-    def _limit(self, when: str):
+    def _limit(self, when: str, item=None):
         started_cpu = self.hosts.cpu_seconds() if self.hosts else 0.0
         started = time.monotonic()
 
@@ -248,6 +249,8 @@ class TimeLimit:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
+            if self.hosts and item is not None:     # what the test cost the copy: its record says (``cpu``)
+                item.user_properties.append(("cpu", round(self.hosts.cpu_seconds() - started_cpu, 3)))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item):
@@ -256,7 +259,7 @@ class TimeLimit:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item):
-        return (yield from self._limit("call"))
+        return (yield from self._limit("call", item))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item):

@@ -24,6 +24,9 @@ from course.lesson import manifest
 from course.tools.loader import resolve_target
 from course.tools.term import unfinished
 
+GRADE_TEST_TIMEOUT = 10.0
+"""The grader's limit per test: CPU seconds of the copy's code (the reference solutions' heaviest check
+spends 2.4), so an endless loop costs 10 s, not more, and a loaded machine changes nothing."""
 TIMED_OUT_SIGN = "timed out: the test's"        # how pytest_plugin's time limit (--course-timeout) fails a test
 STUCK_SIGN = "an earlier test of"                # how plugins.SkipAfterTimeout skips the rest of an exercise
 NOT_STARTED_SIGN = "not run: the code of exercise"  # how plugins.SkipNotStarted skips an untouched exercise

@@ -24,9 +24,10 @@ from course.tools.grading.find import Submission, find_submissions
 from course.tools.grading.plan import GradeError, Plan, make_plan
 from course.tools.grading.run import run_submission
 from course.tools.grading.score import StudentResult, number, score
+from course.tools.results import GRADE_TEST_TIMEOUT
 from course.tools.term import Progress
 
-DEFAULT_TEST_TIMEOUT = 30.0                         # generous: lesson 08 starts a dozen processes in one test
+DEFAULT_TEST_TIMEOUT = GRADE_TEST_TIMEOUT
 
 TRUSTED = ("--trust-services: lessons 08 and 09's sandboxes shared this machine's network: a copy could reach its "
            "PostgreSQL, MariaDB, Redis and memcached as their users allow, and every loopback port")

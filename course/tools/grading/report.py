@@ -211,7 +211,8 @@ def _lesson_json(lesson: LessonResult) -> dict:
             "max_points": e.exercise.points, "status": e.status, "passed": e.passed, "total": len(e.tests),
             "marked_todo": e.marked_todo, "fair": e.fair,
             "tests": [{"name": t.case.name, "weight": number(t.case.weight), "outcome": t.outcome,
-                       "message": t.message, "fair": t.fair} for t in e.tests],
+                       "message": t.message, "fair": t.fair, **({"cpu": t.cpu} if t.cpu is not None else {})}
+                      for t in e.tests],
         } for e in lesson.exercises],
     }
 

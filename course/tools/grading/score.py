@@ -27,6 +27,7 @@ class TestResult:
     message: str
     recorded: str = ""          # the outcome as recorded (failed or error for a timeout), or not run
     fair: bool = False          # passed only with the reference's other exercises (fair credit)
+    cpu: float | None = None    # CPU seconds the copy's code spent in the test's call (sandboxed runs)
 
 
 @dataclass
@@ -133,7 +134,7 @@ def _test_result(case: TestCase, record: dict | None, run: Run, replace: dict[st
         return TestResult(case, "not run", run.not_run.get(case.nodeid) or run.stopped or "not run", "not run")
     message = "\n".join(tidy_message(record.get("message") or "", replace, max_lines=6))
     outcome = results.outcome(record)
-    return TestResult(case, outcome, "" if outcome == "passed" else message, record["outcome"])
+    return TestResult(case, outcome, "" if outcome == "passed" else message, record["outcome"], cpu=record.get("cpu"))
 
 
 def _exercise_result(ex: manifest.Exercise, tests: list[TestResult], marked_todo: bool) -> ExerciseResult:
