@@ -98,3 +98,21 @@ def test_every_session_layer_answers_a_store_that_is_down_with_the_same_503(serv
         assert (resp.status_code, resp.text) == (503, storedown.MESSAGE + "\n"), (label, resp.status_code, resp.text)
         assert "Set-Cookie" not in resp.headers and resp.headers["Retry-After"] == "1", label
         assert browser.get(url + "/").status_code == 200, f"{label}: the store is back, so is the app"
+
+
+def test_an_app_process_that_prints_a_flood_is_read_as_it_goes_and_never_blocks():
+    # A pipe nobody reads fills at 64 KB and the app blocks in its next print: a copy printing 4 MB at
+    # import hung each lesson 08 test that starts it, until the grader's time limit.
+    import subprocess
+    import sys
+
+    from course.tools.faults import OutputTail
+
+    for text in (True, False):
+        proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdout.write('x' * 4_000_000 + 'the end')"],
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=text)
+        tail = OutputTail(proc.stdout)
+        assert proc.wait(timeout=20) == 0, "the app blocked on a full pipe"
+        kept = tail.text()
+        assert kept.endswith("the end") and len(kept) == OutputTail.KEEP, len(kept)
+        proc.stdout.close()

@@ -344,6 +344,8 @@ class Gunicorn:
             env, str(ROOT))                                  # in the copy's sandbox, when grading
         self.proc = spawn(lambda: subprocess.Popen(argv, env=env, cwd=cwd, stdout=subprocess.DEVNULL,
                                                    stderr=subprocess.PIPE, start_new_session=True))
+        from course.tools.faults import OutputTail
+        self.errors = OutputTail(self.proc.stderr)       # read as it comes: a full pipe would block the app
         self._wait(workers)
 
     def _wait(self, workers: int, seconds: float = 30.0):
@@ -351,7 +353,7 @@ class Gunicorn:
         stop = time.monotonic() + seconds
         while time.monotonic() < stop:
             if self.proc.poll() is not None:
-                raise SystemExit("gunicorn stopped at start-up:\n" + self.proc.stderr.read().decode(errors="replace"))
+                raise SystemExit("gunicorn stopped at start-up:\n" + self.errors.text())
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
                 if len(_children(self.master())) >= workers:

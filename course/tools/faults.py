@@ -269,6 +269,7 @@ class AppProcess:
             argv, full_env, cwd = sandbox.wrap(argv, full_env, cwd or ROOT)
             self.proc = sandbox.spawn(lambda: subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
                                                                stderr=subprocess.STDOUT, text=True))
+            self._tail = OutputTail(self.proc.stdout)
         else:
             self.proc = _fork_app(run, cwd=cwd, env=env)
         self._wait_ready(ready_timeout)
@@ -315,7 +316,7 @@ class AppProcess:
             return self.proc.output()
         if self.proc.poll() is None:
             return "(still running)"
-        return self.proc.stdout.read() if self.proc.stdout else ""
+        return self._tail.text()
 
     def kill(self) -> None:
         """Stop it the hard way (SIGKILL): a crash, nothing gets a chance to clean up."""
@@ -341,7 +342,38 @@ class AppProcess:
             except OSError:
                 pass
         elif self.proc.stdout:
+            self._tail.thread.join(timeout=5)
             self.proc.stdout.close()
+
+
+class OutputTail:
+    """A process's output read as it comes, by a thread of its own, and only its end kept.
+
+    A pipe nobody reads fills at 64 KB, and then the app blocks in its next print: an app that
+    prints a lot at import (4 MB once, in a class's copy) would hang every test that starts it.
+    """
+
+    KEEP = 64 * 1024
+
+    def __init__(self, stream):
+        self.stream, self.kept, self.lock = stream, None, threading.Lock()
+        self.thread = threading.Thread(target=self._read, daemon=True, name="app-output")
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            while chunk := self.stream.read1(8192) if hasattr(self.stream, "read1") else self.stream.read(8192):
+                with self.lock:
+                    self.kept = (chunk if self.kept is None else self.kept + chunk)[-self.KEEP:]
+        except (OSError, ValueError):         # closed under it
+            pass
+
+    def text(self) -> str:
+        """What it printed last (up to KEEP characters), once it has ended or after 5 s."""
+        self.thread.join(timeout=5)
+        with self.lock:
+            kept = self.kept or ""
+        return kept.decode(errors="replace") if isinstance(kept, bytes) else kept
 
 
 def _fresh_module(path):
