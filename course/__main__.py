@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     limit = results.GRADE_TEST_TIMEOUT
     grade.add_argument("--test-timeout", type=float, default=limit, metavar="S",
                        help=f"CPU seconds the copy's code may spend in one test (default {limit:g}; the reference "
-                            "solutions' heaviest check spends 2.4); after one test of an exercise times out, the "
+                            "solutions' heaviest check spends 2.5 to 4); after one test of an exercise times out, the "
                             "exercise's other tests are skipped")
     grade.add_argument("--lessons", action="append", metavar="NN[,NN]", help="grade only these lessons (default all)")
     grade.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")

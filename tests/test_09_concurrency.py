@@ -93,8 +93,16 @@ def tab(cookie):
 
 
 def at_once(function, count):
-    with ThreadPoolExecutor(count) as pool:
+    """``function(0)`` ... ``function(count - 1)`` in threads at once; their results in order.
+
+    When the test is stopped (its time limit) or one call fails, the others are not waited for: a
+    route stuck in a loop would keep each waiting for its 30 s timeout while the app spins, and
+    the test's teardown, which stops the app, would come only after."""
+    pool = ThreadPoolExecutor(count)
+    try:
         return list(pool.map(function, range(count)))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def get_count(base_url, path, cookie):
@@ -244,6 +252,25 @@ def test_locks_are_per_session_and_dropped_when_done(app_module):
 
 
 @pytest.mark.exercise("09.1")
+def test_a_lock_is_let_go_when_the_request_holding_it_fails(app_module):
+    # A route that raises inside the lock (a bug, a store that fails) must not leave its session
+    # locked: release in a finally, or every later request of that session waits for ever.
+    locks = app_module.ProcessLocks()
+    with pytest.raises(KeyError):
+        with locks.hold("a"):
+            raise KeyError("the route failed")
+    taken = threading.Event()
+
+    def again():
+        with locks.hold("a"):
+            taken.set()
+
+    threading.Thread(target=again, daemon=True).start()
+    assert taken.wait(3), "the session's lock is still held after the request inside it raised: release it in a finally"
+    assert not locks.locks, f"the failed request's lock is still in the dict: {locks.locks}"
+
+
+@pytest.mark.exercise("09.1")
 def test_a_request_without_a_session_cookie_takes_no_lock(app_module):
     # A new visitor's session is one no other request knows: it needs no lock, and one lock shared
     # by every new visitor (the lock of "no session") would make them all wait for one another.
@@ -367,6 +394,19 @@ def test_a_redis_lock_is_released_only_by_its_holder(app_module, store):
 
 
 @pytest.mark.exercise("09.2")
+def test_a_redis_lock_is_let_go_when_the_request_holding_it_fails(app_module, store):
+    url = store("redis")
+    import redis
+    session_id = uuid.uuid4().hex
+    with pytest.raises(KeyError):
+        with app_module.RedisLocks(url, ttl=30, wait=1).hold(session_id):
+            raise KeyError("the route failed")
+    assert not redis.Redis.from_url(url).exists(app_module.lock_key(session_id)), (
+        "the lock is still in Redis after the request holding it raised: release it in a finally, or the "
+        "session stays locked until the lock expires")
+
+
+@pytest.mark.exercise("09.2")
 def test_a_redis_lock_is_released_in_one_step_inside_redis(app_module, store):
     # GET the token, compare it, then DEL: between the GET and the DEL the lock can expire and be
     # taken by another request, whose lock the DEL then deletes. No test can time that gap, so this
@@ -381,13 +421,20 @@ def test_a_redis_lock_is_released_in_one_step_inside_redis(app_module, store):
         with app_module.RedisLocks(url, ttl=5, wait=1).hold(session_id):
             pass
         direct.echo(done)
-        sent = []
+        sent, first = [], ""
         for entry in monitor.listen():
             if done in entry["command"]:
                 break
             if key in entry["command"] and entry["client_type"] != "lua":    # not a script's own calls
                 sent.append(entry["command"].split()[0].upper())
+                first = first or entry["command"].upper()
     assert sent[:1] == ["SET"], f"the lock is taken with one SET ... NX PX: {sent}"
+    words = first.replace('"', " ").split()
+    assert "NX" in words and ("PX" in words or "EX" in words), (
+        f"the lock is taken with {first!r}: SET key token NX PX ttl, one command, so that a lock can never "
+        "exist without its expiry (a worker that dies between SET NX and PEXPIRE holds it for ever)")
+    assert not {"EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT"} & set(sent), \
+        f"the expiry is set by a second command ({sent}): give it in the SET itself (PX)"
     unsafe = [name for name in sent[1:] if name in ("DEL", "UNLINK", "GETDEL")]
     assert not unsafe or "WATCH" in sent[:sent.index(unsafe[0])], (
         f"released with a plain {unsafe[0]} ({sent}): if the lock expired and another request took it "

@@ -108,11 +108,13 @@ def test_an_app_process_that_prints_a_flood_is_read_as_it_goes_and_never_blocks(
 
     from course.tools.faults import OutputTail
 
-    for text in (True, False):
-        proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdout.write('x' * 4_000_000 + 'the end')"],
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=text)
+    floods = ["sys.stdout.write('x' * 4_000_000 + 'the end')",                     # no newline
+              "sys.stdout.buffer.write(b'\\xff\\xe2\\x82' + b'x' * 4_000_000 + b'the end')"]  # not UTF-8
+    for flood in floods:
+        proc = subprocess.Popen([sys.executable, "-c", f"import sys; {flood}"], stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
         tail = OutputTail(proc.stdout)
-        assert proc.wait(timeout=20) == 0, "the app blocked on a full pipe"
+        assert proc.wait(timeout=20) == 0, f"the app blocked on a full pipe: {flood}"
         kept = tail.text()
         assert kept.endswith("the end") and len(kept) == OutputTail.KEEP, len(kept)
         proc.stdout.close()

@@ -997,7 +997,7 @@ def test_the_reference_solutions_fail_no_check_of_any_lesson_in_the_sandbox(tmp_
              for test in ex["tests"] if test["outcome"] == "passed"}
     assert all(cpu is not None for cpu in spent.values()), "every sandboxed check's record says its CPU"
     heaviest = max(spent, key=spent.get)
-    assert spent[heaviest] <= GRADE_TEST_TIMEOUT / 3, \
+    assert spent[heaviest] <= GRADE_TEST_TIMEOUT / 2, \
         f"{heaviest} spent {spent[heaviest]} s of CPU: near the grader's limit of {GRADE_TEST_TIMEOUT:g} s a test"
 
 
@@ -1013,17 +1013,30 @@ def test_an_internal_error_of_the_grader_is_its_own_never_the_students(tmp_path,
     from course.tools.grading.score import score
 
     plan = Plan([LESSON], collect([LESSON]), 5, 30)
-    failing = [sys.executable, "-c", "import sys; print('INTERNALERROR> NameError: time'); sys.exit(3)"]
-    monkeypatch.setattr(worker, "command", lambda *args, **kwargs: failing)
+    # As pytest does after an INTERNALERROR: its report is still written (pytest_sessionfinish runs),
+    # with the tests that ran before it; or, had the process died, none.
+    internal_error = """if 1:
+        import json, sys
+        if sys.argv[1] == "report":
+            report = sys.argv[sys.argv.index("--course-report") + 1]
+            with open(report, "w") as file:
+                json.dump({"tests": []}, file)
+        print("INTERNALERROR> NameError: name 'time' is not defined")
+        sys.exit(3)"""
     copy = tmp_path / "alice"
     build.solved(copy / "lessons", SLUG)
-    run = run_submission(Submission("alice", copy, copy / "lessons"), plan, tmp_path / "work", threading.Event())
-    assert run.status == "grader error"
-    assert any("grader itself failed" in note for note in run.notes), run.notes
-    graded = score(plan, run, {})[0]
-    messages = {t.message for ex in graded.exercises for t in ex.tests}
-    assert all("grader's own test process failed" in m for m in messages), messages
-    assert not any("sys.exit" in m for m in messages), "the copy is not to blame"
+    for written in ("report", "none"):
+        monkeypatch.setattr(worker, "command",
+                            lambda files, target, *extra, written=written: [sys.executable, "-c", internal_error,
+                                                                            written, *extra])
+        run = run_submission(Submission("alice", copy, copy / "lessons"), plan, tmp_path / written,
+                             threading.Event())
+        assert run.status == "grader error", written
+        assert any("grader itself failed" in note for note in run.notes), run.notes
+        graded = score(plan, run, {})[0]
+        messages = {t.message for ex in graded.exercises for t in ex.tests}
+        assert all("grader's own test process failed" in m for m in messages), messages
+        assert not any("sys.exit" in m for m in messages), "the copy is not to blame"
     proc = subprocess.run([sys.executable, "-c", "import sys; sys.exit(3)"])      # the code the check keys on
     assert proc.returncode == 3 == int(pytest.ExitCode.INTERNAL_ERROR)
 

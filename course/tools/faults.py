@@ -268,7 +268,7 @@ class AppProcess:
                     del full_env[name]
             argv, full_env, cwd = sandbox.wrap(argv, full_env, cwd or ROOT)
             self.proc = sandbox.spawn(lambda: subprocess.Popen(argv, cwd=cwd, env=full_env, stdout=subprocess.PIPE,
-                                                               stderr=subprocess.STDOUT, text=True))
+                                                               stderr=subprocess.STDOUT))
             self._tail = OutputTail(self.proc.stdout)
         else:
             self.proc = _fork_app(run, cwd=cwd, env=env)
@@ -351,6 +351,8 @@ class OutputTail:
 
     A pipe nobody reads fills at 64 KB, and then the app blocks in its next print: an app that
     prints a lot at import (4 MB once, in a class's copy) would hang every test that starts it.
+    Give it the pipe in bytes: bytes that are not UTF-8 are decoded (replaced) only in ``text()``,
+    where a text-mode pipe would raise in the reader and leave the pipe unread again.
     """
 
     KEEP = 64 * 1024

@@ -26,7 +26,8 @@ from course.tools.term import unfinished
 
 GRADE_TEST_TIMEOUT = 10.0
 """The grader's limit per test: CPU seconds of the copy's code (the reference solutions' heaviest check
-spends 2.4), so an endless loop costs 10 s, not more, and a loaded machine changes nothing."""
+spends 2.5 alone, up to 4 on a loaded machine), so an endless loop costs about 10 s, and a loaded
+machine changes no outcome."""
 TIMED_OUT_SIGN = "timed out: the test's"        # how pytest_plugin's time limit (--course-timeout) fails a test
 STUCK_SIGN = "an earlier test of"                # how plugins.SkipAfterTimeout skips the rest of an exercise
 NOT_STARTED_SIGN = "not run: the code of exercise"  # how plugins.SkipNotStarted skips an untouched exercise

@@ -339,15 +339,16 @@ class _Attempts:
         run.output_bytes += size
         self.logs.append(log)
         run.exit_code = code if run.exit_code is None or run.status == "ok" else run.exit_code
-        if report.exists():
-            run.records += json.loads(report.read_text(encoding="utf-8"))["tests"]
-            return []
-        run.records += [line for line in worker.read_stream(stream) if "nodeid" in line]
-        if code == GRADER_FAILED and not timed_out:
+        written = report.exists()
+        run.records += (json.loads(report.read_text(encoding="utf-8"))["tests"] if written
+                        else [line for line in worker.read_stream(stream) if "nodeid" in line])
+        if code == GRADER_FAILED and not timed_out:      # pytest writes its report even after an INTERNALERROR
             run.status = "grader error"
             run.stopped = ("not graded: the grader's own test process failed (pytest's INTERNALERROR): a bug of "
                            "the course's grader, not of this copy")
             run.notes.append(GRADER_ERROR_NOTE)
+            return []
+        if written:
             return []
         if timed_out:
             run.status = "timeout"
