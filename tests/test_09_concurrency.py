@@ -265,8 +265,10 @@ def test_a_lock_is_let_go_when_the_request_holding_it_fails(app_module):
         with locks.hold("a"):
             taken.set()
 
-    threading.Thread(target=again, daemon=True).start()
+    second = threading.Thread(target=again, daemon=True)
+    second.start()
     assert taken.wait(3), "the session's lock is still held after the request inside it raised: release it in a finally"
+    second.join(3)                       # the second request is done with the lock too
     assert not locks.locks, f"the failed request's lock is still in the dict: {locks.locks}"
 
 
