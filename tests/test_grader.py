@@ -287,6 +287,23 @@ def test_grading_again_gives_the_same_grades(graded, klass, tmp_path):
     assert not [line for line in proc.stderr.splitlines() if line.startswith("[")], "--no-progress shows no progress"
 
 
+def test_a_sandboxed_grade_caches_the_courses_compiled_tests_and_writes_none_into_the_copy(tmp_path):
+    # Each worker of each copy imports the course's tests: without pytest's cache of the rewritten
+    # modules it rewrites them all again (1.3 s a worker). The instructor's PYTHONDONTWRITEBYTECODE
+    # does not stop the grader's own test process, and no cache ever lands in a hand-in.
+    cached = sorted((ROOT / "tests" / "__pycache__").glob(f"test_{SLUG}.*-pytest-*.pyc"))
+    for each in cached:
+        each.unlink()
+    build.solved(tmp_path / "ann" / "lessons", SLUG)
+    proc = subprocess.run(grade_command([tmp_path / "ann"], tmp_path / "out", "--no-progress"), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    assert proc.returncode == 0, proc.stderr
+    assert sorted((ROOT / "tests" / "__pycache__").glob(f"test_{SLUG}.*-pytest-*.pyc")), \
+        "the grader's test process did not keep pytest's rewritten test module"
+    assert not list((tmp_path / "ann").rglob("__pycache__")), "a cache was written into the student's hand-in"
+
+
 def test_a_folder_of_submissions_is_expanded_and_names_stay_unique(tmp_path):
     from course.tools.grading.find import find_submissions
 

@@ -215,8 +215,10 @@ def one_process(command: list[str], workdir: Path, tmp: Path, budget: float, can
                 progress: Progress | None, env: dict | None = None,
                 by_cpu: bool = False) -> tuple[bool, int | None, int, str, float]:
     """Run one worker in a session of its own: (timed out, exit code, bytes of output, log, CPU seconds
-    spent, when ``by_cpu``: then ``budget`` is CPU seconds)."""
-    proc = subprocess.Popen(command, cwd=tmp, env={**worker.environment(tmp), **(env or {})},
+    spent, when ``by_cpu``: then ``budget`` is CPU seconds). ``env`` is added to the worker's
+    environment; a name it gives as None is taken out."""
+    env = {name: value for name, value in {**worker.environment(tmp), **(env or {})}.items() if value is not None}
+    proc = subprocess.Popen(command, cwd=tmp, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     output = Output()
@@ -268,6 +270,10 @@ def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: th
         attempts.sandbox_options = ["--course-sandbox", str(workdir / "sandbox.json"), "--basetemp",
                                     str(Path(config.scratch) / "pytest"), "-p", "no:cacheprovider"]
         attempts.prefix, attempts.env = sandbox.network_command(config), sandbox.network_environment(config)
+        # Sandboxed, the test process runs only the course's own code (the copy's runs in the sandboxes),
+        # so it keeps its compiled modules and pytest's rewritten tests in course/ and tests/, as any run
+        # of the course does: without them every worker of every copy compiles them again (1.3 s each).
+        attempts.env["PYTHONDONTWRITEBYTECODE"] = None
     run = attempts.run()
     notes = [f"not copied, symlinks are never followed: {path}" if " is inside the course's " not in path
              else f"not graded: {path}" for path in dropped]
@@ -307,7 +313,7 @@ class _Attempts:
         self.started = time.monotonic()
         self.sandbox_options: list[str] = []
         self.prefix: list[str] = []          # unshare --net: the worker's network of its own
-        self.env: dict[str, str] = {}
+        self.env: dict[str, str | None] = {}
         self.cpu_spent = 0.0                 # by the workers so far: a sandboxed copy's budget is CPU seconds
 
     def run(self) -> Run:

@@ -453,21 +453,31 @@ def _allowed_names(cls: type, table: dict | None = None) -> set[str]:
 
 
 def cpu_seconds_of_tree(pid: int) -> float:
-    """CPU seconds (user + system, with reaped children) of ``pid`` and all its descendants (Linux /proc)."""
-    ticks, total, todo, seen = os.sysconf("SC_CLK_TCK"), 0, [pid], set()
+    """CPU seconds (user + system, with reaped children) of ``pid`` and all its descendants (Linux /proc).
+
+    A test's time limit reads it at least once per test, and the tree of a lesson 08 copy is a few
+    hundred files (each thread of each process lists its own children): plain ``os`` calls on bytes,
+    not pathlib, make a walk about twice as cheap."""
+    total, todo, seen = 0, [pid], set()
     while todo:
         current = todo.pop()
         if current in seen:
             continue
         seen.add(current)
+        base = f"/proc/{current}/"
         try:
-            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
-            total += sum(int(each) for each in fields[11:15])
-            for task in Path(f"/proc/{current}/task").iterdir():
-                todo += [int(each) for each in (task / "children").read_text().split()]
+            with open(base + "stat", "rb") as file:
+                fields = file.read().rsplit(b")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12]) + int(fields[13]) + int(fields[14])
+            for task in os.listdir(base + "task"):
+                with open(f"{base}task/{task}/children", "rb") as file:
+                    todo += [int(each) for each in file.read().split()]
         except (OSError, ValueError, IndexError):
             continue
-    return total / ticks
+    return total / CLOCK_TICKS
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def share_temporary_folders(config: Config) -> None:
