@@ -8,6 +8,7 @@ a command is one line saying what to do, never a traceback. Each test works on a
 """
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -154,6 +155,36 @@ def test_lesson_08s_untouched_starter_is_todo_in_seconds_without_a_timeout(tmp_p
     assert "timeout" not in proc.stdout
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert cpu < 8, f"check 08 on the starter took {cpu:.1f} s of CPU: no server should start"
+
+
+RECORDS_OF_CHECK = """
+import json, sys
+from course.lesson import manifest
+from course.tools.cli import run_checks
+records = run_checks(manifest.lesson(sys.argv[1]), sys.argv[2]).records
+print(json.dumps([[r["exercise"], r["outcome"], r.get("message") or ""] for r in records]))
+"""
+
+
+def records_of_check(lesson_id: str, target) -> list[list]:
+    proc = subprocess.run([sys.executable, "-c", RECORDS_OF_CHECK, lesson_id, str(target)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.splitlines()[-1])
+
+
+def test_the_ready_made_checks_wait_until_every_exercise_is_started(tmp_path):
+    # check shows the ready-made parts' results only once every exercise passes, and many of them
+    # need the exercises: while one is still the starter's they are not run (lesson 10's took 2 s).
+    ids = [ex.id for ex in manifest.lesson("05").exercises]
+    build.partly(tmp_path / "partly", "05_beaker", done=ids[:-1])
+    waiting = records_of_check("05", tmp_path / "partly")
+    ready_made = [r for r in waiting if r[0] is None]
+    assert ready_made and all(r[1] == "skipped" and ids[-1] in r[2] for r in ready_made), ready_made
+    assert all(r[1] != "skipped" for r in waiting if r[0] in ids[:-1]), "the started exercises are checked"
+    build.solved(tmp_path / "solved", "05_beaker")
+    done = [r for r in records_of_check("05", tmp_path / "solved") if r[0] is None]
+    assert len(done) == len(ready_made) and all(r[1] == "passed" for r in done), done
 
 
 def test_a_starter_that_does_not_import_still_says_so(tmp_path):

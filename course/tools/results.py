@@ -31,6 +31,7 @@ machine changes no outcome."""
 TIMED_OUT_SIGN = "timed out: the test's"        # how pytest_plugin's time limit (--course-timeout) fails a test
 STUCK_SIGN = "an earlier test of"                # how plugins.SkipAfterTimeout skips the rest of an exercise
 NOT_STARTED_SIGN = "not run: the code of exercise"  # how plugins.SkipNotStarted skips an untouched exercise
+READY_MADE_WAITS = "not run until every exercise of the lesson is started (its ready-made parts need them); not yet:"
 NOT_GRADED_SIGN = "not graded: needs --trust-services"  # how services.require skips a server a sandbox may not reach
 PYTEST_QUIET = ["-p", "no:xdist", "-p", "no:anyio", "-p", "no:platformdirs", "-p", "no:cacheprovider",
                 "-p", "no:unraisableexception"]
