@@ -287,6 +287,41 @@ def test_grading_again_gives_the_same_grades(graded, klass, tmp_path):
     assert not [line for line in proc.stderr.splitlines() if line.startswith("[")], "--no-progress shows no progress"
 
 
+SPIN_IN_EVERY_EXERCISE = """
+def _spin():
+    while True:
+        pass
+
+_create_app = create_app
+
+def create_app(**options):
+    app = _create_app(**options)
+
+    def spinning(environ, start_response):
+        if environ.get("PATH_INFO") in ("/forget", "/theme") or "abc" in environ.get("HTTP_COOKIE", ""):
+            _spin()
+        return app(environ, start_response)
+    return spinning
+"""
+
+
+def test_cpu_spent_in_sandboxes_stopped_after_a_time_limit_still_counts_for_the_copy(tmp_path):
+    # Each exercise's first check spins until its time limit, and each timeout stops the sandboxes.
+    # Their CPU used to vanish with them (bwrap does not reap the sandbox's init): four limits of
+    # 2 s were spent against a budget of 5 s, and the copy was never stopped.
+    build.patched(tmp_path / "hog" / "lessons", SLUG, function="read_count", append=SPIN_IN_EVERY_EXERCISE,
+                  body="if value == '41':\n    _spin()\nreturn int(value) if value and value.isdigit() else 0")
+    command = [sys.executable, "-m", "course", "grade", str(tmp_path / "hog"), "--out", str(tmp_path / "out"),
+               "--lessons", "01", "--test-timeout", "2", "--timeout", "5", "--no-fair-credit", "--no-progress"]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    record = load(tmp_path / "out", "hog")
+    assert record["status"] == "timeout", f"stopped after 5 s of the copy's CPU, not {record['status']!r}"
+    spent = [t["cpu"] for lesson in record["lessons"] for ex in lesson["exercises"] for t in ex["tests"]
+             if "cpu" in t]
+    assert min(spent) >= 0, f"a test's CPU came out negative: {min(spent)}"
+
+
 def test_a_sandboxed_grade_caches_the_courses_compiled_tests_and_writes_none_into_the_copy(tmp_path):
     # Each worker of each copy imports the course's tests: without pytest's cache of the rewritten
     # modules it rewrites them all again (1.3 s a worker). The instructor's PYTHONDONTWRITEBYTECODE

@@ -530,9 +530,24 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def keep_stopped_sandboxes_counted() -> None:
+    """Make this process the reaper of its orphaned descendants (Linux ``PR_SET_CHILD_SUBREAPER``).
+
+    A sandbox's CPU must stay counted once it is stopped. bwrap's outer process ends without
+    reaping the sandbox's init (its PID 1), whose accounting holds everything that ran inside: that
+    init went to the machine's init, and the copy's CPU with it (a copy that made its tests time
+    out, each one stopping its sandboxes, spent 8 s of a 5 s budget and was never stopped).
+    Adopted, it stays below this process, a zombie whose times /proc still shows, so
+    cpu_seconds_of_tree goes on counting it, and counts it in this process's children once reaped."""
+    import ctypes
+
+    if ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0) != 0:            # PR_SET_CHILD_SUBREAPER
+        raise SandboxUnavailable(f"prctl(PR_SET_CHILD_SUBREAPER) failed: {os.strerror(ctypes.get_errno())}")
+
+
 def stop_sandbox(proc: subprocess.Popen) -> None:
-    """Kill what runs in a sandbox, then let bwrap reap it and end: so its CPU time is counted (each
-    parent waits for its children), and nothing of it is left, a detached daemon included."""
+    """Kill what runs in a sandbox, then let bwrap end: nothing of it is left, a detached daemon
+    included. Its CPU stays counted where the caller adopts orphans (keep_stopped_sandboxes_counted)."""
     for pid in descendants(proc.pid):
         try:
             if os.path.basename(os.readlink(f"/proc/{pid}/exe")) != "bwrap":
@@ -743,6 +758,7 @@ class Hosts:
         self.config = config
         self.by_slug: dict[str, HostProcess] = {}
         self.lock = threading.Lock()
+        keep_stopped_sandboxes_counted()
         scratch_space(config)
         self.servers = private_network(config)
 
