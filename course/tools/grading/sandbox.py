@@ -452,6 +452,9 @@ def _allowed_names(cls: type, table: dict | None = None) -> set[str]:
     return allowed      # a test's dict (FakeSession) is changed by the code under test as a dict is
 
 
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")            # /proc's CPU times are in these
+
+
 def cpu_seconds_of_tree(pid: int) -> float:
     """CPU seconds (user + system, with reaped children) of ``pid`` and all its descendants (Linux /proc).
 
@@ -475,9 +478,6 @@ def cpu_seconds_of_tree(pid: int) -> float:
         except (OSError, ValueError, IndexError):
             continue
     return total / CLOCK_TICKS
-
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def share_temporary_folders(config: Config) -> None:

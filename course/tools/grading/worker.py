@@ -28,7 +28,7 @@ def environment(tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if k not in ("COURSE_TARGET", "PYTEST_ADDOPTS", "PYTEST_PLUGINS", "COURSE_TEST_TIMEOUT")}
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + [p for p in [env.get("PYTHONPATH")] if p])
-    env["PYTHONDONTWRITEBYTECODE"] = "1"     # never write __pycache__ into anybody's files
+    env["PYTHONDONTWRITEBYTECODE"] = "1"     # never into a copy's files (a sandboxed worker lifts it: run.py)
     env["TMPDIR"] = str(tmp)
     env["NO_COLOR"] = "1"
     return env
