@@ -12,8 +12,10 @@ import fcntl
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from types import SimpleNamespace
@@ -320,6 +322,89 @@ def test_cpu_spent_in_sandboxes_stopped_after_a_time_limit_still_counts_for_the_
     spent = [t["cpu"] for lesson in record["lessons"] for ex in lesson["exercises"] for t in ex["tests"]
              if "cpu" in t]
     assert min(spent) >= 0, f"a test's CPU came out negative: {min(spent)}"
+
+
+HIDE_CPU_IN_DISCARDED_CHILDREN = """
+import ctypes as _ctypes
+import signal as _signal
+
+# SIGCHLD ignored (through libc: the app is not imported in the main thread): the kernel discards each
+# child as it exits, CPU and all
+_ctypes.CDLL(None).signal(int(_signal.SIGCHLD), _ctypes.c_void_p(int(_signal.SIG_IGN)))
+_read_count = read_count
+
+
+def _spend_out_of_sight(seconds):
+    if os.fork() == 0:
+        ends = time.process_time() + seconds
+        while time.process_time() < ends:
+            pass
+        os._exit(0)
+    try:
+        os.waitpid(-1, 0)            # with SIGCHLD ignored: returns once every child has ended (ECHILD)
+    except ChildProcessError:
+        pass
+
+
+def read_count(value):
+    _spend_out_of_sight(0.2)
+    return _read_count(value)
+"""
+
+
+def test_cpu_of_children_the_kernel_discarded_still_counts_for_the_copy(tmp_path):
+    # A copy that ignores SIGCHLD has its children reaped by the kernel as they exit, and no walk of
+    # /proc sees what they spent: 0.2 s of CPU in a child for each read of a count, about 10 s in all,
+    # went by unseen against a budget of 5 s, and the copy (whose answers are right) was graded "ok".
+    build.patched(tmp_path / "hider" / "lessons", SLUG, prepend="import os\nimport time",
+                  append=HIDE_CPU_IN_DISCARDED_CHILDREN)
+    command = [sys.executable, "-m", "course", "grade", str(tmp_path / "hider"), "--out", str(tmp_path / "out"),
+               "--lessons", "01", "--test-timeout", "2", "--timeout", "5", "--no-fair-credit", "--no-progress"]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    record = load(tmp_path / "out", "hider")
+    assert record["status"] == "timeout", f"stopped after 5 s of the copy's CPU, not {record['status']!r}"
+    spent = [t["cpu"] for lesson in record["lessons"] for ex in lesson["exercises"] for t in ex["tests"]
+             if "cpu" in t]
+    assert spent and min(spent) >= 0.2, f"a test was not charged its child's 0.2 s of CPU: {min(spent)} s"
+
+
+SPEND_IN_DISCARDED_CHILDREN = """
+import os, signal, time
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+for _ in range(3):
+    if os.fork() == 0:
+        ends = time.process_time() + 0.3
+        while time.process_time() < ends:
+            pass
+        os._exit(0)
+try:
+    os.waitpid(-1, 0)
+except ChildProcessError:
+    pass
+print(sum(os.times()[:4]))
+"""
+
+
+@pytest.mark.parametrize("kind", ["v2", "v1"])
+def test_a_cgroup_counts_the_cpu_of_children_the_kernel_discarded_and_is_removed_after(kind):
+    from course.tools.grading import cpuacct
+
+    account = cpuacct.Account.create((kind,))
+    if account is None:
+        pytest.skip(f"this machine has no writable cgroup {kind} hierarchy")
+    try:
+        proc = subprocess.run(account.command([sys.executable, "-c", SPEND_IN_DISCARDED_CHILDREN]),
+                              capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
+        assert float(proc.stdout) < 0.5, "the process's own accounting was meant to miss its children"
+        assert account.seconds() >= 0.85, f"the cgroup saw {account.seconds():.2f} s of the 0.9 s spent"
+        leftover = subprocess.Popen(account.command(["sleep", "60"]))
+        time.sleep(0.2)
+    finally:
+        account.close()
+    assert leftover.wait(timeout=5) == -signal.SIGKILL, "close() kills what is left in the cgroup"
+    assert not os.path.exists(account.folder), "close() removes the cgroup"
 
 
 def test_a_sandboxed_grade_caches_the_courses_compiled_tests_and_writes_none_into_the_copy(tmp_path):

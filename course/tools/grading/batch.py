@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from course import ROOT
-from course.tools.grading import credit, report, same, sandbox
+from course.tools.grading import cpuacct, credit, report, same, sandbox
 from course.tools.grading.find import Submission, find_submissions
 from course.tools.grading.plan import GradeError, Plan, make_plan
 from course.tools.grading.run import run_submission
@@ -92,8 +92,8 @@ def _grade(submissions: list[Submission], notes: list[str], plan: Plan, out: Pat
            stderr, merge: bool, fair_credit: bool) -> list[StudentResult]:
     if not plan.sandboxed:
         plan.warnings.insert(0, sandbox.UNSAFE_WARNING)
-    elif sandbox.symlink_protection():
-        plan.warnings.append(sandbox.symlink_protection())
+    else:
+        plan.warnings += [each for each in (sandbox.symlink_protection(), cpuacct.problem()) if each]
     earlier = report.load_students(out, plan, skip={s.name for s in submissions}) if merge else []
     if earlier:
         notes.append(f"--merge: keeping the {len(earlier)} student(s) graded earlier in {out}")

@@ -24,7 +24,7 @@ from pathlib import Path
 from course import ROOT
 from course.lesson import manifest
 from course.tools import teeth
-from course.tools.grading import kitcheck, sandbox, worker
+from course.tools.grading import cpuacct, kitcheck, sandbox, worker
 from course.tools.grading.find import Submission
 from course.tools.grading.plan import Plan
 from course.tools.term import Progress, unfinished
@@ -163,15 +163,21 @@ def _kill_group(pid: int) -> None:
 
 class CpuMeter:
     """CPU seconds of a worker and everything below it (sandboxes, app servers, whatever the copy started
-    in its PID namespace, reaped ones included), looked at twice a second: a sandboxed copy's time
-    limit is in CPU seconds, so 32 background spinners are charged, and a classmate slowed down by
-    a loaded machine is not stopped for it."""
+    in its PID namespace, ended ones included): a sandboxed copy's time limit is in CPU seconds, so 32
+    background spinners are charged, and a classmate slowed down by a loaded machine is not stopped
+    for it. The kernel counts them in the worker's cgroup (course.tools.grading.cpuacct), read at
+    each look; where no cgroup could be made, /proc is walked, twice a second."""
 
-    def __init__(self, pid: int):
-        self.pid, self.spent, self.looked = pid, 0.0, 0.0
+    def __init__(self, pid: int, account: cpuacct.Account | None = None):
+        self.pid, self.account, self.spent, self.looked = pid, account, 0.0, 0.0
 
     def __call__(self) -> float:
-        if time.monotonic() - self.looked >= 0.5:
+        if self.account is not None:
+            try:
+                self.spent = max(self.spent, self.account.seconds())
+            except (OSError, ValueError, AttributeError):
+                pass
+        elif time.monotonic() - self.looked >= 0.5:
             self.looked = time.monotonic()
             self.spent = max(self.spent, sandbox.cpu_seconds_of_tree(self.pid))
         return self.spent
@@ -215,23 +221,31 @@ def one_process(command: list[str], workdir: Path, tmp: Path, budget: float, can
                 progress: Progress | None, env: dict | None = None,
                 by_cpu: bool = False) -> tuple[bool, int | None, int, str, float]:
     """Run one worker in a session of its own: (timed out, exit code, bytes of output, log, CPU seconds
-    spent, when ``by_cpu``: then ``budget`` is CPU seconds). ``env`` is added to the worker's
-    environment; a name it gives as None is taken out."""
+    spent, when ``by_cpu``: then ``budget`` is CPU seconds, and the worker runs in a cgroup of its own
+    where this machine allows one). ``env`` is added to the worker's environment; a name it gives as
+    None is taken out."""
     env = {name: value for name, value in {**worker.environment(tmp), **(env or {})}.items() if value is not None}
+    account = cpuacct.Account.create() if by_cpu else None
+    if account is not None:
+        command, env[cpuacct.ENV] = account.command(command), account.folder
     proc = subprocess.Popen(command, cwd=tmp, env=env,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True)
     output = Output()
-    cpu = CpuMeter(proc.pid) if by_cpu else None
+    cpu = CpuMeter(proc.pid, account) if by_cpu else None
     try:
         finished = _watch(proc, output, budget, cancel, progress, cpu)
-        if cpu is not None:
-            cpu.looked = 0.0
-            cpu()
     finally:
         _kill_group(proc.pid)            # the worker and anything it started: servers, children
+        if account is not None:
+            account.kill()               # and anything of it that left the group
+        if cpu is not None:              # the last look, once nothing of it runs (a zombie's /proc still counts)
+            cpu.looked = 0.0
+            cpu()
         proc.wait()
         proc.stdout.close()
+        if account is not None:
+            account.close()
     return not finished, proc.returncode, output.total, output.text(), cpu.spent if cpu else 0.0
 
 
