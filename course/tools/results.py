@@ -33,10 +33,14 @@ STUCK_SIGN = "an earlier test of"                # how plugins.SkipAfterTimeout 
 NOT_STARTED_SIGN = "not run: the code of exercise"  # how plugins.SkipNotStarted skips an untouched exercise
 READY_MADE_WAITS = "not run until every exercise of the lesson is started (its ready-made parts need them); not yet:"
 NOT_GRADED_SIGN = "not graded: needs --trust-services"  # how services.require skips a server a sandbox may not reach
-PYTEST_QUIET = ["-p", "no:xdist", "-p", "no:anyio", "-p", "no:platformdirs", "-p", "no:cacheprovider",
-                "-p", "no:unraisableexception"]
-"""Plugins a run of the course's tests for one student does without (each costs start-up time;
-unraisableexception also runs the garbage collector at the end, for warnings nobody reads there)."""
+PYTEST_QUIET = ["--disable-plugin-autoload", "-p", "no:cacheprovider", "-p", "no:unraisableexception"]
+"""What a run of the course's lesson tests for one student does without, each costing start-up time.
+No plugin is found by entry points (the course's own is in pytest.ini; xdist, anyio, platformdirs
+and hypothesis are installed for the maintainers' suite): looking them up reads every installed
+package's metadata, and hypothesis's plugin imports all of hypothesis when the session ends, which
+pytest rewrites module by module for its asserts (a plugin's package is rewritten), 0.9 s where
+PYTHONDONTWRITEBYTECODE keeps that from being cached. unraisableexception also runs the garbage
+collector at the end, for warnings nobody reads there."""
 TEST_FILE = re.compile(r"test_(\d\d_[a-z0-9_]+)\.py(?=::|$)")
 """A lesson's test file, ``tests/test_NN_slug.py``, in a path or at the start of a test's id."""
 RANK = {"passed": 0, "skipped": 1, "failed": 2, "error": 3}

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from course import ROOT
 from course.lesson import manifest
+from course.tools.results import PYTEST_QUIET
 
 STARTERS_LOCK = Path(__file__).with_name("starters.json")
 DECOYS_DIR = ROOT / "tests" / "decoys"
@@ -143,7 +144,7 @@ def run_exercise_tests(target: Path, slugs: list[str], report: Path, timeout: fl
     """
     files = [str(ROOT / "tests" / f"test_{slug}.py") for slug in slugs]
     command = [sys.executable, "-m", "pytest", *files, "-m", "exercise", "-q", "--no-header", "--tb=native",
-               "-p", "no:xdist", "--target", str(target), "--course-report", str(report)]
+               *PYTEST_QUIET, "--target", str(target), "--course-report", str(report)]
     if stop_at_first_failure:
         command.append("-x")
     env = {**os.environ, "COURSE_RUN_FIRST": ",".join(sorted(first))}
