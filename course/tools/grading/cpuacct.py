@@ -66,7 +66,7 @@ class Account:
 
     def __init__(self, folder: str):
         self.folder = folder
-        self.v2 = os.path.exists(os.path.join(folder, "cpu.stat"))
+        self.v2 = os.path.exists(os.path.join(folder, "cgroup.controllers"))     # only cgroup v2 has it
         self.usage_file = os.path.join(folder, "cpu.stat" if self.v2 else "cpuacct.usage")
 
     @classmethod
@@ -109,7 +109,10 @@ class Account:
         with open(self.usage_file, "rb") as file:
             text = file.read()
         if self.v2:
-            return int(re.search(rb"^usage_usec (\d+)", text, re.M).group(1)) / 1e6
+            found = re.search(rb"^usage_usec (\d+)", text, re.M)
+            if found is None:
+                raise ValueError(f"{self.usage_file} has no usage_usec")
+            return int(found.group(1)) / 1e6
         return int(text) / 1e9
 
     def kill(self) -> None:

@@ -175,7 +175,7 @@ class CpuMeter:
         if self.account is not None:
             try:
                 self.spent = max(self.spent, self.account.seconds())
-            except (OSError, ValueError, AttributeError):
+            except (OSError, ValueError):
                 pass
         elif time.monotonic() - self.looked >= 0.5:
             self.looked = time.monotonic()
