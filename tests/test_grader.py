@@ -407,6 +407,67 @@ def test_a_cgroup_counts_the_cpu_of_children_the_kernel_discarded_and_is_removed
     assert not os.path.exists(account.folder), "close() removes the cgroup"
 
 
+def test_code_the_grader_cannot_parse_costs_only_that_copy_and_the_class_is_graded(tmp_path):
+    # The grader reads each copy's code in its own process (untouched exercises, fair credit, kit
+    # imports, identical copies). A line the parser runs out of memory on (MemoryError) and a
+    # working return of 900 nested minus signs (RecursionError when compared) each ended the whole
+    # class's grading with a traceback, and no gradebook was written.
+    klass = tmp_path / "class"
+    build.patched(klass / "memory" / "lessons", SLUG, append="a " * 3000)
+    solved = build.solution_text(SLUG)
+    deep = klass / "deep" / "lessons" / SLUG / "app.py"
+    deep.parent.mkdir(parents=True)
+    deep.write_text(solved.replace("    return 0", "    return " + "-" * 900 + "0", 1), encoding="utf-8")
+    build.solved(klass / "solved" / "lessons", SLUG)
+    proc = subprocess.run(grade_command(sorted(klass.iterdir()), tmp_path / "out", "--no-progress"), cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+    assert load(tmp_path / "out", "solved")["points"] == LESSON.max_points
+    assert load(tmp_path / "out", "deep")["points"] == LESSON.max_points, "its code works: it earns its points"
+    assert load(tmp_path / "out", "memory")["points"] == 0
+    rows = (tmp_path / "out" / "gradebook.csv").read_text(encoding="utf-8").splitlines()
+    assert len(rows) == 4, rows
+
+
+def test_a_bug_of_the_grader_in_one_copys_analysis_is_that_copys_grader_error_not_the_classs(tmp_path, monkeypatch):
+    import io
+
+    from course.tools.grading import batch, credit
+
+    real = credit.unstarted
+
+    def breaks_on_bo(lessons_dir, plan, notes):
+        if lessons_dir is not None and "bo" in lessons_dir.parts:
+            raise KeyError("a bug")
+        return real(lessons_dir, plan, notes)
+
+    monkeypatch.setattr(credit, "unstarted", breaks_on_bo)
+    for name in ("ann", "bo"):
+        build.solved(tmp_path / name / "lessons", SLUG)
+    results = batch.grade([str(tmp_path / "ann"), str(tmp_path / "bo")], tmp_path / "out", jobs=1, lessons=["01"],
+                          progress=False, stderr=io.StringIO(), fair_credit=False)
+    by_name = {each.name: each for each in results}
+    assert by_name["ann"].run.status == "ok" and by_name["ann"].points == LESSON.max_points
+    assert by_name["bo"].run.status == "grader error" and by_name["bo"].points == LESSON.max_points
+    assert any(batch.ANALYSIS_FAILED in note and "KeyError" in note for note in by_name["bo"].run.notes)
+    assert (tmp_path / "out" / "gradebook.csv").is_file()
+
+
+def test_the_grader_analyses_only_what_python_would_import_and_no_more_than_max_source(tmp_path):
+    from course.tools.grading import same
+
+    solved = build.solution_text(SLUG)
+    app = tmp_path / "app.py"
+    app.write_bytes(b"# -*- coding: ascii -*-\n# \xc3\xa9\n" + solved.encode())
+    assert same.read_source(app) is None, "Python refuses this file: the grader does not read it either"
+    app.write_bytes(b"# -*- coding: latin-1 -*-\n# \xe9\n" + solved.encode())
+    assert same.read_source(app).startswith("# -*- coding: latin-1 -*-\n# \u00e9"), "decoded as Python does"
+    app.write_text(solved + "\n_PAD = [" + "0," * same.MAX_SOURCE + "]\n", encoding="utf-8")
+    assert same.read_source(app) is None, "a file over MAX_SOURCE costs the grader nothing to analyse"
+    assert same.MAX_SOURCE >= 4 * max(len(path.read_bytes()) for path in (ROOT / "solutions").glob("*/app.py"))
+    assert same.parse("a " * 3000) is None and same.parse("def (") is None
+
+
 def test_a_sandboxed_grade_caches_the_courses_compiled_tests_and_writes_none_into_the_copy(tmp_path):
     # Each worker of each copy imports the course's tests: without pytest's cache of the rewritten
     # modules it rewrites them all again (1.3 s a worker). The instructor's PYTHONDONTWRITEBYTECODE

@@ -22,7 +22,7 @@ import builtins
 import copy
 
 from course.lesson import manifest
-from course.tools.grading.same import without_docstrings
+from course.tools.grading.same import parse, without_docstrings
 from course.tools.term import _TODO
 
 SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -41,7 +41,10 @@ def hybrid(student: str, reference: str, exercise_id: str) -> str:
         raise HybridError(f"exercise {exercise.id} names no definition in course/lesson/manifest.toml")
     kept = set(exercise.names)
     others = {name for each in lesson.exercises if each.id != exercise.id for name in each.names} - kept
-    return splice(student, reference, sorted(others), kept=sorted(kept))
+    try:
+        return splice(student, reference, sorted(others), kept=sorted(kept))
+    except (RecursionError, MemoryError):
+        raise HybridError("the student's app.py is nested deeper than the splice can follow") from None
 
 
 def splice(student: str, reference: str, names: list[str], kept: list[str] = ()) -> str:
@@ -57,10 +60,10 @@ def splice(student: str, reference: str, names: list[str], kept: list[str] = ())
 
 
 def _parse(source: str, what: str) -> ast.Module:
-    try:
-        return ast.parse(source)
-    except (SyntaxError, ValueError) as exc:
-        raise HybridError(f"{what} does not parse: {exc}") from None
+    tree = parse(source)
+    if tree is None:
+        raise HybridError(f"{what} does not parse")
+    return tree
 
 
 # ---------------------------------------------------------------- finding definitions
@@ -253,10 +256,8 @@ class _Splice:
         for first, last, new in edits:
             lines[first - 1:last] = new
         text = "\n".join(lines) + "\n"
-        try:
-            ast.parse(text)
-        except SyntaxError as exc:
-            raise HybridError(f"the hybrid does not parse ({exc}); the student's indentation may be unusual") from None
+        if parse(text) is None:
+            raise HybridError("the hybrid does not parse; the student's indentation may be unusual")
         return text
 
     def member_edits(self) -> list[tuple[int, int, list[str]]]:
@@ -338,10 +339,16 @@ def not_started(student: str, starter: str, slug: str) -> set[str]:
     Some tests pass on starter code in the right context (a test that nothing is written when
     nothing changed passes when the exercise only raises todo), so a test passing is not enough.
     """
-    try:
-        mine, theirs = ast.parse(student), ast.parse(starter)
-    except (SyntaxError, ValueError):
+    mine, theirs = parse(student), parse(starter)
+    if mine is None or theirs is None:
         return set()
+    try:
+        return _untouched(mine, theirs, student, slug)
+    except (RecursionError, MemoryError):       # nested deeper than comparing can go: started, then
+        return set()
+
+
+def _untouched(mine: ast.Module, theirs: ast.Module, student: str, slug: str) -> set[str]:
     lesson = manifest.lesson(slug)
     owners: dict[str, int] = {}
     for ex in lesson.exercises:

@@ -12,6 +12,7 @@ import ast
 from pathlib import Path
 
 from course.tools import teeth
+from course.tools.grading import same
 
 REFERENCES = {
     "02": {"course.kit.signing"},
@@ -27,9 +28,8 @@ REFERENCES = {
 
 def kit_imports(source: str) -> set[str]:
     """The ``course.kit.*`` modules ``source`` imports, however it spells the import."""
-    try:
-        tree = ast.parse(source)
-    except (SyntaxError, ValueError):
+    tree = same.parse(source)
+    if tree is None:
         return set()
     found = set()
     for node in ast.walk(tree):
@@ -45,12 +45,12 @@ def flags(target: Path, slugs: list[str]) -> list[str]:
     """One line per lesson of ``target`` (a folder of NN_slug/app.py) that imports its own reference."""
     lines = []
     for slug in slugs:
-        path = target / slug / "app.py"
         own = REFERENCES.get(slug[:2], set())
-        if not own or not path.is_file():
+        source = same.read_source(target / slug / "app.py") if own else None
+        if source is None:
             continue
         starter = kit_imports(teeth.shipped_starter(slug).decode("utf-8", "replace"))
-        used = sorted((kit_imports(path.read_text(encoding="utf-8", errors="replace")) & own) - starter)
+        used = sorted((kit_imports(source) & own) - starter)
         if used:
             lines.append(f"flag: lesson {slug[:2]}'s app.py imports {', '.join(used)}, the course's finished "
                          "version of this lesson's own exercises: its points may not be the student's work")

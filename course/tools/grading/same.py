@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 import io
 import tokenize
 from functools import lru_cache
@@ -46,10 +47,13 @@ def _tokens(source: str) -> str:
 
 def normalised(source: str) -> str:
     """The code of ``source`` without whitespace, comments and docstrings (its syntax tree, as text)."""
+    tree = parse(source)
     try:
-        return ast.dump(without_docstrings(ast.parse(source)), annotate_fields=False)
-    except (SyntaxError, ValueError, RecursionError):
-        return "tokens:" + _tokens(source)
+        if tree is not None:
+            return ast.dump(without_docstrings(tree), annotate_fields=False)
+    except (RecursionError, MemoryError):
+        pass
+    return "tokens:" + _tokens(source)
 
 
 def fingerprint(source: str) -> str:
@@ -95,14 +99,31 @@ def flags(prints: dict[str, dict[str, str]], lesson_ids: dict[str, str]) -> dict
     return found
 
 
-MAX_SOURCE = 2_000_000          # bytes: a bigger app.py is not read
+MAX_SOURCE = 200_000
+"""Bytes: a bigger app.py is not analysed outside the sandbox (the largest reference solution is 34 kB).
+The grader's own process reads, parses and compares a copy's code (untouched exercises, fair credit's
+hybrids, kit imports, identical copies); none of that is charged to the copy, so its size is capped."""
 
 
 def read_source(path) -> str | None:
-    """A copy's app.py as text; None when it is missing, too big, or a symlink (never followed)."""
+    """A copy's app.py as text, decoded as Python's import decodes it (a coding line, a BOM); None when
+    it is missing, too big, a symlink (never followed), or not text Python would import."""
     if path is None or path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_SOURCE:
         return None
-    return path.read_text(encoding="utf-8", errors="replace")
+    try:
+        return importlib.util.decode_source(path.read_bytes())
+    except (UnicodeDecodeError, SyntaxError, LookupError, OSError):
+        return None
+
+
+def parse(source: str) -> ast.Module | None:
+    """The syntax tree of a copy's source, or None when there is none to have: besides a SyntaxError,
+    a line the parser runs out of memory on (``MemoryError``) or nesting past the recursion limit
+    (``RecursionError``), which must cost that copy its analysis, never the grading of the class."""
+    try:
+        return ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
 
 
 def lesson_prints(lessons_dir, slugs: list[str]) -> dict[str, str]:

@@ -842,9 +842,10 @@ class ModuleProxy:
         self._rpc("setattr", target=None, name=name, value=value)
 
     def course_source(self) -> str:
-        """The lesson's app.py as the copy handed it in, read here, outside the sandbox."""
-        path = Path(self._hosts.config.target) / self._slug / "app.py"
-        return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
+        """The lesson's app.py as the copy handed it in, read here, outside the sandbox ("" when there is
+        none, or more than same.MAX_SOURCE to read)."""
+        from course.tools.grading.same import read_source
+        return read_source(Path(self._hosts.config.target) / self._slug / "app.py") or ""
 
     def course_probe(self, name: str, *args):
         """A named check inside the sandbox (course.tools.grading.host.Host.probe)."""
