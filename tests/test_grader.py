@@ -468,6 +468,114 @@ def test_the_grader_analyses_only_what_python_would_import_and_no_more_than_max_
     assert same.parse("a " * 3000) is None and same.parse("def (") is None
 
 
+PHASES = """
+import time
+
+import pytest
+
+
+def _spin(seconds):
+    ends = time.process_time() + seconds
+    while time.process_time() < ends:
+        pass
+
+
+@pytest.fixture
+def slow_setup():
+    _spin(0.6)
+    yield
+    _spin(0.6)
+
+
+def test_spends_its_budget_over_setup_call_and_teardown(slow_setup):
+    _spin(0.6)
+
+
+def test_cheap():
+    pass
+"""
+
+RUN_WITH_A_CPU_LIMIT = """
+import sys, time
+import pytest
+from course.tools.pytest_plugin import TimeLimit
+
+class ThisProcess:                 # the sandboxes' CPU, as the grader's test process reads it
+    def cpu_seconds(self):
+        return time.process_time()
+    def reset(self):
+        pass
+
+sys.exit(pytest.main([sys.argv[1], "-q", "-p", "no:cacheprovider", "--disable-plugin-autoload", "-rA"],
+                     plugins=[TimeLimit(1.0, hosts=ThisProcess())]))
+"""
+
+
+def test_a_tests_cpu_limit_covers_its_setup_call_and_teardown_together(tmp_path):
+    # Each phase had a limit of its own: 0.6 s in setup, 0.6 s in the call and 0.6 s in teardown all
+    # passed a limit of 1 s, and one test could cost three limits.
+    (tmp_path / "test_phases.py").write_text(PHASES, encoding="utf-8")
+    proc = subprocess.run([sys.executable, "-c", RUN_WITH_A_CPU_LIMIT, "test_phases.py"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "FAILED test_phases.py::test_spends_its_budget_over_setup_call_and_teardown" in proc.stdout, proc.stdout
+    assert "took it past 1 s of CPU" in proc.stdout and "PASSED test_phases.py::test_cheap" in proc.stdout
+
+
+CHUNKED_FLOOD = """
+import socket as _socket
+
+_create_app = create_app
+
+
+def create_app(**options):
+    app = _create_app(**options)
+
+    def one_byte_chunks(environ, start_response):
+        if environ.get("PATH_INFO") != "/theme" or environ.get("QUERY_STRING") or environ.get("HTTP_COOKIE"):
+            return app(environ, start_response)
+        got = {}
+
+        def keep(status, headers, exc_info=None):
+            got["status"], got["headers"] = status, headers
+            return lambda data: None
+        body = b"".join(app(environ, keep))
+        sock = environ["wsgi.input"].raw._sock          # the connection itself: one sendall costs the copy little
+        head = "".join(f"{k}: {v}\\r\\n" for k, v in got["headers"] if k.lower() != "content-length")
+        start = f"HTTP/1.1 {got['status']}\\r\\n{head}Transfer-Encoding: chunked\\r\\nConnection: close\\r\\n\\r\\n"
+        chunks = b"%x\\r\\n%s\\r\\n" % (len(body), body) + b"1\\r\\n \\r\\n" * 1_500_000 + b"0\\r\\n\\r\\n"
+        sock.sendall(start.encode() + chunks)
+        sock.shutdown(_socket.SHUT_WR)
+        start_response("200 OK", [])
+        return []
+    return one_byte_chunks
+"""
+
+
+def test_cpu_a_copy_makes_the_tests_own_side_spend_counts_against_the_test(tmp_path):
+    # An answer of a million and a half one-byte chunks costs the copy one sendall, and the test
+    # process (the relay, the HTTP client) seconds of CPU, which no test was charged: it passed.
+    build.patched(tmp_path / "chunky" / "lessons", SLUG, append=CHUNKED_FLOOD)
+    command = [sys.executable, "-m", "course", "grade", str(tmp_path / "chunky"), "--out", str(tmp_path / "out"),
+               "--lessons", "01", "--test-timeout", "1", "--no-fair-credit", "--no-progress"]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    record = load(tmp_path / "out", "chunky")
+    theme = next(t for lesson in record["lessons"] for ex in lesson["exercises"] for t in ex["tests"]
+                 if t["name"] == "test_theme_is_light_by_default")
+    assert theme["outcome"] != "passed" and "s of CPU" in theme["message"], theme
+
+
+def test_the_graders_cpu_reading_a_copys_output_is_charged_to_the_copy():
+    # 9 GB of output through the pipe cost the grader's reading thread 8 s of CPU, and the copy none.
+    from course.tools.grading.run import CpuMeter
+
+    meter = CpuMeter(os.getpid())            # made in the thread that reads the worker's output
+    ends = time.thread_time() + 0.3
+    while time.thread_time() < ends:         # what reading a flood costs that thread
+        pass
+    assert meter.spent >= 0.3, f"the reading thread's 0.3 s of CPU came out as {meter.spent:.2f} s"
+
+
 def test_a_sandboxed_grade_caches_the_courses_compiled_tests_and_writes_none_into_the_copy(tmp_path):
     # Each worker of each copy imports the course's tests: without pytest's cache of the rewritten
     # modules it rewrites them all again (1.3 s a worker). The instructor's PYTHONDONTWRITEBYTECODE

@@ -203,11 +203,14 @@ class CourseReport:
 class TimeLimit:
     """``--course-timeout``: SIGALRM interrupts a phase that runs too long, and fails the test.
 
-    When the code under test runs in sandboxes (the grader), the limit is in CPU seconds of the
-    sandboxes, checked four times a second once it could have been spent, so a loaded machine gives
-    the same outcomes; a phase that
-    waits without spending CPU (a route that sleeps) is stopped after ``WALL_FACTOR`` times the
-    limit of wall time. After a test that ran over, the sandboxes are killed: the next test gets fresh ones.
+    When the code under test runs in sandboxes (the grader), the limit is in CPU seconds, one budget
+    for the whole test (setup, call and teardown together): everything the test made run, the
+    sandboxes and the test process that talks to them (a copy can make the tests' own side work,
+    with an answer that is slow to read), counted by the test process's cgroup where the grader made
+    one (course.tools.grading.cpuacct). It is checked four times a second once it could have been
+    spent, so a loaded machine gives the same outcomes; a phase that waits without spending CPU (a
+    route that sleeps) is stopped after ``WALL_FACTOR`` times the limit of wall time. After a test
+    that ran over, the sandboxes are killed: the next test gets fresh ones.
 
     The test's main thread is interrupted wherever it waits (a request to a route stuck in a loop).
     After a test that timed out, the threads it started and left running (the server thread stuck
@@ -216,16 +219,17 @@ class TimeLimit:
     """
 
     REUSE_READING = 0.05
-    """Seconds a reading of the sandboxes' CPU is reused for the start of the next phase: a walk of /proc
-    costs a few ms, a test has three phases, and they follow each other at once. The reused reading
-    is older, so the phase is charged a little more, never less."""
+    """Seconds a reading of the CPU is reused for the start of the next test: a walk of /proc (where
+    there is no cgroup) costs a few ms, and tests follow each other at once. The reused reading is
+    older, so the test is charged a little more, never less."""
 
     def __init__(self, seconds: float, hosts=None):
         self.seconds = seconds
         self.hosts = hosts
         self.before: set[threading.Thread] = set()
         self.timed_out = False
-        self.reading = (-1.0, 0.0)          # (when, CPU seconds) of the last look at the sandboxes
+        self.reading = (-1.0, 0.0)          # (when, CPU seconds) of the last look
+        self.test_started = 0.0             # the CPU reading when this test's setup began
 
     def _cpu(self, reuse: bool = False) -> float:
         when, value = self.reading
@@ -234,26 +238,28 @@ class TimeLimit:
         return self.reading[1]
 
     def _limit(self, when: str, item=None):
-        started_cpu = self._cpu(reuse=True) if self.hosts else 0.0
+        if self.hosts and when == "setup":
+            self.test_started = self._cpu(reuse=True)
         started = time.monotonic()
 
         def on_alarm(signum, frame):
             if self.hosts:
-                spent = self._cpu() - started_cpu
+                spent = self._cpu() - self.test_started
                 if spent <= self.seconds and time.monotonic() - started <= WALL_FACTOR * self.seconds:
                     signal.setitimer(signal.ITIMER_REAL, 0.25)      # one shot each time: never nested
                     return
                 self.timed_out = True
-                pytest.fail(f"{TIMED_OUT_SIGN} {when} took longer than {self.seconds:g} s of CPU "
-                            f"({spent:.1f} s spent by the code under test; an endless loop, or a request that "
-                            "never gets an answer?)", pytrace=False)
+                pytest.fail(f"{TIMED_OUT_SIGN} {when} took it past {self.seconds:g} s of CPU ({spent:.1f} s spent "
+                            "by the code under test and the checks talking to it, setup, call and teardown "
+                            "together; an endless loop, or a request that never gets an answer?)", pytrace=False)
             self.timed_out = True
             pytest.fail(f"{TIMED_OUT_SIGN} {when} took longer than {self.seconds:g} s "
                         "(an endless loop, or a request that never gets an answer?)", pytrace=False)
 
         previous = signal.signal(signal.SIGALRM, on_alarm)
         if self.hosts:          # N cores spend at most N CPU seconds a second: no need to look earlier
-            signal.setitimer(signal.ITIMER_REAL, max(0.1, self.seconds / (os.cpu_count() or 1)))
+            left = self.seconds - (self._cpu(reuse=True) - self.test_started)
+            signal.setitimer(signal.ITIMER_REAL, max(0.1, left / (os.cpu_count() or 1)))
         else:
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
         try:
@@ -261,8 +267,8 @@ class TimeLimit:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
-            if self.hosts and item is not None:     # what the test cost the copy: its record says (``cpu``)
-                item.user_properties.append(("cpu", round(self._cpu() - started_cpu, 3)))
+            if self.hosts and item is not None:     # what the test cost so far (its record says ``cpu``)
+                item.user_properties.append(("cpu", round(self._cpu() - self.test_started, 3)))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item):

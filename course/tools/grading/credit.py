@@ -122,7 +122,7 @@ def recheck(submission: Submission, plan: Plan, run: Run, lessons: list[LessonRe
                            timeout=budget, only_these_tests=True, warnings=[])    # sandboxed as the copy was
         copy = Submission(submission.name, folder, folder, submission.file_name)      # the hybrids only
         hybrid_run = run_submission(copy, sub_plan, workdir / f"fair-{number}", cancel, progress)
-        budget -= hybrid_run.duration
+        budget -= hybrid_run.cpu if plan.sandboxed else hybrid_run.duration     # as each round's own limit counts
         result.duration += hybrid_run.duration
         result.exercises += sorted(held.values())
         result.records += hybrid_run.records

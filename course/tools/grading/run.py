@@ -54,6 +54,7 @@ class Run:
     todo: set[str] = field(default_factory=set)     # exercises its app.py files still mark todo("NN.K")
     not_run: dict[str, str] = field(default_factory=dict)   # why a test did not run, by test id
     notes: list[str] = field(default_factory=list)          # what the student must know about the run itself
+    cpu: float = 0.0            # CPU seconds its workers spent, when sandboxed (what its time limit counts)
 
 
 class Cancelled(Exception):
@@ -163,23 +164,30 @@ def _kill_group(pid: int) -> None:
 
 class CpuMeter:
     """CPU seconds of a worker and everything below it (sandboxes, app servers, whatever the copy started
-    in its PID namespace, ended ones included): a sandboxed copy's time limit is in CPU seconds, so 32
-    background spinners are charged, and a classmate slowed down by a loaded machine is not stopped
-    for it. The kernel counts them in the worker's cgroup (course.tools.grading.cpuacct), read at
-    each look; where no cgroup could be made, /proc is walked, twice a second."""
+    in its PID namespace, ended ones included), and of the grader's thread that reads its output: a
+    sandboxed copy's time limit is in CPU seconds, so 32 background spinners are charged, and so is
+    a flood of output (9 GB through the pipe cost the grader 8 s), and a classmate slowed down by a
+    loaded machine is not stopped for it. The kernel counts the worker's side in its cgroup
+    (course.tools.grading.cpuacct), read at each look; where no cgroup could be made, /proc is
+    walked, twice a second. Made in the thread that watches the worker."""
 
     def __init__(self, pid: int, account: cpuacct.Account | None = None):
-        self.pid, self.account, self.spent, self.looked = pid, account, 0.0, 0.0
+        self.pid, self.account, self.worker, self.looked = pid, account, 0.0, 0.0
+        self.reader_started = time.thread_time()
+
+    @property
+    def spent(self) -> float:
+        return self.worker + time.thread_time() - self.reader_started
 
     def __call__(self) -> float:
         if self.account is not None:
             try:
-                self.spent = max(self.spent, self.account.seconds())
+                self.worker = max(self.worker, self.account.seconds())
             except (OSError, ValueError):
                 pass
         elif time.monotonic() - self.looked >= 0.5:
             self.looked = time.monotonic()
-            self.spent = max(self.spent, sandbox.cpu_seconds_of_tree(self.pid))
+            self.worker = max(self.worker, sandbox.cpu_seconds_of_tree(self.pid))
         return self.spent
 
 
@@ -339,7 +347,7 @@ class _Attempts:
             pending = self.attempt(run, pending)
         run.todo = set().union(*(unfinished(target / lesson.slug / "app.py") for lesson in self.plan.lessons))
         run.log = RESTARTED.join(self.logs)
-        run.duration = time.monotonic() - self.started
+        run.duration, run.cpu = time.monotonic() - self.started, self.cpu_spent
         return run
 
     def attempt(self, run: Run, pending: list[manifest.Lesson]) -> list[manifest.Lesson]:
