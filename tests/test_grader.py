@@ -289,6 +289,19 @@ def test_grading_again_gives_the_same_grades(graded, klass, tmp_path):
     assert not [line for line in proc.stderr.splitlines() if line.startswith("[")], "--no-progress shows no progress"
 
 
+def _graded_alone(tmp_path, name, *limits) -> dict:
+    """The json record of the copy ``tmp_path/name``, graded on lesson 01 alone, without fair credit."""
+    command = [sys.executable, "-m", "course", "grade", str(tmp_path / name), "--out", str(tmp_path / "out"),
+               "--lessons", "01", *limits, "--no-fair-credit", "--no-progress"]
+    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return load(tmp_path / "out", name)
+
+
+def _test_cpus(record) -> list[float]:
+    return [t["cpu"] for lesson in record["lessons"] for ex in lesson["exercises"] for t in ex["tests"] if "cpu" in t]
+
+
 SPIN_IN_EVERY_EXERCISE = """
 def _spin():
     while True:
@@ -313,14 +326,9 @@ def test_cpu_spent_in_sandboxes_stopped_after_a_time_limit_still_counts_for_the_
     # 2 s were spent against a budget of 5 s, and the copy was never stopped.
     build.patched(tmp_path / "hog" / "lessons", SLUG, function="read_count", append=SPIN_IN_EVERY_EXERCISE,
                   body="if value == '41':\n    _spin()\nreturn int(value) if value and value.isdigit() else 0")
-    command = [sys.executable, "-m", "course", "grade", str(tmp_path / "hog"), "--out", str(tmp_path / "out"),
-               "--lessons", "01", "--test-timeout", "2", "--timeout", "5", "--no-fair-credit", "--no-progress"]
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    record = load(tmp_path / "out", "hog")
+    record = _graded_alone(tmp_path, "hog", "--test-timeout", "2", "--timeout", "5")
     assert record["status"] == "timeout", f"stopped after 5 s of the copy's CPU, not {record['status']!r}"
-    spent = [t["cpu"] for lesson in record["lessons"] for ex in lesson["exercises"] for t in ex["tests"]
-             if "cpu" in t]
+    spent = _test_cpus(record)
     assert min(spent) >= 0, f"a test's CPU came out negative: {min(spent)}"
 
 
@@ -358,14 +366,9 @@ def test_cpu_of_children_the_kernel_discarded_still_counts_for_the_copy(tmp_path
     # went by unseen against a budget of 5 s, and the copy (whose answers are right) was graded "ok".
     build.patched(tmp_path / "hider" / "lessons", SLUG, prepend="import os\nimport time",
                   append=HIDE_CPU_IN_DISCARDED_CHILDREN)
-    command = [sys.executable, "-m", "course", "grade", str(tmp_path / "hider"), "--out", str(tmp_path / "out"),
-               "--lessons", "01", "--test-timeout", "2", "--timeout", "5", "--no-fair-credit", "--no-progress"]
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    record = load(tmp_path / "out", "hider")
+    record = _graded_alone(tmp_path, "hider", "--test-timeout", "2", "--timeout", "5")
     assert record["status"] == "timeout", f"stopped after 5 s of the copy's CPU, not {record['status']!r}"
-    spent = [t["cpu"] for lesson in record["lessons"] for ex in lesson["exercises"] for t in ex["tests"]
-             if "cpu" in t]
+    spent = _test_cpus(record)
     assert spent and min(spent) >= 0.2, f"a test was not charged its child's 0.2 s of CPU: {min(spent)} s"
 
 
@@ -555,11 +558,7 @@ def test_cpu_a_copy_makes_the_tests_own_side_spend_counts_against_the_test(tmp_p
     # An answer of a million and a half one-byte chunks costs the copy one sendall, and the test
     # process (the relay, the HTTP client) seconds of CPU, which no test was charged: it passed.
     build.patched(tmp_path / "chunky" / "lessons", SLUG, append=CHUNKED_FLOOD)
-    command = [sys.executable, "-m", "course", "grade", str(tmp_path / "chunky"), "--out", str(tmp_path / "out"),
-               "--lessons", "01", "--test-timeout", "1", "--no-fair-credit", "--no-progress"]
-    proc = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr
-    record = load(tmp_path / "out", "chunky")
+    record = _graded_alone(tmp_path, "chunky", "--test-timeout", "1")
     theme = next(t for lesson in record["lessons"] for ex in lesson["exercises"] for t in ex["tests"]
                  if t["name"] == "test_theme_is_light_by_default")
     assert theme["outcome"] != "passed" and "s of CPU" in theme["message"], theme
