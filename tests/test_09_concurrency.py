@@ -324,10 +324,13 @@ def pids_serving(base_url, count=16):
                                                        count)}
 
 
-def two_workers_lose_nothing(course_target, store, gunicorns, each):
+SHARED_STORES = ["sqlite", "redis", "postgres"]
+
+
+def two_workers_lose_nothing(course_target, store, gunicorns, each, kinds=tuple(SHARED_STORES)):
     # gunicorn -w 2 for each store, all at once. SQLite locks with files (this machine), Redis and
     # PostgreSQL with Redis locks (09.2): a thread lock of one worker means nothing to the other.
-    kinds = ["sqlite", "redis", "postgres"]
+    kinds = list(kinds)
     urls = {kind: store(kind) for kind in kinds}
     servers = dict(zip(kinds, at_once(lambda i: gunicorn(gunicorns, course_target, store_url=urls[kinds[i]]),
                                       len(kinds)), strict=True))
@@ -339,8 +342,11 @@ def two_workers_lose_nothing(course_target, store, gunicorns, each):
 
 
 @pytest.mark.exercise("09.2")
-def test_two_workers_lose_nothing_8_clients_on_every_shared_store(course_target, store, gunicorns):
-    two_workers_lose_nothing(course_target, store, gunicorns, each=25)     # the student's check
+@pytest.mark.parametrize("kind", SHARED_STORES)
+def test_two_workers_lose_nothing_8_clients_on_a_shared_store(course_target, store, gunicorns, kind):
+    # the student's check, one store a test: each costs a third of all three at once (the grader's
+    # limit is CPU seconds per test, and the check splits the three across cores)
+    two_workers_lose_nothing(course_target, store, gunicorns, each=25, kinds=[kind])
 
 
 @pytest.mark.maintainers

@@ -22,7 +22,7 @@ from course import ROOT
 from course.tools.grading import cpuacct, credit, report, same, sandbox
 from course.tools.grading.find import Submission, find_submissions
 from course.tools.grading.plan import GradeError, Plan, make_plan
-from course.tools.grading.run import Cancelled, run_submission
+from course.tools.grading.run import Cancelled, Run, run_submission
 from course.tools.grading.score import StudentResult, number, score
 from course.tools.results import GRADE_TEST_TIMEOUT
 from course.tools.term import Progress
@@ -34,9 +34,9 @@ TRUSTED = ("--trust-services: lessons 08 and 09's sandboxes shared this machine'
 NOT_TRUSTED = ("the checks that need {names} were not graded: the grader could not give each copy a private one "
                "({why}); install it, or grade them with --trust-services against throwaway servers (make services)")
 SERVER_NAMES = {"postgres": "PostgreSQL", "mysql": "MariaDB"}
-ANALYSIS_FAILED = ("the grader could not analyse this copy's code after its tests ran (untouched exercises, fair "
-                   "credit, identical copies), a bug of the course's grader: the grade is its tests as they ran, "
-                   "without fair credit. Report it to the course's maintainers")
+ANALYSIS_FAILED = ("the grader failed on this copy (copying it, or analysing its code after its tests ran: untouched "
+                   "exercises, fair credit, identical copies), a bug of the course's grader: the grade is its tests "
+                   "as they ran, if they ran, without fair credit. Report it to the course's maintainers")
 
 
 def grade(paths: list[str], out: Path, jobs: int = 2, timeout: float | None = None,
@@ -137,10 +137,11 @@ def _grade_one(submission: Submission, plan: Plan, out: Path, cancel: threading.
     bar.start(submission.name)
     workdir = Path(tempfile.mkdtemp(prefix="course-grade-"))
     try:
-        run = run_submission(submission, plan, workdir, cancel, bar)
         replace = {str(workdir / "lessons"): "lessons", str(workdir): ".", str(ROOT) + os.sep: ""}
         notes: list[str] = []
+        run = None
         try:
+            run = run_submission(submission, plan, workdir, cancel, bar)
             untouched = credit.unstarted(submission.lessons_dir, plan, notes)
             lessons = score(plan, run, replace, not_started=untouched)
             again = credit.recheck(submission, plan, run, lessons, workdir, cancel, bar) if fair_credit else None
@@ -149,7 +150,8 @@ def _grade_one(submission: Submission, plan: Plan, out: Path, cancel: threading.
             prints = same.lesson_prints(submission.lessons_dir, [each.slug for each in plan.lessons])
         except Cancelled:
             raise
-        except Exception as exc:        # one copy the grader cannot analyse must not stop the class's grading
+        except Exception as exc:        # one copy the grader cannot handle must not stop the class's grading
+            run = run or Run([], "grader error", None, 0.0, 0, "", stopped="not run: the grader failed on this copy")
             run.status, again, prints = "grader error", None, {}
             notes.append(f"{ANALYSIS_FAILED} ({type(exc).__name__}: {str(exc)[:200]})")
             run.notes.append(notes[-1])

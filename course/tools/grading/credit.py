@@ -14,7 +14,10 @@ in one test process.
 """
 from __future__ import annotations
 
+import io
 import threading
+import time
+import tokenize
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -82,7 +85,7 @@ def build_rounds(student_dir: Path, chosen: dict[str, list[str]], into: Path,
         reference = (ROOT / "solutions" / slug / "app.py").read_text(encoding="utf-8")
         for exercise_id in ids:
             try:
-                hybrids.setdefault(slug, []).append((exercise_id, hybrid(student, reference, exercise_id)))
+                hybrids.setdefault(slug, []).append((exercise_id, encoded(hybrid(student, reference, exercise_id))))
             except HybridError as exc:
                 notes.append(f"{exercise_id}: not checked with the reference's other exercises: {exc}")
     rounds = []
@@ -93,10 +96,21 @@ def build_rounds(student_dir: Path, chosen: dict[str, list[str]], into: Path,
             if number < len(each):
                 exercise_id, source = each[number]
                 (folder / slug).mkdir(parents=True)
-                (folder / slug / "app.py").write_text(source, encoding="utf-8")
+                (folder / slug / "app.py").write_bytes(source)
                 held[slug] = exercise_id
         rounds.append((folder, held))
     return rounds
+
+
+def encoded(source: str) -> bytes:
+    """A hybrid's bytes in the encoding its coding line declares (it keeps the student's), as Python will
+    read it; HybridError when the reference's text has a character that encoding cannot hold."""
+    declared, _ = tokenize.detect_encoding(io.BytesIO(source.encode("utf-8")).readline)
+    try:
+        return source.encode(declared)
+    except (UnicodeEncodeError, LookupError):
+        raise HybridError(f"the student's app.py declares the encoding {declared}, which cannot hold the "
+                          "reference's text") from None
 
 
 def recheck(submission: Submission, plan: Plan, run: Run, lessons: list[LessonResult], workdir: Path,
@@ -110,9 +124,10 @@ def recheck(submission: Submission, plan: Plan, run: Run, lessons: list[LessonRe
     chosen = worth_checking(run, lessons)
     if not chosen:
         return result
+    building = time.thread_time()
     rounds = build_rounds(workdir / "lessons", chosen, workdir / "hybrids", result.notes)
     passed = {t.case.nodeid for lesson in lessons for ex in lesson.exercises for t in ex.tests if t.outcome == "passed"}
-    budget = plan.timeout
+    budget = plan.timeout - (time.thread_time() - building)      # the grader's work on the hybrids is the copy's too
     for number, (folder, held) in enumerate(rounds, start=1):
         if budget <= 1:
             result.notes.append("fair credit: stopped, the copy's time limit is used up")

@@ -33,6 +33,12 @@ class Submission:
         return self.file or file_stem(self.name)
 
 
+def readable(text: str) -> str:
+    """``text`` as valid UTF-8: a folder name's bytes that are not UTF-8 (which Python carries as
+    surrogates) become U+FFFD. A student's name goes into every file of ``--out``."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 def safe_name(name: str) -> str:
     """``name`` with every character a file name should not hold replaced by ``_``."""
     return re.sub(r"[^\w.@+-]", "_", name).lstrip(".") or "_"
@@ -93,7 +99,7 @@ def _copies(paths: list[str], notes: list[str]) -> list[tuple[str, Path]]:
             copy = inside[0] if inside else path
             if copy != path:
                 notes.append(f"{text}: the copy is in {copy.relative_to(path)}; graded as {path.resolve().name!r}")
-            found.append((path.resolve().name, copy))
+            found.append((readable(path.resolve().name), copy))
             continue
         students = [(child, _copies_inside(child, MAX_DEPTH - 1)) for child in _subfolders(path)]
         for child, copies in students:
@@ -105,7 +111,7 @@ def _copies(paths: list[str], notes: list[str]) -> list[tuple[str, Path]]:
             if len(copies) > 1:
                 notes.append(f"{child}: holds {len(copies)} copies; grading {copies[0].relative_to(child)} as "
                              f"{child.name!r}, the others are not graded")
-            found.append((child.name, copies[0]))
+            found.append((readable(child.name), copies[0]))
     return found
 
 

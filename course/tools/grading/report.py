@@ -55,17 +55,17 @@ def prepare(out: Path, merge: bool = False) -> None:
 def write_student(out: Path, result: StudentResult) -> None:
     name = result.submission.file_name
     (out / "json" / f"{name}.json").write_text(json.dumps(student_json(result), indent=1, ensure_ascii=False) + "\n",
-                                              encoding="utf-8")
+                                              encoding="utf-8", errors="backslashreplace")
     (out / "junit" / f"{name}.xml").write_bytes(junit(result))
-    (out / "feedback" / f"{name}.md").write_text(feedback(result), encoding="utf-8")
-    (out / "logs" / f"{name}.log").write_text(result.run.log, encoding="utf-8")
+    (out / "feedback" / f"{name}.md").write_text(feedback(result), encoding="utf-8", errors="backslashreplace")
+    (out / "logs" / f"{name}.log").write_text(result.run.log, encoding="utf-8", errors="backslashreplace")
 
 
 def write_class(out: Path, students: list[StudentResult], plan: Plan) -> None:
     flags = class_flags(students, plan)
     write_csv(out / "grades.csv", students)
     write_gradebook(out / "gradebook.csv", students, plan, flags)
-    (out / "summary.md").write_text(summary(students, plan, flags), encoding="utf-8")
+    (out / "summary.md").write_text(summary(students, plan, flags), encoding="utf-8", errors="backslashreplace")
     write_histogram(out / "histogram.png", students)
 
 
@@ -184,7 +184,7 @@ def write_csv(path: Path, students: list[StudentResult]) -> None:
             for ex in lesson.exercises:
                 writer.writerow([csv_cell(student.name), lesson.lesson.id, ex.exercise.id, number(ex.points),
                                  ex.exercise.points, ex.passed, len(ex.tests), ex.status])
-    path.write_text(buffer.getvalue(), encoding="utf-8")
+    path.write_text(buffer.getvalue(), encoding="utf-8", errors="backslashreplace")
 
 
 # ---------------------------------------------------------------- json/NAME.json

@@ -32,6 +32,8 @@ from course.tools.term import Progress, unfinished
 WALL_FACTOR = 5                                     # a sandboxed copy that waits is stopped after 5x its CPU budget
 KEEP_OUTPUT = 32_000                                # bytes of a run's output kept, at each end
 MAX_FILE = 10_000_000                               # files bigger than this are not copied from a submission
+LESSON_FILES, LESSON_BYTES, LESSON_DEPTH = 1000, 50_000_000, 8      # what is copied of a lesson's folder at most
+NOT_COPIED = "not copied in full:"
 IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", ".sessions", ".pytest_cache", ".ipynb_checkpoints")
 NOT_STARTED = "not started: lessons/{slug}/app.py is the starter as the course ships it"
 GRADER_FAILED = 3
@@ -116,18 +118,39 @@ def lessons_source(submission: Submission) -> tuple[Path | None, str]:
 
 
 def _copy_folder(source: Path, target: Path, shown: str, dropped: list[str], root: str) -> None:
-    target.mkdir(mode=0o755)
-    skipped = set(IGNORE(str(source), [entry.name for entry in os.scandir(source)]))
-    for entry in sorted(os.scandir(source), key=lambda e: e.name):
-        if entry.name in skipped:
-            continue
-        if entry.is_symlink() or not os.path.realpath(entry.path).startswith(root + os.sep):
-            dropped.append(f"{shown}/{entry.name}")
-        elif entry.is_dir(follow_symlinks=False):
-            _copy_folder(Path(entry.path), target / entry.name, f"{shown}/{entry.name}", dropped, root)
-        elif entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size <= MAX_FILE:
-            shutil.copyfile(entry.path, target / entry.name, follow_symlinks=False)
-            os.chmod(target / entry.name, 0o644)        # readable by the sandbox's user, writable by nobody there
+    """One lesson's folder, its files before its subfolders, folder by folder (never recursing: a copy
+    may nest folders a thousand deep), within ``LESSON_FILES`` files and folders, ``LESSON_BYTES`` and
+    ``LESSON_DEPTH`` levels: the copying is the grader's own work, charged to no copy."""
+    entries, size, limit = 0, 0, ""
+    todo = [(source, target, shown, 0)]
+    while todo and not limit:
+        folder, into, where, depth = todo.pop(0)
+        into.mkdir(mode=0o755)
+        found = sorted(os.scandir(folder), key=lambda e: (e.is_dir(follow_symlinks=False), e.name))
+        skipped = set(IGNORE(str(folder), [entry.name for entry in found]))
+        for entry in found:
+            if entry.name in skipped:
+                continue
+            entries += 1
+            if entries > LESSON_FILES:
+                limit = f"more than {LESSON_FILES} files and folders"
+                break
+            if entry.is_symlink() or not os.path.realpath(entry.path).startswith(root + os.sep):
+                dropped.append(f"{where}/{entry.name}")
+            elif entry.is_dir(follow_symlinks=False):
+                if depth + 1 >= LESSON_DEPTH:
+                    limit = f"folders more than {LESSON_DEPTH} deep"
+                    break
+                todo.append((Path(entry.path), into / entry.name, f"{where}/{entry.name}", depth + 1))
+            elif entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_size <= MAX_FILE:
+                size += entry.stat(follow_symlinks=False).st_size
+                if size > LESSON_BYTES:
+                    limit = f"more than {LESSON_BYTES // 1_000_000} MB"
+                    break
+                shutil.copyfile(entry.path, into / entry.name, follow_symlinks=False)
+                os.chmod(into / entry.name, 0o644)        # readable by the sandbox's user, writable by nobody there
+    if limit:
+        dropped.append(f"{NOT_COPIED} {shown} holds {limit}: only what came first was copied")
 
 
 class Output:
@@ -297,8 +320,8 @@ def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: th
         # of the course does: without them every worker of every copy compiles them again (1.3 s each).
         attempts.env["PYTHONDONTWRITEBYTECODE"] = None
     run = attempts.run()
-    notes = [f"not copied, symlinks are never followed: {path}" if " is inside the course's " not in path
-             else f"not graded: {path}" for path in dropped]
+    notes = [path if path.startswith(NOT_COPIED) else f"not copied, symlinks are never followed: {path}"
+             if " is inside the course's " not in path else f"not graded: {path}" for path in dropped]
     notes += kitcheck.flags(target, [each.slug for each in plan.lessons])
     run.notes = notes = notes + run.notes       # and what the attempts found (a failure of the grader's own)
     if not plan.sandboxed:

@@ -99,7 +99,7 @@ def flags(prints: dict[str, dict[str, str]], lesson_ids: dict[str, str]) -> dict
     return found
 
 
-MAX_SOURCE = 200_000
+MAX_SOURCE = 100_000
 """Bytes: a bigger app.py is not analysed outside the sandbox (the largest reference solution is 34 kB).
 The grader's own process reads, parses and compares a copy's code (untouched exercises, fair credit's
 hybrids, kit imports, identical copies); none of that is charged to the copy, so its size is capped."""
