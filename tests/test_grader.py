@@ -419,9 +419,7 @@ def test_code_the_grader_cannot_parse_costs_only_that_copy_and_the_class_is_grad
     klass = tmp_path / "class"
     build.patched(klass / "memory" / "lessons", SLUG, append="a " * 3000)
     solved = build.solution_text(SLUG)
-    deep = klass / "deep" / "lessons" / SLUG / "app.py"
-    deep.parent.mkdir(parents=True)
-    deep.write_text(solved.replace("    return 0", "    return " + "-" * 900 + "0", 1), encoding="utf-8")
+    build.write(klass / "deep" / "lessons", SLUG, solved.replace("    return 0", "    return " + "-" * 900 + "0", 1))
     build.solved(klass / "solved" / "lessons", SLUG)
     proc = subprocess.run(grade_command(sorted(klass.iterdir()), tmp_path / "out", "--no-progress"), cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
@@ -495,7 +493,7 @@ def test_a_bug_of_the_grader_in_one_copys_analysis_is_that_copys_grader_error_no
     by_name = {each.name: each for each in results}
     assert by_name["ann"].run.status == "ok" and by_name["ann"].points == LESSON.max_points
     assert by_name["bo"].run.status == "grader error" and by_name["bo"].points == LESSON.max_points
-    assert any(batch.ANALYSIS_FAILED in note and "KeyError" in note for note in by_name["bo"].run.notes)
+    assert any(batch.FAILED_ON_COPY in note and "KeyError" in note for note in by_name["bo"].run.notes)
     assert (tmp_path / "out" / "gradebook.csv").is_file()
 
 
@@ -510,6 +508,12 @@ def test_the_grader_analyses_only_what_python_would_import_and_no_more_than_max_
     assert same.read_source(app).startswith("# -*- coding: latin-1 -*-\n# \u00e9"), "decoded as Python does"
     app.write_text(solved + "\n_PAD = [" + "0," * same.MAX_SOURCE + "]\n", encoding="utf-8")
     assert same.read_source(app) is None, "a file over MAX_SOURCE costs the grader nothing to analyse"
+    padded = tmp_path / "padded" / SLUG / "app.py"        # the reference, and a comment past the cap
+    padded.parent.mkdir(parents=True)
+    padded.write_text(solved + "#" * same.MAX_SOURCE + "\n", encoding="utf-8")
+    prints = {"pad": same.lesson_prints(tmp_path / "padded", [SLUG])}
+    assert same.flags(prints, {SLUG: "01"}) == {"pad": [f"lesson 01 = {same.MARKERS['too big']}"]}, \
+        "padding a copy of the reference past the cap must not hide it from the flags"
     assert same.MAX_SOURCE >= 2 * max(len(path.read_bytes()) for path in (ROOT / "solutions").glob("*/app.py"))
     assert same.parse("a " * 3000) is None and same.parse("def (") is None
 

@@ -34,7 +34,7 @@ TRUSTED = ("--trust-services: lessons 08 and 09's sandboxes shared this machine'
 NOT_TRUSTED = ("the checks that need {names} were not graded: the grader could not give each copy a private one "
                "({why}); install it, or grade them with --trust-services against throwaway servers (make services)")
 SERVER_NAMES = {"postgres": "PostgreSQL", "mysql": "MariaDB"}
-ANALYSIS_FAILED = ("the grader failed on this copy (copying it, or analysing its code after its tests ran: untouched "
+FAILED_ON_COPY = ("the grader failed on this copy (copying it, or analysing its code after its tests ran: untouched "
                    "exercises, fair credit, identical copies), a bug of the course's grader: the grade is its tests "
                    "as they ran, if they ran, without fair credit. Report it to the course's maintainers")
 
@@ -153,7 +153,7 @@ def _grade_one(submission: Submission, plan: Plan, out: Path, cancel: threading.
         except Exception as exc:        # one copy the grader cannot handle must not stop the class's grading
             run = run or Run([], "grader error", None, 0.0, 0, "", stopped="not run: the grader failed on this copy")
             run.status, again, prints = "grader error", None, {}
-            notes.append(f"{ANALYSIS_FAILED} ({type(exc).__name__}: {str(exc)[:200]})")
+            notes.append(f"{FAILED_ON_COPY} ({type(exc).__name__}: {str(exc)[:200]})")
             run.notes.append(notes[-1])
             lessons = score(plan, run, replace)
         result = StudentResult(submission, run, lessons, prints, notes + (again.notes if again else []),

@@ -105,10 +105,11 @@ def build_rounds(student_dir: Path, chosen: dict[str, list[str]], into: Path,
 def encoded(source: str) -> bytes:
     """A hybrid's bytes in the encoding its coding line declares (it keeps the student's), as Python will
     read it; HybridError when the reference's text has a character that encoding cannot hold."""
-    declared, _ = tokenize.detect_encoding(io.BytesIO(source.encode("utf-8")).readline)
+    declared = "utf-8"
     try:
+        declared, _ = tokenize.detect_encoding(io.BytesIO(source.encode("utf-8")).readline)
         return source.encode(declared)
-    except (UnicodeEncodeError, LookupError):
+    except (UnicodeEncodeError, LookupError, SyntaxError):
         raise HybridError(f"the student's app.py declares the encoding {declared}, which cannot hold the "
                           "reference's text") from None
 

@@ -81,7 +81,7 @@ def flags(prints: dict[str, dict[str, str]], lesson_ids: dict[str, str]) -> dict
     by_print: dict[tuple[str, str], list[str]] = {}
     for student, lessons in prints.items():
         for slug, value in lessons.items():
-            if value and value != "symlink" and value != starter_fingerprint(slug):
+            if value and value not in MARKERS and value != starter_fingerprint(slug):
                 by_print.setdefault((slug, value), []).append(student)
     found: dict[str, list[str]] = {student: [] for student in prints}
     for slug, lesson_id in lesson_ids.items():
@@ -89,8 +89,8 @@ def flags(prints: dict[str, dict[str, str]], lesson_ids: dict[str, str]) -> dict
             value = lessons.get(slug)
             if not value or value == starter_fingerprint(slug):
                 continue
-            if value == "symlink":
-                found[student].append(f"lesson {lesson_id} = a symlink (app.py points elsewhere)")
+            if value in MARKERS:
+                found[student].append(f"lesson {lesson_id} = {MARKERS[value]}")
                 continue
             same = [REFERENCE] if value == reference_fingerprint(slug) else []
             same += sorted(other for other in by_print.get((slug, value), []) if other != student)
@@ -126,13 +126,22 @@ def parse(source: str) -> ast.Module | None:
         return None
 
 
+MARKERS = {"symlink": "a symlink (app.py points elsewhere)",
+           "too big": f"over {MAX_SOURCE // 1000} kB, not compared with the reference, classmates or the kit"}
+"""Fingerprints that are flags of their own: what the grader would not read (padding an app.py past
+MAX_SOURCE must not hide a copy of the reference from these flags)."""
+
+
 def lesson_prints(lessons_dir, slugs: list[str]) -> dict[str, str]:
-    """The fingerprint of each lesson's app.py in a copy (a symlink is flagged as one, never followed)."""
+    """The fingerprint of each lesson's app.py in a copy (a symlink, or a file over MAX_SOURCE, is flagged
+    as such, never read)."""
     prints = {}
     for slug in slugs:
         path = lessons_dir / slug / "app.py" if lessons_dir else None
         if path is not None and path.is_symlink():
             prints[slug] = "symlink"
+        elif path is not None and path.is_file() and path.stat().st_size > MAX_SOURCE:
+            prints[slug] = "too big"
         elif (source := read_source(path)) is not None:
             prints[slug] = fingerprint(source)
     return prints
