@@ -615,8 +615,6 @@ def test_samesite_stops_a_cross_site_form_but_only_the_token_stops_a_same_site_o
     """Chromium, with made-up host names all resolving to 127.0.0.1: the app at www.example.test,
     an attacker at www.attacker.test (another site) and at evil.example.test (the same site)."""
     path = browser.require_chromium()
-    from playwright.sync_api import sync_playwright
-
     app_url = start()
     # Without a working login and CSRF form (the starter), fail now over plain HTTP instead of
     # letting the browser wait for pages that never come.
@@ -633,39 +631,34 @@ def test_samesite_stops_a_cross_site_form_but_only_the_token_stops_a_same_site_o
         return [ATTACK_PAGE.format(target=site).encode()]
 
     attacker_port = serve_app(attacker).rsplit(":", 1)[1]
-    rules = "--host-resolver-rules=MAP *.example.test 127.0.0.1, MAP *.attacker.test 127.0.0.1"
-    with sync_playwright() as playwright:
-        chrome = playwright.chromium.launch(executable_path=path, args=browser.CHROMIUM_ARGS + [rules],
-                                            headless=True, timeout=15_000)
-        try:
-            page = chrome.new_context().new_page()
-            page.set_default_timeout(8000)
-            page.goto(site + "/login")
-            page.fill("input[name=username]", "alice")
-            page.fill("input[name=password]", "wonderland")
-            with page.expect_navigation():
-                page.click("button[type=submit]")
-            page.goto(site + "/profile")
-            page.fill("input[name=display_name]", "Alice")
-            with page.expect_navigation():
-                page.click("button[type=submit]")
-            assert "Profile saved" in page.content(), page.content()[:300]
+    # every *.test name is 127.0.0.1 in this browser: www.example.test and evil.example.test are one site,
+    # www.attacker.test another
+    with browser.chromium(path, test_hosts=True) as chrome:
+        page = chrome.new_context().new_page()
+        page.set_default_timeout(8000)
+        page.goto(site + "/login")
+        page.fill("input[name=username]", "alice")
+        page.fill("input[name=password]", "wonderland")
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        page.goto(site + "/profile")
+        page.fill("input[name=display_name]", "Alice")
+        with page.expect_navigation():
+            page.click("button[type=submit]")
+        assert "Profile saved" in page.content(), page.content()[:300]
 
-            page.goto(f"http://www.attacker.test:{attacker_port}/")     # another site
-            page.wait_for_url(site + "/profile")
-            assert "Please log in to view this page." in page.content(), \
-                "SameSite=Lax: the cross-site form arrived without the session cookie"
+        page.goto(f"http://www.attacker.test:{attacker_port}/")     # another site
+        page.wait_for_url(site + "/profile")
+        assert "Please log in to view this page." in page.content(), \
+            "SameSite=Lax: the cross-site form arrived without the session cookie"
 
-            page.goto(f"http://evil.example.test:{attacker_port}/")     # a sibling subdomain: same site
-            page.wait_for_url(site + "/profile")
-            assert "CSRF token missing or invalid" in page.content(), \
-                "the same-site form arrived WITH the cookie: only the CSRF token stopped it"
+        page.goto(f"http://evil.example.test:{attacker_port}/")     # a sibling subdomain: same site
+        page.wait_for_url(site + "/profile")
+        assert "CSRF token missing or invalid" in page.content(), \
+            "the same-site form arrived WITH the cookie: only the CSRF token stopped it"
 
-            page.goto(site + "/profile")
-            assert page.input_value("input[name=display_name]") == "Alice"
-        finally:
-            chrome.close()
-
+        page.goto(site + "/profile")
+        assert page.input_value("input[name=display_name]") == "Alice"
 
 
 # ---------------------------------------------------------------- what an adversarial review found missing

@@ -443,10 +443,8 @@ def test_odd_names_deep_folders_and_heaps_of_files_cost_only_that_copy_and_the_c
     odd = os.path.join(os.fsencode(klass), b"st\xffu")
     build.solved(Path(os.fsdecode(odd)) / "lessons", SLUG)
     (klass / "deep" / "lessons" / SLUG / ("d/" * 50)).mkdir(parents=True)     # copied no deeper than LESSON_DEPTH
-    junk = klass / "heap" / "lessons" / SLUG / "junk"
-    junk.mkdir()
-    for number in range(1500):
-        (junk / f"f{number}").touch()
+    for number in range(1500):             # names that sort before app.py: it is still copied, and first
+        (klass / "heap" / "lessons" / SLUG / f"Frame_{number}.png").touch()
     proc = subprocess.run(grade_command([klass], tmp_path / "out", "--no-progress", "--no-fair-credit"), cwd=ROOT,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
@@ -466,9 +464,10 @@ def test_a_hybrid_keeps_the_tokenizers_lines_and_the_students_declared_encoding(
     for separator in ("\x0c", "\u2028", "\x85", "\x1c"):     # str.splitlines() splits there, Python does not
         student = f"{first}\n# page{separator} break\n{rest}"
         assert same.parse(hybrid.hybrid(student, reference, "01.2")) is not None, repr(separator)
-    ascii_only = "# -*- coding: ascii -*-\n" + reference
-    with pytest.raises(hybrid.HybridError, match="ascii"):      # the reference's docstrings are not ASCII
-        credit.encoded(hybrid.hybrid(ascii_only, reference, "01.2"))
+    ascii_only = "# -*- coding: ascii -*-\n" + reference        # the reference's docstrings are not ASCII:
+    written = credit.encoded(hybrid.hybrid(ascii_only, reference, "01.2"))   # UTF-8, and the line says so
+    assert written.startswith(b"# -*- coding: utf-8 -*-\n") and written.decode("utf-8").count("\n") == \
+        hybrid.hybrid(ascii_only, reference, "01.2").count("\n"), "same lines, the coding line mended"
     latin = "# -*- coding: latin-1 -*-\n# caf\u00e9\n" + reference.encode("latin-1", "replace").decode("latin-1")
     assert credit.encoded(latin).startswith(b"# -*- coding: latin-1 -*-\n# caf\xe9\n")
 
@@ -502,7 +501,11 @@ def test_the_grader_analyses_only_what_python_would_import_and_no_more_than_max_
 
     solved = build.solution_text(SLUG)
     app = tmp_path / "app.py"
-    app.write_bytes(b"# -*- coding: ascii -*-\n# \xc3\xa9\n" + solved.encode())
+    app.write_bytes(solved.encode() + b"# \xff\n")         # Python imports it: the byte is in a comment
+    assert same.read_source(app).endswith("# \ufffd\n")
+    assert same.fingerprint(same.read_source(app)) == same.reference_fingerprint(SLUG), \
+        "one byte that is not UTF-8 in a comment must not hide a copy of the reference from the flags"
+    app.write_bytes(b"# -*- coding: no-such-codec -*-\n" + solved.encode())
     assert same.read_source(app) is None, "Python refuses this file: the grader does not read it either"
     app.write_bytes(b"# -*- coding: latin-1 -*-\n# \xe9\n" + solved.encode())
     assert same.read_source(app).startswith("# -*- coding: latin-1 -*-\n# \u00e9"), "decoded as Python does"

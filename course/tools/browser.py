@@ -63,14 +63,16 @@ def require_chromium() -> str:
 
 
 @contextmanager
-def chromium(executable: str | None = None, timeout_ms: int = 10_000, test_hosts: bool = False) -> Iterator:
+def chromium(executable: str | None = None, timeout_ms: int = 30_000, test_hosts: bool = False) -> Iterator:
     """A headless Chromium (a Playwright ``Browser``), closed when the block ends.
 
     >>> with chromium() as browser:
     ...     page = browser.new_page()
 
     ``test_hosts=True`` resolves every ``*.test`` name to 127.0.0.1 inside this browser only
-    (:data:`TEST_HOSTS`), so ``site-a.test`` and ``evil.test`` are other sites on loopback.
+    (:data:`TEST_HOSTS`), so ``site-a.test`` and ``evil.test`` are other sites on loopback. The
+    launch may take ``timeout_ms``: Chromium starts in about a second, but a loaded 2-core machine
+    once needed more than 15.
     """
     from playwright.sync_api import sync_playwright
 

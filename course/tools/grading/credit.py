@@ -15,6 +15,7 @@ in one test process.
 from __future__ import annotations
 
 import io
+import re
 import threading
 import time
 import tokenize
@@ -102,16 +103,20 @@ def build_rounds(student_dir: Path, chosen: dict[str, list[str]], into: Path,
     return rounds
 
 
+CODING = re.compile(r"^([ \t\f]*#.*?coding[:=][ \t]*)[-\w.]+")
+"""A PEP 263 coding line (on one of a file's first two lines)."""
+
+
 def encoded(source: str) -> bytes:
-    """A hybrid's bytes in the encoding its coding line declares (it keeps the student's), as Python will
-    read it; HybridError when the reference's text has a character that encoding cannot hold."""
-    declared = "utf-8"
+    """A hybrid's bytes as Python will read them: in the encoding its coding line declares (it keeps the
+    student's), or, where that cannot hold the reference's text (latin-1 and an Arabic-Indic digit in
+    a docstring), in UTF-8 with the coding line saying so; the line numbers stay the student's."""
     try:
-        declared, _ = tokenize.detect_encoding(io.BytesIO(source.encode("utf-8")).readline)
-        return source.encode(declared)
+        return source.encode(tokenize.detect_encoding(io.BytesIO(source.encode("utf-8")).readline)[0])
     except (UnicodeEncodeError, LookupError, SyntaxError):
-        raise HybridError(f"the student's app.py declares the encoding {declared}, which cannot hold the "
-                          "reference's text") from None
+        lines = source.split("\n", 2)
+        head = [CODING.sub(r"\1utf-8", line, count=1) for line in lines[:2]]
+        return "\n".join(head + lines[2:]).encode("utf-8")
 
 
 def recheck(submission: Submission, plan: Plan, run: Run, lessons: list[LessonResult], workdir: Path,

@@ -118,15 +118,16 @@ def lessons_source(submission: Submission) -> tuple[Path | None, str]:
 
 
 def _copy_folder(source: Path, target: Path, shown: str, dropped: list[str], root: str) -> None:
-    """One lesson's folder, its files before its subfolders, folder by folder (never recursing: a copy
-    may nest folders a thousand deep), within ``LESSON_FILES`` files and folders, ``LESSON_BYTES`` and
-    ``LESSON_DEPTH`` levels: the copying is the grader's own work, charged to no copy."""
+    """One lesson's folder, app.py first, then its files before its subfolders, folder by folder (never
+    recursing: a copy may nest folders a thousand deep), within ``LESSON_FILES`` files and folders,
+    ``LESSON_BYTES`` and ``LESSON_DEPTH`` levels: the copying is the grader's own work, charged to no
+    copy, and the app.py that is graded is never what the limits leave out."""
     entries, size, limit = 0, 0, ""
     todo = [(source, target, shown, 0)]
     while todo and not limit:
         folder, into, where, depth = todo.pop(0)
         into.mkdir(mode=0o755)
-        found = sorted(os.scandir(folder), key=lambda e: (e.is_dir(follow_symlinks=False), e.name))
+        found = sorted(os.scandir(folder), key=lambda e: (e.name != "app.py", e.is_dir(follow_symlinks=False), e.name))
         skipped = set(IGNORE(str(folder), [entry.name for entry in found]))
         for entry in found:
             if entry.name in skipped:

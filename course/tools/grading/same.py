@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import importlib.util
 import io
 import tokenize
 from functools import lru_cache
@@ -106,14 +105,20 @@ hybrids, kit imports, identical copies); none of that is charged to the copy, so
 
 
 def read_source(path) -> str | None:
-    """A copy's app.py as text, decoded as Python's import decodes it (a coding line, a BOM); None when
-    it is missing, too big, a symlink (never followed), or not text Python would import."""
+    """A copy's app.py as text, in the encoding Python's import reads it in (a coding line, a BOM,
+    else UTF-8), line ends made ``\n``; None when it is missing, too big, a symlink (never followed)
+    or its coding line names no encoding. A byte the encoding cannot decode becomes U+FFFD: Python
+    imports a file with such a byte in a comment, so it must neither hide the copy from the
+    same-code flags nor make a check of its code fail."""
     if path is None or path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_SOURCE:
         return None
     try:
-        return importlib.util.decode_source(path.read_bytes())
-    except (UnicodeDecodeError, SyntaxError, LookupError, OSError):
+        data = path.read_bytes()
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data).readline)
+        text = data.decode(encoding, errors="replace")
+    except (SyntaxError, LookupError, OSError):
         return None
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 def parse(source: str) -> ast.Module | None:
