@@ -80,7 +80,7 @@ def lab():
 
 @pytest.fixture(scope="module")
 def chrome():
-    with browser.chromium(browser.require_chromium(), timeout_ms=15_000, test_hosts=True) as instance:
+    with browser.chromium(browser.require_chromium(), test_hosts=True) as instance:
         yield instance
 
 
@@ -332,3 +332,4 @@ def test_a_script_writing_document_cookie_null_makes_the_browser_send_a_bare_nul
     page.goto(base + "/set" + setting("sid=abc; Path=/"))
     page.evaluate('document.cookie = "null"')
     assert cookie_sent(page, base + "/") == "sid=abc; null"
+
