@@ -332,4 +332,3 @@ def test_a_script_writing_document_cookie_null_makes_the_browser_send_a_bare_nul
     page.goto(base + "/set" + setting("sid=abc; Path=/"))
     page.evaluate('document.cookie = "null"')
     assert cookie_sent(page, base + "/") == "sid=abc; null"
-
