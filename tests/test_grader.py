@@ -1220,6 +1220,23 @@ def test_a_check_not_graded_is_neither_a_pass_nor_a_failure_in_the_class_files()
     assert "not graded" in report.feedback(student)
 
 
+
+def test_the_graders_notes_on_a_copy_reach_its_feedback_each_once():
+    from course.tools.grading import report
+    from course.tools.grading.batch import FAILED_ON_COPY
+    from course.tools.grading.find import Submission
+    from course.tools.grading.run import Run
+    from course.tools.grading.score import StudentResult
+
+    graded, _, _ = _scored({"01.1": [("passed", "")], "01.2": [("failed", "assert 1 == 2")]})
+    crash = f"{FAILED_ON_COPY} (OSError: disk full)"
+    hybrid = "01.2: not checked with the reference's other exercises: the student's app.py has no read_count"
+    student = StudentResult(Submission("ann", Path("ann"), None), Run([crash], "ok", 0, 1.0, 0, ""), [graded],
+                            notes=[crash, hybrid])
+    text = report.feedback(student)
+    assert text.count("Note: " + hybrid) == 1, "why 01.2 had no fair credit is the student's to read"
+    assert text.count(crash) == 1, "a note that is the run's and the copy's is shown once"
+
 MISTAKES_IN_THE_SANDBOX = [
     # (exercise, lesson, the reference's text, the mistake, the checks that must catch it in the sandbox)
     ("03.3", "03_session_ids", "        if session.is_new and not session:", "        if not session:",

@@ -285,9 +285,12 @@ def feedback(result: StudentResult) -> str:
 
 
 def _run_notes(result: StudentResult) -> list[str]:
-    """What went wrong with the run as a whole: stopped, crashed, too much output."""
+    """What went wrong with the run as a whole: stopped, crashed, too much output; and the grader's
+    notes on this copy (an exercise that could not be checked with the reference's other exercises,
+    and why), each once."""
     run, lines = result.run, []
-    lines += [f"Note: {note}" for note in run.notes] + ([""] if run.notes else [])
+    notes = list(dict.fromkeys(run.notes + result.notes))
+    lines += [f"Note: {note}" for note in notes] + ([""] if notes else [])
     if run.status == "timeout":
         lines += [f"Grading stopped after the time limit ({run.duration:.0f} s): checks that had not run yet "
                   "earn no points. Look for an endless loop, or a server started when app.py is imported.", ""]

@@ -73,7 +73,7 @@ class StudentResult:
     run: Run
     lessons: list[LessonResult]
     fingerprints: dict[str, str] = field(default_factory=dict)   # lesson slug -> its app.py's (grading.same)
-    notes: list[str] = field(default_factory=list)      # for the instructor: what fair credit could not check
+    notes: list[str] = field(default_factory=list)      # what fair credit could not check (json and feedback)
     fair_seconds: float = 0.0                           # time the fair-credit runs took
 
     @property
