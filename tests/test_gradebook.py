@@ -393,6 +393,22 @@ def test_copies_of_the_reference_or_of_each_other_are_flagged(klass):
     assert "| carl | 9 | 9/9 | ok | lesson 01 = dina |" in summary
 
 
+
+def test_an_older_starter_is_nobodys_work_and_an_older_reference_is_still_the_reference():
+    """Students clone at different times: two lessons left as last month's starter are no copy of
+    each other, and last month's reference solution is still the reference."""
+    current_starter, current_reference = same.starter_fingerprint(SLUG), same.reference_fingerprint(SLUG)
+    starters = [text for text in same.history(f"lessons/{SLUG}/app.py")
+                if "todo(" in text and same.fingerprint(text) != current_starter]
+    references = [text for text in same.history(f"solutions/{SLUG}/app.py")
+                  if same.fingerprint(text) != current_reference]
+    if not starters or not references:
+        pytest.skip("this clone holds no earlier starter or reference of lesson 01 (a shallow clone?)")
+    prints = {"ann": {SLUG: same.fingerprint(starters[-1])}, "bob": {SLUG: same.fingerprint(starters[-1])},
+              "cy": {SLUG: same.fingerprint(references[-1])}}
+    found = same.flags(prints, {SLUG: "01"})
+    assert found == {"ann": [], "bob": [], "cy": ["lesson 01 = the reference"]}, found
+
 def test_fair_credit_counts_an_exercise_whatever_the_others(klass, tmp_path):
     root, out, _ = klass
     bob = student(out, "bob")

@@ -6,12 +6,18 @@ quotes or parentheses: the fingerprint is a hash of the module's syntax tree wit
 its tokens without comments and blank lines. The shipped starter is nobody's work, so two
 untouched lessons are never flagged. A flag is a reason to look, not a verdict: short exercises
 done the obvious way can come out the same.
+
+Students clone at different times, so every version of a starter and of a reference solution in
+the course's git history counts (:func:`history`): two lessons left as an older starter are not
+each other's copy, and a copy of last term's reference is still a copy of the reference.
 """
 from __future__ import annotations
 
 import ast
 import hashlib
 import io
+import re
+import subprocess
 import tokenize
 from functools import lru_cache
 
@@ -72,6 +78,52 @@ def starter_fingerprint(slug: str) -> str:
         return fingerprint((ROOT / "lessons" / slug / "app.py").read_text(encoding="utf-8"))
 
 
+@lru_cache(maxsize=None)
+def reference_fingerprints(slug: str) -> frozenset[str]:
+    """The reference solution's fingerprint, and every earlier version's."""
+    older = {fingerprint(text) for text in history(f"solutions/{slug}/app.py")}
+    return frozenset({reference_fingerprint(slug)} | older)
+
+
+@lru_cache(maxsize=None)
+def starter_fingerprints(slug: str) -> frozenset[str]:
+    """The shipped starter's fingerprint, and every earlier version's that was a starter: one that
+    raises ``todo("NN.K")`` for each of the lesson's exercises (not a version that held a solution)."""
+    from course.lesson import manifest
+
+    wanted = {exercise.id for exercise in manifest.lesson(slug).exercises}
+    older = {fingerprint(text) for text in history(f"lessons/{slug}/app.py")
+             if wanted <= set(re.findall(r"""\btodo\(\s*["'](\d\d\.\d+)["']\s*\)""", text))}
+    return frozenset({starter_fingerprint(slug)} | older)
+
+
+def history(path: str) -> list[str]:
+    """Every version of ``path`` (from the course's root) in its git history, newest first; none
+    without git or its history (a shallow clone holds only the last)."""
+    def git(*args: str, given: bytes | None = None) -> bytes:
+        return subprocess.run(["git", *args], cwd=ROOT, input=given, capture_output=True, check=True,
+                              timeout=30).stdout
+
+    try:
+        commits = git("log", "--format=%H", "--", path).split()
+        if not commits:
+            return []
+        batch = git("cat-file", "--batch", given=b"".join(c + b":" + path.encode() + b"\n" for c in commits))
+    except (OSError, subprocess.SubprocessError):
+        return []
+    texts, at = [], 0
+    while at < len(batch):
+        end = batch.index(b"\n", at)
+        header = batch[at:end].split()
+        at = end + 1
+        if len(header) != 3:                      # "<name> missing": the path was deleted in that commit
+            continue
+        size = int(header[2])
+        texts.append(batch[at:at + size].decode("utf-8", "replace"))
+        at += size + 1
+    return texts
+
+
 def flags(prints: dict[str, dict[str, str]], lesson_ids: dict[str, str]) -> dict[str, list[str]]:
     """Per student, the flags: ``lesson 03 = the reference``, ``lesson 02 = bob``.
 
@@ -80,18 +132,18 @@ def flags(prints: dict[str, dict[str, str]], lesson_ids: dict[str, str]) -> dict
     by_print: dict[tuple[str, str], list[str]] = {}
     for student, lessons in prints.items():
         for slug, value in lessons.items():
-            if value and value not in MARKERS and value != starter_fingerprint(slug):
+            if value and value not in MARKERS and value not in starter_fingerprints(slug):
                 by_print.setdefault((slug, value), []).append(student)
     found: dict[str, list[str]] = {student: [] for student in prints}
     for slug, lesson_id in lesson_ids.items():
         for student, lessons in sorted(prints.items()):
             value = lessons.get(slug)
-            if not value or value == starter_fingerprint(slug):
+            if not value or value in starter_fingerprints(slug):
                 continue
             if value in MARKERS:
                 found[student].append(f"lesson {lesson_id} = {MARKERS[value]}")
                 continue
-            same = [REFERENCE] if value == reference_fingerprint(slug) else []
+            same = [REFERENCE] if value in reference_fingerprints(slug) else []
             same += sorted(other for other in by_print.get((slug, value), []) if other != student)
             if same:
                 found[student].append(f"lesson {lesson_id} = {', '.join(same)}")
