@@ -1220,7 +1220,6 @@ def test_a_check_not_graded_is_neither_a_pass_nor_a_failure_in_the_class_files()
     assert "not graded" in report.feedback(student)
 
 
-
 def test_the_graders_notes_on_a_copy_reach_its_feedback_each_once():
     from course.tools.grading import report
     from course.tools.grading.batch import FAILED_ON_COPY
@@ -1236,6 +1235,7 @@ def test_the_graders_notes_on_a_copy_reach_its_feedback_each_once():
     text = report.feedback(student)
     assert text.count("Note: " + hybrid) == 1, "why 01.2 had no fair credit is the student's to read"
     assert text.count(crash) == 1, "a note that is the run's and the copy's is shown once"
+
 
 MISTAKES_IN_THE_SANDBOX = [
     # (exercise, lesson, the reference's text, the mistake, the checks that must catch it in the sandbox)

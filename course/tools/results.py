@@ -22,7 +22,7 @@ from pathlib import Path
 
 from course.lesson import manifest
 from course.tools.loader import resolve_target
-from course.tools.term import unfinished
+from course.tools.term import todo_ids, unfinished
 
 GRADE_TEST_TIMEOUT = 10.0
 """The grader's limit per test: CPU seconds of the copy's code (the reference solutions' heaviest check
@@ -201,7 +201,7 @@ def not_started(code: str, starter: str) -> set[str]:
         mine, theirs = _functions(ast.parse(code)), _functions(ast.parse(starter))
     except (SyntaxError, ValueError):
         return set()
-    ids = {m for m in re.findall(r"""\btodo\(\s*["'](\d\d\.\d+)["']\s*\)""", starter)}
+    ids = todo_ids(starter)
     result = set()
     for exercise_id in ids:
         marked = {name: nodes for name, nodes in theirs.items() if any(_mentions(n, exercise_id) for n in nodes)}

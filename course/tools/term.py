@@ -190,10 +190,15 @@ def _fold(line: str, size: int) -> list[str]:
 _TODO = re.compile(r"""\btodo\(\s*["'](\d\d\.\d+)["']\s*\)""")
 
 
+def todo_ids(source: str) -> set[str]:
+    """The exercise ids a lesson's source marks with ``todo("NN.K")``."""
+    return set(_TODO.findall(source))
+
+
 def unfinished(path) -> set[str]:
     """The exercise ids an app.py still marks with ``todo("NN.K")`` (not started, if nothing passes)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as file:
-            return set(_TODO.findall(file.read()))
+            return todo_ids(file.read())
     except OSError:
         return set()

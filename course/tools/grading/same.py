@@ -16,13 +16,13 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
-import re
 import subprocess
 import tokenize
 from functools import lru_cache
 
 from course import ROOT
 from course.tools import teeth
+from course.tools.term import todo_ids
 
 REFERENCE = "the reference"
 
@@ -93,7 +93,7 @@ def starter_fingerprints(slug: str) -> frozenset[str]:
 
     wanted = {exercise.id for exercise in manifest.lesson(slug).exercises}
     older = {fingerprint(text) for text in history(f"lessons/{slug}/app.py")
-             if wanted <= set(re.findall(r"""\btodo\(\s*["'](\d\d\.\d+)["']\s*\)""", text))}
+             if wanted <= todo_ids(text)}
     return frozenset({starter_fingerprint(slug)} | older)
 
 
@@ -112,11 +112,10 @@ def history(path: str) -> list[str]:
     except (OSError, subprocess.SubprocessError):
         return []
     texts, at = [], 0
-    while at < len(batch):
-        end = batch.index(b"\n", at)
+    while (end := batch.find(b"\n", at)) != -1:
         header = batch[at:end].split()
         at = end + 1
-        if len(header) != 3:                      # "<name> missing": the path was deleted in that commit
+        if len(header) != 3 or header[1] != b"blob":    # "<name> missing": deleted in that commit
             continue
         size = int(header[2])
         texts.append(batch[at:at + size].decode("utf-8", "replace"))
