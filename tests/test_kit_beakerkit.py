@@ -753,3 +753,39 @@ def test_the_counting_namespace_needs_no_creation_lock():
 def test_an_empty_beaker_cookie_is_no_id():
     assert session_id_from_cookie("sid=") is None
     assert session_id_from_cookie(f"sid={signed('')}", secret=SECRET) is None, "a signature of nothing"
+
+
+# ---------------------------------------------------------------- Beaker imported without two drivers
+
+BEAKER_IN_A_FRESH_PROCESS = """
+import json, sys
+import course.kit.beakerkit
+loaded = {name: name in sys.modules for name in ("pymongo", "bson", "redis")}
+from beaker.cache import clsmap
+redis_manager = clsmap["ext:redis"]
+from beaker.ext import mongodb, redisnm
+print(json.dumps({"loaded": loaded, "redis_class": redis_manager is redisnm.RedisNamespaceManager,
+                  "mongo_class": clsmap["ext:mongodb"] is mongodb.MongoNamespaceManager,
+                  "drivers": [mongodb.pymongo is not None, redisnm.redis is not None],
+                  "cluster": clsmap["ext:rediscluster"].__name__, "memory": clsmap["memory"].__name__}))
+"""
+
+
+def test_the_kit_imports_beaker_without_pymongo_and_redis_py_and_beakers_backends_still_have_them():
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", BEAKER_IN_A_FRESH_PROCESS], capture_output=True, text=True,
+                         check=True, timeout=60)
+    seen = json.loads(out.stdout)
+    assert seen["loaded"] == {"pymongo": False, "bson": False, "redis": False}, (
+        f"importing the kit's Beaker layer loaded drivers no session asked for: {seen['loaded']}")
+    assert seen["redis_class"] and seen["mongo_class"], "Beaker's table of backends gives its own classes"
+    assert seen["drivers"] == [True, True], "Beaker's ext:mongodb and ext:redis see their drivers once used"
+    assert (seen["cluster"], seen["memory"]) == ("RedisClusterNamespaceManager", "MemoryNamespaceManager")
+
+
+def test_an_unknown_beaker_backend_is_still_beakers_own_error():
+    from beaker.cache import clsmap
+
+    with pytest.raises(KeyError):
+        clsmap["ext:nonesuch"]

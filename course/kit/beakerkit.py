@@ -54,6 +54,11 @@ import zlib
 from hashlib import sha1
 
 import bottle
+
+from course.kit.beaker_import import import_beaker
+
+import_beaker()         # before Beaker's session modules: it leaves out pymongo and redis-py until they are used
+
 from beaker.container import NamespaceManager
 from beaker.middleware import SessionMiddleware
 from beaker.session import CookieSession, InvalidSignature, Session, SessionObject, _session_id
