@@ -381,6 +381,9 @@ class OutputTail:
 def _fresh_module(path):
     """``path`` imported anew under a name of its own (the child must not reuse the parent's copy)."""
     import importlib.util
+
+    from course.kit.beaker_import import import_beaker
+    import_beaker()
     name = f"course_forked_app_{os.getpid()}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)

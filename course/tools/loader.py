@@ -15,6 +15,7 @@ import types
 from pathlib import Path
 
 from course import ROOT
+from course.kit.beaker_import import import_beaker
 
 
 class LessonLoadError(Exception):
@@ -46,6 +47,7 @@ def load_app_module(target: str | Path, slug: str) -> types.ModuleType:
         raise LessonLoadError(f"{path} does not exist: lesson {slug} needs an app.py there.")
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
     name = f"course_target_{slug}_{digest}"
+    import_beaker()             # before a lesson that imports Beaker itself (05) does: see course/kit/beaker_import.py
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module  # dataclasses and pickle look modules up by name while importing
