@@ -82,6 +82,23 @@ def test_a_crash_in_a_function_the_check_calls_shows_its_line(tmp_path):
     assert "[4301 digits]" in out
 
 
+@pytest.mark.parametrize("slug, mistake, error, line", [
+    ("03_session_ids", ("self.store.get(sid)", "self.stor.get(sid)"),
+     "AttributeError: 'SessionMiddleware' object has no attribute 'stor'", "data = self.stor.get(sid)"),
+    ("04_session_options", ("return self.rolling or (", "return self.send_cookie(session) or ("),
+     "RecursionError: maximum recursion depth exceeded", "return self.send_cookie(session) or ("),
+])
+def test_a_bug_in_the_students_session_code_is_a_crash_never_the_store_being_down(tmp_path, slug, mistake,
+                                                                                  error, line):
+    app = build.solved(tmp_path, slug)
+    app.write_text(app.read_text().replace(*mistake, 1))
+    proc = course("check", slug[:2], "--target", tmp_path)
+    out = proc.stdout
+    assert f"Crashed:   {error}" in out, out
+    assert line in out, "the student's own line is shown"
+    assert "Session store unavailable" not in out + proc.stderr and "session store error" not in out + proc.stderr
+
+
 def test_plain_pytest_shows_the_crash_under_the_failure_too(tmp_path):
     build.patched(tmp_path, SLUG, function="visits", body=CRASHING_VISITS)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:xdist",

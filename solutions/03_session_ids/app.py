@@ -18,7 +18,7 @@ from course.kit.cookies import cookie_header, decode_value, encode_value, first_
 from course.kit.signing import sign_cookie, unsign_cookie  # for 03.2
 from course.lesson.page import Route, render
 from course.lesson.server import lesson_main
-from course.lesson.web import ExerciseNotDone, guard, new_app, text
+from course.lesson.web import guard, new_app, text
 
 TITLE = "The server remembers"
 COOKIE_NAME = "sid"
@@ -151,10 +151,11 @@ class SessionMiddleware:
     def __call__(self, environ, start_response):
         try:
             session = self.load(environ)
-        except ExerciseNotDone:
-            raise                                    # unfinished work: guard() answers 501
-        except Exception as exc:                     # the store is down: say so, never a 500
-            return store_unavailable(environ, start_response, exc)
+        except OSError as exc:                       # the store cannot be reached (ConnectionError,
+            return store_unavailable(environ, start_response, exc)   # TimeoutError): say so, never a 500
+        # Any other exception is a bug (or unfinished work, which guard() answers with 501), not the
+        # store: it goes on up and stays a 500, with its traceback. Calling it "store unavailable"
+        # would send you to look for a broken store.
         environ["session"] = session
 
         # Run the app, but hold its answer: the save below may still add a header, or fail.
@@ -166,9 +167,7 @@ class SessionMiddleware:
         body = list(self.app(environ, hold))         # the handler runs here
         try:
             cookies = self.save(session)
-        except ExerciseNotDone:
-            raise
-        except Exception as exc:
+        except OSError as exc:
             return store_unavailable(environ, start_response, exc)
         start_response(answer["status"], answer["headers"] + cookies, answer["exc_info"])
         return body
