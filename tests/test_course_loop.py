@@ -99,6 +99,25 @@ def test_a_bug_in_the_students_session_code_is_a_crash_never_the_store_being_dow
     assert "Session store unavailable" not in out + proc.stderr and "session store error" not in out + proc.stderr
 
 
+def test_an_endless_loop_is_the_timeout_of_the_exercise_it_is_in_and_stops_the_rest_of_the_lesson(tmp_path):
+    # Every login of lesson 10 asks 10.3's login_wait; the first check to reach the loop is a ready-made
+    # one. Each later check would wait out its own limit (four minutes in all), and blame its own exercise.
+    app = build.patched(tmp_path, "10_capstone", function="login_wait", body="""
+        while True:
+            pass
+    """)
+    proc = course("check", "10", "--target", tmp_path, "--test-timeout", "3")
+    out = proc.stdout
+    rows = {line.split()[1]: line.split()[0] for line in out.splitlines() if line.startswith("  ") and
+            len(line.split()) > 1 and line.split()[1][:3] == "10."}
+    assert rows.pop("10.3") == "timeout", out
+    assert set(rows.values()) == {"skip"}, f"the other exercises are not run after the loop, not timed out: {rows}"
+    assert "Next: exercise 10.3" in out and "Stuck:     still running after 3 s" in out, out
+    assert f"{app}, line {line_of(app, 'while True:')}, in login_wait" in out, "where the code is stuck"
+    assert "while answering POST /login" in out, "the request that never got its answer"
+    assert "Traceback" not in out + proc.stderr and "Exception occurred" not in proc.stderr, proc.stderr[-2000:]
+
+
 def test_plain_pytest_shows_the_crash_under_the_failure_too(tmp_path):
     build.patched(tmp_path, SLUG, function="visits", body=CRASHING_VISITS)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:xdist",

@@ -46,6 +46,16 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     request_queue_size = 128       # wsgiref's default of 5 drops connections under load
     allow_reuse_address = True
 
+    def handle_error(self, request, client_address):
+        """No traceback for a client that went away before its answer (a check that gave up on a
+        route stuck in a loop, a browser tab closed), nor for a request thread the checks stopped
+        (SystemExit, raised in it when its test ran out of time); anything else as socketserver prints it."""
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (BrokenPipeError, ConnectionResetError, SystemExit)) or \
+                isinstance(getattr(exc, "__context__", None), SystemExit):
+            return
+        super().handle_error(request, client_address)
+
 
 class PortInUse(SystemExit):
     """Raised instead of a traceback when the port is taken."""

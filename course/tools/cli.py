@@ -26,7 +26,16 @@ from course.tools import teeth
 from course.tools.crashes import Crash, from_traceback
 from course.tools.loader import LessonLoadError, display, load_app_module, resolve_target
 from course.tools.plugins import CollectErrors, NativeTracebacks, SkipAfterTimeout, SkipNotStarted, SplitAcrossCores
-from course.tools.results import PYTEST_QUIET, TIMED_OUT_SIGN, ExerciseState, lesson_slug, load_problem, merge, states
+from course.tools.results import (
+    PYTEST_QUIET,
+    TIMED_OUT_SIGN,
+    ExerciseState,
+    lesson_slug,
+    load_problem,
+    merge,
+    outcome,
+    states,
+)
 from course.tools.term import Style, bar, course_command, python_command, tidy_message, unfinished, width
 
 DEFAULT_TEST_TIMEOUT = 10.0
@@ -138,7 +147,7 @@ def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
         args += ["-m", "exercise" if exercises_only else "not maintainers"]
         split = SplitAcrossCores(read_durations()) if split_cores else None
         with noticing_ctrl_c() as stopped:
-            code = pytest.main(args, plugins=[collected, SkipAfterTimeout(), NativeTracebacks(),
+            code = pytest.main(args, plugins=[collected, SkipAfterTimeout(whole_lesson=True), NativeTracebacks(),
                                               SkipNotStarted(target), *([split] if split else [])])
             records = json.loads(report.read_text(encoding="utf-8"))["tests"] if report.exists() else []
             theirs = split.child_records() if split else []
@@ -265,18 +274,25 @@ def check(args) -> int:
     if problem:
         return _does_not_load(problem, style)
     found = states(lesson, records, args.target)
+    # A check that timed out comes first: the rest of the lesson was not run after it (SkipAfterTimeout),
+    # and the exercise to fix is the one whose code never returned, whichever check reached it.
+    timed_out = next((r for r in records if outcome(r) == "timeout"), None)
+    owner = stuck_in(Crash.from_dict(timed_out["crash"])) if timed_out and timed_out.get("crash") else None
+    blocking = next((s for s in found if s.exercise.id in ((owner.id if owner else None),
+                                                            timed_out and timed_out["exercise"])), None)
     print()
     title_width = max(len(s.exercise.title) for s in found)
     for s in found:
-        label = style.paint(f"{s.state:<7}", STATE_STYLE[s.state])
+        state = "timeout" if s is blocking else s.state
+        label = style.paint(f"{state:<7}", STATE_STYLE[state])
         print(f"  {label} {s.exercise.id} {s.exercise.title:<{title_width}}  "
               f"{s.passed}/{len(s.records)} checks")
-    first = next((s for s in found if s.state != "done"), None)
+    first = blocking or next((s for s in found if s.state != "done"), None)
     done = sum(s.state == "done" for s in found)
     summary = (f"{done} of {len(found)} exercises done, {_points(found)} of "
                f"{lesson.max_points} points ({time.monotonic() - started:.1f} s).")
     if first is not None:
-        explain(first, style)
+        explain(first, style, timed_out)
         print("\n" + summary)
         return 1
     # A ready-made check skipped (no MongoDB server here, say) is not one that fails.
@@ -320,27 +336,29 @@ def _complete(lesson: manifest.Lesson, summary: str, style: Style) -> None:
         print(f"Next: lesson {following[0].id}, {following[0].title} (make check LESSON={following[0].id})")
 
 
-def explain(state: ExerciseState, style: Style) -> None:
-    """What to do next: the exercise, where; the crash, if the code crashed; the check; its hint."""
+def explain(state: ExerciseState, style: Style, record: dict | None = None) -> None:
+    """What to do next: the exercise, where; the crash, if the code crashed; the check (``record``,
+    or the exercise's first failing one); its hint."""
     ex = state.exercise
     room = max(40, width() - 14)
     print("\n" + style.bold(f"Next: exercise {ex.id}, {ex.title}"))
     print(f"  Edit:      {ex.app_path}, {ex.function}")
     failing = state.failing
-    record = next((r for r in failing if r.get("crash")), failing[0])
+    record = record or next((r for r in failing if r.get("crash")), failing[0])
     number = 1
-    if state.state == "todo":
+    if state.state == "todo" and record in failing:
         print(f"  Not started: the code still raises todo(\"{ex.id}\"); replace that line with your solution.")
     else:
         crash = Crash.from_dict(record["crash"]) if record.get("crash") else None
         if crash is not None:
             lines = crash.lines()
-            print(f"  Crashed:   {style.red(lines[0])}")
+            print(f"  {'Stuck:' if crash.stuck else 'Crashed:':<11}{style.red(lines[0])}")
             for line in lines[1:]:
                 print(f"             {line}")
         print(f"  Check:     {record['nodeid'].split('::', 1)[-1]}")
         lines = tidy_message(record["message"] or record["outcome"], max_lines=4, max_width=1200, wrap=room)
-        print(f"  {'Expected:' if crash else 'Happened:'}  {lines[0] if crash else style.red(lines[0])}")
+        expected = crash is not None and not crash.stuck     # the crash says what happened; the check, what it wanted
+        print(f"  {'Expected:' if expected else 'Happened:'}  {lines[0] if expected else style.red(lines[0])}")
         for line in lines[1:]:
             note = ""
             if "501" in line and line.lstrip().startswith("assert"):
@@ -356,6 +374,17 @@ def explain(state: ExerciseState, style: Style) -> None:
         if len(ex.hints) > 1:
             print(style.dim(f"             {'the hint for this check; ' if number > 1 else ''}"
                             f"all of them, one at a time: {course_command('hint ' + ex.id)}"))
+
+
+def stuck_in(crash: Crash) -> manifest.Exercise | None:
+    """The exercise that owns the function a stuck crash's innermost frame is in, when one does."""
+    if not crash.stuck or not crash.frames:
+        return None
+    frame = crash.frames[-1]
+    slug = Path(frame.file).parent.name                     # .../10_capstone/app.py
+    owners = [ex for lesson in manifest.lessons() if lesson.slug == slug
+              for ex in lesson.exercises if any(name.rsplit(".", 1)[-1] == frame.function for name in ex.names)]
+    return owners[0] if len(owners) == 1 else None
 
 
 # ---------------------------------------------------------------- list

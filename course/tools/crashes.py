@@ -40,6 +40,7 @@ class Crash:
     request: str = ""                   # "GET /visits  (Cookie: visits=abc)", or "" when called directly
     frames: list[Frame] = field(default_factory=list)
     folded: int = 0                     # frames of the course and of libraries, left out
+    stuck: bool = False                 # not raised: still running when the time limit came (``stuck``)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -47,7 +48,8 @@ class Crash:
     @staticmethod
     def from_dict(data: dict) -> Crash:
         return Crash(error=data.get("error", ""), request=data.get("request", ""),
-                     frames=[Frame(**f) for f in data.get("frames", [])], folded=int(data.get("folded", 0)))
+                     frames=[Frame(**f) for f in data.get("frames", [])], folded=int(data.get("folded", 0)),
+                     stuck=bool(data.get("stuck", False)))
 
     def lines(self) -> list[str]:
         """The crash as plain lines: what broke, where in the student's code, for which request."""
@@ -86,15 +88,42 @@ def _inside(filename: str, root: Path) -> bool:
 
 def from_traceback(exc: BaseException, tb, root: Path, request: str = "") -> Crash:
     """A Crash from an exception and its traceback; ``root`` is the folder of the student's code."""
-    root = Path(root).resolve()
-    summary = traceback.extract_tb(tb)
+    error = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
+    return _from_summary(traceback.extract_tb(tb), Path(root).resolve(), error[-1] if error else type(exc).__name__,
+                         request)
+
+
+def _from_summary(summary: traceback.StackSummary, root: Path, error: str, request: str) -> Crash:
     mine = [entry for entry in summary if _inside(entry.filename, root)]
     shown = mine[-MAX_FRAMES:] or summary[-1:]
     frames = [Frame(_display(e.filename), e.lineno or 0, e.name,
                     (e.line or linecache.getline(e.filename, e.lineno or 0)).strip()) for e in shown]
-    error = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
-    return Crash(error=error[-1] if error else type(exc).__name__, request=request, frames=frames,
-                 folded=len(summary) - len(shown))
+    return Crash(error=error, request=request, frames=frames, folded=len(summary) - len(shown))
+
+
+def stuck(frames, root: Path, seconds: float) -> Crash | None:
+    """Where the student's code is when a test runs out of time: the first of ``frames`` (the stack
+    tops of the test's thread and of the threads it started) that is inside ``root``, as a Crash
+    marked ``stuck``, with the request its thread was answering; None when none of them is.
+
+    A route in an endless loop never raises: without this, the student sees only that a check
+    timed out, under the name of whichever exercise's check sent the first request to it.
+    """
+    root = Path(root).resolve()
+    for top in frames:
+        summary = traceback.extract_stack(top)
+        if not any(_inside(entry.filename, root) for entry in summary):
+            continue
+        request, frame = "", top
+        while frame is not None:             # a request's thread: CrashRecorder.__call__ holds its environ
+            if frame.f_code is CrashRecorder.__call__.__code__:
+                request = describe_request(frame.f_locals.get("watched") or {})
+            frame = frame.f_back
+        crash = _from_summary(summary, root, f"still running after {seconds:g} s: it never returned "
+                              "(an endless loop, or a wait that never ends?)", request)
+        crash.stuck = True
+        return crash
+    return None
 
 
 def describe_request(environ: dict) -> str:

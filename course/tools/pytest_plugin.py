@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ import requests
 
 from course.lesson import manifest
 from course.lesson.server import serve
-from course.tools.crashes import Crash, CrashRecorder, called_directly
+from course.tools.crashes import Crash, CrashRecorder, called_directly, stuck
 from course.tools.loader import LessonLoadError, load_app_module, resolve_target
 from course.tools.results import TIMED_OUT_SIGN
 from course.tools.results import lesson_slug as slug_of
@@ -253,6 +254,13 @@ class TimeLimit:
                             "by the code under test and the checks talking to it, setup, call and teardown "
                             "together; an endless loop, or a request that never gets an answer?)", pytrace=False)
             self.timed_out = True
+            if item is not None:        # where the student's code is stuck, shown as its crash
+                threads = sys._current_frames()
+                tops = [frame, *(threads[t.ident] for t in set(threading.enumerate()) - self.before
+                                 if t.ident in threads)]
+                found = stuck(tops, resolve_target(item.config.getoption("--target")), self.seconds)
+                if found is not None:
+                    item.stash.setdefault(CRASHES, []).insert(0, found)
             pytest.fail(f"{TIMED_OUT_SIGN} {when} took longer than {self.seconds:g} s "
                         "(an endless loop, or a request that never gets an answer?)", pytrace=False)
 
@@ -267,13 +275,13 @@ class TimeLimit:
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
-            if self.hosts and item is not None:     # what the test cost so far (its record says ``cpu``)
+            if self.hosts and when == "call":       # what the test cost so far (its record says ``cpu``)
                 item.user_properties.append(("cpu", round(self._cpu() - self.test_started, 3)))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item):
         self.before, self.timed_out = set(threading.enumerate()), False
-        return (yield from self._limit("setup"))
+        return (yield from self._limit("setup", item))
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item):
@@ -282,7 +290,7 @@ class TimeLimit:
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item):
         try:
-            return (yield from self._limit("teardown"))
+            return (yield from self._limit("teardown", item))
         finally:
             if self.timed_out:
                 if self.hosts:

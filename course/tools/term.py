@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import sys
+import textwrap
 import threading
 import time
 from pathlib import Path
@@ -183,8 +184,8 @@ def tidy_message(message: str, replace: dict[str, str] | None = None, max_lines:
 
 
 def _fold(line: str, size: int) -> list[str]:
-    size = max(20, size)
-    return [line[i:i + size] for i in range(0, len(line), size)] or [""]
+    """``line`` on lines of at most ``size`` characters, broken between words where it has spaces."""
+    return textwrap.wrap(line, max(20, size), break_on_hyphens=False) or [""]
 
 
 _TODO = re.compile(r"""\btodo\(\s*["'](\d\d\.\d+)["']\s*\)""")
