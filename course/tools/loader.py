@@ -43,6 +43,8 @@ def app_path(target: str | Path, slug: str) -> Path:
 def load_app_module(target: str | Path, slug: str) -> types.ModuleType:
     """Import ``TARGET/slug/app.py`` as a fresh module with a name unique to that file."""
     path = app_path(target, slug)
+    from course.tools.term import python_command
+
     if not path.is_file():
         raise LessonLoadError(f"{path} does not exist: lesson {slug} needs an app.py there.")
     digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
@@ -57,7 +59,7 @@ def load_app_module(target: str | Path, slug: str) -> types.ModuleType:
         sys.modules.pop(name, None)
         raise LessonLoadError(
             f"{display(path)} does not import: {type(exc).__name__}: {exc}. "
-            f"Run `python {display(path)}` to see the full error."
+            f"Run `{python_command()} {display(path)}` to see the full error."
         ) from exc
     if not callable(getattr(module, "create_app", None)):
         raise LessonLoadError(f"{display(path)} has no create_app(**options) function; every lesson needs one.")

@@ -7,10 +7,10 @@ change: a lost update. This lesson measures it on every store and closes it four
 session in one process, a lock in Redis for several processes, a counter kept outside the session,
 and a save that writes only what the request changed.
 
-Run it:  python lessons/09_concurrency/app.py --store redis://127.0.0.1:6379/0 [--no-lock] [--window 0.05]
+Run it:  .venv/bin/python lessons/09_concurrency/app.py --store redis://127.0.0.1:6379/0 [--no-lock] [--window 0.05]
          then open http://127.0.0.1:8080/ in two tabs   (without --store: SQLite in .sessions/)
 Several workers: gunicorn -w 2 'lessons.09_concurrency.app:app' does not import (the folder name
-         starts with a digit): use python -m course bench 09 --workers 2, which serves it under gunicorn.
+         starts with a digit): use .venv/bin/python -m course bench 09 --workers 2, which serves it under gunicorn.
 Check it: make check LESSON=09
 """
 import contextlib
