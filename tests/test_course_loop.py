@@ -8,6 +8,7 @@ a command is one line saying what to do, never a traceback. Each test works on a
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
@@ -308,6 +309,24 @@ def test_run_restarts_the_server_when_the_lesson_is_saved(tmp_path):
     assert code == 0 and "Traceback" not in running.output, running.output
 
 
+def test_run_stopped_with_kill_takes_its_server_with_it(tmp_path):
+    build.solved(tmp_path, SLUG)
+    port = free_port()
+    running = Running("01", "--target", tmp_path, "--port", port)
+    try:
+        running.wait_for("serving on")
+        assert requests.get(f"http://127.0.0.1:{port}/visits", timeout=10).status_code == 200
+        running.proc.send_signal(signal.SIGTERM)          # the reloader only, not its process group
+        running.proc.wait(timeout=20)
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/visits", timeout=10)
+    finally:
+        code = running.stop()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(running.proc.pid, signal.SIGKILL)  # a server left behind by a failure above
+    assert code == 128 + signal.SIGTERM and "Traceback" not in running.output, running.output
+
+
 def test_run_waits_for_a_fix_when_the_code_does_not_start(tmp_path):
     app = build.patched(tmp_path, SLUG, append="raise KeyError('oops')")
     port = free_port()
@@ -347,6 +366,13 @@ def test_an_option_create_app_does_not_take_is_one_line(tmp_path):
     proc = course("run", "04", "--target", tmp_path, "--no-reload", "--option", "rollin=true", timeout=60)
     assert proc.returncode == 2
     assert "create_app has no option rollin; its options are: resave, save_uninitialized, rolling" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_an_option_of_the_wrong_kind_is_one_line_not_a_lesson_that_starts(tmp_path):
+    build.solved(tmp_path, "04_session_options")
+    proc = course("run", "04", "--target", tmp_path, "--no-reload", "--option", "rolling=ture", timeout=60)
+    assert proc.returncode == 2 and "rolling='ture': rolling is true or false" in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -214,6 +214,13 @@ def _check_options(parser: argparse.ArgumentParser, create_app: Callable, chosen
     if unknown:
         known = ", ".join(parameters) or "none"
         parser.error(f"create_app has no option {', '.join(unknown)}; its options are: {known}")
+    for name, value in chosen.items():       # rolling=ture would be the text "ture", which is true
+        default = parameters[name].default
+        if isinstance(default, bool) and not isinstance(value, bool):
+            parser.error(f"{name}={value!r}: {name} is true or false")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and \
+                (isinstance(value, bool) or not isinstance(value, (int, float))):
+            parser.error(f"{name}={value!r}: {name} is a number (its default is {default!r})")
 
 
 # ---------------------------------------------------------------- the reloader
@@ -258,6 +265,11 @@ def run_reloading(command: list[str], folder: Path, shown: str, interval: float 
     print(f"Reloading on save: the server restarts whenever you save a .py file in {shown}/ "
           "(Ctrl-C stops it).", flush=True)
     child = None
+
+    def terminated(signum, frame):           # `kill PID` of this process: the server goes with it
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, terminated)
     try:
         while True:
             before = snapshot(folder)
@@ -291,3 +303,7 @@ def run_reloading(command: list[str], folder: Path, shown: str, interval: float 
                     pass
             _stop(child)
         return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if child is not None and child.poll() is None:
+            _stop(child)
