@@ -389,6 +389,19 @@ def test_ctrl_c_during_a_check_says_stopped_and_gives_no_verdict(tmp_path):
     assert "complete" not in out and "Traceback" not in out + err, out + err
 
 
+def test_ctrl_c_during_list_says_stopped_and_no_process_prints_a_traceback(tmp_path):
+    # list runs every other started lesson in a second interpreter, which gets the Ctrl-C too.
+    for slug in ("01_raw_cookies", "02_signed_cookies", "03_session_ids", "04_session_options"):
+        build.patched(tmp_path, slug, prepend="import time\ntime.sleep(0.5)")   # so list is still running
+    proc = subprocess.Popen([sys.executable, "-m", "course", "list", "--target", str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(2.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Stopped." in err, (proc.returncode, out, err)
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in err, err
+
+
 def test_the_child_ends_with_its_parent(tmp_path):
     # A test of the parent's half that ends its process (os._exit in the student's code) must not
     # leave the child running the other half (starting browsers and servers) after the prompt is back.

@@ -244,7 +244,10 @@ def _in_two_processes(lessons, there, target, exercises_only, test_timeout) -> l
 def _records_to(argv: list[str]) -> None:
     """The second process of ``run_checks_split``: ``OUT TARGET TIMEOUT EXERCISES_ONLY LESSON...``."""
     out, target, timeout, exercises_only, *ids = argv
-    checked = run_checks([manifest.lesson(key) for key in ids], target, exercises_only == "1", float(timeout))
+    try:
+        checked = run_checks([manifest.lesson(key) for key in ids], target, exercises_only == "1", float(timeout))
+    except KeyboardInterrupt:           # the terminal's Ctrl-C reached this process too: the parent says "Stopped."
+        raise SystemExit(130) from None
     Path(out).write_text(json.dumps(checked.records), encoding="utf-8")
 
 
