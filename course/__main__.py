@@ -56,9 +56,20 @@ EPILOG = """examples:
 """
 
 
+def seconds(text: str) -> float:
+    """argparse type for a time limit: a number of seconds above 0, or one line saying what is wrong."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds (e.g. 10)") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text}: a time limit is a number of seconds above 0 (e.g. 10)")
+    return value
+
+
 def _checks_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", default="lessons", help=argparse.SUPPRESS)
-    parser.add_argument("--test-timeout", type=float, default=cli.DEFAULT_TEST_TIMEOUT, metavar="S",
+    parser.add_argument("--test-timeout", type=seconds, default=cli.DEFAULT_TEST_TIMEOUT, metavar="S",
                         help=f"fail a check that takes longer than S seconds (default {cli.DEFAULT_TEST_TIMEOUT:g})")
 
 
@@ -119,10 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="submissions graded at once (default: twice the number of CPUs: lessons 08-10 "
                             "wait on their servers more than they compute; time limits are CPU seconds, "
                             "so the grades do not change)")
-    grade.add_argument("--timeout", type=float, default=None, metavar="S",
+    grade.add_argument("--timeout", type=seconds, default=None, metavar="S",
                        help="seconds a submission may take in all (default 60 per lesson graded)")
     limit = results.GRADE_TEST_TIMEOUT
-    grade.add_argument("--test-timeout", type=float, default=limit, metavar="S",
+    grade.add_argument("--test-timeout", type=seconds, default=limit, metavar="S",
                        help=f"CPU seconds the copy's code may spend in one test (default {limit:g}; the reference "
                             "solutions' heaviest check spends 2.5 to 4); after one test of an exercise times out, the "
                             "exercise's other tests are skipped")

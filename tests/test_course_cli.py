@@ -104,9 +104,17 @@ def test_check_exits_even_when_the_code_leaves_a_thread_running(tmp_path):
     assert "never-ends" in proc.stderr and "daemon=True" in proc.stderr
 
 
-def test_check_of_an_unknown_lesson_lists_the_lessons():
+def test_check_of_an_unknown_lesson_lists_the_lessons_and_make_fails():
     proc = course("check", "99")
-    assert proc.returncode != 0 and "There is no lesson '99'" in proc.stderr and "01 (01_raw_cookies)" in proc.stderr
+    assert proc.returncode == 2 and "There is no lesson '99'" in proc.stderr and "01 (01_raw_cookies)" in proc.stderr
+    made = subprocess.run(["make", "--no-print-directory", "check", "LESSON=99"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert made.returncode != 0, "make check LESSON=99 must not look like an answer (it exited 0)"
+
+
+def test_a_time_limit_that_is_not_above_zero_is_one_line():
+    proc = course("check", "01", "--test-timeout", "0")
+    assert proc.returncode == 2 and "a time limit is a number of seconds above 0" in proc.stderr, proc.stderr
 
 
 # ---------------------------------------------------------------- hint

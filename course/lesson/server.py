@@ -85,7 +85,7 @@ def port_number(text: str) -> int:
     try:
         port = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (1024 to 65535, e.g. 8080)") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number (0 to 65535, e.g. 8080)") from None
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"{port} is not a port: ports go from 0 to 65535 (try 8080)")
     return port

@@ -47,7 +47,8 @@ def _lesson(key: str) -> manifest.Lesson:
     try:
         return manifest.lesson(key)
     except manifest.UnknownLesson as exc:
-        raise SystemExit(str(exc)) from None
+        print(exc, file=sys.stderr)
+        raise SystemExit(2) from None       # a usage error (make check counts 1, failing checks, as its own answer)
 
 
 def _where(target: str, lesson: manifest.Lesson) -> str:
