@@ -24,7 +24,13 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
+
+
+class _ServerHandler(ServerHandler):
+    def log_exception(self, exc_info):
+        if not isinstance(exc_info[1], SystemExit):     # a request thread the checks stopped (a loop)
+            super().log_exception(exc_info)
 
 
 class QuietHandler(WSGIRequestHandler):
@@ -32,6 +38,20 @@ class QuietHandler(WSGIRequestHandler):
 
     def log_message(self, format, *args):
         pass
+
+    def handle(self):
+        """WSGIRequestHandler.handle, with a handler that prints no traceback for a SystemExit: the
+        checks raise one in a request thread stuck in the student's endless loop, to end it."""
+        self.raw_requestline = self.rfile.readline(65537)
+        if len(self.raw_requestline) > 65536:
+            self.requestline, self.request_version, self.command = "", "", ""
+            self.send_error(414)
+            return
+        if not self.parse_request():
+            return
+        handler = _ServerHandler(self.rfile, self.wfile, self.get_stderr(), self.get_environ(), multithread=False)
+        handler.request_handler = self
+        handler.run(self.server.get_app())
 
 
 class LoggingHandler(WSGIRequestHandler):

@@ -22,31 +22,41 @@ class SkipAfterTimeout:
     wait for nothing, and in the grader one endless loop could use up the whole submission's time
     and cost the lessons after it. What the exercise earns is what its tests earned before.
 
-    With ``whole_lesson`` (the student's ``check``), every later test of the lesson is skipped: the
+    With ``whole_lesson`` (the student's ``check``), every later test of the lesson runs with a short
+    limit (pytest_plugin.AFTER_A_TIMEOUT_SECONDS) and is skipped, not failed, if it runs past it: the
     code that never returned may be any exercise's (lesson 10's logins all go through 10.3's
-    ``login_wait``), and each check that reaches it would wait out its own limit (one loop there
-    made ``check 10`` take four minutes). The grader keeps to the exercise: with fair credit, the
-    other exercises' checks run on the reference's code for this one.
+    ``login_wait``), and each check that reaches it would wait out the whole limit (one loop there
+    made ``check 10`` take four minutes); a check that does not reach it still gives its verdict.
+    The grader keeps to the exercise: with fair credit, the other exercises' checks run on the
+    reference's code for this one.
     """
 
     def __init__(self, whole_lesson: bool = False):
         self.whole_lesson = whole_lesson
-        self.stuck: dict[str, str] = {}          # exercise id, or the lesson's test file -> the exercise that timed out
+        self.stuck: dict[str, str] = {}          # exercise id, or a lesson's test file -> the exercise that timed out
+
+    @staticmethod
+    def _file(nodeid: str) -> str:
+        return nodeid.split("::", 1)[0]
+
+    def pytest_runtest_protocol(self, item, nextitem):
+        if self.whole_lesson and self._file(item.nodeid) in self.stuck:
+            from course.tools.pytest_plugin import AFTER_A_TIMEOUT
+            item.stash[AFTER_A_TIMEOUT] = f"{STUCK_SIGN} {self.stuck[self._file(item.nodeid)]} timed out"
 
     def pytest_runtest_setup(self, item):
         import pytest
 
         exercise = dict(item.user_properties).get("exercise")
-        stuck = self.stuck.get(exercise) or (self.stuck.get(item.nodeid.split("::")[0]) if self.whole_lesson else None)
-        if stuck:
-            pytest.skip(f"not run: {STUCK_SIGN} {stuck} timed out; fix the code that never returned first")
+        if exercise in self.stuck:
+            pytest.skip(f"not run: {STUCK_SIGN} {exercise} timed out")
 
     def pytest_runtest_logreport(self, report):
         if report.failed and TIMED_OUT_SIGN in str(report.longrepr):
             exercise = dict(report.user_properties).get("exercise")
             if exercise:
                 self.stuck[exercise] = exercise
-            self.stuck.setdefault(report.nodeid.split("::")[0], exercise or "this lesson")
+            self.stuck.setdefault(self._file(report.nodeid), exercise or "a ready-made check")
 
 
 class NativeTracebacks:

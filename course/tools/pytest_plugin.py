@@ -39,6 +39,10 @@ from course.tools.results import TIMED_OUT_SIGN
 from course.tools.results import lesson_slug as slug_of
 
 CRASHES = pytest.StashKey[list]()
+AFTER_A_TIMEOUT = pytest.StashKey[str]()
+"""Set on a test (plugins.SkipAfterTimeout, in ``check``) that runs after another test of its lesson timed
+out: why it gets a short limit, and why it is skipped, not failed, if it runs past it."""
+AFTER_A_TIMEOUT_SECONDS = 1.0
 """The crashes the app under test had during one test (``serve_app``'s servers record them)."""
 CRASH_SECTION = "crash in the code under test"
 WALL_FACTOR = 5
@@ -254,6 +258,10 @@ class TimeLimit:
                             "by the code under test and the checks talking to it, setup, call and teardown "
                             "together; an endless loop, or a request that never gets an answer?)", pytrace=False)
             self.timed_out = True
+            after = item.stash.get(AFTER_A_TIMEOUT, None) if item is not None else None
+            if after is not None:       # plugins.SkipAfterTimeout: an earlier test got stuck; this one reached it too?
+                pytest.skip(f"not run to the end: {after}, and this one was still running after "
+                            f"{AFTER_A_TIMEOUT_SECONDS:g} s (it reaches the same code?)")
             if item is not None:        # where the student's code is stuck, shown as its crash
                 threads = sys._current_frames()
                 tops = [frame, *(threads[t.ident] for t in set(threading.enumerate()) - self.before
@@ -268,6 +276,8 @@ class TimeLimit:
         if self.hosts:          # N cores spend at most N CPU seconds a second: no need to look earlier
             left = self.seconds - (self._cpu(reuse=True) - self.test_started)
             signal.setitimer(signal.ITIMER_REAL, max(0.1, left / (os.cpu_count() or 1)))
+        elif item is not None and item.stash.get(AFTER_A_TIMEOUT, None) is not None:
+            signal.setitimer(signal.ITIMER_REAL, min(self.seconds, AFTER_A_TIMEOUT_SECONDS))
         else:
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
         try:
