@@ -39,11 +39,11 @@ from course.tools.results import TIMED_OUT_SIGN
 from course.tools.results import lesson_slug as slug_of
 
 CRASHES = pytest.StashKey[list]()
+"""The crashes the app under test had during one test (``serve_app``'s servers record them)."""
 AFTER_A_TIMEOUT = pytest.StashKey[str]()
 """Set on a test (plugins.SkipAfterTimeout, in ``check``) that runs after another test of its lesson timed
 out: why it gets a short limit, and why it is skipped, not failed, if it runs past it."""
 AFTER_A_TIMEOUT_SECONDS = 1.0
-"""The crashes the app under test had during one test (``serve_app``'s servers record them)."""
 CRASH_SECTION = "crash in the code under test"
 WALL_FACTOR = 5
 """In a sandbox, a test phase that spends no CPU (it waits) is stopped after this many times its limit."""
