@@ -97,3 +97,26 @@ def test_the_request_profile_on_redis_measures_the_stub_and_the_round_trips():
     assert set(result["cpu_us"]) == {"no session", "sessions", "store stubbed", "round trips alone"}
     assert {"Beaker", "kit backend", "kit middleware"} <= set(result["session_us_by_group"])
     assert "store driver and sockets" not in result["session_us_by_group"], "the stubbed request has no socket"
+
+
+def test_a_gunicorn_interrupted_while_it_starts_is_stopped_not_left_running(monkeypatch):
+    # Ctrl-C during a check can come while a test's gunicorn starts: the fixture never holds it then,
+    # and a gunicorn left behind (its own session, no terminal's Ctrl-C) restarts its workers for ever.
+    from course import ROOT
+
+    spawned = []
+
+    def interrupted(self, workers, seconds=30.0):
+        spawned.append(self.proc)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench.Gunicorn, "_wait", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            bench.Gunicorn("01_raw_cookies", str(ROOT / "solutions"), {}, workers=1, no_session=False)
+        assert spawned and spawned[0].poll() is not None, "a gunicorn interrupted while it started was left running"
+    finally:
+        for proc in spawned:
+            if proc.poll() is None:                    # this test's failure must not leave it behind either
+                os.killpg(proc.pid, 9)
+                proc.wait(10)

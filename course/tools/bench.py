@@ -346,7 +346,11 @@ class Gunicorn:
                                                    stderr=subprocess.PIPE, start_new_session=True))
         from course.tools.faults import OutputTail
         self.errors = OutputTail(self.proc.stderr)       # read as it comes: a full pipe would block the app
-        self._wait(workers)
+        try:
+            self._wait(workers)
+        except BaseException:            # Ctrl-C while it starts: nobody holds it yet, so nobody else stops it
+            self.stop()
+            raise
 
     def _wait(self, workers: int, seconds: float = 30.0):
         import socket
