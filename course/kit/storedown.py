@@ -11,7 +11,7 @@ Every session layer of the course answers it from here:
   :mod:`course.kit.stores_beaker` turns each driver's error into it.
 * :func:`store_errors` - the exceptions that mean "the store is down": :class:`StoreUnavailable`,
   ``ConnectionError``, ``TimeoutError``, and the drivers' own (redis-py, SQLAlchemy, psycopg,
-  PyMySQL, python-memcached, pymongo), for the drivers that are installed.
+  PyMySQL, python-memcached, pymongo), for the drivers that are imported.
 * :func:`is_store_down` - whether an exception raised *inside a store's own method* means it is down.
 * :func:`respond` - the 503 as a WSGI answer; :func:`guard` - a WSGI wrapper that answers it for
   a store error escaping the app; :data:`plugin` - a Bottle plugin that answers it for a store error
@@ -20,7 +20,6 @@ Every session layer of the course answers it from here:
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
 import sys
 from typing import Callable
@@ -42,7 +41,7 @@ class StoreUnavailable(ConnectionError):
     """The session store cannot be reached (a ``ConnectionError``, so ``except OSError`` sees it too)."""
 
 
-# Each driver's "cannot reach the server" errors, imported only if the driver is installed.
+# Each driver's "cannot reach the server" errors, looked up only once the driver is imported.
 _DRIVER_ERRORS = (
     ("redis.exceptions", ("ConnectionError", "TimeoutError")),
     ("sqlalchemy.exc", ("OperationalError", "InterfaceError", "DisconnectionError")),
@@ -53,21 +52,20 @@ _DRIVER_ERRORS = (
 )
 
 
-@functools.lru_cache(maxsize=None)
 def store_errors() -> tuple[type[BaseException], ...]:
     """The exception types that mean "the session store cannot be reached".
 
-    Worked out once (the drivers are imported on the first call, not when this module is):
-    :class:`StoreUnavailable`, ``ConnectionError``, ``TimeoutError``, and the errors of each
-    installed driver. Use it as ``except store_errors():``.
+    :class:`StoreUnavailable`, ``ConnectionError``, ``TimeoutError``, and the errors of each driver
+    this process has imported: a driver's error can only come from a driver that is loaded, and
+    importing the others to look (pymongo, SQLAlchemy, psycopg...) cost half a second of CPU on the
+    first store error of every process. Use it as ``except store_errors():``; it is worked out
+    each time (a few dictionary lookups), so a driver imported later is in it.
     """
     found: list[type[BaseException]] = [StoreUnavailable, ConnectionError, TimeoutError]
     for module_name, names in _DRIVER_ERRORS:
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        found.extend(getattr(module, name) for name in names if hasattr(module, name))
+        module = sys.modules.get(module_name)
+        if module is not None:
+            found.extend(getattr(module, name) for name in names if hasattr(module, name))
     return tuple(dict.fromkeys(found))
 
 
