@@ -278,8 +278,8 @@ def check(args) -> int:
     if problem:
         return _does_not_load(problem, style)
     found = states(lesson, records, args.target)
-    # A check that timed out comes first: the rest of the lesson was not run after it (SkipAfterTimeout),
-    # and the exercise to fix is the one whose code never returned, whichever check reached it.
+    # A check that timed out comes first: the lesson's later checks ran with a short limit after it
+    # (SkipAfterTimeout), and the exercise to fix is the one whose code never returned, whichever check reached it.
     timed_out = next((r for r in records if outcome(r) == "timeout"), None)
     owner = stuck_in(Crash.from_dict(timed_out["crash"])) if timed_out and timed_out.get("crash") else None
     blocking = next((s for s in found if s.exercise.id in ((owner.id if owner else None),
