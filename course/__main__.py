@@ -180,9 +180,8 @@ def _exit(code: int) -> None:
     stray = [t for t in threading.enumerate() if t is not threading.main_thread() and t.is_alive() and not t.daemon]
     if stray:
         sys.stdout.flush()
-        print(f"note: the code under test left {len(stray)} thread(s) running "
-              f"({', '.join(t.name for t in stray[:3])}); a real server could not stop either. "
-              "Start threads with daemon=True, or stop them.", file=sys.stderr)
+        from course.tools.plugins import left_threads_note
+        print(left_threads_note([t.name for t in stray]), file=sys.stderr)
         sys.stderr.flush()
         os._exit(code)
     sys.exit(code)

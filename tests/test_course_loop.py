@@ -83,6 +83,37 @@ def test_a_crash_in_a_function_the_check_calls_shows_its_line(tmp_path):
     assert "[4301 digits]" in out
 
 
+@pytest.mark.parametrize("ending, how", [
+    ("os._exit(0)", "the code under test called os._exit(0)"),
+    ("os.kill(os.getpid(), signal.SIGKILL)", "it was killed by signal 9 (SIGKILL)"),
+])
+def test_code_that_ends_the_checks_process_is_reported_and_the_other_checks_still_run(tmp_path, ending, how):
+    # Once, check printed nothing at all and exited 0: the student's os._exit ended the process that
+    # prints the verdict. The checks run in forked children; the one that ends is reported by its parent.
+    app = build.patched(tmp_path, SLUG, function="visits", body=f"""
+        import os, signal
+        {ending}
+    """)
+    proc = course("check", "01", "--target", tmp_path)
+    out = flat(proc.stdout)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"The process running this check ended during it: {how}" in out, proc.stdout
+    assert "done 01.1" in out and "Next: exercise 01.2" in out, "the checks that do not reach it still pass"
+    if ending.startswith("os._exit"):
+        assert "Crashed: os._exit(0) ended the process" in out, "the student's call, shown as a crash"
+        assert f"{app}, line {line_of(app, ending)}, in visits" in out and "while answering GET /visits" in out
+    assert "Traceback" not in proc.stdout + proc.stderr
+
+
+def test_sys_exit_in_a_route_is_a_crash_with_its_line(tmp_path):
+    app = build.patched(tmp_path, SLUG, function="visits", body="""
+        import sys
+        sys.exit(3)
+    """)
+    out = flat(course("check", "01", "--target", tmp_path).stdout)
+    assert "Crashed: SystemExit: 3" in out and f"{app}, line {line_of(app, 'sys.exit(3)')}, in visits" in out, out
+
+
 @pytest.mark.parametrize("slug, mistake, error, line", [
     ("03_session_ids", ("self.store.get(sid)", "self.stor.get(sid)"),
      "AttributeError: 'SessionMiddleware' object has no attribute 'stor'", "data = self.stor.get(sid)"),

@@ -129,8 +129,9 @@ def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
     """Run lessons' tests in this process against ``target``, pytest's own output off; one record per test.
 
     The checks of an exercise whose code is still the starter's are not run (plugins.SkipNotStarted):
-    they are reported as todo at once. With ``split_cores``, half the tests run in a child forked
-    after collection (plugins.SplitAcrossCores).
+    they are reported as todo at once. With ``split_cores``, the tests run in children forked after
+    collection, in two or four parts (plugins.SplitAcrossCores): one that ends its process is
+    reported as such, and the others still run.
     """
     import pytest
 
@@ -154,8 +155,6 @@ def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
             theirs = split.child_records() if split else []
     if stopped or code == pytest.ExitCode.INTERRUPTED or (split is not None and split.interrupted):
         raise KeyboardInterrupt          # Ctrl-C: what ran is not a verdict (the caller says "Stopped.")
-    if theirs is None:                   # the second process died (the code under test ended it): once more, whole
-        return run_checks(lessons, target, exercises_only, test_timeout, split_cores=False)
     records = list(merge(records + theirs).values())
     if split is not None and split.order:       # as if one process ran them: the first failure is the first
         records.sort(key=lambda record: split.order.get(record["nodeid"], len(split.order)))
@@ -361,8 +360,14 @@ def explain(state: ExerciseState, style: Style, record: dict | None = None) -> N
                 print(f"             {line}")
         print(f"  Check:     {record['nodeid'].split('::', 1)[-1]}")
         lines = tidy_message(record["message"] or record["outcome"], max_lines=4, max_width=1200, wrap=room)
-        expected = crash is not None and not crash.stuck     # the crash says what happened; the check, what it wanted
-        print(f"  {'Expected:' if expected else 'Happened:'}  {lines[0] if expected else style.red(lines[0])}")
+        # A crash says what happened; the check's message, what it wanted. But a function the check
+        # called that raised has no other message than the crash's own, and a process that ended
+        # or code that never returned wanted nothing: their message says what happened.
+        if crash is not None and tidy_message(crash.error, max_lines=4, max_width=1200, wrap=room) == lines:
+            lines = []
+        expected = crash is not None and not crash.stuck and not record.get("ended")
+        if lines:
+            print(f"  {'Expected:' if expected else 'Happened:'}  {lines[0] if expected else style.red(lines[0])}")
         for line in lines[1:]:
             note = ""
             if "501" in line and line.lstrip().startswith("assert"):

@@ -109,21 +109,28 @@ def stuck(frames, root: Path, seconds: float) -> Crash | None:
     A route in an endless loop never raises: without this, the student sees only that a check
     timed out, under the name of whichever exercise's check sent the first request to it.
     """
-    root = Path(root).resolve()
     for top in frames:
-        summary = traceback.extract_stack(top)
-        if not any(_inside(entry.filename, root) for entry in summary):
-            continue
-        request, frame = "", top
-        while frame is not None:             # a request's thread: CrashRecorder.__call__ holds its environ
-            if frame.f_code is CrashRecorder.__call__.__code__:
-                request = describe_request(frame.f_locals.get("watched") or {})
-            frame = frame.f_back
-        crash = _from_summary(summary, root, f"still running after {seconds:g} s: it never returned "
-                              "(an endless loop, or a wait that never ends?)", request)
-        crash.stuck = True
-        return crash
+        crash = called_from(top, root, f"still running after {seconds:g} s: it never returned "
+                            "(an endless loop, or a wait that never ends?)")
+        if crash is not None:
+            crash.stuck = True
+            return crash
     return None
+
+
+def called_from(top, root: Path, error: str) -> Crash | None:
+    """A Crash saying ``error`` at the stack whose innermost frame is ``top``, with the request its
+    thread was answering; None when no frame of that stack is inside ``root`` (the student's code)."""
+    root = Path(root).resolve()
+    summary = traceback.extract_stack(top)
+    if not any(_inside(entry.filename, root) for entry in summary):
+        return None
+    request, frame = "", top
+    while frame is not None:             # a request's thread: CrashRecorder.__call__ holds its environ
+        if frame.f_code is CrashRecorder.__call__.__code__:
+            request = describe_request(frame.f_locals.get("watched") or {})
+        frame = frame.f_back
+    return _from_summary(summary, root, error, request)
 
 
 def describe_request(environ: dict) -> str:
@@ -139,6 +146,10 @@ def describe_request(environ: dict) -> str:
     else:
         line += "  (no Cookie header)"
     return line
+
+
+class StoppedByTheCheck(SystemExit):
+    """Raised by the time limit in a thread it gives up on (pytest_plugin.TimeLimit): not the app's crash."""
 
 
 def is_todo(exc: BaseException) -> bool:
@@ -170,7 +181,7 @@ class CrashRecorder:
         self.lock = threading.Lock()
 
     def record(self, exc: BaseException, tb, environ: dict) -> None:
-        if is_todo(exc):
+        if is_todo(exc) or isinstance(exc, (StoppedByTheCheck, KeyboardInterrupt)):
             return
         crash = from_traceback(exc, tb, self.root, describe_request(environ))
         with self.lock:
@@ -181,7 +192,7 @@ class CrashRecorder:
         watched.recorder = self
         try:
             return self.app(watched, start_response)
-        except Exception as exc:
+        except BaseException as exc:     # sys.exit() in a route too: Bottle lets SystemExit through
             self.record(exc, exc.__traceback__, watched)
             raise
 

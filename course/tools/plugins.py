@@ -5,6 +5,10 @@ wants none of them: it shows every test's own outcome and pytest's full tracebac
 """
 from __future__ import annotations
 
+import json
+import os
+import sys
+
 from course.tools.results import (
     NOT_STARTED_SIGN,
     READY_MADE_WAITS,
@@ -128,18 +132,27 @@ class SkipNotStarted:
 
 
 class SplitAcrossCores:
-    """``check`` of one lesson on two cores: once the tests are collected, the process forks; each
-    child runs a part of the tests and writes its records beside the report, the parent the rest.
+    """``check`` of a lesson in forked children, on two cores: once the tests are collected, this
+    process forks one child per part of the tests and runs none itself; it waits, and keeps each
+    child's records.
 
-    A lesson's checks are many small HTTP exchanges with servers in this process, so they use one
-    core; forked after collection, a child needs no imports and no collecting of its own (a second
-    interpreter would spend about a second on them). The parts are balanced by the last run's time
-    of each test (``durations``, test id -> seconds; ``split``): two parts, or four for a lesson
-    whose checks took more than ``WAITING_SECONDS`` in all last time (lesson 09's races and gunicorn
-    workers wait on the clock far more than they compute, so four processes overlap their waits).
-    Not done when there are few tests, one core, or already a thread running (a fork copies only
-    the thread that forks). If a child leaves no report (the code under test ended its process),
-    ``child_records`` says so with None, and the caller runs the lesson again without splitting.
+    Why children, even for one part: the code under test can end the process it runs in
+    (``os._exit``, ``os.kill(os.getpid(), ...)``, a crash in C). In the process that prints the
+    verdict, ``check`` would then end with no word at all, and exit 0. Here a child ends, and this
+    process sees it: the test that was running (the first of the child's part with no record in the
+    child's stream) gets a record saying what ended the process (``os._exit(N)`` and the student's
+    line where it was called, or the signal), and the rest of that part runs in a new child.
+
+    Why parts: a lesson's checks are many small HTTP exchanges with servers in the same process, so
+    they use one core. Forked after collection, a child needs no imports and no collecting of its own
+    (a second interpreter would spend about a second on them). The parts are balanced by the last
+    run's time of each test (``durations``, test id -> seconds; ``split``): two parts, or four for a
+    lesson whose checks took more than ``WAITING_SECONDS`` in all last time (lesson 09's races and
+    gunicorn workers wait on the clock far more than they compute, so four processes overlap their
+    waits); one part when there are few tests or one core.
+
+    Not done when a thread is already running (a fork copies only the thread that forks): then the
+    tests run in this process, as with ``check``'s ``split_cores=False``.
     """
 
     MIN_TESTS = 16
@@ -149,11 +162,14 @@ class SplitAcrossCores:
 
     def __init__(self, durations: dict[str, float] | None = None):
         self.durations = durations or {}
-        self.children: dict[int, str] = {}   # pid -> its report
+        self.children: dict[int, tuple[list, str]] = {}   # pid -> (its tests, its report)
         self.in_child = False
         self.order: dict[str, int] = {}      # test id -> its place in collection order, every part's
         self.exit_status = 0
         self.interrupted = False             # a child was stopped by Ctrl-C
+        self.records: list[dict] = []        # the children's, and those of the tests that ended a child
+        self.started = 0                     # children started, for their reports' names
+        self.left_threads: list[str] = []    # threads the code under test left running in a child
 
     def pytest_collection_finish(self, session):
         """After collection and ``-m``'s deselection, before the first test."""
@@ -163,55 +179,141 @@ class SplitAcrossCores:
         config, items = session.config, session.items
         report = config.getoption("--course-report")
         factory = getattr(config, "_tmp_path_factory", None)     # pytest's tmp_path_factory
-        if (len(items) < self.MIN_TESTS or (os.cpu_count() or 1) < 2 or threading.active_count() > 1
-                or not report or factory is None):
+        if not items or threading.active_count() > 1 or not report or factory is None or not hasattr(os, "fork"):
             return
         factory.getbasetemp()            # one temporary folder for all, made before the forks
         self.order = {item.nodeid: index for index, item in enumerate(items)}
         expected = sum(self.durations.get(item.nodeid, UNKNOWN_SECONDS) for item in items)
-        parts = split(items, self.durations, 4 if expected > self.WAITING_SECONDS else 2)
+        count = 1 if len(items) < self.MIN_TESTS or (os.cpu_count() or 1) < 2 else \
+            4 if expected > self.WAITING_SECONDS else 2
         parent = os.getpid()
-        for number, part in enumerate(parts[1:], start=1):
-            child_report = f"{report}.split{number}"
-            pid = os.fork()
-            if pid == 0:
-                _die_with(parent)
-                self.in_child, self.children = True, {}
-                config.option.course_report = child_report
-                items[:] = part
+        for part in split(items, self.durations, count):
+            if part and self._fork(config, items, part, parent):
+                return                   # a child: it runs its part
+        items[:] = []                    # this process runs nothing: it waits for the children
+        while self.children:
+            pid, status = os.wait()      # Ctrl-C: KeyboardInterrupt here, and every child stops too
+            part, child_report = self.children.pop(pid)
+            code = os.waitstatus_to_exitcode(status)
+            self.interrupted |= code == 2                                   # pytest.ExitCode.INTERRUPTED
+            found = _read_json(child_report)
+            for name in _read_json(child_report + ".threads") or []:
+                self.left_threads += [name] if name not in self.left_threads else []
+            if found is not None:
+                self.records += found["tests"]
+                continue
+            done = [record for line in _lines(child_report + ".stream") if "outcome" in (record := json.loads(line))]
+            self.records += done
+            ran = {record["nodeid"] for record in done}
+            rest = [item for item in part if item.nodeid not in ran]
+            if not rest or self.interrupted or self.stopped:
+                continue
+            self.records.append(_ended_record(rest[0], code, _read_json(child_report + ".ended")))
+            if rest[1:] and self._fork(config, items, rest[1:], parent):
                 return
-            self.children[pid] = child_report
-        items[:] = parts[0]
+
+    def _fork(self, config, items, part, parent) -> bool:
+        """Start a child running ``part``: True in the child, False in this process."""
+        import os
+
+        self.started += 1
+        child_report = f"{config.getoption('--course-report')}.split{self.started}"
+        pid = os.fork()
+        if pid == 0:
+            _die_with(parent)
+            self.in_child, self.children = True, {}
+            config.option.course_report = child_report
+            config.option.course_stream = child_report + ".stream"
+            _record_os_exit(child_report + ".ended", config.getoption("--target"))
+            items[:] = part
+            return True
+        self.children[pid] = (part, child_report)
+        return False
 
     def pytest_sessionfinish(self, session, exitstatus):
         self.exit_status = 2 if self.stopped else int(exitstatus)        # 2: pytest.ExitCode.INTERRUPTED
 
     def pytest_unconfigure(self, config):
         if self.in_child:                # the report is written (pytest_sessionfinish): this process is done
-            import os
-            import sys
+            import threading
 
+            left = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
+            if left:                     # the parent says so, once (this exit does not wait for them)
+                with open(config.getoption("--course-report") + ".threads", "w", encoding="utf-8") as file:
+                    json.dump(left, file)
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(self.exit_status)   # 2: interrupted (pytest.ExitCode), which the parent must know
+            _REAL_EXIT(self.exit_status)   # 2: interrupted (pytest.ExitCode), which the parent must know
+        elif self.left_threads:
+            print(left_threads_note(self.left_threads), file=sys.stderr)
 
-    def child_records(self) -> list[dict] | None:
-        """The children's records ([] when there was none), or None when one of them left no report."""
-        import json
-        import os
+    def child_records(self) -> list[dict]:
+        """The children's records, and one for each test during which a child's process ended."""
+        return self.records
 
-        records: list[dict] | None = []
-        for pid, child_report in self.children.items():
-            _, status = os.waitpid(pid, 0)
-            self.interrupted |= os.waitstatus_to_exitcode(status) == 2    # pytest.ExitCode.INTERRUPTED
-            try:
-                with open(child_report, encoding="utf-8") as report:
-                    found = json.load(report)["tests"]
-            except (OSError, ValueError, KeyError):
-                found = None
-            records = None if records is None or found is None else records + found
-        self.children = {}
-        return records
+
+def left_threads_note(names: list[str]) -> str:
+    """What to say when the code under test left threads running that are not daemons."""
+    return (f"note: the code under test left {len(names)} thread(s) running ({', '.join(names[:3])}); a real "
+            "server could not stop either. Start threads with daemon=True, or stop them.")
+
+
+def _read_json(path: str):
+    try:
+        with open(path, encoding="utf-8") as file:
+            return json.load(file)
+    except (OSError, ValueError):
+        return None
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as file:
+            return [line for line in file if line.strip()]
+    except OSError:
+        return []
+
+
+_REAL_EXIT = os._exit
+
+
+def _record_os_exit(path: str, target: str) -> None:
+    """In a child: ``os._exit`` first writes where it was called from to ``path`` (as a Crash). Not in
+    a process the child forks in turn (multiprocessing's workers end with ``os._exit``)."""
+    child = os.getpid()
+
+    def recorded_exit(status):
+        if os.getpid() != child:
+            _REAL_EXIT(status)
+        try:
+            from course.tools.crashes import called_from
+            from course.tools.loader import resolve_target
+
+            crash = called_from(sys._getframe(1), resolve_target(target), f"os._exit({status!r}) ended the process")
+            with open(path, "w", encoding="utf-8") as file:
+                json.dump(crash.as_dict() if crash else {}, file)
+        finally:
+            _REAL_EXIT(status if isinstance(status, int) else 1)
+
+    os._exit = recorded_exit
+
+
+def _ended_record(item, code: int, crash: dict | None) -> dict:
+    """The record of a test during which the code under test ended the process running it."""
+    import signal
+
+    if code < 0:
+        how = f"it was killed by signal {-code} ({signal.Signals(-code).name})" if -code in signal.valid_signals() \
+            else f"it was killed by signal {-code}"
+    elif crash is not None:
+        how = f"the code under test called os._exit({code})"
+    else:
+        how = f"it exited with status {code} (sys.exit or os._exit in the code under test?)"
+    props = dict(item.user_properties)
+    return {"nodeid": item.nodeid, "exercise": props.get("exercise"), "weight": props.get("weight", 1),
+            "outcome": "error", "ended": True, "crash": crash or None, "duration": 0.0,
+            "message": f"The process running this check ended during it: {how}. A server's code must not end "
+                       "its process: every other visitor's requests would end with it."}
 
 
 def _die_with(parent: int) -> None:

@@ -33,7 +33,7 @@ import requests
 
 from course.lesson import manifest
 from course.lesson.server import serve
-from course.tools.crashes import Crash, CrashRecorder, called_directly, stuck
+from course.tools.crashes import Crash, CrashRecorder, StoppedByTheCheck, called_directly, stuck
 from course.tools.loader import LessonLoadError, load_app_module, resolve_target
 from course.tools.results import TIMED_OUT_SIGN
 from course.tools.results import lesson_slug as slug_of
@@ -219,8 +219,9 @@ class TimeLimit:
 
     The test's main thread is interrupted wherever it waits (a request to a route stuck in a loop).
     After a test that timed out, the threads it started and left running (the server thread stuck
-    in the loop) get a ``SystemExit`` raised in them, so a spinning loop does not slow every later
-    test down by fighting for the GIL; a thread blocked in C code stays, as a daemon, until exit.
+    in the loop) get a ``SystemExit`` (crashes.StoppedByTheCheck) raised in them, so a spinning loop
+    does not slow every later test down by fighting for the GIL; a thread blocked in C code stays, as
+    a daemon, until exit.
     """
 
     REUSE_READING = 0.05
@@ -306,7 +307,7 @@ class TimeLimit:
                 if self.hosts:
                     self.hosts.reset()
                 for thread in set(threading.enumerate()) - self.before:
-                    _raise_in_thread(thread, SystemExit)
+                    _raise_in_thread(thread, StoppedByTheCheck)
 
 
 def _raise_in_thread(thread: threading.Thread, exc_type) -> None:
