@@ -152,6 +152,25 @@ def test_an_endless_loop_is_the_timeout_of_the_exercise_it_is_in_and_the_checks_
     assert "Traceback" not in out + proc.stderr and "Exception occurred" not in proc.stderr, proc.stderr[-2000:]
 
 
+def test_a_loop_reached_by_another_exercises_checks_is_only_its_own_exercises_timeout(tmp_path):
+    # 02.4's checks visit 02.3's /visits too. Each of check's processes meets the loop on its own, and
+    # most checks' requests give up after 5 s, before the 10 s limit: those were failures that did not
+    # stop the spinning thread, and check took over three minutes, with 02.4 shown as a timeout.
+    build.patched(tmp_path, "02_signed_cookies", function="visits", body="""
+        while True:
+            pass
+    """)
+    started = time.monotonic()
+    proc = course("check", "02", "--target", tmp_path)
+    took = time.monotonic() - started
+    out = proc.stdout
+    assert "timeout 02.3" in out and "Next: exercise 02.3" in out, out
+    assert "done    02.1" in out and "done    02.2" in out, out
+    assert "timeout 02.4" not in out and "skip    02.4" in out, "02.4 reached 02.3's loop: not run to the end"
+    assert "Stuck:" in out and "while True:" in out, out
+    assert took < 60, f"check took {took:.0f} s"
+
+
 def test_plain_pytest_shows_the_crash_under_the_failure_too(tmp_path):
     build.patched(tmp_path, SLUG, function="visits", body=CRASHING_VISITS)
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:xdist",

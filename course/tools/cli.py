@@ -28,6 +28,7 @@ from course.tools.loader import LessonLoadError, display, load_app_module, resol
 from course.tools.plugins import CollectErrors, NativeTracebacks, SkipAfterTimeout, SkipNotStarted, SplitAcrossCores
 from course.tools.results import (
     PYTEST_QUIET,
+    STUCK_SIGN,
     TIMED_OUT_SIGN,
     ExerciseState,
     lesson_slug,
@@ -276,7 +277,7 @@ def check(args) -> int:
     problem = load_problem(records)
     if problem:
         return _does_not_load(problem, style)
-    found = states(lesson, records, args.target)
+    found = states(lesson, owned_timeouts(records), args.target)
     # A check that timed out comes first: the lesson's later checks ran with a short limit after it
     # (SkipAfterTimeout), and the exercise to fix is the one whose code never returned, whichever check reached it.
     timed_out = next((r for r in records if outcome(r) == "timeout"), None)
@@ -385,6 +386,25 @@ def explain(state: ExerciseState, style: Style, record: dict | None = None) -> N
                             f"all of them, one at a time: {course_command('hint ' + ex.id)}"))
 
 
+def owned_timeouts(records: list[dict]) -> list[dict]:
+    """``records``, where a check that timed out stuck in another exercise's code counts as not run to
+    the end (a skip) for its own exercise: the timeout is the other's (``stuck_in``).
+
+    A loop in 02.3's route is reached by 02.4's checks too, and the checks run in two to four
+    processes, each of which waits out the time limit on its own: 02.4, correct, would show
+    ``timeout`` beside 02.3.
+    """
+    owned = []
+    for record in records:
+        owner = stuck_in(Crash.from_dict(record["crash"])) if outcome(record) == "timeout" and record.get("crash") \
+            else None
+        if owner is not None and owner.id != record["exercise"]:
+            record = {**record, "outcome": "skipped",
+                      "message": f"not run to the end: {STUCK_SIGN} {owner.id} timed out (this check reached its code)"}
+        owned.append(record)
+    return owned
+
+
 def stuck_in(crash: Crash) -> manifest.Exercise | None:
     """The exercise that owns the function a stuck crash's innermost frame is in, when one does."""
     if not crash.stuck or not crash.frames:
@@ -411,7 +431,7 @@ def list_(args) -> int:
     title_width = max(len(lesson.title) for lesson in lessons)
     for lesson in lessons:
         mine = [r for r in records if lesson_slug(r["nodeid"]) == lesson.slug]
-        found = states(lesson, mine, args.target)
+        found = states(lesson, owned_timeouts(mine), args.target)
         done = sum(s.state == "done" for s in found)
         total_done += done
         total_ex += len(found)

@@ -258,20 +258,7 @@ class TimeLimit:
                 pytest.fail(f"{TIMED_OUT_SIGN} {when} took it past {self.seconds:g} s of CPU ({spent:.1f} s spent "
                             "by the code under test and the checks talking to it, setup, call and teardown "
                             "together; an endless loop, or a request that never gets an answer?)", pytrace=False)
-            self.timed_out = True
-            after = item.stash.get(AFTER_A_TIMEOUT, None) if item is not None else None
-            if after is not None:       # plugins.SkipAfterTimeout: an earlier test got stuck; this one reached it too?
-                pytest.skip(f"not run to the end: {after}, and this one was still running after "
-                            f"{AFTER_A_TIMEOUT_SECONDS:g} s (it reaches the same code?)")
-            if item is not None:        # where the student's code is stuck, shown as its crash
-                threads = sys._current_frames()
-                tops = [frame, *(threads[t.ident] for t in set(threading.enumerate()) - self.before
-                                 if t.ident in threads)]
-                found = stuck(tops, resolve_target(item.config.getoption("--target")), self.seconds)
-                if found is not None:
-                    item.stash.setdefault(CRASHES, []).insert(0, found)
-            pytest.fail(f"{TIMED_OUT_SIGN} {when} took longer than {self.seconds:g} s "
-                        "(an endless loop, or a request that never gets an answer?)", pytrace=False)
+            self._ran_out(item, frame, f"{when} took longer than {self.seconds:g} s", self.seconds)
 
         previous = signal.signal(signal.SIGALRM, on_alarm)
         if self.hosts:          # N cores spend at most N CPU seconds a second: no need to look earlier
@@ -283,11 +270,40 @@ class TimeLimit:
             signal.setitimer(signal.ITIMER_REAL, self.seconds)
         try:
             return (yield)
+        except requests.Timeout:
+            # A check's own request timed out first (most say timeout=5): where the limit is wall
+            # time, that is the same endless loop, and it must end the same way (a shorter limit for
+            # the lesson's later checks, the spinning thread stopped, the stuck line shown). Under
+            # the limit of 10 s, each check reaching a loop took 5 s and left its thread spinning:
+            # a loop in lesson 02's /visits made check take over three minutes.
+            if self.hosts:
+                raise
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            self._ran_out(item, None, f"{when} sent a request that got no answer in time",
+                          round(time.monotonic() - started))
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
             if self.hosts and when == "call":       # what the test cost so far (its record says ``cpu``)
                 item.user_properties.append(("cpu", round(self._cpu() - self.test_started, 3)))
+
+    def _ran_out(self, item, frame, what: str, seconds: float):
+        """Fail (or, after another test's timeout, skip) the test that ran out of time, with where the
+        student's code was stuck as its crash; ``frame`` is the main thread's, when it was interrupted."""
+        self.timed_out = True
+        after = item.stash.get(AFTER_A_TIMEOUT, None) if item is not None else None
+        if after is not None:       # plugins.SkipAfterTimeout: an earlier test got stuck; this one reached it too?
+            pytest.skip(f"not run to the end: {after}, and this one was still running after "
+                        f"{AFTER_A_TIMEOUT_SECONDS:g} s (it reaches the same code?)")
+        if item is not None:        # where the student's code is stuck, shown as its crash
+            threads = sys._current_frames()
+            tops = [*([frame] if frame is not None else []),
+                    *(threads[t.ident] for t in set(threading.enumerate()) - self.before if t.ident in threads)]
+            found = stuck(tops, resolve_target(item.config.getoption("--target")), seconds)
+            if found is not None:
+                item.stash.setdefault(CRASHES, []).insert(0, found)
+        pytest.fail(f"{TIMED_OUT_SIGN} {what} (an endless loop, or a request that never gets an answer?)",
+                    pytrace=False)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_setup(self, item):
