@@ -151,6 +151,20 @@ def test_run_on_a_taken_port_says_how_to_pick_another():
     assert "Traceback" not in proc.stderr
 
 
+def test_the_advice_for_a_taken_port_is_the_students_whole_command_on_the_next_port():
+    # It once said `make run PORT=8081` whatever the command was: the lesson, the reference and the
+    # options were lost, and the advice started lesson 01 of the student's own code.
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([sys.executable, "-m", "course", "run", "04", "--solution", "--port", str(port),
+                               "--option", "max_age=60", "--option", "rolling=true"],
+                              cwd=ROOT, capture_output=True, text=True, timeout=20)
+    advice = f"make run LESSON=04 SOLUTION=1 PORT={port + 1} OPTIONS='max_age=60 rolling=true'"
+    assert proc.returncode != 0 and proc.stderr.rstrip().endswith(advice), proc.stderr
+
+
 def test_run_of_an_unknown_lesson_lists_the_lessons():
     proc = subprocess.run([sys.executable, "-m", "course", "run", "99"], cwd=ROOT, capture_output=True,
                           text=True, timeout=20)

@@ -78,7 +78,16 @@ class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
 
 
 class PortInUse(SystemExit):
-    """Raised instead of a traceback when the port is taken."""
+    """Raised instead of a traceback when the server cannot listen: the port is taken, or the host or
+    port cannot be used. ``advice`` is the command to try instead; ``python -m course run`` gives it
+    the student's whole command (``with_command``), so LESSON, SOLUTION and the rest are kept."""
+
+    def __init__(self, problem: str, port: int, host: str | None = None):
+        self.problem, self.port, self.host = problem, port, host
+        super().__init__(self.with_command(f"make run {f'HOST={host} ' if host else ''}PORT={port}"))
+
+    def with_command(self, command: str) -> str:
+        return f"{self.problem} {command}"
 
 
 def make_threaded_server(app, host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> WSGIServer:
@@ -87,17 +96,16 @@ def make_threaded_server(app, host: str = "127.0.0.1", port: int = 0, quiet: boo
         return make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=handler)
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise PortInUse(
-                f"Port {port} on {host} is already in use (is another lesson still running?).\n"
-                f"Stop the other server, or pick another port: make run PORT={port + 1}"
-            ) from None
+            raise PortInUse(f"Port {port} on {host} is already in use (is another lesson still running?).\n"
+                            "Stop the other server, or pick another port:", port + 1 if port < 65535 else 8081) \
+                from None
         if exc.errno in (errno.EADDRNOTAVAIL, errno.EACCES, errno.EINVAL):
             raise PortInUse(f"Cannot listen on {host}:{port} ({exc.strerror or exc}). "
-                            "Use HOST=127.0.0.1 and a port from 1024 to 65535, e.g. make run PORT=8081") from None
+                            "Use 127.0.0.1 and a port from 1024 to 65535, e.g.", 8081, "127.0.0.1") from None
         raise
     except (OverflowError, UnicodeError) as exc:     # socket's own errors for a port or host out of range
         raise PortInUse(f"Cannot listen on {host}:{port} ({exc}). "
-                        "Use HOST=127.0.0.1 and a port from 1024 to 65535, e.g. make run PORT=8081") from None
+                        "Use 127.0.0.1 and a port from 1024 to 65535, e.g.", 8081, "127.0.0.1") from None
 
 
 def port_number(text: str) -> int:

@@ -10,6 +10,7 @@ import contextlib
 import difflib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -63,7 +64,7 @@ def run(args) -> int:
     lesson = _lesson(args.lesson)
     target = "solutions" if args.solution else args.target
     if args.no_reload:
-        return serve_lesson(lesson, target, _serve_argv(args))
+        return serve_lesson(lesson, target, _serve_argv(args), lambda port, host=None: _make_run(args, port, host))
     folder = resolve_target(target) / lesson.slug
     command = [sys.executable, "-m", "course", "run", lesson.id, "--no-reload", "--target", str(target),
                *_serve_argv(args)]
@@ -79,11 +80,23 @@ def _serve_argv(args) -> list[str]:
     return argv
 
 
-def serve_lesson(lesson: manifest.Lesson, target: str, argv: list[str]) -> int:
+def _make_run(args, port: int, host: str | None = None) -> str:
+    """The ``make run`` command of ``args`` (LESSON, SOLUTION, STORE, OPTIONS kept), on another port or host."""
+    words = ["make run", f"LESSON={_lesson(args.lesson).id}",
+             "SOLUTION=1" if args.solution or args.target == "solutions" else "",
+             f"HOST={host}" if host else (f"HOST={args.host}" if args.host != "127.0.0.1" else ""), f"PORT={port}",
+             f"STORE={shlex.quote(args.store)}" if args.store else "",
+             f"OPTIONS={shlex.quote(' '.join(args.option))}" if args.option else ""]
+    return " ".join(word for word in words if word)
+
+
+def serve_lesson(lesson: manifest.Lesson, target: str, argv: list[str], make_run=None) -> int:
     """Serve the lesson in this process until Ctrl-C; a problem with the student's code is one message.
 
-    Returns RELOAD_WAIT when the code cannot start (the reloader then waits for a save).
+    Returns RELOAD_WAIT when the code cannot start (the reloader then waits for a save). ``make_run``
+    gives the student's command on another port (``PortInUse``'s advice).
     """
+    from course.lesson.server import PortInUse
     from course.lesson.web import ExerciseNotDone
 
     path = resolve_target(target) / lesson.slug / "app.py"
@@ -96,6 +109,10 @@ def serve_lesson(lesson: manifest.Lesson, target: str, argv: list[str]) -> int:
           f"{display(path)})", flush=True)
     try:
         module.main(argv)
+    except PortInUse as exc:
+        if make_run is None:
+            raise
+        raise SystemExit(exc.with_command(make_run(exc.port, exc.host))) from None
     except ExerciseNotDone as exc:
         try:
             where = manifest.exercise(exc.exercise_id).function
