@@ -19,9 +19,21 @@ Maintainers:
 """
 from __future__ import annotations
 
-import argparse
 import os
+import signal
 import sys
+
+
+def _stopped_while_starting(signum, frame):
+    """Ctrl-C before a command has started (its imports take a few tenths of a second): no traceback."""
+    print("\nStopped.", file=sys.stderr, flush=True)
+    os._exit(130)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, _stopped_while_starting)
+
+import argparse
 import threading
 
 NEEDED = ("bottle", "beaker", "pytest", "requests")
@@ -45,8 +57,8 @@ if __name__ == "__main__" and _missing_venv():
     print(_missing_venv(), file=sys.stderr)
     sys.exit(2)
 
-from course.lesson.server import option_pair, port_number  # noqa: E402  (after the venv check)
-from course.tools import cli, results  # noqa: E402
+from course.lesson.server import option_pair, port_number
+from course.tools import cli, results
 
 EPILOG = """examples:
   python -m course list
@@ -197,6 +209,7 @@ def _quiet_broken_pipe() -> None:
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.default_int_handler)     # started: Ctrl-C is a KeyboardInterrupt again
     try:
         _exit(main())
     except KeyboardInterrupt:

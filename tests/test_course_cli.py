@@ -397,16 +397,28 @@ def test_ctrl_c_during_a_check_says_stopped_and_gives_no_verdict(tmp_path):
     assert "complete" not in out and "Traceback" not in out + err, out + err
 
 
+@pytest.mark.parametrize("after", [0.03, 0.1, 0.25])
+def test_ctrl_c_while_the_command_is_still_starting_says_stopped_without_a_traceback(after):
+    # In its first tenth of a second (its imports), check once printed KeyboardInterrupt's traceback.
+    proc = subprocess.Popen([sys.executable, "-m", "course", "check", "01"], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    time.sleep(after)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Stopped." in err, (proc.returncode, out, err)
+    assert "Traceback" not in out + err and "KeyboardInterrupt" not in err, err
+
+
 def test_ctrl_c_during_list_says_stopped_and_no_process_prints_a_traceback(tmp_path):
     # list runs every other started lesson in a second interpreter, which gets the Ctrl-C too.
     for lesson in manifest.lessons():          # 01-04 run (slowly, so list is still running), the rest untouched
         if lesson.id <= "04":
-            build.patched(tmp_path, lesson.slug, prepend="import time\ntime.sleep(0.5)")
+            build.patched(tmp_path, lesson.slug, prepend="import time\ntime.sleep(2)")
         else:
             build.starter(tmp_path, lesson.slug)
     proc = subprocess.Popen([sys.executable, "-m", "course", "list", "--target", str(tmp_path)], cwd=ROOT,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    time.sleep(2.5)
+    time.sleep(1.5)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Stopped." in err, (proc.returncode, out, err)

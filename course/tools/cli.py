@@ -159,7 +159,7 @@ def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
     if not files:
         return Checked([], [])
     collected = CollectErrors()
-    with tempfile.TemporaryDirectory(prefix="course-check-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="course-check-", ignore_cleanup_errors=True) as tmp:
         report = Path(tmp) / "report.json"
         args = ["-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT), *files, "--target", str(target),
                 "--course-report", str(report), "--course-timeout", f"{test_timeout:g}", *PYTEST_QUIET,

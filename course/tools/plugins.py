@@ -192,7 +192,11 @@ class SplitAcrossCores:
                 return                   # a child: it runs its part
         items[:] = []                    # this process runs nothing: it waits for the children
         while self.children:
-            pid, status = os.wait()      # Ctrl-C: KeyboardInterrupt here, and every child stops too
+            try:
+                pid, status = os.wait()
+            except KeyboardInterrupt:    # Ctrl-C reached every child too: they write what they have and end
+                self._end_children()
+                raise
             part, child_report = self.children.pop(pid)
             code = os.waitstatus_to_exitcode(status)
             self.interrupted |= code == 2                                   # pytest.ExitCode.INTERRUPTED
@@ -211,6 +215,24 @@ class SplitAcrossCores:
             self.records.append(_ended_record(rest[0], code, _read_json(child_report + ".ended")))
             if rest[1:] and self._fork(config, items, rest[1:], parent):
                 return
+
+    def _end_children(self, grace: float = 3.0) -> None:
+        """Wait up to ``grace`` seconds for the children to end, then kill those left: the caller is
+        about to remove the folder they write their reports in."""
+        import os
+        import signal
+        import time
+
+        deadline = time.monotonic() + grace
+        while self.children and time.monotonic() < deadline:
+            for pid in list(self.children):
+                if os.waitpid(pid, os.WNOHANG)[0]:
+                    del self.children[pid]
+            time.sleep(0.02)
+        for pid in self.children:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        self.children = {}
 
     def _fork(self, config, items, part, parent) -> bool:
         """Start a child running ``part``: True in the child, False in this process."""
