@@ -66,6 +66,17 @@ def test_a_crash_in_a_route_shows_the_exception_the_students_line_and_the_reques
     assert "frames of the course and its libraries folded" in out and "bottle.py" not in out
     assert out.index("Crashed:") < out.index("Check:") < out.index("Expected:") < out.index("Hint ")
     assert "Traceback" not in out + proc.stderr
+    assert f"Edit:      {app}, route GET /visits" in out, "the file to edit is the one checked (--target)"
+
+
+def test_a_crash_names_the_students_module_as_its_file_not_the_loaders_name_for_it(tmp_path):
+    build.patched(tmp_path, SLUG, function="visits", body="""
+        import sys
+        return sys.modules[__name__].no_such_thing
+    """)
+    out = course("check", "01", "--target", tmp_path).stdout
+    assert f"AttributeError: module '{SLUG}/app.py' has no attribute 'no_such_thing'" in out, out
+    assert "course_target_" not in out
 
 
 def test_a_crash_in_a_function_the_check_calls_shows_its_line(tmp_path):
@@ -105,13 +116,14 @@ def test_code_that_ends_the_checks_process_is_reported_and_the_other_checks_stil
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
-def test_sys_exit_in_a_route_is_a_crash_with_its_line(tmp_path):
-    app = build.patched(tmp_path, SLUG, function="visits", body="""
+@pytest.mark.parametrize("function", ["visits", "read_count"])        # a route; a function the check calls
+def test_sys_exit_in_the_students_code_is_a_crash_with_its_line(tmp_path, function):
+    app = build.patched(tmp_path, SLUG, function=function, body="""
         import sys
         sys.exit(3)
     """)
     out = flat(course("check", "01", "--target", tmp_path).stdout)
-    assert "Crashed: SystemExit: 3" in out and f"{app}, line {line_of(app, 'sys.exit(3)')}, in visits" in out, out
+    assert "Crashed: SystemExit: 3" in out and f"{app}, line {line_of(app, 'sys.exit(3)')}, in {function}" in out, out
 
 
 @pytest.mark.parametrize("slug, mistake, error, line", [
@@ -128,6 +140,10 @@ def test_a_bug_in_the_students_session_code_is_a_crash_never_the_store_being_dow
     out = proc.stdout
     assert f"Crashed:   {error}" in out, out
     assert line in out, "the student's own line is shown"
+    if error.startswith("RecursionError"):          # hundreds of the student's own frames: not the course's
+        assert "more calls of your code before these: a function that calls itself without end?" in out, out
+        folded = int(out.split(" frames of the course and its libraries folded")[0].rsplit("(", 1)[1])
+        assert folded < 20, out
     assert "Session store unavailable" not in out + proc.stderr and "session store error" not in out + proc.stderr
 
 

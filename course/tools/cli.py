@@ -25,7 +25,7 @@ from course.lesson import manifest
 from course.lesson.server import RELOAD_WAIT, run_reloading, snapshot
 from course.tools import teeth
 from course.tools.crashes import Crash, from_traceback
-from course.tools.loader import LessonLoadError, display, load_app_module, resolve_target
+from course.tools.loader import LessonLoadError, app_path, display, load_app_module, resolve_target
 from course.tools.plugins import CollectErrors, NativeTracebacks, SkipAfterTimeout, SkipNotStarted, SplitAcrossCores
 from course.tools.results import (
     PYTEST_QUIET,
@@ -313,7 +313,7 @@ def check(args) -> int:
     summary = (f"{done} of {len(found)} exercises done, {_points(found)} of "
                f"{lesson.max_points} points ({time.monotonic() - started:.1f} s).")
     if first is not None:
-        explain(first, style, timed_out)
+        explain(first, style, timed_out, target=args.target)
         print("\n" + summary)
         return 1
     # A ready-made check skipped (no MongoDB server here, say) is not one that fails.
@@ -357,13 +357,13 @@ def _complete(lesson: manifest.Lesson, summary: str, style: Style) -> None:
         print(f"Next: lesson {following[0].id}, {following[0].title} (make check LESSON={following[0].id})")
 
 
-def explain(state: ExerciseState, style: Style, record: dict | None = None) -> None:
-    """What to do next: the exercise, where; the crash, if the code crashed; the check (``record``,
-    or the exercise's first failing one); its hint."""
+def explain(state: ExerciseState, style: Style, record: dict | None = None, target: str = "lessons") -> None:
+    """What to do next: the exercise, where (in ``target``'s app.py); the crash, if the code crashed;
+    the check (``record``, or the exercise's first failing one); its hint."""
     ex = state.exercise
     room = max(40, width() - 14)
     print("\n" + style.bold(f"Next: exercise {ex.id}, {ex.title}"))
-    print(f"  Edit:      {ex.app_path}, {ex.function}")
+    print(f"  Edit:      {display(app_path(target, ex.lesson_slug))}, {ex.function}")
     failing = state.failing
     record = record or next((r for r in failing if r.get("crash")), failing[0])
     number = 1

@@ -23,6 +23,8 @@ import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from course.tools.loader import readable_names
+
 MAX_FRAMES = 4          # the student's innermost frames shown (the last one is where it broke)
 
 
@@ -40,6 +42,7 @@ class Crash:
     request: str = ""                   # "GET /visits  (Cookie: visits=abc)", or "" when called directly
     frames: list[Frame] = field(default_factory=list)
     folded: int = 0                     # frames of the course and of libraries, left out
+    earlier: int = 0                    # the student's own frames above those shown (a recursion: hundreds)
     stuck: bool = False                 # not raised: still running when the time limit came (``stuck``)
 
     def as_dict(self) -> dict:
@@ -49,7 +52,7 @@ class Crash:
     def from_dict(data: dict) -> Crash:
         return Crash(error=data.get("error", ""), request=data.get("request", ""),
                      frames=[Frame(**f) for f in data.get("frames", [])], folded=int(data.get("folded", 0)),
-                     stuck=bool(data.get("stuck", False)))
+                     earlier=int(data.get("earlier", 0)), stuck=bool(data.get("stuck", False)))
 
     def lines(self) -> list[str]:
         """The crash as plain lines: what broke, where in the student's code, for which request."""
@@ -58,6 +61,9 @@ class Crash:
             out.append(f"while answering {self.request}")
         else:
             out.append("in a function the check called directly")
+        if self.earlier:
+            out.append(f"({self.earlier} more call{'s' * (self.earlier != 1)} of your code before these"
+                       f"{': a function that calls itself without end?' if self.earlier > 100 else ''})")
         for frame in self.frames:
             out.append(f"{frame.file}, line {frame.line}, in {frame.function}")
             if frame.code:
@@ -98,7 +104,8 @@ def _from_summary(summary: traceback.StackSummary, root: Path, error: str, reque
     shown = mine[-MAX_FRAMES:] or summary[-1:]
     frames = [Frame(_display(e.filename), e.lineno or 0, e.name,
                     (e.line or linecache.getline(e.filename, e.lineno or 0)).strip()) for e in shown]
-    return Crash(error=error, request=request, frames=frames, folded=len(summary) - len(shown))
+    return Crash(error=readable_names(error), request=request, frames=frames,
+                 folded=len(summary) - len(mine) - (0 if mine else len(shown)), earlier=max(0, len(mine) - len(shown)))
 
 
 def stuck(frames, root: Path, seconds: float) -> Crash | None:
@@ -207,8 +214,8 @@ def called_directly(excinfo, root: Path) -> Crash | None:
     exc = excinfo.value
     import pytest
 
-    if isinstance(exc, (AssertionError, pytest.fail.Exception, pytest.skip.Exception, KeyboardInterrupt)) \
-            or is_todo(exc) or not isinstance(exc, Exception):
+    if isinstance(exc, (AssertionError, pytest.fail.Exception, pytest.skip.Exception, KeyboardInterrupt,
+                        StoppedByTheCheck)) or is_todo(exc) or not isinstance(exc, (Exception, SystemExit)):
         return None
     crash = from_traceback(exc, excinfo.tb, root)
     mine = Path(root).resolve()

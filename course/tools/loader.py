@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import re
 import sys
 import types
 from pathlib import Path
@@ -64,6 +65,15 @@ def load_app_module(target: str | Path, slug: str) -> types.ModuleType:
     if not callable(getattr(module, "create_app", None)):
         raise LessonLoadError(f"{display(path)} has no create_app(**options) function; every lesson needs one.")
     return module
+
+
+_MODULE_NAME = re.compile(r"course_target_(\d\d_\w+?)_[0-9a-f]{10}\b")
+
+
+def readable_names(text: str) -> str:
+    """``text`` with the module names ``load_app_module`` makes (``course_target_01_raw_cookies_3f2a...``,
+    in an AttributeError, say) as the student knows them: ``01_raw_cookies/app.py``."""
+    return _MODULE_NAME.sub(lambda match: f"{match.group(1)}/app.py", text) if "course_target_" in text else text
 
 
 def display(path: Path) -> str:

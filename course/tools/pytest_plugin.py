@@ -34,7 +34,7 @@ import requests
 from course.lesson import manifest
 from course.lesson.server import serve
 from course.tools.crashes import Crash, CrashRecorder, StoppedByTheCheck, called_directly, stuck
-from course.tools.loader import LessonLoadError, load_app_module, resolve_target
+from course.tools.loader import LessonLoadError, load_app_module, readable_names, resolve_target
 from course.tools.results import TIMED_OUT_SIGN
 from course.tools.results import lesson_slug as slug_of
 
@@ -155,10 +155,10 @@ def _may_be_a_death(excinfo) -> bool:
 def _message(report) -> str:
     crash = getattr(report.longrepr, "reprcrash", None)
     if crash is not None:
-        return crash.message
+        return readable_names(crash.message)
     if isinstance(report.longrepr, tuple):       # a skip: (file, line, reason)
         return str(report.longrepr[2])
-    return str(report.longrepr or "")
+    return readable_names(str(report.longrepr or ""))
 
 
 class CourseReport:
