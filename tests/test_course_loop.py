@@ -292,6 +292,19 @@ def test_the_ready_made_checks_wait_until_every_exercise_is_started(tmp_path):
     assert len(done) == len(ready_made) and all(r[1] == "passed" for r in done), done
 
 
+def test_an_app_py_that_never_finishes_importing_shows_the_line_it_is_stuck_on(tmp_path):
+    app = build.patched(tmp_path, SLUG, prepend="""
+        import time
+        while True:
+            time.sleep(0.1)
+    """)
+    proc = course("check", "01", "--target", tmp_path, "--test-timeout", "2")
+    out = proc.stdout
+    assert proc.returncode == 1 and "Your app.py does not load" in out and "Importing app.py did not finish" in out
+    assert "Stuck:     still running after 2 s" in out, out
+    assert f"{app}, line 3, in <module>" in out and "time.sleep(0.1)" in out, out
+
+
 def test_a_starter_that_does_not_import_still_says_so(tmp_path):
     app = build.starter(tmp_path, SLUG)
     app.write_text(app.read_text() + "\nraise RuntimeError('a line outside the exercises')\n")

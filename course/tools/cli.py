@@ -293,7 +293,7 @@ def check(args) -> int:
         return _nothing_ran(lesson, checked, args.target)
     problem = load_problem(records)
     if problem:
-        return _does_not_load(problem, style)
+        return _does_not_load(problem, style, records)
     found = states(lesson, owned_timeouts(records), args.target)
     # A check that timed out comes first: the lesson's later checks ran with a short limit after it
     # (SkipAfterTimeout), and the exercise to fix is the one whose code never returned, whichever check reached it.
@@ -332,12 +332,18 @@ def _nothing_ran(lesson: manifest.Lesson, checked: Checked, target: str) -> int:
     return 2
 
 
-def _does_not_load(problem: str, style: Style) -> int:
+def _does_not_load(problem: str, style: Style, records: list[dict]) -> int:
     print("\n" + style.red("Your app.py does not load, so nothing could be checked:"))
     for line in tidy_message(problem, max_lines=8):
         print("  " + line)
     if TIMED_OUT_SIGN in problem:
         print("  " + IMPORT_HANG)
+        stuck = next((Crash.from_dict(r["crash"]) for r in records if (r.get("crash") or {}).get("stuck")), None)
+        if stuck is not None:            # where the import was when the time ran out
+            lines = stuck.lines()
+            print(f"  Stuck:     {lines[0]}")
+            for line in lines[2:]:       # not "in a function the check called directly": it was the import
+                print(f"             {line}")
     return 1
 
 

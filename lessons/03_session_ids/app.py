@@ -147,8 +147,9 @@ class SessionMiddleware:
     def __call__(self, environ, start_response):
         try:
             session = self.load(environ)
-        except OSError as exc:                       # the store cannot be reached (ConnectionError,
-            return store_unavailable(environ, start_response, exc)   # TimeoutError): say so, never a 500
+        except OSError as exc:
+            # The store cannot be reached (ConnectionError and TimeoutError are OSErrors): say so, never a 500.
+            return store_unavailable(environ, start_response, exc)
         # Any other exception is a bug (or unfinished work, which guard() answers with 501), not the
         # store: it goes on up and stays a 500, with its traceback. Calling it "store unavailable"
         # would send you to look for a broken store.
