@@ -425,6 +425,24 @@ def test_ctrl_c_during_list_says_stopped_and_no_process_prints_a_traceback(tmp_p
     assert "Traceback" not in out + err and "KeyboardInterrupt" not in err, err
 
 
+def test_another_child_of_checks_process_ending_meanwhile_is_not_taken_for_a_part(tmp_path):
+    # list runs some lessons in a second interpreter, its own child: waiting for "any child" reaped it,
+    # took it for a part, and the parent went on while its parts still ran (INTERNALERROR in them).
+    tests = tmp_path / "test_split_lesson.py"
+    tests.write_text("import time\n\n" + "".join(f"def test_{n}():\n    time.sleep(0.05)\n\n" for n in range(20)),
+                     encoding="utf-8")
+    script = ("import json, subprocess, sys; from pathlib import Path; from types import SimpleNamespace; "
+              "from course.tools.cli import run_checks; other = subprocess.Popen(['sleep', '0.2']); "
+              "records = run_checks([SimpleNamespace(test_file=Path(sys.argv[1]))], target=sys.argv[2]).records; "
+              "other.wait(); print(json.dumps(records))")
+    done = subprocess.run([sys.executable, "-c", script, str(tests), str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "COURSE_CACHE_DIR": str(tmp_path)})
+    assert done.returncode == 0 and "INTERNALERROR" not in done.stderr, done.stderr[-3000:]
+    import json
+    records = json.loads(done.stdout.splitlines()[-1])
+    assert len(records) == 20 and {r["outcome"] for r in records} == {"passed"}, records
+
+
 def test_the_children_end_with_their_parent(tmp_path):
     # check's own process killed (by the student's code, or by the terminal) must not leave a child
     # running its part (starting browsers and servers) after the prompt is back.

@@ -193,7 +193,7 @@ class SplitAcrossCores:
         items[:] = []                    # this process runs nothing: it waits for the children
         while self.children:
             try:
-                pid, status = os.wait()
+                pid, status = self._next_to_end()
             except KeyboardInterrupt:    # Ctrl-C reached every child too: they write what they have and end
                 self._end_children()
                 raise
@@ -215,6 +215,19 @@ class SplitAcrossCores:
             self.records.append(_ended_record(rest[0], code, _read_json(child_report + ".ended")))
             if rest[1:] and self._fork(config, items, rest[1:], parent):
                 return
+
+    def _next_to_end(self) -> tuple[int, int]:
+        """(pid, wait status) of the next of the children to end. Not ``os.wait()``: that reaps any child
+        of this process (``list``'s second interpreter, a server a test started), which is not ours."""
+        import os
+        import time
+
+        while True:
+            for pid in self.children:
+                ended, status = os.waitpid(pid, os.WNOHANG)
+                if ended:
+                    return pid, status
+            time.sleep(0.005)
 
     def _end_children(self, grace: float = 3.0) -> None:
         """Wait up to ``grace`` seconds for the children to end, then kill those left: the caller is
