@@ -225,11 +225,12 @@ def untouched_records(lesson: manifest.Lesson, target: str) -> list[dict] | None
     """A record per exercise saying it is not started, for a lesson whose every exercise is still the
     starter's and whose app.py imports: its tests need not run (or even be collected) to know that.
     None otherwise: then its tests run, and say what they find (an app.py that does not import too)."""
-    from course.tools.loader import LessonLoadError, app_path, load_app_module
+    from course.tools.loader import LessonLoadError, app_path, load_app_module, use_a_throwaway_secret
     from course.tools.results import NOT_STARTED_SIGN, not_started_in
 
     if not {ex.id for ex in lesson.exercises} <= not_started_in(app_path(target, lesson.slug), lesson.slug):
         return None
+    use_a_throwaway_secret()             # as the checks would have (pytest_plugin): no deployment warning
     try:
         load_app_module(target, lesson.slug)
     except LessonLoadError:

@@ -67,6 +67,15 @@ def load_app_module(target: str | Path, slug: str) -> types.ModuleType:
     return module
 
 
+def use_a_throwaway_secret() -> None:
+    """Lessons 05 on warn loudly at import when SESSION_SECRET is unset (their development fallback is
+    published). Checks are not a deployment: they get a throwaway secret, so that the warning means
+    something where it shows. Tests of that warning remove the variable themselves."""
+    import os
+
+    os.environ.setdefault("SESSION_SECRET", "pytest-throwaway-secret-" + os.urandom(16).hex())
+
+
 _MODULE_NAME = re.compile(r"course_target_(\d\d_\w+?)_[0-9a-f]{10}\b")
 
 

@@ -34,7 +34,7 @@ import requests
 from course.lesson import manifest
 from course.lesson.server import serve
 from course.tools.crashes import Crash, CrashRecorder, StoppedByTheCheck, called_directly, stuck
-from course.tools.loader import LessonLoadError, load_app_module, readable_names, resolve_target
+from course.tools.loader import LessonLoadError, load_app_module, readable_names, resolve_target, use_a_throwaway_secret
 from course.tools.results import TIMED_OUT_SIGN
 from course.tools.results import lesson_slug as slug_of
 
@@ -77,10 +77,7 @@ def pytest_configure(config):
         "balancer, a failover, the README's full-size figures), slow: `make test` runs it, a student's "
         "`check` leaves it out")
     config.pluginmanager.register(CourseReport(config), "course-report")
-    # Lessons 05 on warn loudly at import when SESSION_SECRET is unset (their development fallback
-    # is published). Tests are not a deployment: give them a throwaway secret, so the warning means
-    # something where it shows. Tests of that warning remove the variable themselves.
-    os.environ.setdefault("SESSION_SECRET", "pytest-throwaway-secret-" + os.urandom(16).hex())
+    use_a_throwaway_secret()
     hosts = None
     if config.getoption("--course-sandbox"):
         from course.tools.grading import sandbox
