@@ -507,9 +507,11 @@ def test_advice_printed_by_check_names_a_python_that_has_the_course():
 
 
 def test_the_advice_in_a_501_works_as_printed(serve_app, tmp_path):
-    # The starter's unfinished route names the command to run for a hint; run it as printed.
+    # The starter's unfinished route names the command to run for a hint; run it as printed. The
+    # shipped starter's, not lessons/'s: on a student's solved copy that route is done.
     from course.tools.loader import load_app_module
-    url = serve_app(load_app_module(ROOT / "lessons", "01_raw_cookies").create_app())
+    build.starter(tmp_path / "copy", "01_raw_cookies")
+    url = serve_app(load_app_module(tmp_path / "copy", "01_raw_cookies").create_app())
     resp = requests.get(url + "/visits", timeout=10)
     body = resp.text
     assert resp.status_code == 501, body

@@ -23,7 +23,7 @@ from pathlib import Path
 from course import ROOT
 from course.lesson import manifest
 from course.lesson.server import RELOAD_WAIT, run_reloading, snapshot
-from course.tools import teeth
+from course.tools import plugins, teeth
 from course.tools.crashes import Crash, from_traceback
 from course.tools.loader import LessonLoadError, app_path, display, load_app_module, resolve_target
 from course.tools.plugins import CollectErrors, NativeTracebacks, SkipAfterTimeout, SkipNotStarted, SplitAcrossCores
@@ -166,9 +166,14 @@ def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
                 "-p", "no:terminal"]
         args += ["-m", "exercise" if exercises_only else "not maintainers"]
         split = SplitAcrossCores(read_durations()) if split_cores else None
+        me = os.getpid()
         with noticing_ctrl_c() as stopped:
-            code = pytest.main(args, plugins=[collected, SkipAfterTimeout(whole_lesson=True), NativeTracebacks(),
-                                              SkipNotStarted(target), *([split] if split else [])])
+            try:
+                code = pytest.main(args, plugins=[collected, SkipAfterTimeout(whole_lesson=True), NativeTracebacks(),
+                                                  SkipNotStarted(target), *([split] if split else [])])
+            finally:
+                if os.getpid() != me:    # a forked child never comes back here (a Ctrl-C just after its fork)
+                    plugins.REAL_EXIT(2 if stopped else 1)
             records = json.loads(report.read_text(encoding="utf-8"))["tests"] if report.exists() else []
             theirs = split.child_records() if split else []
     if stopped or code == pytest.ExitCode.INTERRUPTED or (split is not None and split.interrupted):

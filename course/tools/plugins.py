@@ -143,13 +143,14 @@ class SplitAcrossCores:
     child's stream) gets a record saying what ended the process (``os._exit(N)`` and the student's
     line where it was called, or the signal), and the rest of that part runs in a new child.
 
-    Why parts: a lesson's checks are many small HTTP exchanges with servers in the same process, so
+    Why several: a lesson's checks are many small HTTP exchanges with servers in the same process, so
     they use one core. Forked after collection, a child needs no imports and no collecting of its own
-    (a second interpreter would spend about a second on them). The parts are balanced by the last
-    run's time of each test (``durations``, test id -> seconds; ``split``): two parts, or four for a
-    lesson whose checks took more than ``WAITING_SECONDS`` in all last time (lesson 09's races and
-    gunicorn workers wait on the clock far more than they compute, so four processes overlap their
-    waits); one part when there are few tests or one core.
+    (a second interpreter would spend about a second on them). Two children, or four for a lesson
+    whose checks took more than ``WAITING_SECONDS`` in all last time (lesson 09's races and gunicorn
+    workers wait on the clock far more than they compute, so four processes overlap their waits);
+    one when there are few tests or one core. Each child takes the next group of tests from a queue
+    whenever it is free (``grouped``: longest first, by the last run's time of each test,
+    ``durations``): parts fixed in advance from those times ended a second apart in lesson 09.
 
     Not done when a thread is already running (a fork copies only the thread that forks): then the
     tests run in this process, as with ``check``'s ``split_cores=False``.
@@ -170,6 +171,9 @@ class SplitAcrossCores:
         self.records: list[dict] = []        # the children's, and those of the tests that ended a child
         self.started = 0                     # children started, for their reports' names
         self.left_threads: list[str] = []    # threads the code under test left running in a child
+        self.groups: list[list] = []         # the tests, in groups that run in one process, longest first
+        self.queue = -1                      # a pipe of group numbers: each child takes the next when free
+        self.first: list = []                # in a child: the tests it runs before it takes from the queue
 
     def pytest_collection_finish(self, session):
         """After collection and ``-m``'s deselection, before the first test."""
@@ -186,18 +190,20 @@ class SplitAcrossCores:
         expected = sum(self.durations.get(item.nodeid, UNKNOWN_SECONDS) for item in items)
         count = 1 if len(items) < self.MIN_TESTS or (os.cpu_count() or 1) < 2 else \
             4 if expected > self.WAITING_SECONDS else 2
+        self.groups = grouped(items, self.durations)
+        self.queue = _queue_of(len(self.groups))
         parent = os.getpid()
-        for part in split(items, self.durations, count):
-            if part and self._fork(config, items, part, parent):
-                return                   # a child: it runs its part
-        items[:] = []                    # this process runs nothing: it waits for the children
+        items[:] = []                    # this process runs nothing (its children run from the queue): it waits
+        for _ in range(count):
+            if self._fork(config, [], parent):
+                return                   # a child: pytest_runtestloop takes its tests
         while self.children:
             try:
                 pid, status = self._next_to_end()
             except KeyboardInterrupt:    # Ctrl-C reached every child too: they write what they have and end
                 self._end_children()
                 raise
-            part, child_report = self.children.pop(pid)
+            first, child_report = self.children.pop(pid)
             code = os.waitstatus_to_exitcode(status)
             self.interrupted |= code == 2                                   # pytest.ExitCode.INTERRUPTED
             found = _read_json(child_report)
@@ -206,15 +212,45 @@ class SplitAcrossCores:
             if found is not None:
                 self.records += found["tests"]
                 continue
-            done = [record for line in _lines(child_report + ".stream") if "outcome" in (record := json.loads(line))]
+            # The child ended before its report: its stream says what it took and what it finished.
+            lines = [json.loads(line) for line in _lines(child_report + ".stream")]
+            done = [line for line in lines if "outcome" in line]
             self.records += done
             ran = {record["nodeid"] for record in done}
-            rest = [item for item in part if item.nodeid not in ran]
-            if not rest or self.interrupted or self.stopped:
+            taken = first + [item for line in lines if "took" in line for item in self.groups[line["took"]]]
+            rest = [item for item in taken if item.nodeid not in ran]
+            if self.interrupted or self.stopped:
                 continue
-            self.records.append(_ended_record(rest[0], code, _read_json(child_report + ".ended")))
-            if rest[1:] and self._fork(config, items, rest[1:], parent):
+            if rest:
+                self.records.append(_ended_record(rest[0], code, _read_json(child_report + ".ended")))
+            if (rest[1:] or _queued(self.queue)) and self._fork(config, rest[1:], parent):
                 return
+        os.close(self.queue)
+
+    def pytest_runtestloop(self, session):
+        """In a child: the tests it was started with, then a group of tests at a time from the queue,
+        until it is empty (pytest's own loop, called after this one, finds no items left)."""
+        if not self.in_child:
+            return None
+
+        def tests():
+            yield from self.first
+            while (index := _take(self.queue)) is not None:
+                with open(session.config.getoption("--course-stream"), "a", encoding="utf-8") as stream:
+                    stream.write(json.dumps({"took": index}) + "\n")      # the parent's to know, if this ends
+                yield from self.groups[index]
+
+        order = tests()
+        item = next(order, None)
+        while item is not None:
+            following = next(order, None)        # taken before this test runs: its fixtures' teardown knows
+            item.config.hook.pytest_runtest_protocol(item=item, nextitem=following)
+            if session.shouldfail:
+                raise session.Failed(session.shouldfail)
+            if session.shouldstop:
+                raise session.Interrupted(session.shouldstop)
+            item = following
+        return True
 
     def _next_to_end(self) -> tuple[int, int]:
         """(pid, wait status) of the next of the children to end. Not ``os.wait()``: that reaps any child
@@ -247,8 +283,8 @@ class SplitAcrossCores:
             os.waitpid(pid, 0)
         self.children = {}
 
-    def _fork(self, config, items, part, parent) -> bool:
-        """Start a child running ``part``: True in the child, False in this process."""
+    def _fork(self, config, first: list, parent: int) -> bool:
+        """Start a child that runs ``first``, then tests from the queue: True in the child, False here."""
         import os
 
         self.started += 1
@@ -256,13 +292,12 @@ class SplitAcrossCores:
         pid = os.fork()
         if pid == 0:
             _die_with(parent)
-            self.in_child, self.children = True, {}
+            self.in_child, self.children, self.first = True, {}, first
             config.option.course_report = child_report
             config.option.course_stream = child_report + ".stream"
             _record_os_exit(child_report + ".ended", config.getoption("--target"))
-            items[:] = part
             return True
-        self.children[pid] = (part, child_report)
+        self.children[pid] = (first, child_report)
         return False
 
     def pytest_sessionfinish(self, session, exitstatus):
@@ -278,7 +313,7 @@ class SplitAcrossCores:
                     json.dump(left, file)
             sys.stdout.flush()
             sys.stderr.flush()
-            _REAL_EXIT(self.exit_status)   # 2: interrupted (pytest.ExitCode), which the parent must know
+            REAL_EXIT(self.exit_status)   # 2: interrupted (pytest.ExitCode), which the parent must know
         elif self.left_threads:
             print(left_threads_note(self.left_threads), file=sys.stderr)
 
@@ -309,7 +344,8 @@ def _lines(path: str) -> list[str]:
         return []
 
 
-_REAL_EXIT = os._exit
+REAL_EXIT = os._exit
+"""``os._exit`` itself: in a child, ``os._exit`` first records where it was called (``_record_os_exit``)."""
 
 
 def _record_os_exit(path: str, target: str) -> None:
@@ -319,7 +355,7 @@ def _record_os_exit(path: str, target: str) -> None:
 
     def recorded_exit(status):
         if os.getpid() != child:
-            _REAL_EXIT(status)
+            REAL_EXIT(status)
         try:
             from course.tools.crashes import called_from
             from course.tools.loader import resolve_target
@@ -328,7 +364,7 @@ def _record_os_exit(path: str, target: str) -> None:
             with open(path, "w", encoding="utf-8") as file:
                 json.dump(crash.as_dict() if crash else {}, file)
         finally:
-            _REAL_EXIT(status if isinstance(status, int) else 1)
+            REAL_EXIT(status if isinstance(status, int) else 1)
 
     os._exit = recorded_exit
 
@@ -373,22 +409,40 @@ UNKNOWN_SECONDS = 0.05
 """What a test not timed before is expected to take."""
 
 
-def split(items: list, durations: dict[str, float], parts: int = 2) -> list[list]:
-    """``items`` in ``parts`` lists, each in collection order, of about equal expected time: the groups
-    (the tests that share a TOGETHER fixture; each other test alone), longest first, each to the
-    part with the least so far."""
-    groups: dict[object, list[int]] = {}
+def grouped(items: list, durations: dict[str, float]) -> list[list]:
+    """``items`` in groups, longest first by the last run's times: the tests that share a TOGETHER
+    fixture in one group (each of them in collection order), each other test alone. Taken longest
+    first from a queue by whichever process is free, they end at about the same time, however
+    wrong the times are (a run on a loaded machine, a test that is slower now)."""
+    groups: dict[object, list] = {}
     for index, item in enumerate(items):
         key = "together" if set(TOGETHER) & set(getattr(item, "fixturenames", ())) else index
-        groups.setdefault(key, []).append(index)
+        groups.setdefault(key, []).append(item)
 
-    def cost(members: list[int]) -> float:
-        return sum(durations.get(items[i].nodeid, UNKNOWN_SECONDS) for i in members)
+    def cost(members: list) -> float:
+        return sum(durations.get(item.nodeid, UNKNOWN_SECONDS) for item in members)
 
-    sides: list[list[int]] = [[] for _ in range(parts)]
-    loads = [0.0] * parts
-    for members in sorted(groups.values(), key=cost, reverse=True):
-        side = loads.index(min(loads))
-        sides[side].extend(members)
-        loads[side] += cost(members)
-    return [[items[i] for i in sorted(side)] for side in sides]
+    return sorted(groups.values(), key=cost, reverse=True)
+
+
+def _queue_of(count: int) -> int:
+    """The read end of a pipe holding the numbers 0 to ``count - 1`` (four bytes each) and closed
+    for writing: the children each read one number at a time (a pipe's read of four bytes that are
+    there is whole), until it is empty."""
+    read_end, write_end = os.pipe()
+    os.write(write_end, b"".join(number.to_bytes(4, "big") for number in range(count)))  # a pipe holds 64 KiB
+    os.close(write_end)
+    return read_end
+
+
+def _take(queue: int) -> int | None:
+    chunk = os.read(queue, 4)
+    return int.from_bytes(chunk, "big") if len(chunk) == 4 else None
+
+
+def _queued(queue: int) -> int:
+    """How many group numbers are still in the queue."""
+    import fcntl
+    import termios
+
+    return int.from_bytes(fcntl.ioctl(queue, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder) // 4
