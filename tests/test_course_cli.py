@@ -407,11 +407,13 @@ def test_the_child_that_is_free_takes_the_next_test_whatever_the_last_runs_times
 
 
 @pytest.mark.parametrize("after", [0.2, 0.35])
-def test_ctrl_c_while_the_command_is_still_starting_says_stopped_without_a_traceback(after):
+def test_ctrl_c_while_the_command_is_still_starting_says_stopped_without_a_traceback(tmp_path, after):
     # While it imports (its first few tenths of a second), check once printed KeyboardInterrupt's
     # traceback. Before that, Python itself is starting (0.03-0.1 s here): a Ctrl-C then is Python's own.
-    proc = subprocess.Popen([sys.executable, "-m", "course", "check", "01"], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    # The lesson is slow to import, so that the check is still running when the Ctrl-C comes.
+    build.patched(tmp_path, SLUG, prepend="import time\ntime.sleep(3)")
+    proc = subprocess.Popen([sys.executable, "-m", "course", "check", "01", "--target", str(tmp_path)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     time.sleep(after)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=60)

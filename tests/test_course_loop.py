@@ -97,6 +97,7 @@ def test_a_crash_in_a_function_the_check_calls_shows_its_line(tmp_path):
 @pytest.mark.parametrize("ending, how", [
     ("os._exit(0)", "the code under test called os._exit(0)"),
     ("os.kill(os.getpid(), signal.SIGKILL)", "it was killed by signal 9 (SIGKILL)"),
+    ("os.abort()", "it was killed by signal 6 (SIGABRT)"),
 ])
 def test_code_that_ends_the_checks_process_is_reported_and_the_other_checks_still_run(tmp_path, ending, how):
     # Once, check printed nothing at all and exited 0: the student's os._exit ended the process that
@@ -110,10 +111,14 @@ def test_code_that_ends_the_checks_process_is_reported_and_the_other_checks_stil
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"The process running this check ended during it: {how}" in out, proc.stdout
     assert "done 01.1" in out and "Next: exercise 01.2" in out, "the checks that do not reach it still pass"
+    crashed = {"os._exit(0)": "os._exit(0) ended the process", "os.abort()": "Fatal Python error: Aborted"}
+    if ending in crashed:                        # the student's line, shown as a crash (a SIGKILL has none)
+        assert f"Crashed: {crashed[ending]}" in out, proc.stdout
+        assert f"{app}, line {line_of(app, ending)}, in visits" in out
     if ending.startswith("os._exit"):
-        assert "Crashed: os._exit(0) ended the process" in out, "the student's call, shown as a crash"
-        assert f"{app}, line {line_of(app, ending)}, in visits" in out and "while answering GET /visits" in out
+        assert "while answering GET /visits" in out
     assert "Traceback" not in proc.stdout + proc.stderr
+    assert "Fatal Python error" not in proc.stderr, "faulthandler's dump of every thread is not for the student"
 
 
 @pytest.mark.parametrize("function", ["visits", "read_count"])        # a route; a function the check calls
@@ -185,6 +190,95 @@ def test_a_loop_reached_by_another_exercises_checks_is_only_its_own_exercises_ti
     assert "timeout 02.4" not in out and "skip    02.4" in out, "02.4 reached 02.3's loop: not run to the end"
     assert "Stuck:" in out and "while True:" in out, out
     assert took < 60, f"check took {took:.0f} s"
+
+
+def _running_with(text: str) -> list[str]:
+    """The command lines of the processes running now that contain ``text``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                line = cmdline.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if entry.isdigit() and text in line and int(entry) != os.getpid():
+            found.append(line)
+    return found
+
+
+def test_a_loop_in_the_code_every_check_reaches_ends_soon_and_leaves_no_process(tmp_path):
+    # Every check of lesson 08 reaches store_options, and some start app processes (forks) that loop
+    # in it too: check took 75-130 s, every exercise was a timeout, and those processes spun on for ever.
+    app = build.solved(tmp_path, "08_store_backends")
+    app.write_text(app.read_text().replace('    scheme, _, rest = url.partition(":")\n',
+                                           '    scheme, _, rest = url.partition(":")\n    while scheme:\n'
+                                           '        pass\n', 1))
+    started = time.monotonic()
+    proc = course("check", "08", "--target", tmp_path, "--test-timeout", "3")
+    took = time.monotonic() - started
+    rows = {line.split()[1]: line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ") and
+            len(line.split()) > 1 and line.split()[1][:3] == "08."}
+    assert rows.pop("08.1") == "timeout" and set(rows.values()) == {"skip"}, proc.stdout
+    assert took < 40, f"check took {took:.0f} s"
+    time.sleep(0.5)
+    assert not _running_with(str(tmp_path)), "a process of the check's is still running"
+
+
+def test_an_endless_loop_in_code_the_checks_run_in_threads_ends_in_a_timeout(tmp_path):
+    # 09.3's check calls add_one from eight threads: leaving its thread pool waited for them, for ever.
+    app = build.solved(tmp_path, "09_concurrency")
+    text = app.read_text()
+    head = '    """Exercise 09.3: add 1 to the counter ``key`` in one atomic step of the store; the new value."""\n'
+    assert head in text
+    app.write_text(text.replace(head, head + "    while key:\n        pass\n", 1))
+    proc = course("check", "09", "--target", tmp_path, "--test-timeout", "3", timeout=120)
+    assert "timeout 09.3" in proc.stdout and "Next: exercise 09.3" in proc.stdout, proc.stdout
+    assert "Stuck:" in proc.stdout and "while key:" in proc.stdout, proc.stdout
+
+
+def test_a_loop_in_one_exercises_function_is_that_exercises_timeout_whichever_check_met_it(tmp_path):
+    # A loop in 05.2's refuse_unknown_id, first met by a check of 05.1: 05.1 was shown as the timeout.
+    app = build.patched(tmp_path, "05_beaker", function="refuse_unknown_id", body="""
+        while session:
+            pass
+    """)
+    proc = course("check", "05", "--target", tmp_path, "--test-timeout", "3")
+    out = proc.stdout
+    assert "timeout 05.2" in out and "Next: exercise 05.2" in out, out
+    assert "timeout 05.1" not in out and f"Edit:      {app}, function refuse_unknown_id" in out, out
+
+
+def test_a_process_the_students_code_starts_and_leaves_is_ended_with_the_check(tmp_path):
+    build.patched(tmp_path, SLUG, function="forget", body="""
+        import subprocess
+        subprocess.Popen(["sleep", "317.25"])
+        response.set_cookie("visits", "", path="/", max_age=0, expires=0)
+        return text("Forgotten.")
+    """)
+    course("check", "01", "--target", tmp_path)
+    time.sleep(0.5)
+    assert not _running_with("sleep 317.25"), "the check left the student's process running"
+
+
+def test_a_keyboardinterrupt_the_students_code_raises_is_a_crash_not_a_ctrl_c(tmp_path):
+    # It was taken for the student's Ctrl-C: "Stopped.", and no verdict at all.
+    app = build.patched(tmp_path, SLUG, function="read_count", body="""
+        if value == "abc":
+            raise KeyboardInterrupt
+        return int(value) if value and value.isascii() and value.isdigit() and len(value) < 10 else 0
+    """)
+    proc = course("check", "01", "--target", tmp_path)
+    out = flat(proc.stdout)
+    assert proc.returncode == 1 and "Stopped." not in proc.stderr, proc.stdout + proc.stderr
+    assert "the code under test raised KeyboardInterrupt" in out and "Crashed: KeyboardInterrupt" in out, out
+    assert f"{app}, line {line_of(app, 'raise KeyboardInterrupt')}, in read_count" in out
+    assert "done 01.4" in out, "the other checks still run"
+
+
+def test_sys_exit_at_import_is_an_app_py_that_does_not_load(tmp_path):
+    build.patched(tmp_path, SLUG, prepend="import sys\nsys.exit('bye')")
+    out = course("check", "01", "--target", tmp_path).stdout
+    assert "Your app.py does not load" in out and "SystemExit: bye" in out, out
 
 
 def test_plain_pytest_shows_the_crash_under_the_failure_too(tmp_path):

@@ -163,7 +163,7 @@ def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
         report = Path(tmp) / "report.json"
         args = ["-c", str(ROOT / "pytest.ini"), "--rootdir", str(ROOT), *files, "--target", str(target),
                 "--course-report", str(report), "--course-timeout", f"{test_timeout:g}", *PYTEST_QUIET,
-                "-p", "no:terminal"]
+                "-p", "no:terminal", "-p", "no:faulthandler"]     # each child keeps its own (SplitAcrossCores)
         args += ["-m", "exercise" if exercises_only else "not maintainers"]
         split = SplitAcrossCores(read_durations()) if split_cores else None
         me = os.getpid()
@@ -305,8 +305,8 @@ def check(args) -> int:
     # (SkipAfterTimeout), and the exercise to fix is the one whose code never returned, whichever check reached it.
     timed_out = next((r for r in records if outcome(r) == "timeout"), None)
     owner = stuck_in(Crash.from_dict(timed_out["crash"])) if timed_out and timed_out.get("crash") else None
-    blocking = next((s for s in found if s.exercise.id in ((owner.id if owner else None),
-                                                            timed_out and timed_out["exercise"])), None)
+    blocking_id = owner.id if owner else timed_out and timed_out["exercise"]     # the owner first: its code loops
+    blocking = next((s for s in found if s.exercise.id == blocking_id), None)
     print()
     title_width = max(len(s.exercise.title) for s in found)
     for s in found:
@@ -422,11 +422,16 @@ def owned_timeouts(records: list[dict]) -> list[dict]:
     A loop in 02.3's route is reached by 02.4's checks too, and the checks run in two to four
     processes, each of which waits out the time limit on its own: 02.4, correct, would show
     ``timeout`` beside 02.3.
+
+    A timeout with no stuck line of the student's (the loop was in an app process the check started)
+    is the known owner's too, when one timeout has one: the loop is most likely the same.
     """
+    owners = {id(record): stuck_in(Crash.from_dict(record["crash"])) for record in records
+              if outcome(record) == "timeout" and record.get("crash")}
+    known = next((owner for owner in owners.values() if owner is not None), None)
     owned = []
     for record in records:
-        owner = stuck_in(Crash.from_dict(record["crash"])) if outcome(record) == "timeout" and record.get("crash") \
-            else None
+        owner = owners.get(id(record)) or (known if outcome(record) == "timeout" and not record.get("crash") else None)
         if owner is not None and owner.id != record["exercise"]:
             record = {**record, "outcome": "skipped",
                       "message": f"not run to the end: {STUCK_SIGN} {owner.id} timed out (this check reached its code)"}

@@ -17,6 +17,7 @@ Beaker, the standard library) are folded into a count: they are not where the bu
 """
 from __future__ import annotations
 
+import functools
 import linecache
 import threading
 import traceback
@@ -26,6 +27,7 @@ from pathlib import Path
 from course.tools.loader import readable_names
 
 MAX_FRAMES = 4          # the student's innermost frames shown (the last one is where it broke)
+KEEP_INNERMOST, KEEP_OUTERMOST = 500, 200   # of a stack too deep to read whole (``called_from``)
 
 
 @dataclass
@@ -85,7 +87,10 @@ def _display(path: str) -> str:
         return path
 
 
+@functools.lru_cache(maxsize=4096)
 def _inside(filename: str, root: Path) -> bool:
+    """Is ``filename`` in the folder ``root``? Asked for every frame of a stack (a recursion has
+    hundreds, or a million where the student raised the limit): remembered per file."""
     try:
         return Path(filename).resolve().is_relative_to(root)
     except (OSError, ValueError):
@@ -95,8 +100,24 @@ def _inside(filename: str, root: Path) -> bool:
 def from_traceback(exc: BaseException, tb, root: Path, request: str = "") -> Crash:
     """A Crash from an exception and its traceback; ``root`` is the folder of the student's code."""
     error = "".join(traceback.format_exception_only(type(exc), exc)).strip().splitlines()
-    return _from_summary(traceback.extract_tb(tb), Path(root).resolve(), error[-1] if error else type(exc).__name__,
-                         request)
+    return _bounded(list(traceback.walk_tb(tb)), Path(root).resolve(), error[-1] if error else type(exc).__name__,
+                    request)
+
+
+def _bounded(pairs: list, root: Path, error: str, request: str) -> Crash:
+    """A Crash from ``pairs`` of (frame, line number), outermost first. A recursion whose limit the
+    student raised is a million frames deep: its outermost and innermost frames are read, and the
+    rest only counted (reading every one took the crash's recording past the check's time limit)."""
+    deep = max(0, len(pairs) - (KEEP_OUTERMOST + KEEP_INNERMOST))
+    kept = pairs[:KEEP_OUTERMOST] + pairs[KEEP_OUTERMOST + deep:] if deep else pairs
+    crash = _from_summary(traceback.StackSummary.extract(iter(kept)), root, error, request)
+    if deep:
+        middle = pairs[KEEP_OUTERMOST][0].f_code.co_filename
+        if _inside(middle, root):
+            crash.earlier += deep
+        else:
+            crash.folded += deep
+    return crash
 
 
 def _from_summary(summary: traceback.StackSummary, root: Path, error: str, request: str) -> Crash:
@@ -129,15 +150,16 @@ def called_from(top, root: Path, error: str) -> Crash | None:
     """A Crash saying ``error`` at the stack whose innermost frame is ``top``, with the request its
     thread was answering; None when no frame of that stack is inside ``root`` (the student's code)."""
     root = Path(root).resolve()
-    summary = traceback.extract_stack(top)
-    if not any(_inside(entry.filename, root) for entry in summary):
-        return None
-    request, frame = "", top
+    stack, request, frame = [], "", top
     while frame is not None:             # a request's thread: CrashRecorder.__call__ holds its environ
+        stack.append((frame, frame.f_lineno))
         if frame.f_code is CrashRecorder.__call__.__code__:
             request = describe_request(frame.f_locals.get("watched") or {})
         frame = frame.f_back
-    return _from_summary(summary, root, error, request)
+    stack.reverse()
+    if not any(_inside(frame.f_code.co_filename, root) for frame, _ in stack):
+        return None
+    return _bounded(stack, root, error, request)
 
 
 def describe_request(environ: dict) -> str:
@@ -188,7 +210,7 @@ class CrashRecorder:
         self.lock = threading.Lock()
 
     def record(self, exc: BaseException, tb, environ: dict) -> None:
-        if is_todo(exc) or isinstance(exc, (StoppedByTheCheck, KeyboardInterrupt)):
+        if is_todo(exc) or isinstance(exc, StoppedByTheCheck):
             return
         crash = from_traceback(exc, tb, self.root, describe_request(environ))
         with self.lock:

@@ -272,7 +272,11 @@ class AppProcess:
             self._tail = OutputTail(self.proc.stdout)
         else:
             self.proc = _fork_app(run, cwd=cwd, env=env)
-        self._wait_ready(ready_timeout)
+        try:
+            self._wait_ready(ready_timeout)
+        except BaseException:            # the test's time limit, say: no one else would stop this process
+            self.kill()
+            raise
 
     @classmethod
     def script(cls, path, *args: str, cwd=None, env=None) -> "AppProcess":

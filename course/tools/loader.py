@@ -56,7 +56,7 @@ def load_app_module(target: str | Path, slug: str) -> types.ModuleType:
     sys.modules[name] = module  # dataclasses and pickle look modules up by name while importing
     try:
         spec.loader.exec_module(module)
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:          # sys.exit() at import too: the app.py does not load
         sys.modules.pop(name, None)
         raise LessonLoadError(
             f"{display(path)} does not import: {type(exc).__name__}: {exc}. "

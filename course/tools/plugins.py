@@ -5,8 +5,10 @@ wants none of them: it shows every test's own outcome and pytest's full tracebac
 """
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
+import re
 import sys
 
 from course.tools.results import (
@@ -35,9 +37,15 @@ class SkipAfterTimeout:
     reference's code for this one.
     """
 
+    REACHED_IT_AGAIN = 3
+    """With ``whole_lesson``: after this many later checks of the lesson also ran past their short limit,
+    the lesson's other checks are skipped (a loop in lesson 08's store_options, which every check
+    reaches, cost a second each: 75 s)."""
+
     def __init__(self, whole_lesson: bool = False):
         self.whole_lesson = whole_lesson
         self.stuck: dict[str, str] = {}          # exercise id, or a lesson's test file -> the exercise that timed out
+        self.reached: dict[str, int] = {}        # a lesson's test file -> its checks that reached the loop again
 
     @staticmethod
     def _file(nodeid: str) -> str:
@@ -54,8 +62,15 @@ class SkipAfterTimeout:
         exercise = dict(item.user_properties).get("exercise")
         if exercise in self.stuck:
             pytest.skip(f"not run: {STUCK_SIGN} {exercise} timed out")
+        file = self._file(item.nodeid)
+        if self.reached.get(file, 0) >= self.REACHED_IT_AGAIN:
+            pytest.skip(f"not run: {STUCK_SIGN} {self.stuck[file]} timed out, and {self.REACHED_IT_AGAIN} checks "
+                        "after it reached the same code")
 
     def pytest_runtest_logreport(self, report):
+        if self.whole_lesson and report.skipped and "not run to the end" in str(report.longrepr):
+            file = self._file(report.nodeid)
+            self.reached[file] = self.reached.get(file, 0) + 1
         if report.failed and TIMED_OUT_SIGN in str(report.longrepr):
             exercise = dict(report.user_properties).get("exercise")
             if exercise:
@@ -174,6 +189,8 @@ class SplitAcrossCores:
         self.groups: list[list] = []         # the tests, in groups that run in one process, longest first
         self.queue = -1                      # a pipe of group numbers: each child takes the next when free
         self.first: list = []                # in a child: the tests it runs before it takes from the queue
+        self.report = self.target = ""       # in a child: its report, and the code under test
+        self.raised_interrupt = False        # in a child: the code under test raised KeyboardInterrupt
 
     def pytest_collection_finish(self, session):
         """After collection and ``-m``'s deselection, before the first test."""
@@ -193,6 +210,7 @@ class SplitAcrossCores:
         self.groups = grouped(items, self.durations)
         self.queue = _queue_of(len(self.groups))
         parent = os.getpid()
+        adopted = _adopt_orphans()       # what the children leave running is this process's to end
         items[:] = []                    # this process runs nothing (its children run from the queue): it waits
         for _ in range(count):
             if self._fork(config, [], parent):
@@ -202,6 +220,7 @@ class SplitAcrossCores:
                 pid, status = self._next_to_end()
             except KeyboardInterrupt:    # Ctrl-C reached every child too: they write what they have and end
                 self._end_children()
+                _end_orphans(adopted)
                 raise
             first, child_report = self.children.pop(pid)
             code = os.waitstatus_to_exitcode(status)
@@ -222,10 +241,12 @@ class SplitAcrossCores:
             if self.interrupted or self.stopped:
                 continue
             if rest:
-                self.records.append(_ended_record(rest[0], code, _read_json(child_report + ".ended")))
+                self.records.append(_ended_record(rest[0], code, _read_json(child_report + ".ended"),
+                                                  _text(child_report + ".fault"), config.getoption("--target")))
             if (rest[1:] or _queued(self.queue)) and self._fork(config, rest[1:], parent):
                 return
         os.close(self.queue)
+        _end_orphans(adopted)
 
     def pytest_runtestloop(self, session):
         """In a child: the tests it was started with, then a group of tests at a time from the queue,
@@ -291,14 +312,31 @@ class SplitAcrossCores:
         child_report = f"{config.getoption('--course-report')}.split{self.started}"
         pid = os.fork()
         if pid == 0:
-            _die_with(parent)
+            die_with(parent)
             self.in_child, self.children, self.first = True, {}, first
+            self.report, self.target = child_report, config.getoption("--target")
             config.option.course_report = child_report
             config.option.course_stream = child_report + ".stream"
             _record_os_exit(child_report + ".ended", config.getoption("--target"))
+            # A fatal signal's stacks (os.abort(), a crash in C) go to the parent, not to the terminal.
+            self.fault_file = open(child_report + ".fault", "w", encoding="utf-8")     # open until the child ends
+            faulthandler.enable(self.fault_file, all_threads=True)
             return True
         self.children[pid] = (first, child_report)
         return False
+
+    def pytest_keyboard_interrupt(self, excinfo):
+        """In a child, a KeyboardInterrupt that no Ctrl-C sent was raised by the code under test: pytest
+        stops at it all the same, so the child ends as if that code had ended it (the parent reports
+        the test and runs the others)."""
+        if not self.in_child or self.stopped:
+            return
+        from course.tools.crashes import from_traceback
+        from course.tools.loader import resolve_target
+
+        crash = from_traceback(excinfo.value, excinfo.tb, resolve_target(self.target))
+        _write_ending(self.report + ".ended", "the code under test raised KeyboardInterrupt", crash)
+        self.raised_interrupt = True
 
     def pytest_sessionfinish(self, session, exitstatus):
         self.exit_status = 2 if self.stopped else int(exitstatus)        # 2: pytest.ExitCode.INTERRUPTED
@@ -313,6 +351,9 @@ class SplitAcrossCores:
                     json.dump(left, file)
             sys.stdout.flush()
             sys.stderr.flush()
+            if self.raised_interrupt:    # no verdict for the tests it did not run: the parent runs them
+                os.remove(self.report)
+                REAL_EXIT(3)
             REAL_EXIT(self.exit_status)   # 2: interrupted (pytest.ExitCode), which the parent must know
         elif self.left_threads:
             print(left_threads_note(self.left_threads), file=sys.stderr)
@@ -334,6 +375,14 @@ def _read_json(path: str):
             return json.load(file)
     except (OSError, ValueError):
         return None
+
+
+def _text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return file.read()
+    except OSError:
+        return ""
 
 
 def _lines(path: str) -> list[str]:
@@ -361,23 +410,57 @@ def _record_os_exit(path: str, target: str) -> None:
             from course.tools.loader import resolve_target
 
             crash = called_from(sys._getframe(1), resolve_target(target), f"os._exit({status!r}) ended the process")
-            with open(path, "w", encoding="utf-8") as file:
-                json.dump(crash.as_dict() if crash else {}, file)
+            _write_ending(path, f"the code under test called os._exit({status!r})", crash)
         finally:
             REAL_EXIT(status if isinstance(status, int) else 1)
 
     os._exit = recorded_exit
 
 
-def _ended_record(item, code: int, crash: dict | None) -> dict:
-    """The record of a test during which the code under test ended the process running it."""
+def _write_ending(path: str, how: str, crash) -> None:
+    """What ended a child's test, for the parent (``_ended_record``): how, and the Crash, if any."""
+    with open(path, "w", encoding="utf-8") as file:
+        json.dump({"how": how, "crash": crash.as_dict() if crash is not None else None}, file)
+
+
+FATAL = re.compile(r'^Fatal Python error: (.*)$', re.M)
+FAULT_FRAME = re.compile(r'^  File "(.*)", line (\d+) in (.*)$')
+
+
+def _fatal_error(dump: str, target: str):
+    """A Crash from faulthandler's dump of a process that died of a fatal signal (``os.abort()``, a
+    crash in C code): the error it names, and the student's frames of the thread that crashed."""
+    from course.tools.crashes import Crash, Frame, _display, _inside
+    from course.tools.loader import resolve_target
+
+    found = FATAL.search(dump)
+    if found is None:
+        return None
+    root = resolve_target(target).resolve()
+    section = dump[found.end():].split("\nThread 0x", 1)[0]          # the crashing thread is first
+    frames = [match.groups() for line in section.splitlines() if (match := FAULT_FRAME.match(line))]
+    mine = [(file, int(line), function) for file, line, function in reversed(frames) if _inside(file, root)]
+    import linecache
+
+    shown = [Frame(_display(file), line, function, linecache.getline(file, line).strip())
+             for file, line, function in mine[-4:]]
+    return Crash(error=f"Fatal Python error: {found.group(1).strip()} (os.abort(), or a crash in C code: ctypes?)",
+                 frames=shown, folded=len(frames) - len(mine), earlier=max(0, len(mine) - len(shown)))
+
+
+def _ended_record(item, code: int, ending: dict | None, dump: str = "", target: str = "lessons") -> dict:
+    """The record of a test during which the code under test ended the process running it: ``ending``
+    is what the child wrote before it ended (``_write_ending``), ``dump`` faulthandler's output."""
     import signal
 
-    if code < 0:
+    crash = (ending or {}).get("crash")
+    if ending and ending.get("how"):
+        how = ending["how"]
+    elif code < 0:
         how = f"it was killed by signal {-code} ({signal.Signals(-code).name})" if -code in signal.valid_signals() \
             else f"it was killed by signal {-code}"
-    elif crash is not None:
-        how = f"the code under test called os._exit({code})"
+        fatal = _fatal_error(dump, target) if dump else None
+        crash = fatal.as_dict() if fatal is not None else None
     else:
         how = f"it exited with status {code} (sys.exit or os._exit in the code under test?)"
     props = dict(item.user_properties)
@@ -387,7 +470,56 @@ def _ended_record(item, code: int, crash: dict | None) -> dict:
                        "its process: every other visitor's requests would end with it."}
 
 
-def _die_with(parent: int) -> None:
+def _children_of(pid: int) -> set[int]:
+    found = set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as stat:
+                    if int(stat.read().rpartition(")")[2].split()[1]) == pid:
+                        found.add(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return found
+
+
+def _adopt_orphans() -> set[int] | None:
+    """Linux: make this process the one that the processes its children leave behind are handed to
+    (PR_SET_CHILD_SUBREAPER), instead of PID 1; its children now (``list``'s second interpreter) are
+    not of those. None where that cannot be done."""
+    import ctypes
+
+    try:
+        if ctypes.CDLL(None, use_errno=True).prctl(36, 1) != 0:     # PR_SET_CHILD_SUBREAPER
+            return None
+    except (OSError, AttributeError):
+        return None
+    return _children_of(os.getpid())
+
+
+def _end_orphans(before: set[int] | None) -> None:
+    """Kill what the children left running and this process was handed (``_adopt_orphans``): a
+    ``subprocess.Popen`` in a route, an app process stuck in the student's loop. Once the last
+    child has ended, nothing of the check's is meant to run."""
+    import ctypes
+    import signal
+
+    if before is None:
+        return
+    for _ in range(5):                   # what an orphan left is handed over in turn once it is killed
+        left = _children_of(os.getpid()) - before
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        if not left:
+            break
+    ctypes.CDLL(None, use_errno=True).prctl(36, 0)
+
+
+def die_with(parent: int) -> None:
     """Linux: this process is killed when ``parent`` ends (a test of the parent's that ends its process
     must not leave the child running the rest, starting browsers and servers after the prompt is back)."""
     import ctypes
