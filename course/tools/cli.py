@@ -165,7 +165,8 @@ def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
                 "--course-report", str(report), "--course-timeout", f"{test_timeout:g}", *PYTEST_QUIET,
                 "-p", "no:terminal", "-p", "no:faulthandler"]     # each child keeps its own (SplitAcrossCores)
         args += ["-m", "exercise" if exercises_only else "not maintainers"]
-        split = SplitAcrossCores(read_durations()) if split_cores else None
+        # A child with no step for three limits (setup, call, teardown) and a margin is stuck for good.
+        split = SplitAcrossCores(read_durations(), stall=3 * test_timeout + 5) if split_cores else None
         me = os.getpid()
         with noticing_ctrl_c() as stopped:
             try:
@@ -376,8 +377,12 @@ def explain(state: ExerciseState, style: Style, record: dict | None = None, targ
     room = max(40, width() - 14)
     print("\n" + style.bold(f"Next: exercise {ex.id}, {ex.title}"))
     print(f"  Edit:      {display(app_path(target, ex.lesson_slug))}, {ex.function}")
-    failing = state.failing
-    record = record or next((r for r in failing if r.get("crash")), failing[0])
+    failing = state.failing or state.records
+    record = record or next((r for r in failing if r.get("crash")), failing[0] if failing else None)
+    if record is None:                   # no record at all (they were lost: SplitAcrossCores adds one for each)
+        print(f"  Edit:      {display(app_path(target, ex.lesson_slug))}, {ex.function}")
+        print("  No check of this exercise gave a result.")
+        return
     number = 1
     if state.state == "todo" and record in failing:
         print(f"  Not started: the code still raises todo(\"{ex.id}\"); replace that line with your solution.")
@@ -531,8 +536,9 @@ def write_durations(records: list[dict]) -> None:
     """Remember the records' times (best effort: a read-only venv keeps none). Only of tests that ran:
     a check skipped as not started takes no time, and would make the lesson look short next time."""
     durations = read_durations()
-    durations.update({r["nodeid"]: r["duration"] for r in records
-                      if r.get("outcome") in ("passed", "failed") and isinstance(r.get("duration"), (int, float))})
+    durations.update({r["nodeid"]: r["duration"] for r in records      # a timeout's time is the limit's, not its own
+                      if r.get("outcome") in ("passed", "failed") and outcome(r) != "timeout"
+                      and isinstance(r.get("duration"), (int, float))})
     path = cache_file("durations.json")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

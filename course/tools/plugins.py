@@ -37,15 +37,9 @@ class SkipAfterTimeout:
     reference's code for this one.
     """
 
-    REACHED_IT_AGAIN = 3
-    """With ``whole_lesson``: after this many later checks of the lesson also ran past their short limit,
-    the lesson's other checks are skipped (a loop in lesson 08's store_options, which every check
-    reaches, cost a second each: 75 s)."""
-
     def __init__(self, whole_lesson: bool = False):
         self.whole_lesson = whole_lesson
         self.stuck: dict[str, str] = {}          # exercise id, or a lesson's test file -> the exercise that timed out
-        self.reached: dict[str, int] = {}        # a lesson's test file -> its checks that reached the loop again
 
     @staticmethod
     def _file(nodeid: str) -> str:
@@ -62,15 +56,8 @@ class SkipAfterTimeout:
         exercise = dict(item.user_properties).get("exercise")
         if exercise in self.stuck:
             pytest.skip(f"not run: {STUCK_SIGN} {exercise} timed out")
-        file = self._file(item.nodeid)
-        if self.reached.get(file, 0) >= self.REACHED_IT_AGAIN:
-            pytest.skip(f"not run: {STUCK_SIGN} {self.stuck[file]} timed out, and {self.REACHED_IT_AGAIN} checks "
-                        "after it reached the same code")
 
     def pytest_runtest_logreport(self, report):
-        if self.whole_lesson and report.skipped and "not run to the end" in str(report.longrepr):
-            file = self._file(report.nodeid)
-            self.reached[file] = self.reached.get(file, 0) + 1
         if report.failed and TIMED_OUT_SIGN in str(report.longrepr):
             exercise = dict(report.user_properties).get("exercise")
             if exercise:
@@ -176,8 +163,10 @@ class SplitAcrossCores:
     stopped: list = []
     """Not empty once Ctrl-C came (cli.noticing_ctrl_c): a child then exits as interrupted."""
 
-    def __init__(self, durations: dict[str, float] | None = None):
+    def __init__(self, durations: dict[str, float] | None = None, stall: float = 0.0):
         self.durations = durations or {}
+        self.stall = stall                   # seconds without a step after which a child is stuck for good
+        self.progress: dict[int, tuple] = {}  # pid -> (its stream's size, since when, when it was aborted)
         self.children: dict[int, tuple[list, str]] = {}   # pid -> (its tests, its report)
         self.in_child = False
         self.order: dict[str, int] = {}      # test id -> its place in collection order, every part's
@@ -211,6 +200,7 @@ class SplitAcrossCores:
         self.queue = _queue_of(len(self.groups))
         parent = os.getpid()
         adopted = _adopt_orphans()       # what the children leave running is this process's to end
+        collected = list(items)
         items[:] = []                    # this process runs nothing (its children run from the queue): it waits
         for _ in range(count):
             if self._fork(config, [], parent):
@@ -247,6 +237,9 @@ class SplitAcrossCores:
                 return
         os.close(self.queue)
         _end_orphans(adopted)
+        if not (self.interrupted or self.stopped):       # every test has a record, even one whose result was lost
+            recorded = {record["nodeid"] for record in self.records}
+            self.records += [_lost_record(item) for item in collected if item.nodeid not in recorded]
 
     def pytest_runtestloop(self, session):
         """In a child: the tests it was started with, then a group of tests at a time from the queue,
@@ -275,15 +268,40 @@ class SplitAcrossCores:
 
     def _next_to_end(self) -> tuple[int, int]:
         """(pid, wait status) of the next of the children to end. Not ``os.wait()``: that reaps any child
-        of this process (``list``'s second interpreter, a server a test started), which is not ours."""
+        of this process (``list``'s second interpreter, a server a test started), which is not ours.
+
+        A child whose stream has not grown for ``stall`` seconds is stuck where its own time limit
+        cannot reach (a loop inside C code, ``sum(range(10**18))``, holds the interpreter: the alarm's
+        handler never runs; or the student's code turned SIGALRM off): it gets SIGABRT, so that
+        faulthandler writes where it is, then SIGKILL. Its test is reported, the others go on."""
         import os
+        import signal
         import time
 
+        looked = 0.0
         while True:
             for pid in self.children:
                 ended, status = os.waitpid(pid, os.WNOHANG)
                 if ended:
+                    self.progress.pop(pid, None)
                     return pid, status
+            now = time.monotonic()
+            if self.stall and now - looked > 0.25:
+                looked = now
+                for pid, (_, child_report) in self.children.items():
+                    size, since, aborted = self.progress.get(pid, (-1, now, 0.0))
+                    grown = _size(child_report + ".stream")
+                    if grown != size:
+                        self.progress[pid] = (grown, now, 0.0)
+                    elif not aborted and now - since > self.stall:
+                        _write_ending(child_report + ".ended", f"it was still running {now - since:.0f} s after "
+                                      "its last step, past the check's own time limit, which could not stop it (a "
+                                      "loop inside C code, or code that turned the limit off): the check ended it",
+                                      None)
+                        os.kill(pid, signal.SIGABRT)
+                        self.progress[pid] = (size, since, now)
+                    elif aborted and now - aborted > 2:
+                        os.kill(pid, signal.SIGKILL)
             time.sleep(0.005)
 
     def _end_children(self, grace: float = 3.0) -> None:
@@ -377,6 +395,13 @@ def _read_json(path: str):
         return None
 
 
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
+
+
 def _text(path: str) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as file:
@@ -427,7 +452,7 @@ FATAL = re.compile(r'^Fatal Python error: (.*)$', re.M)
 FAULT_FRAME = re.compile(r'^  File "(.*)", line (\d+) in (.*)$')
 
 
-def _fatal_error(dump: str, target: str):
+def _fatal_error(dump: str, target: str, error: str = ""):
     """A Crash from faulthandler's dump of a process that died of a fatal signal (``os.abort()``, a
     crash in C code): the error it names, and the student's frames of the thread that crashed."""
     from course.tools.crashes import Crash, Frame, _display, _inside
@@ -444,8 +469,9 @@ def _fatal_error(dump: str, target: str):
 
     shown = [Frame(_display(file), line, function, linecache.getline(file, line).strip())
              for file, line, function in mine[-4:]]
-    return Crash(error=f"Fatal Python error: {found.group(1).strip()} (os.abort(), or a crash in C code: ctypes?)",
-                 frames=shown, folded=len(frames) - len(mine), earlier=max(0, len(mine) - len(shown)))
+    return Crash(error=error or f"Fatal Python error: {found.group(1).strip()} (os.abort(), or a crash in C code: "
+                 "ctypes?)", frames=shown, folded=len(frames) - len(mine), earlier=max(0, len(mine) - len(shown)),
+                 stuck=bool(error))
 
 
 def _ended_record(item, code: int, ending: dict | None, dump: str = "", target: str = "lessons") -> dict:
@@ -456,6 +482,9 @@ def _ended_record(item, code: int, ending: dict | None, dump: str = "", target: 
     crash = (ending or {}).get("crash")
     if ending and ending.get("how"):
         how = ending["how"]
+        if crash is None and dump:       # stopped by the parent (``_next_to_end``): where it was stuck
+            stuck = _fatal_error(dump, target, "still running: it never returned (an endless loop in C code?)")
+            crash = stuck.as_dict() if stuck is not None else None
     elif code < 0:
         how = f"it was killed by signal {-code} ({signal.Signals(-code).name})" if -code in signal.valid_signals() \
             else f"it was killed by signal {-code}"
@@ -466,8 +495,9 @@ def _ended_record(item, code: int, ending: dict | None, dump: str = "", target: 
     props = dict(item.user_properties)
     return {"nodeid": item.nodeid, "exercise": props.get("exercise"), "weight": props.get("weight", 1),
             "outcome": "error", "ended": True, "crash": crash or None, "duration": 0.0,
-            "message": f"The process running this check ended during it: {how}. A server's code must not end "
-                       "its process: every other visitor's requests would end with it."}
+            "message": f"The process running this check ended during it: {how}." + (
+                "" if how.endswith("the check ended it") else
+                " A server's code must not end its process: every other visitor's requests would end with it.")}
 
 
 def _children_of(pid: int) -> set[int]:
@@ -503,20 +533,33 @@ def _end_orphans(before: set[int] | None) -> None:
     child has ended, nothing of the check's is meant to run."""
     import ctypes
     import signal
+    import time
 
     if before is None:
         return
-    for _ in range(5):                   # what an orphan left is handed over in turn once it is killed
-        left = _children_of(os.getpid()) - before
+    quiet = 0
+    for _ in range(2000):                # what an orphan left is handed over in turn once it is killed; a chain
+        left = _children_of(os.getpid()) - before        # that forks anew every millisecond shows up between scans
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
             except (ProcessLookupError, ChildProcessError):
                 pass
-        if not left:
+        quiet = 0 if left else quiet + 1
+        if quiet >= 3:
             break
+        time.sleep(0.002)
     ctypes.CDLL(None, use_errno=True).prctl(36, 0)
+
+
+def _lost_record(item) -> dict:
+    """The record of a test that ran in a child, whose result never reached this process."""
+    props = dict(item.user_properties)
+    return {"nodeid": item.nodeid, "exercise": props.get("exercise"), "weight": props.get("weight", 1),
+            "outcome": "error", "crash": None, "duration": 0.0,
+            "message": "This check's result was lost on its way back from the process that ran it: did the code "
+                       "under test close or write over files it did not open (os.close on a range of numbers)?"}
 
 
 def die_with(parent: int) -> None:
