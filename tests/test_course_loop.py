@@ -48,6 +48,16 @@ def flat(text: str) -> str:
     return " ".join(text.split())
 
 
+def exercise_rows(out: str, lesson: str) -> dict[str, tuple[str, str]]:
+    """check's table of lesson ``lesson``: exercise id -> (state, "passed/checks")."""
+    rows = {}
+    for line in out.splitlines():
+        words = line.split()
+        if line.startswith("  ") and len(words) > 2 and words[1].startswith(f"{lesson}.") and words[-1] == "checks":
+            rows[words[1]] = (words[0], words[-2])
+    return rows
+
+
 def line_of(path, needle: str) -> int:
     return next(number for number, line in enumerate(path.read_text().splitlines(), start=1) if needle in line)
 
@@ -162,8 +172,7 @@ def test_an_endless_loop_is_the_timeout_of_the_exercise_it_is_in_and_the_checks_
     """)
     proc = course("check", "10", "--target", tmp_path, "--test-timeout", "3")
     out = proc.stdout
-    rows = {line.split()[1]: line.split()[0] for line in out.splitlines() if line.startswith("  ") and
-            len(line.split()) > 1 and line.split()[1][:3] == "10."}
+    rows = {exercise: state for exercise, (state, _) in exercise_rows(out, "10").items()}
     assert rows.pop("10.3") == "timeout", out
     assert set(rows.values()) <= {"skip", "done"} and "skip" in rows.values(), (
         f"the checks that reach the loop again are not run to the end, and no other exercise is a timeout: {rows}")
@@ -209,15 +218,14 @@ def _running_with(text: str) -> list[str]:
 def test_a_loop_in_the_code_every_check_reaches_ends_soon_and_leaves_no_process(tmp_path):
     # Every check of lesson 08 reaches store_options, and some start app processes (forks) that loop
     # in it too: check took 75-130 s, every exercise was a timeout, and those processes spun on for ever.
-    app = build.solved(tmp_path, "08_store_backends")
-    app.write_text(app.read_text().replace('    scheme, _, rest = url.partition(":")\n',
-                                           '    scheme, _, rest = url.partition(":")\n    while scheme:\n'
-                                           '        pass\n', 1))
+    build.patched(tmp_path, "08_store_backends", function="store_options", body="""
+        while url:
+            pass
+    """)
     started = time.monotonic()
     proc = course("check", "08", "--target", tmp_path, "--test-timeout", "3")
     took = time.monotonic() - started
-    rows = {line.split()[1]: line.split()[0] for line in proc.stdout.splitlines() if line.startswith("  ") and
-            len(line.split()) > 1 and line.split()[1][:3] == "08."}
+    rows = {exercise: state for exercise, (state, _) in exercise_rows(proc.stdout, "08").items()}
     assert rows.pop("08.1") == "timeout" and set(rows.values()) == {"skip"}, proc.stdout
     assert took < 40, f"check took {took:.0f} s"
     time.sleep(0.5)
@@ -226,11 +234,10 @@ def test_a_loop_in_the_code_every_check_reaches_ends_soon_and_leaves_no_process(
 
 def test_an_endless_loop_in_code_the_checks_run_in_threads_ends_in_a_timeout(tmp_path):
     # 09.3's check calls add_one from eight threads: leaving its thread pool waited for them, for ever.
-    app = build.solved(tmp_path, "09_concurrency")
-    text = app.read_text()
-    head = '    """Exercise 09.3: add 1 to the counter ``key`` in one atomic step of the store; the new value."""\n'
-    assert head in text
-    app.write_text(text.replace(head, head + "    while key:\n        pass\n", 1))
+    build.patched(tmp_path, "09_concurrency", function="add_one", body="""
+        while key:
+            pass
+    """)
     proc = course("check", "09", "--target", tmp_path, "--test-timeout", "3", timeout=120)
     assert proc.returncode == 1 and "timeout 09.3" in proc.stdout, proc.stdout
 
@@ -289,8 +296,7 @@ def test_a_check_whose_result_is_lost_is_still_reported(tmp_path):
     """)
     proc = course("check", "01", "--target", tmp_path)
     assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
-    counts = {line.split()[1]: line.split()[-2] for line in proc.stdout.splitlines()
-              if line.startswith("  ") and len(line.split()) > 2 and line.split()[1][:3] == "01."}
+    counts = {exercise: checks for exercise, (_, checks) in exercise_rows(proc.stdout, "01").items()}
     assert counts["01.1"].endswith("/18") and counts["01.2"].endswith("/16"), f"every check has a verdict: {counts}"
 
 

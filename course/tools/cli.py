@@ -147,9 +147,9 @@ def run_checks(lessons, target: str = "lessons", exercises_only: bool = False,
     """Run lessons' tests in this process against ``target``, pytest's own output off; one record per test.
 
     The checks of an exercise whose code is still the starter's are not run (plugins.SkipNotStarted):
-    they are reported as todo at once. With ``split_cores``, the tests run in children forked after
-    collection, in two or four parts (plugins.SplitAcrossCores): one that ends its process is
-    reported as such, and the others still run.
+    they are reported as todo at once. With ``split_cores``, the tests run in two or four children
+    forked after collection, each taking the next test when it is free (plugins.SplitAcrossCores):
+    a test that ends its process is reported as such, and the others still run.
     """
     import pytest
 
@@ -377,10 +377,9 @@ def explain(state: ExerciseState, style: Style, record: dict | None = None, targ
     room = max(40, width() - 14)
     print("\n" + style.bold(f"Next: exercise {ex.id}, {ex.title}"))
     print(f"  Edit:      {display(app_path(target, ex.lesson_slug))}, {ex.function}")
-    failing = state.failing or state.records
+    failing = state.failing
     record = record or next((r for r in failing if r.get("crash")), failing[0] if failing else None)
-    if record is None:                   # no record at all (they were lost: SplitAcrossCores adds one for each)
-        print(f"  Edit:      {display(app_path(target, ex.lesson_slug))}, {ex.function}")
+    if record is None:                   # no check of it ran (a lesson whose tests were all lost, say)
         print("  No check of this exercise gave a result.")
         return
     number = 1

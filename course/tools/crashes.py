@@ -120,6 +120,13 @@ def _bounded(pairs: list, root: Path, error: str, request: str) -> Crash:
     return crash
 
 
+def from_entries(entries: list[tuple[str, int, str]], root: Path, error: str) -> Crash:
+    """A Crash from (file, line, function) entries, outermost first: a stack read from elsewhere
+    (faulthandler's dump of a process that died of a fatal signal)."""
+    summary = traceback.StackSummary.from_list([(file, line, function, None) for file, line, function in entries])
+    return _from_summary(summary, Path(root).resolve(), error, "")
+
+
 def _from_summary(summary: traceback.StackSummary, root: Path, error: str, request: str) -> Crash:
     mine = [entry for entry in summary if _inside(entry.filename, root)]
     shown = mine[-MAX_FRAMES:] or summary[-1:]

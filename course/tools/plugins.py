@@ -5,11 +5,15 @@ wants none of them: it shows every test's own outcome and pytest's full tracebac
 """
 from __future__ import annotations
 
+import ctypes
 import faulthandler
 import json
 import os
 import re
+import signal
 import sys
+import threading
+import time
 
 from course.tools.results import (
     NOT_STARTED_SIGN,
@@ -19,6 +23,9 @@ from course.tools.results import (
     lesson_slug,
     not_started_in,
 )
+
+REAL_EXIT = os._exit
+"""``os._exit`` itself: in a child, ``os._exit`` first records where it was called (``_record_os_exit``)."""
 
 
 class SkipAfterTimeout:
@@ -183,8 +190,6 @@ class SplitAcrossCores:
 
     def pytest_collection_finish(self, session):
         """After collection and ``-m``'s deselection, before the first test."""
-        import os
-        import threading
 
         config, items = session.config, session.items
         report = config.getoption("--course-report")
@@ -274,9 +279,6 @@ class SplitAcrossCores:
         cannot reach (a loop inside C code, ``sum(range(10**18))``, holds the interpreter: the alarm's
         handler never runs; or the student's code turned SIGALRM off): it gets SIGABRT, so that
         faulthandler writes where it is, then SIGKILL. Its test is reported, the others go on."""
-        import os
-        import signal
-        import time
 
         looked = 0.0
         while True:
@@ -307,9 +309,6 @@ class SplitAcrossCores:
     def _end_children(self, grace: float = 3.0) -> None:
         """Wait up to ``grace`` seconds for the children to end, then kill those left: the caller is
         about to remove the folder they write their reports in."""
-        import os
-        import signal
-        import time
 
         deadline = time.monotonic() + grace
         while self.children and time.monotonic() < deadline:
@@ -324,8 +323,6 @@ class SplitAcrossCores:
 
     def _fork(self, config, first: list, parent: int) -> bool:
         """Start a child that runs ``first``, then tests from the queue: True in the child, False here."""
-        import os
-
         self.started += 1
         child_report = f"{config.getoption('--course-report')}.split{self.started}"
         pid = os.fork()
@@ -361,7 +358,6 @@ class SplitAcrossCores:
 
     def pytest_unconfigure(self, config):
         if self.in_child:                # the report is written (pytest_sessionfinish): this process is done
-            import threading
 
             left = [t.name for t in threading.enumerate() if t is not threading.main_thread() and not t.daemon]
             if left:                     # the parent says so, once (this exit does not wait for them)
@@ -418,10 +414,6 @@ def _lines(path: str) -> list[str]:
         return []
 
 
-REAL_EXIT = os._exit
-"""``os._exit`` itself: in a child, ``os._exit`` first records where it was called (``_record_os_exit``)."""
-
-
 def _record_os_exit(path: str, target: str) -> None:
     """In a child: ``os._exit`` first writes where it was called from to ``path`` (as a Crash). Not in
     a process the child forks in turn (multiprocessing's workers end with ``os._exit``)."""
@@ -454,30 +446,26 @@ FAULT_FRAME = re.compile(r'^  File "(.*)", line (\d+) in (.*)$')
 
 def _fatal_error(dump: str, target: str, error: str = ""):
     """A Crash from faulthandler's dump of a process that died of a fatal signal (``os.abort()``, a
-    crash in C code): the error it names, and the student's frames of the thread that crashed."""
-    from course.tools.crashes import Crash, Frame, _display, _inside
+    crash in C code, or the parent's SIGABRT to a child stuck for good): the error it names, or
+    ``error``, and the student's frames of the thread that crashed."""
+    from course.tools.crashes import from_entries
     from course.tools.loader import resolve_target
 
     found = FATAL.search(dump)
     if found is None:
         return None
-    root = resolve_target(target).resolve()
     section = dump[found.end():].split("\nThread 0x", 1)[0]          # the crashing thread is first
     frames = [match.groups() for line in section.splitlines() if (match := FAULT_FRAME.match(line))]
-    mine = [(file, int(line), function) for file, line, function in reversed(frames) if _inside(file, root)]
-    import linecache
-
-    shown = [Frame(_display(file), line, function, linecache.getline(file, line).strip())
-             for file, line, function in mine[-4:]]
-    return Crash(error=error or f"Fatal Python error: {found.group(1).strip()} (os.abort(), or a crash in C code: "
-                 "ctypes?)", frames=shown, folded=len(frames) - len(mine), earlier=max(0, len(mine) - len(shown)),
-                 stuck=bool(error))
+    crash = from_entries([(file, int(line), function) for file, line, function in reversed(frames)],
+                         resolve_target(target), error or f"Fatal Python error: {found.group(1).strip()} "
+                         "(os.abort(), or a crash in C code: ctypes?)")
+    crash.stuck = bool(error)
+    return crash
 
 
 def _ended_record(item, code: int, ending: dict | None, dump: str = "", target: str = "lessons") -> dict:
     """The record of a test during which the code under test ended the process running it: ``ending``
     is what the child wrote before it ended (``_write_ending``), ``dump`` faulthandler's output."""
-    import signal
 
     crash = (ending or {}).get("crash")
     if ending and ending.get("how"):
@@ -492,12 +480,17 @@ def _ended_record(item, code: int, ending: dict | None, dump: str = "", target: 
         crash = fatal.as_dict() if fatal is not None else None
     else:
         how = f"it exited with status {code} (sys.exit or os._exit in the code under test?)"
+    return _error_record(item, f"The process running this check ended during it: {how}." + (
+        "" if how.endswith("the check ended it") else
+        " A server's code must not end its process: every other visitor's requests would end with it."),
+        crash=crash or None, ended=True)
+
+
+def _error_record(item, message: str, **more) -> dict:
+    """A record of ``item`` (as CourseReport writes them) that this process makes: an ``error``."""
     props = dict(item.user_properties)
     return {"nodeid": item.nodeid, "exercise": props.get("exercise"), "weight": props.get("weight", 1),
-            "outcome": "error", "ended": True, "crash": crash or None, "duration": 0.0,
-            "message": f"The process running this check ended during it: {how}." + (
-                "" if how.endswith("the check ended it") else
-                " A server's code must not end its process: every other visitor's requests would end with it.")}
+            "outcome": "error", "crash": None, "duration": 0.0, "message": message, **more}
 
 
 def _children_of(pid: int) -> set[int]:
@@ -517,7 +510,6 @@ def _adopt_orphans() -> set[int] | None:
     """Linux: make this process the one that the processes its children leave behind are handed to
     (PR_SET_CHILD_SUBREAPER), instead of PID 1; its children now (``list``'s second interpreter) are
     not of those. None where that cannot be done."""
-    import ctypes
 
     try:
         if ctypes.CDLL(None, use_errno=True).prctl(36, 1) != 0:     # PR_SET_CHILD_SUBREAPER
@@ -531,9 +523,6 @@ def _end_orphans(before: set[int] | None) -> None:
     """Kill what the children left running and this process was handed (``_adopt_orphans``): a
     ``subprocess.Popen`` in a route, an app process stuck in the student's loop. Once the last
     child has ended, nothing of the check's is meant to run."""
-    import ctypes
-    import signal
-    import time
 
     if before is None:
         return
@@ -555,20 +544,14 @@ def _end_orphans(before: set[int] | None) -> None:
 
 def _lost_record(item) -> dict:
     """The record of a test that ran in a child, whose result never reached this process."""
-    props = dict(item.user_properties)
-    return {"nodeid": item.nodeid, "exercise": props.get("exercise"), "weight": props.get("weight", 1),
-            "outcome": "error", "crash": None, "duration": 0.0,
-            "message": "This check's result was lost on its way back from the process that ran it: did the code "
-                       "under test close or write over files it did not open (os.close on a range of numbers)?"}
+    return _error_record(item, "This check's result was lost on its way back from the process that ran it: did "
+                         "the code under test close or write over files it did not open (os.close on a range of "
+                         "numbers)?")
 
 
 def die_with(parent: int) -> None:
     """Linux: this process is killed when ``parent`` ends (a test of the parent's that ends its process
     must not leave the child running the rest, starting browsers and servers after the prompt is back)."""
-    import ctypes
-    import os
-    import signal
-
     try:
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)      # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
@@ -579,7 +562,7 @@ def die_with(parent: int) -> None:
 
 TOGETHER = ("chromium", "open_page")
 """Fixtures that start something costly once per process (a browser; lesson 06's ``open_page``
-starts it): the tests that use any of them run on the same side of a split, so it starts once."""
+starts it): the tests that use any of them are one group (``grouped``), run by one child, so it starts once."""
 UNKNOWN_SECONDS = 0.05
 """What a test not timed before is expected to take."""
 
