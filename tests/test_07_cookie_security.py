@@ -614,7 +614,7 @@ ATTACK_PAGE = """<!doctype html><html><body>
 def test_samesite_stops_a_cross_site_form_but_only_the_token_stops_a_same_site_one(start, serve_app):
     """Chromium, with made-up host names all resolving to 127.0.0.1: the app at www.example.test,
     an attacker at www.attacker.test (another site) and at evil.example.test (the same site)."""
-    path = browser.require_chromium()
+    path = browser.require_chromium("full")
     app_url = start()
     # Without a working login and CSRF form (the starter), fail now over plain HTTP instead of
     # letting the browser wait for pages that never come.

@@ -510,6 +510,33 @@ def test_only_the_times_of_checks_that_ran_are_kept(tmp_path, monkeypatch):
     assert read_durations() == {"t::ran": 2.5, "t::other": 0.25}
 
 
+def test_a_fast_failure_does_not_make_a_slow_check_look_short_but_a_pass_sets_its_time(tmp_path, monkeypatch):
+    # The browser checks of lesson 06 fail at their first request while the login is not done
+    # (0.01 s): kept as their time, the browser would be started last, after everything else.
+    from course.tools.cli import read_durations, write_durations
+
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path))
+    write_durations([{"nodeid": "t::browser", "outcome": "passed", "duration": 1.5}])
+    write_durations([{"nodeid": "t::browser", "outcome": "failed", "duration": 0.01}])
+    assert read_durations() == {"t::browser": 1.5}
+    write_durations([{"nodeid": "t::browser", "outcome": "failed", "duration": 2.0}])
+    assert read_durations() == {"t::browser": 2.0}
+    write_durations([{"nodeid": "t::browser", "outcome": "passed", "duration": 0.75}])
+    assert read_durations() == {"t::browser": 0.75}
+
+
+def test_the_browser_group_comes_first_when_no_run_has_timed_it_yet():
+    from types import SimpleNamespace
+
+    from course.tools.plugins import TOGETHER_SECONDS, grouped
+
+    items = [SimpleNamespace(nodeid=f"t{n}", fixturenames=["url"]) for n in range(30)]
+    items += [SimpleNamespace(nodeid=f"browser{n}", fixturenames=["open_page", "url"]) for n in range(2)]
+    for durations in ({}, {"browser0": 0.01, "browser1": 0.01, "t0": TOGETHER_SECONDS / 2}):
+        first = [i.nodeid for i in grouped(items, durations)[0]]
+        assert first == ["browser0", "browser1"], (durations, first)
+
+
 def test_a_test_that_ends_its_process_is_reported_and_the_rest_of_its_part_still_runs(tmp_path):
     tests = tmp_path / "test_split_lesson.py"
     tests.write_text(SPLIT_TESTS, encoding="utf-8")

@@ -33,7 +33,7 @@ class AttackerSite:
 
 @pytest.fixture(scope="module")
 def chrome():
-    with browser.chromium(browser.require_chromium(), test_hosts=True) as instance:
+    with browser.chromium(browser.require_chromium("full"), test_hosts=True) as instance:
         yield instance
 
 

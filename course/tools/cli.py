@@ -533,11 +533,18 @@ def read_durations() -> dict[str, float]:
 
 def write_durations(records: list[dict]) -> None:
     """Remember the records' times (best effort: a read-only venv keeps none). Only of tests that ran:
-    a check skipped as not started takes no time, and would make the lesson look short next time."""
+    a check skipped as not started takes no time, and would make the lesson look short next time.
+    A failure's time only ever raises the one kept: a check that fails at its first request (work
+    not done yet) says nothing of what it costs once it passes."""
     durations = read_durations()
-    durations.update({r["nodeid"]: r["duration"] for r in records      # a timeout's time is the limit's, not its own
-                      if r.get("outcome") in ("passed", "failed") and outcome(r) != "timeout"
-                      and isinstance(r.get("duration"), (int, float))})
+    for record in records:           # a timeout's time is the limit's, not its own
+        seconds, known = record.get("duration"), durations.get(record["nodeid"], 0.0)
+        if outcome(record) == "timeout" or not isinstance(seconds, (int, float)):
+            continue
+        if record.get("outcome") == "passed":
+            durations[record["nodeid"]] = seconds
+        elif record.get("outcome") == "failed":
+            durations[record["nodeid"]] = max(seconds, known)
     path = cache_file("durations.json")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,9 @@ of the command and everything it started) per command and copy.
 
 The commands run as in a student's shell: Python writes its bytecode caches (this machine's CI sets
 PYTHONDONTWRITEBYTECODE, which makes every run compile every module again), and one warm-up run of
-each command comes first, as the student's first check after a clone does.
+each command comes first, as the student's first check after a clone does. A student's check follows
+an edit, not another check: ``--pause`` seconds (default 2) of quiet come before each timed command,
+without which a check right after ``list`` (two cores busy for seconds) took 0.4-0.6 s longer.
 """
 from __future__ import annotations
 
@@ -55,7 +57,7 @@ def timed(command: list[str]) -> tuple[float, float, int]:
     return wall, usage.ru_utime + usage.ru_stime, process.returncode
 
 
-def measure(rounds: int, lessons) -> list[tuple[str, str, float, float, set[int]]]:
+def measure(rounds: int, lessons, pause: float = 2.0) -> list[tuple[str, str, float, float, set[int]]]:
     """Rows of (command, copy, median wall, median CPU, exit codes)."""
     commands = [(f"check {lesson.id}", ["check", lesson.id]) for lesson in lessons] + [("list", ["list"])]
     with tempfile.TemporaryDirectory(prefix="course-loop-bench-") as tmp:
@@ -64,6 +66,7 @@ def measure(rounds: int, lessons) -> list[tuple[str, str, float, float, set[int]
         for round_number in range(rounds + 1):                # round 0 warms the caches up, and is not counted
             for label, args in commands:
                 for kind, target in targets.items():
+                    time.sleep(pause if round_number else 0)
                     result = timed([sys.executable, "-m", "course", *args, "--target", str(target)])
                     if round_number:
                         times.setdefault((label, kind), []).append(result)
@@ -82,12 +85,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m course.tools.loop_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="timed runs of each command on each copy (default 5)")
     parser.add_argument("--lessons", help="e.g. 01,08 (default: every lesson)")
+    parser.add_argument("--pause", type=float, default=2.0, help="seconds of quiet before each timed command")
     args = parser.parse_args(argv)
     lessons = manifest.lessons() if not args.lessons else [manifest.lesson(key) for key in args.lessons.split(",")]
     before = load_average()
-    rows = measure(args.rounds, lessons)
-    print(f"median of {args.rounds} runs; load average before {before}, after {load_average()}; "
-          f"{os.cpu_count()} cores")
+    rows = measure(args.rounds, lessons, args.pause)
+    print(f"median of {args.rounds} runs, {args.pause:g} s apart; load average before {before}, "
+          f"after {load_average()}; {os.cpu_count()} cores")
     print(f"{'command':<10} {'copy':<10} {'wall s':>7} {'CPU s':>7}  exit")
     for label, kind, wall, cpu, codes in rows:
         print(f"{label:<10} {kind:<10} {wall:>7.2f} {cpu:>7.2f}  {','.join(map(str, sorted(codes)))}")
