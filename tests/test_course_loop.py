@@ -127,6 +127,9 @@ def test_code_that_ends_the_checks_process_is_reported_and_the_other_checks_stil
         assert f"{app}, line {line_of(app, ending)}, in visits" in out
     if ending.startswith("os._exit"):
         assert "while answering GET /visits" in out
+    if ending == "os.abort()":                   # the request died with the process; that it was one did not
+        assert "while answering a request (which one went with the process that ended)" in out, proc.stdout
+    assert "called directly" not in out, "it was a route, not a function the check called"
     assert "Traceback" not in proc.stdout + proc.stderr
     assert "Fatal Python error" not in proc.stderr, "faulthandler's dump of every thread is not for the student"
 
@@ -319,6 +322,28 @@ def test_sys_exit_at_import_is_an_app_py_that_does_not_load(tmp_path):
     build.patched(tmp_path, SLUG, prepend="import sys\nsys.exit('bye')")
     out = course("check", "01", "--target", tmp_path).stdout
     assert "Your app.py does not load" in out and "SystemExit: bye" in out, out
+
+
+def test_os_exit_at_import_is_reported_as_the_import_not_as_a_function_the_check_called(tmp_path):
+    app = build.patched(tmp_path, SLUG, prepend="import os\nos._exit(4)")
+    out = flat(course("check", "01", "--target", tmp_path).stdout)
+    assert "Your app.py does not load" in out and "Crashed: os._exit(4) ended the process" in out, out
+    assert f"{app}, line {line_of(app, 'os._exit(4)')}, in <module>" in out, out
+    assert "called directly" not in out, out
+
+
+def test_a_crash_without_a_request_says_where_it_was_when_its_stack_tells():
+    from course.tools.crashes import from_entries
+
+    app = str(ROOT / "lessons" / SLUG / "app.py")
+    at_import = from_entries([("/usr/lib/python3/runpy.py", 1, "run"), (app, 2, "<module>")], ROOT / "lessons", "x")
+    assert at_import.lines()[1] == "while the lesson's app.py was being imported"
+    in_a_route = from_entries([(str(ROOT / "course/tools/crashes.py"), 250, "__call__"), (app, 40, "visits")],
+                              ROOT / "lessons", "Fatal Python error: Aborted")
+    assert in_a_route.lines()[1] == "while answering a request (which one went with the process that ended)"
+    called = from_entries([(str(ROOT / "tests/test_01_raw_cookies.py"), 9, "test_x"), (app, 30, "read_count")],
+                          ROOT / "lessons", "x")
+    assert called.lines()[1] == "in a function the check called directly"
 
 
 def test_plain_pytest_shows_the_crash_under_the_failure_too(tmp_path):
@@ -561,6 +586,27 @@ def test_run_waits_for_a_fix_when_the_code_does_not_start(tmp_path):
     finally:
         running.stop()
     assert "Traceback" not in running.output, running.output
+
+
+def test_run_says_so_when_the_code_ends_the_server_and_waits_for_a_fix(tmp_path):
+    # Once, `make run` went quiet and the prompt came back: os._exit in a route had ended the server.
+    app = build.patched(tmp_path, SLUG, function="visits", body="import os\nos._exit(7)")
+    port = free_port()
+    running = Running("01", "--target", tmp_path, "--port", port)
+    try:
+        running.wait_for("serving on")
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{port}/visits", timeout=10)
+        running.wait_for("Waiting for you to save a fix")
+        assert "The server stopped while serving (exit code 7): the lesson's code ended its process" \
+            in running.output, running.output
+        time.sleep(0.3)
+        app.write_text(build.solution_text(SLUG))
+        running.wait_for("serving on", times=2)
+        assert requests.get(f"http://127.0.0.1:{port}/visits", timeout=10).status_code == 200
+    finally:
+        code = running.stop()
+    assert code == 0 and "Traceback" not in running.output, running.output
 
 
 def test_run_passes_a_lessons_options_to_create_app(tmp_path):

@@ -19,6 +19,7 @@ import signal
 import socketserver
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from contextlib import contextmanager
@@ -196,6 +197,9 @@ def serve_forever(app, host: str = "127.0.0.1", port: int = 8080, title: str = "
     server = make_threaded_server(app, host, port, quiet=False)
     url = f"http://{host}:{server.server_port}/"
     print(f"{title + ': ' if title else ''}serving on {url}  (Ctrl-C to stop)", flush=True)
+    serving = os.environ.get(SERVING_FILE)
+    if serving:                          # for the reloader: from now on, an ending is the code's doing
+        Path(serving).touch()
     try:
         server.serve_forever(poll_interval=0.2)
     except KeyboardInterrupt:
@@ -255,6 +259,23 @@ def _check_options(parser: argparse.ArgumentParser, create_app: Callable, chosen
 
 RELOAD_WAIT = 3
 """A served child's exit code for "the lesson's code cannot start": the reloader waits for a save."""
+SERVING_FILE = "COURSE_SERVING_FILE"
+"""The file a served child creates once it is serving (``serve_forever``): when it ends after that,
+whatever its exit code, the lesson's code ended it (``os._exit`` or a signal in a route), and the
+reloader says so and waits for a save, where it used to end without a word."""
+
+
+def _ended_while_serving(code: int) -> str:
+    how = f"it was killed by signal {-code} ({_signal_name(-code)})" if code < 0 else f"exit code {code}"
+    return (f"The server stopped while serving ({how}): the lesson's code ended its process "
+            "(os._exit, os.kill or os.abort in a route?). A server must outlive every request.")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return "unknown"
 
 
 def snapshot(folder: Path, pattern: str = "*.py") -> dict[str, tuple[float, int]]:
@@ -298,16 +319,21 @@ def run_reloading(command: list[str], folder: Path, shown: str, interval: float 
         raise SystemExit(128 + signum)
 
     previous = signal.signal(signal.SIGTERM, terminated)
+    marks = tempfile.TemporaryDirectory(prefix="course-run-")
+    serving = Path(marks.name) / "serving"
     try:
         while True:
             before = snapshot(folder)
-            child = subprocess.Popen(command)
+            serving.unlink(missing_ok=True)
+            child = subprocess.Popen(command, env={**os.environ, SERVING_FILE: str(serving)})
             waiting = False
             while True:
                 code = child.poll()
                 if code is not None and not waiting:
+                    if code != RELOAD_WAIT and not serving.exists():
+                        return code          # before serving: a port in use, a bad option (a save fixes nothing)
                     if code != RELOAD_WAIT:
-                        return code
+                        print("\n" + _ended_while_serving(code), flush=True)
                     print(f"Waiting for you to save a fix in {shown}/ ...", flush=True)
                     waiting = True
                 now = snapshot(folder)
@@ -335,3 +361,4 @@ def run_reloading(command: list[str], folder: Path, shown: str, interval: float 
         signal.signal(signal.SIGTERM, previous)
         if child is not None and child.poll() is None:
             _stop(child)
+        marks.cleanup()

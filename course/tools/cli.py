@@ -345,12 +345,12 @@ def _does_not_load(problem: str, style: Style, records: list[dict]) -> int:
         print("  " + line)
     if TIMED_OUT_SIGN in problem:
         print("  " + IMPORT_HANG)
-        stuck = next((Crash.from_dict(r["crash"]) for r in records if (r.get("crash") or {}).get("stuck")), None)
-        if stuck is not None:            # where the import was when the time ran out
-            lines = stuck.lines()
-            print(f"  Stuck:     {lines[0]}")
-            for line in lines[2:]:       # not "in a function the check called directly": it was the import
-                print(f"             {line}")
+    crash = next((Crash.from_dict(r["crash"]) for r in records if r.get("crash")), None)
+    if crash is not None:                # where the import was when the time ran out, or when it ended
+        lines = crash.lines()
+        print(f"  {'Stuck:' if crash.stuck else 'Crashed:':<10} {lines[0]}")
+        for line in lines[2:]:           # not the "while ..." line: it was the import
+            print(f"             {line}")
     return 1
 
 

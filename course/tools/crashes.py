@@ -46,6 +46,7 @@ class Crash:
     folded: int = 0                     # frames of the course and of libraries, left out
     earlier: int = 0                    # the student's own frames above those shown (a recursion: hundreds)
     stuck: bool = False                 # not raised: still running when the time limit came (``stuck``)
+    context: str = ""                   # without a request: where it happened, when the stack tells (``_context``)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -54,7 +55,8 @@ class Crash:
     def from_dict(data: dict) -> Crash:
         return Crash(error=data.get("error", ""), request=data.get("request", ""),
                      frames=[Frame(**f) for f in data.get("frames", [])], folded=int(data.get("folded", 0)),
-                     earlier=int(data.get("earlier", 0)), stuck=bool(data.get("stuck", False)))
+                     earlier=int(data.get("earlier", 0)), stuck=bool(data.get("stuck", False)),
+                     context=str(data.get("context", "")))
 
     def lines(self) -> list[str]:
         """The crash as plain lines: what broke, where in the student's code, for which request."""
@@ -62,7 +64,7 @@ class Crash:
         if self.request:
             out.append(f"while answering {self.request}")
         else:
-            out.append("in a function the check called directly")
+            out.append(self.context or "in a function the check called directly")
         if self.earlier:
             out.append(f"({self.earlier} more call{'s' * (self.earlier != 1)} of your code before these"
                        f"{': a function that calls itself without end?' if self.earlier > 100 else ''})")
@@ -133,7 +135,18 @@ def _from_summary(summary: traceback.StackSummary, root: Path, error: str, reque
     frames = [Frame(_display(e.filename), e.lineno or 0, e.name,
                     (e.line or linecache.getline(e.filename, e.lineno or 0)).strip()) for e in shown]
     return Crash(error=readable_names(error), request=request, frames=frames,
-                 folded=len(summary) - len(mine) - (0 if mine else len(shown)), earlier=max(0, len(mine) - len(shown)))
+                 folded=len(summary) - len(mine) - (0 if mine else len(shown)), earlier=max(0, len(mine) - len(shown)),
+                 context="" if request else _context(summary, mine))
+
+
+def _context(summary: traceback.StackSummary, mine: list) -> str:
+    """Where a crash without a known request happened, when its stack says: the import of app.py, or a
+    request whose details went with the process (a fatal signal: only faulthandler's frames are left)."""
+    if any(entry.name == "<module>" for entry in mine):
+        return "while the lesson's app.py was being imported"
+    if any(entry.name == "__call__" and Path(entry.filename).name == "crashes.py" for entry in summary):
+        return "while answering a request (which one went with the process that ended)"
+    return ""
 
 
 def stuck(frames, root: Path, seconds: float) -> Crash | None:

@@ -7,11 +7,18 @@ the listening socket it was handed (``--fd``, made by the grader in a folder the
 see); each connection says first what it is for:
 
 * ``rpc``: requests from the grader's tests, one at a time: ``load``, ``getattr``, ``setattr``,
-  ``call``, ``serve`` (a WSGI app of the host's, answered on ``http`` connections) and ``probe``
-  (the named checks a test needs inside the sandbox: a ``hmac.compare_digest`` spy, ``random.seed``);
+  ``call``, ``serve`` (a WSGI app of the host's, answered on ``http`` connections, or with
+  ``listen`` on a loopback port of the host's own), ``unserve`` and ``probe`` (the named checks a
+  test needs inside the sandbox: a ``hmac.compare_digest`` spy, ``random.seed``);
 * ``callbacks``: one connection on which the host calls the grader's objects (a test's clock or
   counting store handed to ``create_app``);
 * ``http`` with an app number: one HTTP connection, relayed by the grader from a loopback port.
+
+``listen`` is for a host in the grader's test process's own network namespace (the default: a
+network of that one copy's, course.tools.grading.sandbox.private_network), where the tests can
+connect to the host's port directly: no relay thread in the grader for each of the thousands of
+connections a copy's tests open. Where the host is on the machine's network (``--trust-services``)
+the grader relays, so that no other copy can reach this copy's apps.
 
 Before anything of the student's is imported, the host caps its own CPU, memory, processes,
 files and file sizes; those caps hold for everything it starts.
@@ -56,6 +63,7 @@ class Host:
         self.objects = wire.Objects()
         self.codec = wire.Codec("$h", "$g", self.objects, self._remote)
         self.apps: dict[int, object] = {}
+        self.listeners: dict[int, socket.socket] = {}
         self.callbacks: socket.socket | None = None
         self.send_lock = threading.Lock()
         self.waiting: dict[int, list] = {}
@@ -121,7 +129,9 @@ class Host:
             answer = self.answer(request)
             try:
                 wire.send(sock, answer)
-            except (OSError, TypeError, ValueError) as exc:
+            except OSError:
+                return                   # the grader went (a request it sent without waiting: ``tell``)
+            except (TypeError, ValueError) as exc:
                 wire.send(sock, wire.error_frame(TypeError(f"the answer cannot be sent back: {exc}")))
 
     def answer(self, request: dict) -> dict:
@@ -164,8 +174,18 @@ class Host:
         if op == "call":
             return wire.call_on(self.target_of(request), name, args, kwargs)
         if op == "serve":
-            return self.serve(self.objects.get(request.get("app")), int(request.get("port") or 80),
-                              request.get("url_scheme"))
+            key = self.serve(self.objects.get(request.get("app")), int(request.get("port") or 80),
+                             request.get("url_scheme"))
+            return [key, self.listen(key)] if request.get("listen") else key
+        if op == "unserve":
+            listener = self.listeners.pop(int(request.get("key") or 0), None)
+            if listener is not None:
+                try:
+                    listener.shutdown(socket.SHUT_RDWR)   # wakes its accept(): close() alone does not, on Linux
+                except OSError:
+                    pass
+                listener.close()
+            return None
         if op == "probe":
             return self.probe(name, args)
         raise ValueError(f"unknown request {op!r}")
@@ -250,6 +270,24 @@ class Host:
         key = len(self.apps) + 1
         self.apps[key] = server
         return key
+
+    def listen(self, key: int) -> int:
+        """App ``key`` answering on a loopback port of this host's (its number): see the module's docstring."""
+        listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        port = listener.getsockname()[1]
+        self.apps[key].server_port = port
+        self.apps[key].setup_environ()                   # SERVER_PORT: the port the tests connect to
+        self.listeners[key] = listener
+        threading.Thread(target=self.accept_http, args=(listener, key), daemon=True).start()
+        return port
+
+    def accept_http(self, listener: socket.socket, key: int) -> None:
+        while True:
+            try:
+                sock, _ = listener.accept()
+            except OSError:                              # unserve closed it
+                return
+            threading.Thread(target=self.serve_http, args=(sock, key), daemon=True).start()
 
     def serve_http(self, sock: socket.socket, key) -> None:
         from course.lesson.server import QuietHandler

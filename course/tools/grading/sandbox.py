@@ -12,9 +12,10 @@ and file sizes before it imports anything of the student's. bwrap runs with ``--
 when the grader's test process ends, or kills a host, everything the copy started ends with it.
 
 ``Hosts`` holds the hosts of one test process, one per lesson, started when a test first needs
-them; ``ModuleProxy`` is the ``app_module`` a test sees; ``serve`` relays a loopback TCP port to
-an app the host serves, so the HTTP tests run unchanged. What a test hands the code under test
-stays here; the copy calls only the methods ``HANDED_METHODS`` lists (``handed_method``).
+them; ``ModuleProxy`` is the ``app_module`` a test sees; ``serve`` gives an app the host serves a
+loopback TCP port (the host's own, or a relay's: ``HostProcess.serve``), so the HTTP tests run
+unchanged. What a test hands the code under test stays here; the copy calls only the methods
+``HANDED_METHODS`` lists (``handed_method``).
 """
 from __future__ import annotations
 
@@ -586,7 +587,8 @@ class HostProcess:
         self.codec.host = self
         self.local = threading.local()
         self.loaded = False
-        self.relays: list[Relay] = []
+        self.relays: list[Relay | Listening] = []
+        self.direct = not config.trust_services        # in the test process's own network: see serve()
         self.send_lock = threading.Lock()
         self.ended = threading.Event()
         self.callbacks = self._connect("callbacks")
@@ -633,6 +635,20 @@ class HostProcess:
             wire.raise_error(answer["err"])
         return self.codec.decode(answer.get("ok"))
 
+    def tell(self, op: str, **fields) -> None:
+        """A request the host answers without this process waiting for it, on a connection of its own: a
+        test's teardown must not wait on a host whose every thread the copy's code keeps busy."""
+        if self.ended.is_set():
+            return
+        try:
+            sock = self._connect("rpc")
+            try:
+                wire.send(sock, {"op": op, **fields})
+            finally:
+                sock.close()
+        except OSError:
+            pass                  # the host has ended: nothing of it is left to stop
+
     def gone(self) -> str:
         try:
             code = self.proc.wait(timeout=2)
@@ -678,12 +694,19 @@ class HostProcess:
             except OSError:
                 pass
 
-    def serve(self, app: wire.Remote, url_scheme: str | None = None) -> "Relay":
-        """``app`` (the host's) answering on a loopback port of this process: the relay, with its ``url``."""
-        relay = Relay(self)
-        relay.app = self.rpc("serve", app=app._wire_handle[1], port=relay.port, url_scheme=url_scheme)
-        self.relays.append(relay)
-        return relay
+    def serve(self, app: wire.Remote, url_scheme: str | None = None) -> "Relay | Listening":
+        """``app`` (the host's) answering on a loopback port, with its ``url``: the host's own port when
+        it is in this process's private network (course.tools.grading.host: ``listen``), else a relay's
+        in this process (``--trust-services``: the host is on the machine's network, where other copies
+        are too, and only this process may reach it)."""
+        if self.direct:
+            key, port = self.rpc("serve", app=app._wire_handle[1], url_scheme=url_scheme, listen=True)
+            served: Relay | Listening = Listening(self, int(key), int(port))
+        else:
+            served = Relay(self)
+            served.app = self.rpc("serve", app=app._wire_handle[1], port=served.port, url_scheme=url_scheme)
+        self.relays.append(served)
+        return served
 
     def close(self) -> None:
         for relay in self.relays:
@@ -694,6 +717,21 @@ class HostProcess:
             if sock is not None:
                 sock.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class Listening:
+    """An app the host answers on a loopback port of its own; ``close`` stops it listening."""
+
+    def __init__(self, host: HostProcess, key: int, port: int):
+        self.host, self.key, self.port = host, key, port
+        self.url = f"http://127.0.0.1:{port}"
+        self.closed = False
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.host.tell("unserve", key=self.key)
 
 
 class Relay:
