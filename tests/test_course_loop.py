@@ -609,6 +609,22 @@ def test_run_says_so_when_the_code_ends_the_server_and_waits_for_a_fix(tmp_path)
     assert code == 0 and "Traceback" not in running.output, running.output
 
 
+def test_run_does_not_restart_for_a_file_the_lessons_own_code_writes_unchanged(tmp_path):
+    # An app.py that writes a .py file of its folder as it imports restarted the server for ever.
+    build.patched(tmp_path, SLUG, append="from pathlib import Path as _P\n"
+                  "(_P(__file__).parent / 'generated.py').write_text('X = 1\\n')\n")
+    port = free_port()
+    running = Running("01", "--target", tmp_path, "--port", port)
+    try:
+        running.wait_for("serving on")
+        time.sleep(2.0)                                     # polls of the folder, and restarts if any
+        # the first import creates the file (a new file: one restart); every import after writes it unchanged
+        assert running.output.count("restarting the server") <= 1, running.output
+        assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+    finally:
+        running.stop()
+
+
 def test_run_passes_a_lessons_options_to_create_app(tmp_path):
     build.solved(tmp_path, "04_session_options")
     port = free_port()

@@ -294,6 +294,20 @@ def snapshot(folder: Path, pattern: str = "*.py") -> dict[str, tuple[float, int]
     return found
 
 
+def contents(found: dict[str, tuple[float, int]]) -> dict[str, str]:
+    """The files of a ``snapshot`` by their content's hash: a file written again with the same bytes
+    (an app.py that rewrites a file of its folder as it imports) is not a save."""
+    import hashlib
+
+    hashes = {}
+    for name in found:
+        try:
+            hashes[name] = hashlib.sha256(Path(name).read_bytes()).hexdigest()
+        except OSError:
+            hashes[name] = ""
+    return hashes
+
+
 def _stop(child: subprocess.Popen) -> None:
     if child.poll() is None:
         child.terminate()
@@ -324,6 +338,7 @@ def run_reloading(command: list[str], folder: Path, shown: str, interval: float 
     try:
         while True:
             before = snapshot(folder)
+            before_contents = contents(before)
             serving.unlink(missing_ok=True)
             child = subprocess.Popen(command, env={**os.environ, SERVING_FILE: str(serving)})
             waiting = False
@@ -338,7 +353,9 @@ def run_reloading(command: list[str], folder: Path, shown: str, interval: float 
                     waiting = True
                 now = snapshot(folder)
                 if now != before:
-                    break
+                    if contents(now) != before_contents:
+                        break
+                    before = now             # written with the same bytes: no restart (else it loops)
                 time.sleep(interval)
             changed = sorted(name for name in set(now) | set(before) if now.get(name) != before.get(name))
             time.sleep(0.1)                                  # let the editor finish writing
