@@ -1456,3 +1456,21 @@ def test_a_failed_check_waits_for_a_dying_sandbox_once_not_once_per_lesson():
         chained()
     except AssertionError:
         assert pytest_plugin._may_be_a_death(pytest.ExceptionInfo.from_current())
+
+
+def test_a_variable_a_test_removes_stays_removed_in_the_process_it_starts_in_the_sandbox(monkeypatch, tmp_path):
+    # The grader's throwaway SESSION_SECRET went into every app process a test started, even one the
+    # test started with SESSION_SECRET removed to check the development fallback.
+    from types import SimpleNamespace
+
+    from course.tools.grading import sandbox
+
+    config = sandbox.Config(uid=(1 << 20) + 5, target=str(tmp_path), scratch=str(tmp_path))
+    monkeypatch.setattr(sandbox, "ACTIVE", [SimpleNamespace(config=config)])
+    monkeypatch.setenv("SESSION_SECRET", "the-graders-own")
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:6379/0")
+    without = {k: v for k, v in os.environ.items() if k != "SESSION_SECRET"}
+    _, env, _ = sandbox.wrap(["python", "app.py"], without, tmp_path)
+    assert "SESSION_SECRET" not in env and env["REDIS_URL"] == "redis://127.0.0.1:6379/0", env
+    _, env, _ = sandbox.wrap(["python", "app.py"], dict(os.environ), tmp_path)
+    assert env["SESSION_SECRET"] == "the-graders-own", "what the test process has goes with it"

@@ -359,7 +359,11 @@ def wrap(argv: list[str], env: dict | None = None, cwd=None) -> tuple[list[str],
     extra = {k: v for k, v in (env or {}).items()
              if k != "PYTHONPATH" and v is not None and (k in PASSED_ENV or os.environ.get(k) != v)}
     inside = cwd is not None and (Path(cwd) == Path(config.scratch) or Path(config.scratch) in Path(cwd).parents)
-    return command(config, True, limits() + list(argv), str(cwd) if inside else None), environment(extra), None
+    scrubbed = environment(extra)
+    for name in PASSED_ENV if env is not None else ():
+        if name not in env:           # the test removed it (``env={"SESSION_SECRET": None}``): not put back
+            scrubbed.pop(name, None)
+    return command(config, True, limits() + list(argv), str(cwd) if inside else None), scrubbed, None
 
 
 def limits(processes: int | None = None) -> list[str]:
