@@ -1,9 +1,9 @@
 """Lesson 09: two tabs, one session.
 
-Every count here is a real race: several clients (threads, each a ``requests.Session`` with the
-same session cookie, like tabs of one browser) hit a real server at once, on real stores (memory,
-SQLite, Redis, PostgreSQL), and the test counts the updates that were lost: how many requests
-were answered 200 minus how far the counter got. ``window`` (seconds between reading the session
+Every count here is a real race: several clients (threads, each sending the same session cookie,
+like tabs of one browser) hit a real server at once, on real stores (memory, SQLite, Redis,
+PostgreSQL), and the test counts the updates that were lost: how many requests were answered 200
+minus how far the counter got. ``window`` (seconds between reading the session
 and changing it, and again before it is written) makes the race show every time instead of now
 and then; it changes how often updates are lost, never whether they can be.
 
@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 import requests
@@ -105,19 +105,36 @@ def at_once(function, count):
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def get_count(base_url, path, cookie):
-    """GET with one session's cookie through http.client (a quarter of requests' CPU: the load
-    generator shares two cores with the servers); the count the page shows."""
+def call(base_url, path, cookie, fields=None):
+    """GET ``path`` (POST ``fields``, a form, when given) with one session's cookie (``None``: no
+    cookie) through http.client, on a connection of its own as requests' would be (the test servers
+    speak HTTP/1.0): (status, body). A quarter of requests' CPU: the load generator shares two cores
+    with the servers, and under the grader every request's CPU is the test's."""
     parts = urlsplit(base_url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+    headers = {"Cookie": f"sid={cookie}"} if cookie else {}
+    body = None
+    if fields is not None:
+        body, headers["Content-Type"] = urlencode(fields), "application/x-www-form-urlencoded"
     try:
-        conn.request("GET", path, headers={"Cookie": f"sid={cookie}"})
+        conn.request("POST" if fields is not None else "GET", path, body=body, headers=headers)
         resp = conn.getresponse()
-        body = resp.read().decode()
+        text = resp.read().decode()
     finally:
         conn.close()
-    assert resp.status == 200, f"GET {path}: {resp.status} {body[:300]}"
-    return int(re.search(r"visited (\d+) times", body).group(1))
+    return resp.status, text
+
+
+def answered(base_url, path, cookie, fields=None):
+    """``call``'s body, once it is a 200."""
+    status, body = call(base_url, path, cookie, fields)
+    assert status == 200, f"{'POST' if fields is not None else 'GET'} {path}: {status} {body[:300]}"
+    return body
+
+
+def get_count(base_url, path, cookie):
+    """GET with one session's cookie (``call``); the count the page shows."""
+    return int(re.search(r"visited (\d+) times", answered(base_url, path, cookie)).group(1))
 
 
 def race(base_url, clients, each, path="/visits"):
@@ -206,25 +223,29 @@ def test_the_lessons_claim_8_clients_x_200_in_memory_lose_nothing(server):
 @pytest.mark.exercise("09.1")
 @pytest.mark.parametrize("kind", ["memory", "sqlite", "redis"])
 def test_a_lock_per_session_loses_nothing_while_requests_take_time(server, store, kind):
+    # The window makes the race certain: with no lock 39 of these 48 updates are lost (measured, each
+    # run, on every store), with the lock released before the save 24, half; 8 x 15 lost 100 and 60,
+    # the same share of more requests (the race needs the 8 tabs at once, not how many visits each makes).
     base_url = server(store_url=store(kind), secret=SECRET, lock=True, locks="process", window=0.002)
-    lost, answers = race(base_url, clients=8, each=15)
-    assert lost == 0, f"{kind}: {lost} of 120 updates lost: is the lock held until the session is saved?"
-    assert sorted(answers) == list(range(2, 122)), "every request saw the count the one before it left"
+    lost, answers = race(base_url, clients=8, each=6)
+    assert lost == 0, f"{kind}: {lost} of 48 updates lost: is the lock held until the session is saved?"
+    assert sorted(answers) == list(range(2, 50)), "every request saw the count the one before it left"
 
 
 @pytest.mark.exercise("09.1")
 def test_a_cart_filled_from_eight_tabs_keeps_every_item(server, store):
+    # 5 items a tab: with no lock 32 of the 40 are lost, with the lock released before the save 20
+    # (measured, every run: the window makes the race certain, as above).
     base_url = server(store_url=store("sqlite"), secret=SECRET, lock=True, locks="process", window=0.002)
     cookie = new_session(base_url)
 
     def fill(number):
-        client = tab(cookie)
-        for item in range(10):
-            assert client.post(base_url + "/cart/add", data={"item": f"t{number}-{item}"}, timeout=30).ok
+        for item in range(5):
+            answered(base_url, "/cart/add", cookie, {"item": f"t{number}-{item}"})
     at_once(fill, 8)
-    cart = tab(cookie).get(base_url + "/cart", timeout=30).json()
-    assert sorted(cart) == sorted(f"t{n}-{i}" for n in range(8) for i in range(10)), \
-        f"{80 - len(cart)} of 80 items lost: a counter is not the only thing a race loses"
+    cart = json.loads(answered(base_url, "/cart", cookie))
+    assert sorted(cart) == sorted(f"t{n}-{i}" for n in range(8) for i in range(5)), \
+        f"{40 - len(cart)} of 40 items lost: a counter is not the only thing a race loses"
 
 
 @pytest.mark.exercise("09.1")
@@ -320,20 +341,19 @@ def gunicorn(started, course_target, workers=2, **options):
 
 
 def pids_serving(base_url, count=16):
-    return {json.loads(r.text)["pid"] for r in at_once(lambda _: requests.get(base_url + "/store/stats", timeout=30),
-                                                       count)}
+    return {json.loads(body)["pid"] for body in at_once(lambda _: answered(base_url, "/store/stats", None), count)}
 
 
 SHARED_STORES = ["sqlite", "redis", "postgres"]
 
 
-def two_workers_lose_nothing(course_target, store, gunicorns, each, kinds=tuple(SHARED_STORES)):
+def two_workers_lose_nothing(course_target, store, gunicorns, each, kinds=tuple(SHARED_STORES), window=0.0):
     # gunicorn -w 2 for each store, all at once. SQLite locks with files (this machine), Redis and
     # PostgreSQL with Redis locks (09.2): a thread lock of one worker means nothing to the other.
     kinds = list(kinds)
     urls = {kind: store(kind) for kind in kinds}
-    servers = dict(zip(kinds, at_once(lambda i: gunicorn(gunicorns, course_target, store_url=urls[kinds[i]]),
-                                      len(kinds)), strict=True))
+    servers = dict(zip(kinds, at_once(lambda i: gunicorn(gunicorns, course_target, store_url=urls[kinds[i]],
+                                                         window=window), len(kinds)), strict=True))
     results = dict(zip(kinds, at_once(lambda i: race(servers[kinds[i]].url, clients=8, each=each), len(kinds)),
                        strict=True))
     for kind in kinds:
@@ -345,8 +365,11 @@ def two_workers_lose_nothing(course_target, store, gunicorns, each, kinds=tuple(
 @pytest.mark.parametrize("kind", SHARED_STORES)
 def test_two_workers_lose_nothing_8_clients_on_a_shared_store(course_target, store, gunicorns, kind):
     # the student's check, one store a test: each costs a third of all three at once (the grader's
-    # limit is CPU seconds per test, and the check splits the three across cores)
-    two_workers_lose_nothing(course_target, store, gunicorns, each=25, kinds=[kind])
+    # limit is CPU seconds per test, and the check splits the three across cores). With a window the
+    # race is certain: a lock of one worker's threads loses 17 to 31 of these 64 updates on every
+    # store, a SET without NX 16 to 31, the lock released before the save 25 to 32 (measured, each
+    # run); 8 x 25 without one lost none now and then (a thread lock on PostgreSQL: 0 in 3 runs of 3).
+    two_workers_lose_nothing(course_target, store, gunicorns, each=8, kinds=[kind], window=0.003)
 
 
 @pytest.mark.maintainers
@@ -453,11 +476,13 @@ def test_a_redis_lock_is_released_in_one_step_inside_redis(app_module, store):
 
 @pytest.mark.exercise("09.2")
 def test_a_worker_killed_while_holding_the_lock_leaves_the_session_intact(course_target, server, store, gunicorns):
-    # The session in Redis; a fast app (this process) and a slow one (gunicorn, 2 workers, each
-    # /visits 2 x 1.5 s), both with Redis locks that expire after 0.5 s.
+    # The session in Redis; a fast app (this process) and a slow one (gunicorn, one worker: its
+    # /visits takes 2 x 1.5 s), both with Redis locks that expire after 0.5 s. One worker is enough:
+    # the other process is the fast app, and the worker that comes back is surely the one gunicorn
+    # started in place of the killed one (a second worker cost an interpreter, and served nothing).
     url = store("redis")
     fast = server(store_url=url, secret=SECRET, lock=True, lock_ttl=0.5, lock_wait=8)
-    slow = gunicorn(gunicorns, course_target, store_url=url, lock=True, lock_ttl=0.5, window=1.5)
+    slow = gunicorn(gunicorns, course_target, workers=1, store_url=url, lock=True, lock_ttl=0.5, window=1.5)
     client = requests.Session()
     assert [count_of(client.get(fast + "/visits", timeout=30)) for _ in range(2)] == [1, 2]
     assert client.post(fast + "/cart/add", data={"item": "book"}, timeout=30).ok
@@ -490,7 +515,7 @@ def test_a_worker_killed_while_holding_the_lock_leaves_the_session_intact(course
     assert count_of(resp) == 3, "the session goes on from its last saved state (the killed request saved nothing)"
     assert waited < 5, f"the dead holder's lock should expire by itself (after 0.5 s), waited {waited:.1f} s"
     assert client.get(fast + "/cart", timeout=30).json() == ["book"]
-    # The slow app serves the session again (gunicorn replaced its worker); /cart only reads, so this
+    # The slow app serves the session again (gunicorn replaced its only worker); /cart only reads, so this
     # takes no 2 x 1.5 s window, as another /visits would.
     again = client.get(slow.url + "/cart", timeout=30)
     assert again.status_code == 200 and again.json() == ["book"], "the slow app no longer serves the session"
@@ -517,18 +542,21 @@ def test_two_apps_on_one_store_count_on_one_counter(app_module, store, kind):
 
 @pytest.mark.exercise("09.3")
 def test_a_memory_counter_adds_in_one_step_when_threads_switch_often(app_module):
-    """Eight threads add 10,000 times each to one memory counter, with Python switching threads every
+    """Eight threads add 2,500 times each to one memory counter, with Python switching threads every
     microsecond (it switches every 5 ms by default, so a read-add-write almost never splits over HTTP):
-    every number from 1 to 80,000 comes back exactly once. Without counter.lock thousands are lost
-    (measured: about 2,000 in 20,000); a number read again after the lock is let go is caught only
-    now and then (the gap is a few bytecodes)."""
-    shown, unguarded = in_lesson(app_module, count_from_threads, 8, 10_000)
+    every number from 1 to 20,000 comes back exactly once. Without counter.lock thousands are lost
+    (measured: 12,000 to 13,700 in 20,000; 2,900 to 8,500 by code that goes round the counting dict,
+    dict.get(counter.counts, ...)), and each read or write of the counts without it is counted as
+    well; a number read again after the lock is let go is caught only now and then (the gap is a few
+    bytecodes). The cost is the lock, taken by threads switching every microsecond: 8 x 10,000 took
+    four times the CPU (0.8 s) and caught nothing more."""
+    shown, unguarded = in_lesson(app_module, count_from_threads, 8, 2_500)
     assert unguarded == 0, (
         f"the memory counter's counts were read or written {unguarded} times without holding counter.lock: "
         "two threads can read the same number and one addition is lost (hold counter.lock while you add)")
     numbers = sorted(shown)
-    lost, twice = 80_000 - len(set(numbers)), len(numbers) - len(set(numbers))
-    assert numbers == list(range(1, 80_001)), (
+    lost, twice = 20_000 - len(set(numbers)), len(numbers) - len(set(numbers))
+    assert numbers == list(range(1, 20_001)), (
         f"memory counter: {lost} numbers never shown, {twice} shown twice: hold counter.lock while you add, "
         "and return the value you wrote, inside the lock")
 
@@ -565,20 +593,21 @@ def test_the_counters_of_ended_sessions_are_forgotten(app_module, store, kind):
 @pytest.mark.exercise("09.3")
 @pytest.mark.parametrize("kind", STORES)
 def test_an_atomic_counter_shows_every_number_once(server, store, kind):
+    # 8 tabs x 6 visits: the INCR whose result is not used shows 13 to 29 numbers twice, a read, add
+    # one, write back loses 25 to 33 of the 48 (measured on each store; 8 x 15 was the same share).
     base_url = server(store_url=store(kind), secret=SECRET, lock=False, window=0.003)
     client = requests.Session()
     assert count_of(client.get(base_url + "/hits", timeout=30)) == 1
     cookie = client.cookies.get("sid")
 
     def one(_):
-        mine = tab(cookie)
-        return [count_of(mine.get(base_url + "/hits", timeout=30)) for _ in range(15)]
+        return [get_count(base_url, "/hits", cookie) for _ in range(6)]
 
     answers = sorted(n for batch in at_once(one, 8) for n in batch)
-    assert answers == list(range(2, 122)), (
-        f"{kind}: 120 visits should show 2..121, each once; {121 - max(answers)} lost, "
+    assert answers == list(range(2, 50)), (
+        f"{kind}: 48 visits should show 2..49, each once; {49 - max(answers)} lost, "
         f"{len(answers) - len(set(answers))} numbers shown twice")
-    assert "visits" not in tab(cookie).get(base_url + "/session", timeout=30).json(), \
+    assert "visits" not in json.loads(answered(base_url, "/session", cookie)), \
         "the counter lives outside the session"
 
 
@@ -598,18 +627,18 @@ def test_merge_changes_writes_only_what_the_request_changed(app_module):
 @pytest.mark.exercise("09.4")
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 def test_merge_on_save_keeps_every_tab_without_a_request_lock(server, store, kind):
-    # No lock held for the request: each tab counts in a key of its own, and the save merges.
+    # No lock held for the request: each tab counts in a key of its own, and the save merges. Six
+    # visits a tab: a merge that writes every key loses 32 of the 48 (measured, every run).
     base_url = server(store_url=store(kind), secret=SECRET, lock=False, merge=True, locks="process", window=0.003)
     cookie = new_session(base_url)
 
     def count(number):
-        client = tab(cookie)
-        for _ in range(12):
-            assert client.post(base_url + "/tab", data={"tab": f"t{number}"}, timeout=30).ok
+        for _ in range(6):
+            answered(base_url, "/tab", cookie, {"tab": f"t{number}"})
 
     at_once(count, 8)
-    seen = tab(cookie).get(base_url + "/session", timeout=30).json()
-    assert {k: v for k, v in seen.items() if k.startswith("tab ")} == {f"tab t{n}": 12 for n in range(8)}, seen
+    seen = json.loads(answered(base_url, "/session", cookie))
+    assert {k: v for k, v in seen.items() if k.startswith("tab ")} == {f"tab t{n}": 6 for n in range(8)}, seen
     assert seen["visits"] == 1, "a key no request changed keeps its value"
 
 
