@@ -472,6 +472,13 @@ def test_a_hybrid_keeps_the_tokenizers_lines_and_the_students_declared_encoding(
     assert credit.encoded(latin).startswith(b"# -*- coding: latin-1 -*-\n# caf\xe9\n")
 
 
+def not_passed(result) -> list[tuple[str, str, str]]:
+    """The tests of a graded copy that did not pass, with their messages: what a failed assertion shows."""
+    return [(test.case.nodeid.rsplit("::", 1)[-1], test.outcome, (test.message or "")[:300])
+            for lesson in result.lessons for exercise in lesson.exercises for test in exercise.tests
+            if test.outcome != "passed"]
+
+
 def test_a_bug_of_the_grader_in_one_copys_analysis_is_that_copys_grader_error_not_the_classs(tmp_path, monkeypatch):
     import io
 
@@ -490,8 +497,9 @@ def test_a_bug_of_the_grader_in_one_copys_analysis_is_that_copys_grader_error_no
     results = batch.grade([str(tmp_path / "ann"), str(tmp_path / "bo")], tmp_path / "out", jobs=1, lessons=["01"],
                           progress=False, stderr=io.StringIO(), fair_credit=False)
     by_name = {each.name: each for each in results}
-    assert by_name["ann"].run.status == "ok" and by_name["ann"].points == LESSON.max_points
-    assert by_name["bo"].run.status == "grader error" and by_name["bo"].points == LESSON.max_points
+    assert by_name["ann"].run.status == "ok" and by_name["ann"].points == LESSON.max_points, not_passed(by_name["ann"])
+    assert by_name["bo"].run.status == "grader error" and by_name["bo"].points == LESSON.max_points, \
+        not_passed(by_name["bo"])
     assert any(batch.FAILED_ON_COPY in note and "KeyError" in note for note in by_name["bo"].run.notes)
     assert (tmp_path / "out" / "gradebook.csv").is_file()
 
