@@ -529,15 +529,19 @@ def test_two_apps_on_one_store_count_on_one_counter(app_module, store, kind):
     """Two processes of the app share the store: a counter must live there, not in one app's memory."""
     url = store(kind)
     first, second = (in_lesson(app_module, counting, url) for _ in range(2))
-    key = f"hits:{uuid.uuid4().hex}"
+    key, once = f"hits:{uuid.uuid4().hex}", f"hits:{uuid.uuid4().hex}"
     assert [first(key), second(key), first(key)] == [1, 2, 3], \
         f"add_one on {kind}: each app counted on its own; count in the store (INCR, UPDATE ... n + 1)"
+    assert first(once) == 1
     if kind == "redis":
         import redis
-        ttl = redis.Redis.from_url(url).ttl(key)
-        assert 0 < ttl <= app_module.COUNTER_TTL, (
-            f"the counter key has TTL {ttl}: give it an expiry (EXPIRE key COUNTER_TTL), or Redis keeps every "
-            "visitor's counter for ever")
+        # A counter hit once needs its expiry too (a visitor who never comes back): EXPIRE before INCR
+        # finds no key the first time, sets nothing, and the key is kept for ever.
+        for name in (key, once):
+            ttl = redis.Redis.from_url(url).ttl(name)
+            assert 0 < ttl <= app_module.COUNTER_TTL, (
+                f"the counter key has TTL {ttl}: give it an expiry (EXPIRE key COUNTER_TTL, after the INCR that "
+                "makes it), or Redis keeps every visitor's counter for ever")
 
 
 @pytest.mark.exercise("09.3")
@@ -622,6 +626,11 @@ def test_merge_changes_writes_only_what_the_request_changed(app_module):
                                                               "lang": "fr"}
     assert app_module.merge_changes({"a": 1}, {"a": 1}, {"a": 2}) == {"a": 2}
     assert app_module.merge_changes({}, {}, {"a": 1}) == {"a": 1}
+    # Another tab logged out (deleted "user") since this request loaded; this request left "user" as it
+    # was: the logout stands. A merge that brought "user" back was given full marks before this line.
+    assert app_module.merge_changes({"visits": 1}, {"visits": 1, "user": "alice"},
+                                    {"visits": 1, "user": "alice", "tab a": 1}) == {"visits": 1, "tab a": 1}, \
+        "a key another request deleted, and this one did not change, stays deleted"
 
 
 @pytest.mark.exercise("09.4")
