@@ -588,9 +588,10 @@ def test_run_waits_for_a_fix_when_the_code_does_not_start(tmp_path):
     assert "Traceback" not in running.output, running.output
 
 
-def test_run_says_so_when_the_code_ends_the_server_and_waits_for_a_fix(tmp_path):
+@pytest.mark.parametrize("status", [7, 3])       # 3: the code a start that cannot import exits with
+def test_run_says_so_when_the_code_ends_the_server_and_waits_for_a_fix(tmp_path, status):
     # Once, `make run` went quiet and the prompt came back: os._exit in a route had ended the server.
-    app = build.patched(tmp_path, SLUG, function="visits", body="import os\nos._exit(7)")
+    app = build.patched(tmp_path, SLUG, function="visits", body=f"import os\nos._exit({status})")
     port = free_port()
     running = Running("01", "--target", tmp_path, "--port", port)
     try:
@@ -598,7 +599,7 @@ def test_run_says_so_when_the_code_ends_the_server_and_waits_for_a_fix(tmp_path)
         with pytest.raises(requests.ConnectionError):
             requests.get(f"http://127.0.0.1:{port}/visits", timeout=10)
         running.wait_for("Waiting for you to save a fix")
-        assert "The server stopped while serving (exit code 7): the lesson's code ended its process" \
+        assert f"The server stopped while serving (exit code {status}): the lesson's code ended its process" \
             in running.output, running.output
         time.sleep(0.3)
         app.write_text(build.solution_text(SLUG))
@@ -609,20 +610,28 @@ def test_run_says_so_when_the_code_ends_the_server_and_waits_for_a_fix(tmp_path)
     assert code == 0 and "Traceback" not in running.output, running.output
 
 
-def test_run_does_not_restart_for_a_file_the_lessons_own_code_writes_unchanged(tmp_path):
-    # An app.py that writes a .py file of its folder as it imports restarted the server for ever.
-    build.patched(tmp_path, SLUG, append="from pathlib import Path as _P\n"
-                  "(_P(__file__).parent / 'generated.py').write_text('X = 1\\n')\n")
+@pytest.mark.parametrize("writes", [
+    "(_P(__file__).parent / 'generated.py').write_text('X = 1\\n')",                        # the same bytes
+    "import time as _t\n(_P(__file__).parent / 'generated.py').write_text(f'AT = {_t.time()}\\n')",  # new ones
+    "import os as _os\n_p = _P(__file__).parent / 'notes.py'\n_p.exists() or _os.mkfifo(_p)",    # a FIFO
+], ids=["same bytes", "changing bytes", "a fifo"])
+def test_run_restarts_for_the_students_saves_not_for_files_the_lessons_code_writes_as_it_starts(tmp_path, writes):
+    # An app.py that wrote a .py file of its folder as it imported restarted the server for ever; one
+    # that made a FIFO there hung the reloader in reading it, and it ignored every save after.
+    app = build.patched(tmp_path, SLUG, append="from pathlib import Path as _P\n" + writes + "\n")
     port = free_port()
     running = Running("01", "--target", tmp_path, "--port", port)
     try:
         running.wait_for("serving on")
-        time.sleep(2.0)                                     # polls of the folder, and restarts if any
-        # the first import creates the file (a new file: one restart); every import after writes it unchanged
-        assert running.output.count("restarting the server") <= 1, running.output
+        time.sleep(1.5)                                     # five polls of the folder
+        assert "restarting the server" not in running.output, running.output
         assert requests.get(f"http://127.0.0.1:{port}/", timeout=10).status_code == 200
+        app.write_text(app.read_text() + "\n# a save\n")
+        running.wait_for("changed: restarting the server")
+        running.wait_for("serving on", times=2)
     finally:
         running.stop()
+    assert "Traceback" not in running.output, running.output
 
 
 def test_run_passes_a_lessons_options_to_create_app(tmp_path):

@@ -24,6 +24,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from stat import S_ISREG
 from typing import Callable, Iterator
 from wsgiref.simple_server import ServerHandler, WSGIRequestHandler, WSGIServer, make_server
 
@@ -290,7 +291,8 @@ def snapshot(folder: Path, pattern: str = "*.py") -> dict[str, tuple[float, int]
                 stat = path.stat()
             except OSError:
                 continue
-            found[str(path)] = (stat.st_mtime, stat.st_size)
+            if S_ISREG(stat.st_mode):        # not a FIFO: reading one to compare it waits for a writer
+                found[str(path)] = (stat.st_mtime, stat.st_size)
     return found
 
 
@@ -306,6 +308,17 @@ def contents(found: dict[str, tuple[float, int]]) -> dict[str, str]:
         except OSError:
             hashes[name] = ""
     return hashes
+
+
+def _after_start(folder: Path, before: dict, before_contents: dict) -> tuple[dict, dict]:
+    """The folder as it is once the server has started, to compare the next saves with: the files the
+    lesson's code wrote as it imported (a generated config with the time in it restarted the server
+    for ever) are not saves. Unless app.py itself changed meanwhile: the student saved during the start."""
+    now = snapshot(folder)
+    app = str(Path(folder) / "app.py")
+    if now.get(app) != before.get(app) and contents({app: None}) != {app: before_contents.get(app)}:
+        return before, before_contents
+    return now, contents(now)
 
 
 def _stop(child: subprocess.Popen) -> None:
@@ -341,13 +354,16 @@ def run_reloading(command: list[str], folder: Path, shown: str, interval: float 
             before_contents = contents(before)
             serving.unlink(missing_ok=True)
             child = subprocess.Popen(command, env={**os.environ, SERVING_FILE: str(serving)})
-            waiting = False
+            waiting = started = False
             while True:
                 code = child.poll()
+                if not started and (code is not None or serving.exists()):
+                    started = True           # what the lesson's code wrote as it started is not a save
+                    before, before_contents = _after_start(folder, before, before_contents)
                 if code is not None and not waiting:
                     if code != RELOAD_WAIT and not serving.exists():
                         return code          # before serving: a port in use, a bad option (a save fixes nothing)
-                    if code != RELOAD_WAIT:
+                    if serving.exists():
                         print("\n" + _ended_while_serving(code), flush=True)
                     print(f"Waiting for you to save a fix in {shown}/ ...", flush=True)
                     waiting = True
