@@ -207,9 +207,15 @@ class SplitAcrossCores:
         adopted = _adopt_orphans()       # what the children leave running is this process's to end
         collected = list(items)
         items[:] = []                    # this process runs nothing (its children run from the queue): it waits
-        for _ in range(count):
-            if self._fork(config, [], parent):
-                return                   # a child: pytest_runtestloop takes its tests
+        try:
+            for _ in range(count):
+                if self._fork(config, [], parent):
+                    return               # a child: pytest_runtestloop takes its tests
+        except KeyboardInterrupt:        # Ctrl-C between two forks: the children started so far end too
+            if not self.in_child:
+                self._end_children()
+                _end_orphans(adopted)
+            raise
         while self.children:
             try:
                 pid, status = self._next_to_end()
@@ -325,20 +331,36 @@ class SplitAcrossCores:
         """Start a child that runs ``first``, then tests from the queue: True in the child, False here."""
         self.started += 1
         child_report = f"{config.getoption('--course-report')}.split{self.started}"
-        pid = os.fork()
+        # A Ctrl-C during the fork waits until each side is ready for it: without this, it came while
+        # the child ran the hooks of os.register_at_fork (logging's), whose KeyboardInterrupt Python
+        # can only print ("Exception ignored in: <function _releaseLock>", a traceback, to the student).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            pid = os.fork()
+        except BaseException:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            raise
         if pid == 0:
-            die_with(parent)
-            self.in_child, self.children, self.first = True, {}, first
-            self.report, self.target = child_report, config.getoption("--target")
-            config.option.course_report = child_report
-            config.option.course_stream = child_report + ".stream"
-            _record_os_exit(child_report + ".ended", config.getoption("--target"))
-            # A fatal signal's stacks (os.abort(), a crash in C) go to the parent, not to the terminal.
-            self.fault_file = open(child_report + ".fault", "w", encoding="utf-8")     # open until the child ends
-            faulthandler.enable(self.fault_file, all_threads=True)
-            return True
+            try:
+                return self._child(config, first, parent, child_report)
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})   # a Ctrl-C that came: now, here
         self.children[pid] = (first, child_report)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         return False
+
+    def _child(self, config, first: list, parent: int, child_report: str) -> bool:
+        """The child's side of a fork: its own report, streams and fault file; True (it runs tests)."""
+        die_with(parent)
+        self.in_child, self.children, self.first = True, {}, first
+        self.report, self.target = child_report, config.getoption("--target")
+        config.option.course_report = child_report
+        config.option.course_stream = child_report + ".stream"
+        _record_os_exit(child_report + ".ended", config.getoption("--target"))
+        # A fatal signal's stacks (os.abort(), a crash in C) go to the parent, not to the terminal.
+        self.fault_file = open(child_report + ".fault", "w", encoding="utf-8")     # open until the child ends
+        faulthandler.enable(self.fault_file, all_threads=True)
+        return True
 
     def pytest_keyboard_interrupt(self, excinfo):
         """In a child, a KeyboardInterrupt that no Ctrl-C sent was raised by the code under test: pytest
