@@ -325,6 +325,32 @@ def test_purge_deletes_the_expired_sessions_and_only_those(app_module, server, s
     assert count_of(visit(fresh, base_url)) == 3
 
 
+@pytest.fixture
+def time_zone(request, monkeypatch):
+    """This test's processes, and the app's (the grader passes TZ to its sandbox), in ``request.param``."""
+    monkeypatch.setenv("TZ", request.param)
+    time.tzset()
+    yield request.param
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.exercise("08.3")
+@pytest.mark.parametrize("time_zone", ["America/New_York", "Asia/Tokyo"], indirect=True)
+def test_purge_compares_a_sql_sessions_local_time_with_local_time(app_module, server, store, time_zone):
+    # Beaker stamps a SQL session's `accessed` with datetime.now(), the machine's local time. A purge that
+    # compared it with utcfromtimestamp() passed on every machine on UTC (this one, CI) and, anywhere
+    # else, deleted the sessions in use (west of Greenwich) or kept the expired ones for hours (east).
+    url = store("sqlite")
+    base_url = server(store_url=url, secret=SECRET)
+    old, fresh = requests.Session(), requests.Session()
+    visit(old, base_url), visit(fresh, base_url)
+    _age(url, session_id(old), 2 * 3600)
+    assert app_module.purge_expired(url, older_than=1800) == 1, \
+        f"in {time_zone}, exactly one session was idle for > 30 minutes: compare local times with local times"
+    assert holds(url, session_id(fresh)) and not holds(url, session_id(old))
+
+
 @pytest.mark.exercise("08.3")
 @pytest.mark.parametrize("kind", ["sqlite", "file", "dbm", "postgres", "mysql", "redis"])
 def test_purge_on_a_store_where_nothing_was_ever_written_purges_nothing(app_module, store, kind):

@@ -34,6 +34,7 @@ import resource
 import secrets
 import socket
 import threading
+import time
 import traceback
 import warnings
 
@@ -135,11 +136,14 @@ class Host:
                 wire.send(sock, wire.error_frame(TypeError(f"the answer cannot be sent back: {exc}")))
 
     def answer(self, request: dict) -> dict:
+        zone = os.environ.get("TZ")
         for name, value in (request.get("env") or {}).items():
             if value is None:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = str(value)
+        if os.environ.get("TZ") != zone:
+            time.tzset()                 # the test's time zone, for what the code under test stamps from now on
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:

@@ -39,8 +39,9 @@ from pathlib import Path
 from course import ROOT
 from course.tools.grading import cpuacct, wire
 
-PASSED_ENV = ("SESSION_SECRET", "REDIS_URL", "POSTGRES_URL", "MYSQL_URL", "MEMCACHED_URL", "MONGODB_URL")
-"""The variables a lesson reads; their values in the test process go with every request (monkeypatch.setenv)."""
+PASSED_ENV = ("SESSION_SECRET", "REDIS_URL", "POSTGRES_URL", "MYSQL_URL", "MEMCACHED_URL", "MONGODB_URL", "TZ")
+"""The variables a lesson reads; their values in the test process go with every request (monkeypatch.setenv).
+``TZ``: a test that runs the app in another time zone (lesson 08's purge); the host calls ``time.tzset()``."""
 ETC = ("passwd", "group", "hosts", "nsswitch.conf", "localtime", "ssl", "ca-certificates", "ld.so.cache",
        "ld.so.conf", "ld.so.conf.d", "mime.types", "alternatives")
 TEST_MODULES = ("tests.", "test_", "conftest")
