@@ -326,12 +326,12 @@ def test_purge_deletes_the_expired_sessions_and_only_those(app_module, server, s
 
 
 @pytest.fixture
-def time_zone(request, monkeypatch):
+def time_zone(request):
     """This test's processes, and the app's (the grader passes TZ to its sandbox), in ``request.param``."""
-    monkeypatch.setenv("TZ", request.param)
-    time.tzset()
-    yield request.param
-    monkeypatch.undo()
+    with pytest.MonkeyPatch.context() as patch:      # its own: undone here, not the other fixtures' too
+        patch.setenv("TZ", request.param)
+        time.tzset()
+        yield request.param
     time.tzset()
 
 

@@ -267,16 +267,18 @@ reloader says so and waits for a save, where it used to end without a word."""
 
 
 def _ended_while_serving(code: int) -> str:
-    how = f"it was killed by signal {-code} ({_signal_name(-code)})" if code < 0 else f"exit code {code}"
+    how = killed_by(-code) if code < 0 else f"exit code {code}"
     return (f"The server stopped while serving ({how}): the lesson's code ended its process "
             "(os._exit, os.kill or os.abort in a route?). A server must outlive every request.")
 
 
-def _signal_name(number: int) -> str:
+def killed_by(signum: int) -> str:
+    """``it was killed by signal 9 (SIGKILL)``: how a process that a signal ended ended, for a person."""
     try:
-        return signal.Signals(number).name
-    except ValueError:
-        return "unknown"
+        name = f" ({signal.Signals(signum).name})"
+    except ValueError:                   # a real-time signal, or none of this system's
+        name = ""
+    return f"it was killed by signal {signum}{name}"
 
 
 def snapshot(folder: Path, pattern: str = "*.py") -> dict[str, tuple[float, int]]:

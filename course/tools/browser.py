@@ -8,12 +8,13 @@ browser downloads (``playwright install``) are never used. Two builds of it, bot
 
 * ``chromium-headless-shell`` (``/usr/bin/chromium-headless-shell``): Chromium's headless build
   (the "old" headless mode, now a binary of its own), the one Playwright itself runs headless
-  tests in. It starts in a third of the time and CPU of the full browser, so the lessons' checks
-  use it when it is installed (``check 06`` on two cores: 2.0 s instead of 3.3 s).
+  tests in. It starts and opens a page in about a third of the full browser's time (0.15 s against
+  0.40 s here), so the lessons' checks use it when it is installed (``check 06`` on two cores: about
+  2 s instead of 3.3 s).
 * ``chromium`` (``/usr/bin/chromium``): the browser itself, in its "new" headless mode. What
   the lesson texts say about "the browser" is checked in this one (``build="full"``:
-  the browser-claims tests), since the shell "does not match the behavior of the regular Chrome completely"
-  (Puppeteer's guide to headless modes). ``tests/test_browser_claims.py`` runs every claim in both:
+  the browser-claims tests), since the shell "does not match the behavior of the regular Chrome
+  completely" (Puppeteer's guide to headless modes). ``tests/test_browser_claims.py`` runs every claim in both:
   where they disagreed, the checks could not use the shell.
 
 ``COURSE_CHROMIUM`` names another binary, for both. Without Chromium a test is skipped with a line

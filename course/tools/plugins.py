@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+from course.lesson.server import killed_by
 from course.tools.results import (
     NOT_STARTED_SIGN,
     READY_MADE_WAITS,
@@ -496,8 +497,7 @@ def _ended_record(item, code: int, ending: dict | None, dump: str = "", target: 
             stuck = _fatal_error(dump, target, "still running: it never returned (an endless loop in C code?)")
             crash = stuck.as_dict() if stuck is not None else None
     elif code < 0:
-        how = f"it was killed by signal {-code} ({signal.Signals(-code).name})" if -code in signal.valid_signals() \
-            else f"it was killed by signal {-code}"
+        how = killed_by(-code)
         fatal = _fatal_error(dump, target) if dump else None
         crash = fatal.as_dict() if fatal is not None else None
     else:
