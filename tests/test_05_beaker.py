@@ -336,12 +336,16 @@ def test_a_second_sid_smuggled_in_another_cookie_does_not_replace_the_first(url)
 
 @pytest.mark.exercise("05.5")
 def test_clean_cookie_header_reads_a_huge_header_in_linear_time(app_module):
-    """CVE-2024-7592: Python 3.11.7's parser needs seconds for one 60 KB quoted cookie of backslashes."""
+    """CVE-2024-7592: Python 3.11.7's parser needs seconds for one 60 KB quoted cookie of backslashes.
+
+    Timed on the clock, not as this process's CPU: the grader calls the function in the lesson's
+    sandbox. The reference takes 0.004 s of the 1 s; http.cookies takes 7 s on the first header."""
     headers = ['a="' + "\\" * 61_000 + '"; sid=abc', "; ".join(f"c{i}=1" for i in range(10_000)) + "; sid=abc"]
     for header in headers:
-        started = time.process_time()
+        started = time.monotonic()
         assert app_module.clean_cookie_header(header, "sid") == "sid=abc"
-        assert time.process_time() - started < 0.2, "clean_cookie_header must not hand the header to http.cookies"
+        took = time.monotonic() - started
+        assert took < 1.0, f"clean_cookie_header took {took:.1f} s: it must not hand the header to http.cookies"
 
 
 @pytest.mark.parametrize("junk", ["a(b=1", "a)b=1; {c}", "{c}; [x]=1", 'a="' + "\\" * 2000 + '"; {c}'],
