@@ -414,13 +414,26 @@ def test_fair_credit_counts_an_exercise_whatever_the_others(klass, tmp_path):
     root, out, _ = klass
     bob = student(out, "bob")
     visits = bob["lessons"][0]["exercises"][1]
-    assert visits["status"] == "pass" and visits["fair"] > 0, "01.2 passes with the reference's read_count"
+    assert visits["status"] == "pass", "01.2 passes with the reference's read_count standing in for 01.1"
     assert bob["lessons"][0]["exercises"][0]["status"] == "todo" and bob["points"] == 7
     text = (out / "feedback" / "bob.md").read_text(encoding="utf-8")
-    assert "passed when the lesson's other exercises were the course's own" in text
+    assert "lesson 01: 01.1 not started (it earns nothing): the reference's code for it stood in" in text
     alone = grade([root / "class" / "bob"], tmp_path / "unfair", "--no-fair-credit")
     assert alone.returncode == 0, alone.stderr
     assert student(tmp_path / "unfair", "bob")["points"] < 7, "without fair credit, 01.2 depends on 01.1"
+
+
+def test_fair_credit_counts_an_exercise_whose_dependency_is_started_but_wrong(tmp_path):
+    # read_count (01.1) started, wrongly: every count reads as 0. 01.2 counts visits with it, right:
+    # it fails as the copy is, and passes in the hybrid, where 01.1 is the reference's.
+    build.patched(tmp_path / "class" / "cy" / "lessons", SLUG, function="read_count", body="return 0")
+    proc = grade([tmp_path / "class" / "cy"], tmp_path / "out")
+    assert proc.returncode == 0, proc.stderr
+    cy = student(tmp_path / "out", "cy")
+    read_count, visits = cy["lessons"][0]["exercises"][:2]
+    assert read_count["status"] != "pass" and visits["status"] == "pass" and visits["fair"] > 0, (read_count, visits)
+    text = (tmp_path / "out" / "feedback" / f"{cy['file']}.md").read_text(encoding="utf-8")
+    assert "passed when the lesson's other exercises were the course's" in text
 
 
 def test_the_histogram_is_a_valid_png(klass):

@@ -457,7 +457,7 @@ def test_odd_names_deep_folders_and_heaps_of_files_cost_only_that_copy_and_the_c
 
 
 def test_a_hybrid_keeps_the_tokenizers_lines_and_the_students_declared_encoding():
-    from course.tools.grading import credit, hybrid, same
+    from course.tools.grading import hybrid, same
 
     reference = build.solution_text(SLUG)
     first, rest = reference.split("\n", 1)
@@ -465,11 +465,35 @@ def test_a_hybrid_keeps_the_tokenizers_lines_and_the_students_declared_encoding(
         student = f"{first}\n# page{separator} break\n{rest}"
         assert same.parse(hybrid.hybrid(student, reference, "01.2")) is not None, repr(separator)
     ascii_only = "# -*- coding: ascii -*-\n" + reference        # the reference's docstrings are not ASCII:
-    written = credit.encoded(hybrid.hybrid(ascii_only, reference, "01.2"))   # UTF-8, and the line says so
+    written = hybrid.encoded(hybrid.hybrid(ascii_only, reference, "01.2"))   # UTF-8, and the line says so
     assert written.startswith(b"# -*- coding: utf-8 -*-\n") and written.decode("utf-8").count("\n") == \
         hybrid.hybrid(ascii_only, reference, "01.2").count("\n"), "same lines, the coding line mended"
     latin = "# -*- coding: latin-1 -*-\n# caf\u00e9\n" + reference.encode("latin-1", "replace").decode("latin-1")
-    assert credit.encoded(latin).startswith(b"# -*- coding: latin-1 -*-\n# caf\xe9\n")
+    assert hybrid.encoded(latin).startswith(b"# -*- coding: latin-1 -*-\n# caf\xe9\n")
+
+
+def test_where_the_reference_stood_in_a_message_still_gives_the_students_own_line_numbers(tmp_path):
+    """01.1 not started: the tests run lesson 01 with the reference's read_count in its place, which is
+    longer than the starter's, so the lines after it moved; a traceback shows the student's numbers."""
+    from course.tools.grading import hybrid
+    from course.tools.grading.run import REFERENCE_LINE, _student_lines
+
+    student = build.partly(tmp_path, SLUG, done={"01.2", "01.3", "01.4"}).read_text(encoding="utf-8")
+    text, origins = hybrid.with_reference_for(student, build.solution_text(SLUG), SLUG, {"01.1"})
+    theirs, mine = hybrid.source_lines(text), hybrid.source_lines(student)
+    forget = next(n for n, line in enumerate(mine, 1) if "def forget" in line)
+    at = origins.index(forget) + 1
+    assert at != forget and theirs[at - 1] == mine[forget - 1], "the lines moved, and the map knows where"
+    spliced = origins.index(None) + 1
+    record = {"message": f'File "lessons/{SLUG}/app.py", line {at}, in forget\n'
+                         f'File "lessons/{SLUG}/app.py", line {spliced}, in read_count',
+              "crash": {"frames": [{"file": f"lessons/{SLUG}/app.py", "line": at, "function": "forget", "code": ""}]}}
+    _student_lines(record, {SLUG: origins})
+    assert f"line {forget}, in forget" in record["message"] and record["crash"]["frames"][0]["line"] == forget
+    assert REFERENCE_LINE.format(line=spliced) in record["message"]
+    with pytest.raises(hybrid.HybridError, match="overlap"):      # 08.4 started, 08.5 not: they share a function
+        hybrid.with_reference_for(build.solution_text("08_store_backends"), build.solution_text("08_store_backends"),
+                                  "08_store_backends", {"08.5"})
 
 
 def not_passed(result) -> list[tuple[str, str, str]]:
@@ -482,16 +506,16 @@ def not_passed(result) -> list[tuple[str, str, str]]:
 def test_a_bug_of_the_grader_in_one_copys_analysis_is_that_copys_grader_error_not_the_classs(tmp_path, monkeypatch):
     import io
 
-    from course.tools.grading import batch, credit
+    from course.tools.grading import batch, same
 
-    real = credit.unstarted
+    real = same.lesson_prints
 
-    def breaks_on_bo(lessons_dir, plan, notes):
+    def breaks_on_bo(lessons_dir, slugs):
         if lessons_dir is not None and "bo" in lessons_dir.parts:
             raise KeyError("a bug")
-        return real(lessons_dir, plan, notes)
+        return real(lessons_dir, slugs)
 
-    monkeypatch.setattr(credit, "unstarted", breaks_on_bo)
+    monkeypatch.setattr(same, "lesson_prints", breaks_on_bo)
     for name in ("ann", "bo"):
         build.solved(tmp_path / name / "lessons", SLUG)
     results = batch.grade([str(tmp_path / "ann"), str(tmp_path / "bo")], tmp_path / "out", jobs=1, lessons=["01"],
@@ -543,13 +567,13 @@ def _spin(seconds):
 
 @pytest.fixture
 def slow_setup():
-    _spin(0.6)
+    _spin(0.9)
     yield
-    _spin(0.6)
+    _spin(0.9)
 
 
 def test_spends_its_budget_over_setup_call_and_teardown(slow_setup):
-    _spin(0.6)
+    _spin(0.9)
 
 
 def test_cheap():
@@ -567,19 +591,55 @@ class ThisProcess:                 # the sandboxes' CPU, as the grader's test pr
     def reset(self):
         pass
 
-sys.exit(pytest.main([sys.argv[1], "-q", "-p", "no:cacheprovider", "--disable-plugin-autoload", "-rA"],
+sys.exit(pytest.main([*sys.argv[1:], "-q", "-p", "no:cacheprovider", "--disable-plugin-autoload", "-rA"],
                      plugins=[TimeLimit(1.0, hosts=ThisProcess())]))
 """
 
 
 def test_a_tests_cpu_limit_covers_its_setup_call_and_teardown_together(tmp_path):
-    # Each phase had a limit of its own: 0.6 s in setup, 0.6 s in the call and 0.6 s in teardown all
-    # passed a limit of 1 s, and one test could cost three limits.
+    # Each phase had a limit of its own: 0.9 s in setup, 0.9 s in the call and 0.9 s in teardown all
+    # passed a limit of 1 s, and one test could cost three limits. (With 0.6 s each, the call had only
+    # its last 0.2 s over the limit, and on a loaded machine no look came in them: it failed in teardown.)
     (tmp_path / "test_phases.py").write_text(PHASES, encoding="utf-8")
     proc = subprocess.run([sys.executable, "-c", RUN_WITH_A_CPU_LIMIT, "test_phases.py"], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert "FAILED test_phases.py::test_spends_its_budget_over_setup_call_and_teardown" in proc.stdout, proc.stdout
     assert "took it past 1 s of CPU" in proc.stdout and "PASSED test_phases.py::test_cheap" in proc.stdout
+
+
+LATER_TESTS = """
+import time
+
+
+def _spin(seconds):
+    ends = time.process_time() + seconds
+    while time.process_time() < ends:
+        pass
+
+
+def test_loops():
+    _spin(1.5)
+
+
+def test_reaches_the_loop_too():
+    _spin(0.5)
+"""
+
+
+def test_once_a_test_timed_out_the_lessons_later_tests_get_a_shorter_cpu_limit(tmp_path):
+    # An endless loop that every check of the lesson reaches cost each of them the whole limit (10 s
+    # of CPU): one copy's loop in lesson 06 cost 40 s. The later tests get AFTER_A_TIMEOUT_CPU, the
+    # tests of another lesson the whole limit.
+    (tmp_path / "test_first.py").write_text(LATER_TESTS, encoding="utf-8")
+    (tmp_path / "test_other.py").write_text(LATER_TESTS.replace("_spin(1.5)", "_spin(0.5)"), encoding="utf-8")
+    runner = RUN_WITH_A_CPU_LIMIT.replace("TimeLimit(1.0, hosts=ThisProcess())",
+                                          "TimeLimit(1.0, hosts=ThisProcess(), after_a_timeout=0.3)")
+    proc = subprocess.run([sys.executable, "-c", runner, "test_first.py", "test_other.py"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert "FAILED test_first.py::test_loops" in proc.stdout, proc.stdout
+    assert "FAILED test_first.py::test_reaches_the_loop_too" in proc.stdout, proc.stdout
+    assert "past 0.3 s of CPU (the lesson's limit once one of its tests timed out)" in proc.stdout, proc.stdout
+    assert "PASSED test_other.py::test_loops" in proc.stdout and "PASSED test_other.py::test_reaches" in proc.stdout
 
 
 CHUNKED_FLOOD = """
@@ -697,8 +757,8 @@ def test_an_unchanged_starter_scores_zero_without_running_its_tests(graded):
     out, _ = graded
     record = json.loads((out / "json" / "b_starter.json").read_text(encoding="utf-8"))
     text = json.dumps(record)
-    assert "not started" in text, "an untouched lesson is reported as not started"
-    assert "not started" not in (out / "json" / "c_half.json").read_text(encoding="utf-8")
+    assert "is the starter as the course ships it" in text, "an untouched lesson is reported as not started"
+    assert "is the starter as the course ships it" not in (out / "json" / "c_half.json").read_text(encoding="utf-8")
 
 
 def _scored(outcomes_by_exercise: dict[str, list[tuple[str, str]]]):

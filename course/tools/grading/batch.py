@@ -141,8 +141,9 @@ def _grade_one(submission: Submission, plan: Plan, out: Path, cancel: threading.
         notes: list[str] = []
         run = None
         try:
-            run = run_submission(submission, plan, workdir, cancel, bar)
             untouched = credit.unstarted(submission.lessons_dir, plan, notes)
+            stand_in = untouched if fair_credit else set()      # the reference's code for what is not started
+            run = run_submission(submission, plan, workdir, cancel, bar, not_started=stand_in)
             lessons = score(plan, run, replace, not_started=untouched)
             again = credit.recheck(submission, plan, run, lessons, workdir, cancel, bar) if fair_credit else None
             if again and again.records:

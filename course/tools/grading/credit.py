@@ -1,9 +1,12 @@
-"""Fair credit: each exercise that did not pass in the copy as it is, checked again in a hybrid.
+"""Fair credit: each exercise that did not pass in the copy's run, checked again in a hybrid.
 
-The hybrid of exercise X (course.tools.grading.hybrid) is the student's app.py with every other
+Fair credit comes in two steps. In the copy's own run, the exercises not started (still the
+starter's code: ``unstarted``) are not tested, and the reference's code stands in for them
+(run.run_submission): 03.3 solved and 03.2 not started earns 03.3's points at once. Then, here:
+the hybrid of exercise X (course.tools.grading.hybrid) is the student's app.py with every other
 exercise of the lesson taken from the reference solution, so X is worth its points whatever else
-the student did or did not do: 03.3 solved and 03.2 not earns 03.3's points. A test earns its
-weight when it passed in either run.
+the student did, however wrong: 03.2 started and wrong, 03.3 right, earns 03.3's points. A test
+earns its weight when it passed in either run.
 
 Only exercises worth a second look are checked again: not those that passed, not those the
 student has not started (status todo: their code is the starter's, and the starter fails every
@@ -14,18 +17,15 @@ in one test process.
 """
 from __future__ import annotations
 
-import io
-import re
 import threading
 import time
-import tokenize
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from course import ROOT
 from course.tools import teeth
 from course.tools.grading.find import Submission
-from course.tools.grading.hybrid import HybridError, hybrid, not_started
+from course.tools.grading.hybrid import HybridError, encoded, hybrid, not_started
 from course.tools.grading.plan import Plan
 from course.tools.grading.run import Run, run_submission
 from course.tools.grading.same import read_source
@@ -101,22 +101,6 @@ def build_rounds(student_dir: Path, chosen: dict[str, list[str]], into: Path,
                 held[slug] = exercise_id
         rounds.append((folder, held))
     return rounds
-
-
-CODING = re.compile(r"^([ \t\f]*#.*?coding[:=][ \t]*)[-\w.]+")
-"""A PEP 263 coding line (on one of a file's first two lines)."""
-
-
-def encoded(source: str) -> bytes:
-    """A hybrid's bytes as Python will read them: in the encoding its coding line declares (it keeps the
-    student's), or, where that cannot hold the reference's text (latin-1 and an Arabic-Indic digit in
-    a docstring), in UTF-8 with the coding line saying so; the line numbers stay the student's."""
-    try:
-        return source.encode(tokenize.detect_encoding(io.BytesIO(source.encode("utf-8")).readline)[0])
-    except (UnicodeEncodeError, LookupError, SyntaxError):
-        lines = source.split("\n", 2)
-        head = [CODING.sub(r"\1utf-8", line, count=1) for line in lines[:2]]
-        return "\n".join(head + lines[2:]).encode("utf-8")
 
 
 def recheck(submission: Submission, plan: Plan, run: Run, lessons: list[LessonResult], workdir: Path,

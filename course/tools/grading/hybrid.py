@@ -20,7 +20,9 @@ from __future__ import annotations
 import ast
 import builtins
 import copy
+import io
 import re
+import tokenize
 
 from course.lesson import manifest
 from course.tools.grading.same import parse, without_docstrings
@@ -50,6 +52,29 @@ def hybrid(student: str, reference: str, exercise_id: str) -> str:
 
 def splice(student: str, reference: str, names: list[str], kept: list[str] = ()) -> str:
     """``student`` with the definitions ``names`` taken from ``reference``; ``kept`` are never brought in."""
+    return _spliced(student, reference, names, kept).text
+
+
+def with_reference_for(student: str, reference: str, slug: str, exercise_ids: set[str]) -> tuple[str, list]:
+    """The student's source with the exercises ``exercise_ids`` (not started: still the starter's code)
+    taken from the reference, the others the student's; and, for each of its lines, the line of the
+    student's file it is (None: a line of the reference's). HybridError when it cannot be built (a
+    definition a started exercise shares with one not started: 08.4 and 08.5's store_error_answer).
+
+    The grader runs a copy's lessons so: an exercise not started earns nothing whatever code stands
+    in for it, and the started ones are checked beside a working version of it (fair credit, at
+    once, without a run of hybrids for each exercise that depends on one not started)."""
+    lesson = manifest.lesson(slug)
+    swapped = sorted({name for ex in lesson.exercises if ex.id in exercise_ids for name in ex.names})
+    kept = sorted({name for ex in lesson.exercises if ex.id not in exercise_ids for name in ex.names})
+    try:
+        made = _spliced(student, reference, swapped, kept)
+    except (RecursionError, MemoryError):
+        raise HybridError("the student's app.py is nested deeper than the splice can follow") from None
+    return made.text, made.origins
+
+
+def _spliced(student: str, reference: str, names: list[str], kept: list[str]) -> _Splice:
     mine, theirs = _parse(student, "the student's app.py"), _parse(reference, "the reference")
     kept_paths = [tuple(name.split(".")) for name in kept]
     paths = [tuple(name.split(".")) for name in names]
@@ -57,7 +82,9 @@ def splice(student: str, reference: str, names: list[str], kept: list[str] = ())
         clash = [k for k in kept_paths if k[:len(path)] == path or path[:len(k)] == k]
         if clash:
             raise HybridError(f"{'.'.join(path)} and the exercise's own {'.'.join(clash[0])} overlap")
-    return _Splice(student, reference, mine, theirs, kept_paths).run(paths)
+    made = _Splice(student, reference, mine, theirs, kept_paths)
+    made.run(paths)
+    return made
 
 
 def _parse(source: str, what: str) -> ast.Module:
@@ -189,7 +216,8 @@ class _Splice:
         for path in paths:
             self.take(path)
         self.add_globals()
-        return self.render()
+        self.text = self.render()
+        return self.text
 
     def is_kept(self, path: tuple[str, ...]) -> bool:
         return any(k[:len(path)] == path or path[:len(k)] == k for k in self.kept)
@@ -264,10 +292,12 @@ class _Splice:
 
     def render(self) -> str:
         lines = list(self.lines)
+        self.origins: list[int | None] = list(range(1, len(lines) + 1))     # the student's line of each line
         edits = list(self.edits) + self.member_edits() + self.global_edits()
         edits.sort(key=lambda edit: (edit[0], edit[1]), reverse=True)
         for first, last, new in edits:
             lines[first - 1:last] = new
+            self.origins[first - 1:last] = [None] * len(new)
         text = "\n".join(lines) + "\n"
         if parse(text) is None:
             raise HybridError("the hybrid does not parse; the student's indentation may be unusual")
@@ -382,3 +412,19 @@ def _untouched(mine: ast.Module, theirs: ast.Module, student: str, slug: str) ->
         if untouched:
             found.add(ex.id)
     return found
+
+
+CODING = re.compile(r"^([ \t\f]*#.*?coding[:=][ \t]*)[-\w.]+")
+"""A PEP 263 coding line (on one of a file's first two lines)."""
+
+
+def encoded(source: str) -> bytes:
+    """A hybrid's bytes as Python will read them: in the encoding its coding line declares (it keeps the
+    student's), or, where that cannot hold the reference's text (latin-1 and an Arabic-Indic digit in
+    a docstring), in UTF-8 with the coding line saying so; the line numbers stay the student's."""
+    try:
+        return source.encode(tokenize.detect_encoding(io.BytesIO(source.encode("utf-8")).readline)[0])
+    except (UnicodeEncodeError, LookupError, SyntaxError):
+        lines = source.split("\n", 2)
+        head = [CODING.sub(r"\1utf-8", line, count=1) for line in lines[:2]]
+        return "\n".join(head + lines[2:]).encode("utf-8")

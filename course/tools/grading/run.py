@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import select
 import shutil
@@ -24,7 +25,7 @@ from pathlib import Path
 from course import ROOT
 from course.lesson import manifest
 from course.tools import teeth
-from course.tools.grading import cpuacct, kitcheck, sandbox, worker
+from course.tools.grading import cpuacct, hybrid, kitcheck, sandbox, worker
 from course.tools.grading.find import Submission
 from course.tools.grading.plan import Plan
 from course.tools.term import Progress, unfinished
@@ -301,16 +302,25 @@ def _not_started(plan: Plan, target: Path) -> tuple[set[str], list[dict]]:
 
 
 def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: threading.Event,
-                   progress: Progress | None = None) -> Run:
+                   progress: Progress | None = None, not_started: set[str] = frozenset()) -> Run:
     """Run the course's tests against one submission, in a process group of its own, within limits.
 
     When the test process dies (``os._exit``, a crash of Python), the lesson it was in keeps what
     it had done, and the lessons after it are checked in a new process: a crash costs one lesson.
+
+    ``not_started``: the exercises whose code is still the starter's (credit.unstarted). Their tests
+    are not run (they earn nothing), and the reference's code stands in for them in the app.py the
+    tests run (``_reference_for_not_started``): an exercise that builds on one not started is
+    checked as it would be were that one done.
     """
     target = workdir / "lessons"
     dropped = copy_lessons(submission, plan.lessons, target)
     (workdir / "tmp").mkdir(parents=True, exist_ok=True)
-    attempts = _Attempts(plan, workdir, cancel, progress)
+    slugs = [each.slug for each in plan.lessons]
+    todo = set().union(*(unfinished(target / slug / "app.py") for slug in slugs))        # the student's files
+    kit_flags = kitcheck.flags(target, slugs)
+    swapped, swap_notes = _reference_for_not_started(plan, target, not_started)
+    attempts = _Attempts(plan, workdir, cancel, progress, not_run=_not_started_tests(plan, not_started))
     if plan.sandboxed:
         config = _sandbox_for(plan, workdir)
         attempts.sandbox_options = ["--course-sandbox", str(workdir / "sandbox.json"), "--basetemp",
@@ -321,14 +331,79 @@ def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: th
         # of the course does: without them every worker of every copy compiles them again (1.3 s each).
         attempts.env["PYTHONDONTWRITEBYTECODE"] = None
     run = attempts.run()
+    run.todo = todo
+    for record in run.records:
+        _student_lines(record, swapped)
     notes = [path if path.startswith(NOT_COPIED) else f"not copied, symlinks are never followed: {path}"
              if " is inside the course's " not in path else f"not graded: {path}" for path in dropped]
-    notes += kitcheck.flags(target, [each.slug for each in plan.lessons])
+    notes += kit_flags + swap_notes
     run.notes = notes = notes + run.notes       # and what the attempts found (a failure of the grader's own)
     if not plan.sandboxed:
         notes.insert(0, sandbox.UNSAFE_WARNING)
     run.log = "".join(f"note: {note}\n" for note in notes) + ("\n" if notes else "") + run.log
     return run
+
+
+NOT_STARTED_EXERCISE = ("not started: exercise {exercise} in lessons/{slug}/app.py is the starter's code "
+                        "(its tests are not run: they earn nothing)")
+REFERENCE_LINE = "line {line} (the reference's code, which stood in for the exercises not started)"
+
+
+def _not_started_tests(plan: Plan, not_started: set[str]) -> dict[str, dict]:
+    """A failing record for each test of an exercise not started, by test id: those tests are not run."""
+    return {t.nodeid: {"nodeid": t.nodeid, "exercise": t.exercise, "weight": t.weight, "outcome": "failed",
+                       "message": NOT_STARTED_EXERCISE.format(exercise=t.exercise, slug=t.slug), "duration": 0}
+            for t in plan.tests if t.exercise in not_started}
+
+
+def _reference_for_not_started(plan: Plan, target: Path, not_started: set[str]) -> tuple[dict[str, list], list[str]]:
+    """In each lesson with exercises both started and not, the app.py the tests run gets the reference's
+    code for those not started (hybrid.with_reference_for). Per lesson changed, the student's line of
+    each of its lines; and a note for each lesson where it could not be done (it is run as it is)."""
+    swapped, notes = {}, []
+    for lesson in plan.lessons:
+        ids = {ex.id for ex in lesson.exercises} & not_started
+        path = target / lesson.slug / "app.py"
+        if not ids or len(ids) == len(lesson.exercises) or not path.is_file():
+            continue
+        student = path.read_text(encoding="utf-8", errors="replace")
+        reference = (ROOT / "solutions" / lesson.slug / "app.py").read_text(encoding="utf-8")
+        try:
+            text, origins = hybrid.with_reference_for(student, reference, lesson.slug, ids)
+        except hybrid.HybridError as exc:
+            notes.append(f"lesson {lesson.id}: run as it is, without the reference's code for {', '.join(sorted(ids))} "
+                         f"(not started): {exc}")
+            continue
+        path.write_bytes(hybrid.encoded(text))
+        swapped[lesson.slug] = origins
+        notes.append(f"lesson {lesson.id}: {', '.join(sorted(ids))} not started (it earns nothing): the reference's "
+                     "code for it stood in while the lesson's other exercises were checked")
+    return swapped, notes
+
+
+def _student_lines(record: dict, swapped: dict[str, list]) -> None:
+    """A record's line numbers of a lesson's app.py as the student's file numbers them (the file the
+    tests ran has the reference's code for the exercises not started, and so other line numbers)."""
+    for slug, origins in swapped.items():
+        where = f"lessons/{slug}/app.py"
+        record["message"] = re.sub(rf'({re.escape(where)}"?,? line )(\d+)',
+                                   lambda m, origins=origins: m.group(1) + _line_shown(origins, int(m.group(2))),
+                                   record.get("message") or "")
+        crash = record.get("crash")
+        for frame in crash.get("frames", []) if isinstance(crash, dict) else []:
+            if isinstance(frame, dict) and frame.get("file") == where and isinstance(frame.get("line"), int):
+                origin = _student_line(origins, frame["line"])
+                frame["line"] = origin if origin is not None else 0
+
+
+def _student_line(origins: list, line: int) -> int | None:
+    """The student's line that ``line`` of the file as run is; None for a line of the reference's."""
+    return origins[line - 1] if 0 < line <= len(origins) else line
+
+
+def _line_shown(origins: list, line: int) -> str:
+    origin = _student_line(origins, line)
+    return str(origin) if origin is not None else REFERENCE_LINE.format(line=line)
 
 
 def _sandbox_for(plan: Plan, workdir: Path) -> sandbox.Config:
@@ -353,8 +428,10 @@ def _sandbox_for(plan: Plan, workdir: Path) -> sandbox.Config:
 class _Attempts:
     """The worker processes of one submission: one, or one more after each crash."""
 
-    def __init__(self, plan: Plan, workdir: Path, cancel: threading.Event, progress: Progress | None):
+    def __init__(self, plan: Plan, workdir: Path, cancel: threading.Event, progress: Progress | None,
+                 not_run: dict[str, dict] | None = None):
         self.plan, self.workdir, self.cancel, self.progress = plan, workdir, cancel, progress
+        self.not_run = not_run or {}         # tests not to run, with their records (exercises not started)
         self.logs: list[str] = []
         self.started = time.monotonic()
         self.sandbox_options: list[str] = []
@@ -365,11 +442,13 @@ class _Attempts:
     def run(self) -> Run:
         target = self.workdir / "lessons"
         untouched, records = _not_started(self.plan, target)
-        pending = [each for each in self.plan.lessons if each.slug not in untouched]
+        seen = {each["nodeid"] for each in records}
+        records += [record for nodeid, record in self.not_run.items() if nodeid not in seen]
+        left = {t.slug for t in self.plan.tests if t.nodeid not in self.not_run}
+        pending = [each for each in self.plan.lessons if each.slug not in untouched and each.slug in left]
         run = Run(records, "ok", None, 0.0, 0, "")
         while pending:
             pending = self.attempt(run, pending)
-        run.todo = set().union(*(unfinished(target / lesson.slug / "app.py") for lesson in self.plan.lessons))
         run.log = RESTARTED.join(self.logs)
         run.duration, run.cpu = time.monotonic() - self.started, self.cpu_spent
         return run
@@ -382,7 +461,9 @@ class _Attempts:
             plan.test_args(pending), self.workdir / "lessons", "--course-report", str(report),
             "--course-stream", str(stream),
             "--course-timeout", f"{plan.test_timeout:g}", "--capture=no", "-p", "no:terminal",
-            "--continue-on-collection-errors", *self.sandbox_options)
+            "--continue-on-collection-errors", *self.sandbox_options,
+            *(f"--deselect={t.nodeid}" for t in plan.tests if t.nodeid in self.not_run and
+              t.slug in {each.slug for each in pending}))
         sandboxed = bool(self.sandbox_options)
         budget = plan.timeout - (self.cpu_spent if sandboxed else time.monotonic() - self.started)
         timed_out, code, size, log, cpu = one_process(command, self.workdir, self.workdir / "tmp", budget,
