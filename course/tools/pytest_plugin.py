@@ -44,12 +44,6 @@ AFTER_A_TIMEOUT = pytest.StashKey[str]()
 """Set on a test (plugins.SkipAfterTimeout, in ``check``) that runs after another test of its lesson timed
 out: why it gets a short limit, and why it is skipped, not failed, if it runs past it."""
 AFTER_A_TIMEOUT_SECONDS = 1.0
-AFTER_A_TIMEOUT_CPU = 4.0
-"""The grader's limit, in CPU seconds, for each later test of a lesson one of whose tests timed out
-(the reference solutions' heaviest check spends 2.5 alone, up to 4 on a loaded machine). A check
-that reaches the same endless loop then costs 4 s, not the whole limit; one cut short wrongly costs
-nothing: its exercise is checked again with fair credit, on the reference's code for the others
-and with the whole limit."""
 CRASH_SECTION = "crash in the code under test"
 WALL_FACTOR = 5
 """In a sandbox, a test phase that spends no CPU (it waits) is stopped after this many times its limit."""
@@ -232,15 +226,13 @@ class TimeLimit:
     there is no cgroup) costs a few ms, and tests follow each other at once. The reused reading is
     older, so the test is charged a little more, never less."""
 
-    def __init__(self, seconds: float, hosts=None, after_a_timeout: float = AFTER_A_TIMEOUT_CPU):
+    def __init__(self, seconds: float, hosts=None):
         self.seconds = seconds
-        self.after_a_timeout = after_a_timeout
         self.hosts = hosts
         self.before: set[threading.Thread] = set()
         self.timed_out = False
         self.reading = (-1.0, 0.0)          # (when, CPU seconds) of the last look
         self.test_started = 0.0             # the CPU reading when this test's setup began
-        self.stuck_files: set[str] = set()  # sandboxed: test files one of whose tests timed out
 
     def _cpu(self, reuse: bool = False) -> float:
         when, value = self.reading
@@ -253,26 +245,21 @@ class TimeLimit:
             self.test_started = self._cpu(reuse=True)
         started = time.monotonic()
 
-        limit = self._cpu_limit(item)
-
         def on_alarm(signum, frame):
             if self.hosts:
                 spent = self._cpu() - self.test_started
-                if spent <= limit and time.monotonic() - started <= WALL_FACTOR * limit:
+                if spent <= self.seconds and time.monotonic() - started <= WALL_FACTOR * self.seconds:
                     signal.setitimer(signal.ITIMER_REAL, 0.25)      # one shot each time: never nested
                     return
                 self.timed_out = True
-                if item is not None:
-                    self.stuck_files.add(item.nodeid.split("::", 1)[0])
-                shorter = " (the lesson's limit once one of its tests timed out)" if limit < self.seconds else ""
-                pytest.fail(f"{TIMED_OUT_SIGN} {when} took it past {limit:g} s of CPU{shorter} ({spent:.1f} s spent "
+                pytest.fail(f"{TIMED_OUT_SIGN} {when} took it past {self.seconds:g} s of CPU ({spent:.1f} s spent "
                             "by the code under test and the checks talking to it, setup, call and teardown "
                             "together; an endless loop, or a request that never gets an answer?)", pytrace=False)
             self._ran_out(item, frame, f"{when} took longer than {self.seconds:g} s", self.seconds)
 
         previous = signal.signal(signal.SIGALRM, on_alarm)
         if self.hosts:          # N cores spend at most N CPU seconds a second: no need to look earlier
-            left = limit - (self._cpu(reuse=True) - self.test_started)
+            left = self.seconds - (self._cpu(reuse=True) - self.test_started)
             signal.setitimer(signal.ITIMER_REAL, max(0.1, left / (os.cpu_count() or 1)))
         elif item is not None and item.stash.get(AFTER_A_TIMEOUT, None) is not None:
             signal.setitimer(signal.ITIMER_REAL, min(self.seconds, AFTER_A_TIMEOUT_SECONDS))
@@ -296,12 +283,6 @@ class TimeLimit:
             signal.signal(signal.SIGALRM, previous)
             if self.hosts and when == "call":       # what the test cost so far (its record says ``cpu``)
                 item.user_properties.append(("cpu", round(self._cpu() - self.test_started, 3)))
-
-    def _cpu_limit(self, item) -> float:
-        """A sandboxed test's CPU limit: shorter once a test of its lesson timed out (AFTER_A_TIMEOUT_CPU)."""
-        if item is not None and item.nodeid.split("::", 1)[0] in self.stuck_files:
-            return min(self.seconds, self.after_a_timeout)
-        return self.seconds
 
     def _ran_out(self, item, frame, what: str, seconds: float):
         """Fail (or, after another test's timeout, skip) the test that ran out of time, with where the

@@ -12,10 +12,10 @@ Scoring: an exercise is worth the manifest's points; its tests share them by wei
 ``weight=``, default 1): points = points x passed weight / total weight. A test that did not pass
 (failed, error, timed out, skipped, or never ran because the submission was stopped) earns nothing.
 
-Fair credit: an exercise whose code is still the starter's earns 0, is not tested, and the
-reference's code stands in for it while the lesson's other exercises are tested; an exercise that
-failed even so is run again in a hybrid, the student's app.py with the lesson's other exercises
-taken from the reference; a test passed in either run counts.
+Fair credit: an exercise whose code is still the starter's earns 0 and is not tested. An exercise
+that failed is run again with the reference's code standing in for those not started, and if it
+still fails, in a hybrid, the student's app.py with the lesson's other exercises taken from the
+reference; a test passed in any run counts.
 
 Outputs in ``--out``: ``gradebook.csv`` (one row per student, for a spreadsheet or an LMS),
 ``grades.csv`` (student x exercise), ``summary.md`` (the class, with the same-code flags),

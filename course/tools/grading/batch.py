@@ -142,10 +142,10 @@ def _grade_one(submission: Submission, plan: Plan, out: Path, cancel: threading.
         run = None
         try:
             untouched = credit.unstarted(submission.lessons_dir, plan, notes)
-            stand_in = untouched if fair_credit else set()      # the reference's code for what is not started
-            run = run_submission(submission, plan, workdir, cancel, bar, not_started=stand_in)
+            run = run_submission(submission, plan, workdir, cancel, bar, not_started=untouched)
             lessons = score(plan, run, replace, not_started=untouched)
-            again = credit.recheck(submission, plan, run, lessons, workdir, cancel, bar) if fair_credit else None
+            again = (credit.recheck(submission, plan, run, lessons, workdir, cancel, bar, not_started=untouched)
+                     if fair_credit else None)
             if again and again.records:
                 lessons = score(plan, run, replace, fair=again.records, not_started=untouched)
             prints = same.lesson_prints(submission.lessons_dir, [each.slug for each in plan.lessons])

@@ -55,23 +55,24 @@ def splice(student: str, reference: str, names: list[str], kept: list[str] = ())
     return _spliced(student, reference, names, kept).text
 
 
-def with_reference_for(student: str, reference: str, slug: str, exercise_ids: set[str]) -> tuple[str, list]:
-    """The student's source with the exercises ``exercise_ids`` (not started: still the starter's code)
-    taken from the reference, the others the student's; and, for each of its lines, the line of the
-    student's file it is (None: a line of the reference's). HybridError when it cannot be built (a
-    definition a started exercise shares with one not started: 08.4 and 08.5's store_error_answer).
+def with_reference_for(student: str, reference: str, slug: str, exercise_ids: set[str]) -> tuple[str, set[str]]:
+    """The student's source with the exercises ``exercise_ids`` (not started: still the starter's
+    code) taken from the reference, the others the student's; and the exercises it did so for. One
+    that shares a definition with a started exercise (08.4 and 08.5's store_error_answer) stays the
+    student's. HybridError when it cannot be built, or there is nothing to take.
 
-    The grader runs a copy's lessons so: an exercise not started earns nothing whatever code stands
-    in for it, and the started ones are checked beside a working version of it (fair credit, at
-    once, without a run of hybrids for each exercise that depends on one not started)."""
+    Fair credit's first round (credit.recheck): an exercise that builds on one not started is
+    checked with a working version of it, for all such exercises of a lesson at once."""
     lesson = manifest.lesson(slug)
-    swapped = sorted({name for ex in lesson.exercises if ex.id in exercise_ids for name in ex.names})
-    kept = sorted({name for ex in lesson.exercises if ex.id not in exercise_ids for name in ex.names})
+    started = {name for ex in lesson.exercises if ex.id not in exercise_ids for name in ex.names}
+    taken = {ex.id for ex in lesson.exercises if ex.id in exercise_ids and ex.names and not set(ex.names) & started}
+    if not taken:
+        raise HybridError("no exercise not started has code of its own to take from the reference")
+    names = sorted({name for ex in lesson.exercises if ex.id in taken for name in ex.names})
     try:
-        made = _spliced(student, reference, swapped, kept)
+        return _spliced(student, reference, names, sorted(started)).text, taken
     except (RecursionError, MemoryError):
         raise HybridError("the student's app.py is nested deeper than the splice can follow") from None
-    return made.text, made.origins
 
 
 def _spliced(student: str, reference: str, names: list[str], kept: list[str]) -> _Splice:
@@ -292,12 +293,10 @@ class _Splice:
 
     def render(self) -> str:
         lines = list(self.lines)
-        self.origins: list[int | None] = list(range(1, len(lines) + 1))     # the student's line of each line
         edits = list(self.edits) + self.member_edits() + self.global_edits()
         edits.sort(key=lambda edit: (edit[0], edit[1]), reverse=True)
         for first, last, new in edits:
             lines[first - 1:last] = new
-            self.origins[first - 1:last] = [None] * len(new)
         text = "\n".join(lines) + "\n"
         if parse(text) is None:
             raise HybridError("the hybrid does not parse; the student's indentation may be unusual")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import select
 import shutil
@@ -25,7 +24,7 @@ from pathlib import Path
 from course import ROOT
 from course.lesson import manifest
 from course.tools import teeth
-from course.tools.grading import cpuacct, hybrid, kitcheck, sandbox, worker
+from course.tools.grading import cpuacct, kitcheck, sandbox, worker
 from course.tools.grading.find import Submission
 from course.tools.grading.plan import Plan
 from course.tools.term import Progress, unfinished
@@ -309,9 +308,8 @@ def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: th
     it had done, and the lessons after it are checked in a new process: a crash costs one lesson.
 
     ``not_started``: the exercises whose code is still the starter's (credit.unstarted). Their tests
-    are not run (they earn nothing), and the reference's code stands in for them in the app.py the
-    tests run (``_reference_for_not_started``): an exercise that builds on one not started is
-    checked as it would be were that one done.
+    are not run: they earn nothing (fair credit then checks the exercises that build on them with
+    the reference's code standing in for them: credit.recheck).
     """
     target = workdir / "lessons"
     dropped = copy_lessons(submission, plan.lessons, target)
@@ -319,7 +317,6 @@ def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: th
     slugs = [each.slug for each in plan.lessons]
     todo = set().union(*(unfinished(target / slug / "app.py") for slug in slugs))        # the student's files
     kit_flags = kitcheck.flags(target, slugs)
-    swapped, swap_notes = _reference_for_not_started(plan, target, not_started)
     attempts = _Attempts(plan, workdir, cancel, progress, not_run=_not_started_tests(plan, not_started))
     if plan.sandboxed:
         config = _sandbox_for(plan, workdir)
@@ -332,11 +329,9 @@ def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: th
         attempts.env["PYTHONDONTWRITEBYTECODE"] = None
     run = attempts.run()
     run.todo = todo
-    for record in run.records:
-        _student_lines(record, swapped)
     notes = [path if path.startswith(NOT_COPIED) else f"not copied, symlinks are never followed: {path}"
              if " is inside the course's " not in path else f"not graded: {path}" for path in dropped]
-    notes += kit_flags + swap_notes
+    notes += kit_flags
     run.notes = notes = notes + run.notes       # and what the attempts found (a failure of the grader's own)
     if not plan.sandboxed:
         notes.insert(0, sandbox.UNSAFE_WARNING)
@@ -346,7 +341,6 @@ def run_submission(submission: Submission, plan: Plan, workdir: Path, cancel: th
 
 NOT_STARTED_EXERCISE = ("not started: exercise {exercise} in lessons/{slug}/app.py is the starter's code "
                         "(its tests are not run: they earn nothing)")
-REFERENCE_LINE = "line {line} (the reference's code, which stood in for the exercises not started)"
 
 
 def _not_started_tests(plan: Plan, not_started: set[str]) -> dict[str, dict]:
@@ -354,56 +348,6 @@ def _not_started_tests(plan: Plan, not_started: set[str]) -> dict[str, dict]:
     return {t.nodeid: {"nodeid": t.nodeid, "exercise": t.exercise, "weight": t.weight, "outcome": "failed",
                        "message": NOT_STARTED_EXERCISE.format(exercise=t.exercise, slug=t.slug), "duration": 0}
             for t in plan.tests if t.exercise in not_started}
-
-
-def _reference_for_not_started(plan: Plan, target: Path, not_started: set[str]) -> tuple[dict[str, list], list[str]]:
-    """In each lesson with exercises both started and not, the app.py the tests run gets the reference's
-    code for those not started (hybrid.with_reference_for). Per lesson changed, the student's line of
-    each of its lines; and a note for each lesson where it could not be done (it is run as it is)."""
-    swapped, notes = {}, []
-    for lesson in plan.lessons:
-        ids = {ex.id for ex in lesson.exercises} & not_started
-        path = target / lesson.slug / "app.py"
-        if not ids or len(ids) == len(lesson.exercises) or not path.is_file():
-            continue
-        student = path.read_text(encoding="utf-8", errors="replace")
-        reference = (ROOT / "solutions" / lesson.slug / "app.py").read_text(encoding="utf-8")
-        try:
-            text, origins = hybrid.with_reference_for(student, reference, lesson.slug, ids)
-        except hybrid.HybridError as exc:
-            notes.append(f"lesson {lesson.id}: run as it is, without the reference's code for {', '.join(sorted(ids))} "
-                         f"(not started): {exc}")
-            continue
-        path.write_bytes(hybrid.encoded(text))
-        swapped[lesson.slug] = origins
-        notes.append(f"lesson {lesson.id}: {', '.join(sorted(ids))} not started (it earns nothing): the reference's "
-                     "code for it stood in while the lesson's other exercises were checked")
-    return swapped, notes
-
-
-def _student_lines(record: dict, swapped: dict[str, list]) -> None:
-    """A record's line numbers of a lesson's app.py as the student's file numbers them (the file the
-    tests ran has the reference's code for the exercises not started, and so other line numbers)."""
-    for slug, origins in swapped.items():
-        where = f"lessons/{slug}/app.py"
-        record["message"] = re.sub(rf'({re.escape(where)}"?,? line )(\d+)',
-                                   lambda m, origins=origins: m.group(1) + _line_shown(origins, int(m.group(2))),
-                                   record.get("message") or "")
-        crash = record.get("crash")
-        for frame in crash.get("frames", []) if isinstance(crash, dict) else []:
-            if isinstance(frame, dict) and frame.get("file") == where and isinstance(frame.get("line"), int):
-                origin = _student_line(origins, frame["line"])
-                frame["line"] = origin if origin is not None else 0
-
-
-def _student_line(origins: list, line: int) -> int | None:
-    """The student's line that ``line`` of the file as run is; None for a line of the reference's."""
-    return origins[line - 1] if 0 < line <= len(origins) else line
-
-
-def _line_shown(origins: list, line: int) -> str:
-    origin = _student_line(origins, line)
-    return str(origin) if origin is not None else REFERENCE_LINE.format(line=line)
 
 
 def _sandbox_for(plan: Plan, workdir: Path) -> sandbox.Config:

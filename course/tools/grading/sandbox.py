@@ -139,18 +139,23 @@ def _folders_above(paths: list[str]) -> list[str]:
     return [arg for folder in above for arg in ("--perms", "0755", "--dir", folder)]
 
 
-def command(config: Config, network: bool, argv: list[str], cwd: str | None = None) -> list[str]:
-    """``argv`` as the copy's user, in a sandbox of its own (see the module's docstring)."""
+def command(config: Config, network: bool, argv: list[str], cwd: str | None = None,
+            lesson: str | None = None) -> list[str]:
+    """``argv`` as the copy's user, in a sandbox of its own (see the module's docstring). With
+    ``lesson``, the sandbox sees that lesson's folder of the copy only: fair credit's rounds hold the
+    reference's code for other exercises, and one lesson's code read another lesson's hybrid (its
+    reference code for an exercise, run with exec, earned lesson 07's 07.3 all its points)."""
     course = str(ROOT / "course")
     system = _system_binds()
-    bound = [course, config.target, config.scratch] + [system[i + 2] for i, arg in enumerate(system)
-                                                        if arg == "--ro-bind" and system[i + 2] != "/usr"]
+    lessons = str(Path(config.target) / lesson) if lesson else config.target
+    bound = [course, lessons, config.scratch] + [system[i + 2] for i, arg in enumerate(system)
+                                                 if arg == "--ro-bind" and system[i + 2] != "/usr"]
     private = not config.trust_services                 # the test process's own network: see private_network
     return [_tool("bwrap"), "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try",
             *([] if network or private else ["--unshare-net"]), "--die-with-parent", "--new-session",
             "--proc", "/proc", "--dev", "/dev", "--size", str(TMP_BYTES), "--tmpfs", "/tmp", *_folders_above(bound),
             *system,
-            "--ro-bind", course, course, "--ro-bind", config.target, config.target,
+            "--ro-bind", course, course, "--ro-bind-try", lessons, lessons,      # -try: a copy may lack a lesson
             "--bind", config.scratch, config.scratch, "--chdir", cwd or config.scratch,
             "--", _tool("setpriv"), f"--reuid={config.uid}", f"--regid={config.uid}", "--clear-groups",
             "--no-new-privs", "--inh-caps=-all", "--bounding-set=-all", "--", *argv]
@@ -364,7 +369,20 @@ def wrap(argv: list[str], env: dict | None = None, cwd=None) -> tuple[list[str],
     for name in PASSED_ENV if env is not None else ():
         if name not in env:           # the test removed it (``env={"SESSION_SECRET": None}``): not put back
             scrubbed.pop(name, None)
-    return command(config, True, limits() + list(argv), str(cwd) if inside else None), scrubbed, None
+    return (command(config, True, limits() + list(argv), str(cwd) if inside else None, _lesson_of(config, argv, env)),
+            scrubbed, None)
+
+
+def _lesson_of(config: Config, argv: list[str], env: dict | None) -> str | None:
+    """The lesson a process of the code under test serves: the lesson folder of the copy that its
+    arguments or environment name (an app.py's path; the bench's COURSE_BENCH_SLUG). None: it sees
+    the copy's whole folder of lessons."""
+    prefix = config.target.rstrip("/") + "/"
+    for value in [*argv, *(env or {}).values()]:
+        if isinstance(value, str) and value.startswith(prefix):
+            return value[len(prefix):].split("/", 1)[0]
+    slug = (env or {}).get("COURSE_BENCH_SLUG")
+    return slug if isinstance(slug, str) and "/" not in slug and (Path(config.target) / slug).is_dir() else None
 
 
 def limits(processes: int | None = None) -> list[str]:
@@ -583,7 +601,8 @@ class HostProcess:
         listener.listen(128)
         argv = [sys.executable, "-m", "course.tools.grading.host", "--fd", str(listener.fileno()),
                 "--target", config.target, "--slug", slug, *(["--cpu", f"{cpu_limit:g}"] if cpu_limit else [])]
-        self.proc = spawn(lambda: subprocess.Popen(command(config, slug in config.network, argv), env=environment(),
+        self.proc = spawn(lambda: subprocess.Popen(command(config, slug in config.network, argv, lesson=slug),
+                                                   env=environment(),
                                                    pass_fds=[listener.fileno()], stdin=subprocess.DEVNULL))
         listener.close()
         self.objects = wire.Objects()

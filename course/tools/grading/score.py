@@ -124,7 +124,8 @@ def score(plan: Plan, run: Run, replace: dict[str, str], fair: list[dict] | None
                 if ex.id in not_started:
                     test.outcome = "todo"
             exercises.append(_exercise_result(ex, tests, ex.id in run.todo or ex.id in not_started))
-        everything = [(t.recorded, t.message) for e in exercises for t in e.tests]
+        everything = [(t.recorded, t.message) for e in exercises if e.exercise.id not in not_started
+                      for t in e.tests]          # those not started were not run: they tell nothing
         lessons.append(LessonResult(lesson, exercises, results.problem(everything)))
     return lessons
 
