@@ -502,6 +502,23 @@ def test_a_lesson_that_does_not_import_is_one_problem_whatever_is_not_started():
     assert graded.problem == hang
 
 
+def test_a_test_that_passed_in_any_round_of_fair_credit_counts():
+    # A test runs in fair credit's first round (the reference standing in for what is not started)
+    # and, failing there, in its exercise's hybrid: merged across rounds, the failure won.
+    from course.tools.grading.plan import Plan, TestCase
+    from course.tools.grading.run import Run
+    from course.tools.grading.score import FAIR_ROUND, score
+
+    case = TestCase(f"tests/test_{SLUG}.py::t", SLUG, "01.2", 1)
+    failed = {"nodeid": case.nodeid, "exercise": "01.2", "weight": 1, "outcome": "failed", "message": "no"}
+    fair = [{**failed, FAIR_ROUND: 1}, {**failed, "outcome": "passed", "message": "", FAIR_ROUND: 2},
+            {**failed, "nodeid": case.nodeid + "x", FAIR_ROUND: 2}]
+    plan = Plan([LESSON], [case, TestCase(case.nodeid + "x", SLUG, "01.2", 1)], 1, 10)
+    run = Run([failed, {**failed, "nodeid": case.nodeid + "x"}], "ok", 0, 1.0, 0, "")
+    tests = score(plan, run, {}, fair=fair)[0].exercises[1].tests
+    assert [(t.outcome, t.fair) for t in tests] == [("passed", True), ("failed", False)]
+
+
 SOURCE_LEAK = """
 import inspect
 _reference = [line.strip() for line in inspect.getsource(sign).splitlines() if "hmac" in line]

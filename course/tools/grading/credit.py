@@ -30,7 +30,7 @@ from course.tools.grading.hybrid import HybridError, encoded, hybrid, not_starte
 from course.tools.grading.plan import Plan
 from course.tools.grading.run import Run, run_submission
 from course.tools.grading.same import read_source
-from course.tools.grading.score import LessonResult
+from course.tools.grading.score import FAIR_ROUND, LessonResult
 from course.tools.results import TIMED_OUT_SIGN
 from course.tools.term import Progress
 
@@ -44,6 +44,7 @@ class Recheck:
     exercises: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     duration: float = 0.0
+    rounds: int = 0
 
 
 def unstarted(lessons_dir: Path | None, plan: Plan, notes: list[str]) -> set[str]:
@@ -181,5 +182,8 @@ def _one_round(submission: Submission, plan: Plan, made: tuple[Path, dict], pass
     hybrid_run = run_submission(copy, sub_plan, workdir, cancel, progress)
     result.duration += hybrid_run.duration
     result.exercises += sorted(each for ids in checks.values() for each in ids)
+    result.rounds += 1
+    for record in hybrid_run.records:      # a test may run in two rounds: its phases are merged per round
+        record[FAIR_ROUND] = result.rounds
     result.records += hybrid_run.records
     return budget - (hybrid_run.cpu if plan.sandboxed else hybrid_run.duration)     # as each round's own limit counts

@@ -99,6 +99,10 @@ NOT_STARTED = ("not started: {names} is still the starter's code, so its checks 
                "(this one passes on the starter when the rest of the lesson is done)")
 
 
+FAIR_ROUND = "fair_round"
+"""The key of a fair-credit record that says which round of hybrids it comes from (credit._one_round)."""
+
+
 def score(plan: Plan, run: Run, replace: dict[str, str], fair: list[dict] | None = None,
           not_started: set[str] = frozenset()) -> list[LessonResult]:
     """Each lesson's results; ``replace`` maps the working folder's paths in messages to the student's.
@@ -107,7 +111,10 @@ def score(plan: Plan, run: Run, replace: dict[str, str], fair: list[dict] | None
     ``not_started``: exercises whose code is still the starter's (hybrid.not_started); they earn 0.
     """
     merged = results.merge(run.records)
-    passed_fair = {nodeid for nodeid, record in results.merge(fair or []).items()
+    rounds: dict[int, list[dict]] = {}
+    for record in fair or []:            # a test passed in any round (its phases merged in each) counts
+        rounds.setdefault(record.get(FAIR_ROUND, 0), []).append(record)
+    passed_fair = {nodeid for each in rounds.values() for nodeid, record in results.merge(each).items()
                    if results.outcome(record) == "passed"}
     lessons = []
     for lesson in plan.lessons:
