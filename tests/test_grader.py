@@ -519,6 +519,28 @@ def test_a_test_that_passed_in_any_round_of_fair_credit_counts():
     assert [(t.outcome, t.fair) for t in tests] == [("passed", True), ("failed", False)]
 
 
+def test_a_round_of_fair_credit_names_a_test_whose_id_holds_a_double_slash_as_pytest_does():
+    from course.tools.grading.plan import Plan, TestCase
+
+    lesson = manifest.lesson("08_store_backends")
+    nodeid = "tests/test_08_store_backends.py::test_x[bogus://somewhere]"
+    plan = Plan([lesson], [TestCase(nodeid, lesson.slug, "08.1", 1)], 1, 10, only_these_tests=True)
+    assert plan.test_args([lesson]) == [f"{ROOT}/{nodeid}"], "pathlib folded // into /: pytest ran nothing"
+
+
+def test_an_app_process_of_a_lesson_sees_that_lessons_folder_only(tmp_path):
+    from course.tools.grading import sandbox
+
+    for slug in ("08_store_backends", "09_concurrency"):
+        (tmp_path / slug).mkdir()
+    config = sandbox.Config(uid=1 << 20, target=str(tmp_path), scratch=str(tmp_path / "s"))
+    served = [sys.executable, "-m", "course.tools.faults", "serve", str(tmp_path), "09_concurrency", "--port", "1"]
+    assert sandbox._lesson_of(config, served, {}) == "09_concurrency"
+    assert sandbox._lesson_of(config, [sys.executable, str(tmp_path / "08_store_backends" / "app.py")], {}) == \
+        "08_store_backends"
+    assert sandbox._lesson_of(config, ["gunicorn"], {"COURSE_BENCH_SLUG": "09_concurrency"}) == "09_concurrency"
+
+
 SOURCE_LEAK = """
 import inspect
 _reference = [line.strip() for line in inspect.getsource(sign).splitlines() if "hmac" in line]

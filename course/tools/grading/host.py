@@ -282,7 +282,9 @@ class Host:
         self.apps[key].server_port = port
         self.apps[key].setup_environ()                   # SERVER_PORT: the port the tests connect to
         self.listeners[key] = listener
-        threading.Thread(target=self.accept_http, args=(listener, key), daemon=True).start()
+        if not _start_thread(self.accept_http, listener, key):
+            listener.close()
+            raise RuntimeError("the copy's processes and threads are all in use (64): no thread to serve the app")
         return port
 
     def accept_http(self, listener: socket.socket, key: int) -> None:

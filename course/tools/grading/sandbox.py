@@ -377,10 +377,16 @@ def _lesson_of(config: Config, argv: list[str], env: dict | None) -> str | None:
     """The lesson a process of the code under test serves: the lesson folder of the copy that its
     arguments or environment name (an app.py's path; the bench's COURSE_BENCH_SLUG). None: it sees
     the copy's whole folder of lessons."""
-    prefix = config.target.rstrip("/") + "/"
-    for value in [*argv, *(env or {}).values()]:
-        if isinstance(value, str) and value.startswith(prefix):
-            return value[len(prefix):].split("/", 1)[0]
+    target = config.target.rstrip("/")
+    values = [*argv, *(env or {}).values()]
+    for at, value in enumerate(values):
+        if not isinstance(value, str):
+            continue
+        if value.startswith(target + "/"):
+            return value[len(target) + 1:].split("/", 1)[0]
+        if value == target and at + 1 < len(argv) and (Path(target) / str(argv[at + 1])).is_dir() \
+                and "/" not in str(argv[at + 1]):         # ``serve TARGET SLUG`` (course.tools.faults)
+            return str(argv[at + 1])
     slug = (env or {}).get("COURSE_BENCH_SLUG")
     return slug if isinstance(slug, str) and "/" not in slug and (Path(config.target) / slug).is_dir() else None
 
