@@ -541,6 +541,44 @@ def test_an_app_process_of_a_lesson_sees_that_lessons_folder_only(tmp_path):
     assert sandbox._lesson_of(config, ["gunicorn"], {"COURSE_BENCH_SLUG": "09_concurrency"}) == "09_concurrency"
 
 
+FORKS_AND_SLEEPS = """
+import os as _os
+import time as _time
+
+_create_app, _calls = create_app, []
+
+
+def create_app(**options):            # at lesson 01's last app (it makes 32), once: children until the
+    _calls.append(1)                  # copy's user has no process left (RLIMIT_NPROC)
+    if len(_calls) == 32:
+        forked = 0
+        for _ in range(200):
+            try:
+                if _os.fork() == 0:
+                    _time.sleep(600)
+                    _os._exit(0)
+                forked += 1
+            except OSError:
+                break
+        print("FORKED", forked, flush=True)
+    return _create_app(**options)
+"""
+
+
+def test_processes_one_lesson_leaves_behind_do_not_cost_the_next_lesson(tmp_path):
+    copy = tmp_path / "forker" / "lessons"
+    build.patched(copy, SLUG, append=FORKS_AND_SLEEPS)
+    build.solved(copy, "02_signed_cookies")
+    proc = subprocess.run([sys.executable, "-m", "course", "grade", str(tmp_path / "forker"), "--out",
+                           str(tmp_path / "out"), "--lessons", "01,02", "--no-progress", "--no-fair-credit"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert "FORKED" in (tmp_path / "out" / "logs" / "forker.log").read_text(encoding="utf-8"), "lesson 01 forked"
+    signed = load(tmp_path / "out", "forker")["lessons"][1]
+    assert signed["points"] == signed["max_points"], [(t["name"], t["message"][:200]) for ex in signed["exercises"]
+                                                      for t in ex["tests"] if t["outcome"] != "passed"][:3]
+
+
 SOURCE_LEAK = """
 import inspect
 _reference = [line.strip() for line in inspect.getsource(sign).splitlines() if "hmac" in line]

@@ -95,6 +95,18 @@ def pytest_unconfigure(config):
         hosts.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """In the grader, a lesson's sandbox ends with its last test (its module's fixtures are done)."""
+    try:
+        return (yield)
+    finally:
+        hosts = item.config.stash.get(HOSTS, None)
+        slug = slug_of(str(item.path))
+        if hosts is not None and slug and (nextitem is None or slug_of(str(nextitem.path)) != slug):
+            hosts.close_lesson(slug)
+
+
 def pytest_collection_modifyitems(config, items):
     known = {ex.id for lesson in manifest.lessons() for ex in lesson.exercises}
     for item in items:

@@ -866,6 +866,15 @@ class Hosts:
                 host.close()
             return [host.gone() for host in dead.values()]
 
+    def close_lesson(self, slug: str) -> None:
+        """Kill the host of a lesson whose tests are done, and with it all its sandbox holds: the
+        processes a copy's code leaves there count against its user's limit (RLIMIT_NPROC, 64), and
+        one lesson's sleeping children left the next lesson's correct code no process to run in."""
+        with self.lock:
+            host = self.by_slug.pop(slug, None)
+        if host is not None:
+            self._close(host)
+
     def reset(self) -> None:
         """Kill every host (after a test that ran over its time: its loop may still spin)."""
         with self.lock:
