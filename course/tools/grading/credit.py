@@ -6,7 +6,7 @@ the reference's code standing in for those not started: 03.3 solved and 03.2 not
 03.3's points. Then the hybrid of each exercise still failing, X (course.tools.grading.hybrid),
 is the student's app.py with every other exercise of the lesson taken from the reference, so X is
 worth its points whatever else the student did, however wrong: 03.2 started and wrong, 03.3
-right, earns 03.3's points. A test earns its weight when it passed in either run.
+right, earns 03.3's points. A test earns its weight when it passed in any run.
 
 Only exercises worth a second look are checked again: not those that passed, not those the
 student has not started (status todo: their code is the starter's, and the starter fails every
@@ -136,13 +136,14 @@ def recheck(submission: Submission, plan: Plan, run: Run, lessons: list[LessonRe
         if budget <= 1:
             result.notes.append("fair credit: stopped, the copy's time limit is used up")
             break
-        budget = _one_round(submission, plan, (folder, held), passed, budget, workdir / f"fair-{number}", cancel,
+        one_each = {slug: {exercise_id} for slug, exercise_id in held.items()}
+        budget = _one_round(submission, plan, (folder, one_each), passed, budget, workdir / f"fair-{number}", cancel,
                             progress, result)
     return result
 
 
 def stand_in_round(student_dir: Path, chosen: dict[str, list[str]], not_started: set[str], into: Path,
-                   notes: list[str]) -> tuple[Path, dict[str, list[str]]] | None:
+                   notes: list[str]) -> tuple[Path, dict[str, set[str]]] | None:
     """Fair credit's first round: per lesson with exercises to check again and some not started, the
     student's app.py with the reference's code for those not started; the folder, and per lesson
     the exercises it checks. None when no lesson has one."""
@@ -161,7 +162,7 @@ def stand_in_round(student_dir: Path, chosen: dict[str, list[str]], not_started:
             continue
         (into / slug).mkdir(parents=True)
         (into / slug / "app.py").write_bytes(encoded(source))
-        held[slug] = list(ids)
+        held[slug] = set(ids)
     return (into, held) if held else None
 
 
@@ -171,12 +172,11 @@ def _all_passed(plan: Plan, slug: str, exercise_id: str, passed: set[str]) -> bo
 
 def _one_round(submission: Submission, plan: Plan, made: tuple[Path, dict], passed: set[str], budget: float,
                workdir: Path, cancel: threading.Event, progress: Progress | None, result: Recheck) -> float:
-    """Run one round of hybrids (``made``: the folder, and per lesson the exercise or exercises it
-    checks), its tests that did not pass yet only; add its records to ``result``; the budget left."""
-    folder, held = made
-    checks = {slug: set(each) if isinstance(each, list) else {each} for slug, each in held.items()}
+    """Run one round of hybrids (``made``: the folder, and per lesson the exercises it checks), its
+    tests that did not pass yet only; add its records to ``result``; the budget left."""
+    folder, checks = made
     tests = [t for t in plan.tests if t.exercise in checks.get(t.slug, ()) and t.nodeid not in passed]
-    sub_plan = replace(plan, lessons=[each for each in plan.lessons if each.slug in held], tests=tests,
+    sub_plan = replace(plan, lessons=[each for each in plan.lessons if each.slug in checks], tests=tests,
                        timeout=budget, only_these_tests=True, warnings=[])    # sandboxed as the copy was
     copy = Submission(submission.name, folder, folder, submission.file_name)      # the hybrids only
     hybrid_run = run_submission(copy, sub_plan, workdir, cancel, progress)
