@@ -538,7 +538,12 @@ def test_an_app_process_of_a_lesson_sees_that_lessons_folder_only(tmp_path):
     assert sandbox._lesson_of(config, served, {}) == "09_concurrency"
     assert sandbox._lesson_of(config, [sys.executable, str(tmp_path / "08_store_backends" / "app.py")], {}) == \
         "08_store_backends"
-    assert sandbox._lesson_of(config, ["gunicorn"], {"COURSE_BENCH_SLUG": "09_concurrency"}) == "09_concurrency"
+    assert sandbox._lesson_of(config, ["gunicorn"], {"COURSE_BENCH_SLUG": "09_concurrency",
+                                                     "OLDPWD": str(tmp_path / "08_store_backends")}) == "09_concurrency"
+    (tmp_path.parent / f"{tmp_path.name}-link").symlink_to(tmp_path)            # a TMPDIR through a symlink
+    linked = [sys.executable, str(tmp_path.parent / f"{tmp_path.name}-link" / "08_store_backends" / "app.py")]
+    assert sandbox._lesson_of(config, linked, {}) == "08_store_backends"
+    assert sandbox._lesson_of(config, [*served[:4], str(tmp_path), ".."], {}) is None, "never the folder above"
 
 
 FORKS_AND_SLEEPS = """

@@ -375,20 +375,22 @@ def wrap(argv: list[str], env: dict | None = None, cwd=None) -> tuple[list[str],
 
 def _lesson_of(config: Config, argv: list[str], env: dict | None) -> str | None:
     """The lesson a process of the code under test serves: the lesson folder of the copy that its
-    arguments or environment name (an app.py's path; the bench's COURSE_BENCH_SLUG). None: it sees
-    the copy's whole folder of lessons."""
-    target = config.target.rstrip("/")
-    values = [*argv, *(env or {}).values()]
-    for at, value in enumerate(values):
-        if not isinstance(value, str):
-            continue
-        if value.startswith(target + "/"):
-            return value[len(target) + 1:].split("/", 1)[0]
-        if value == target and at + 1 < len(argv) and (Path(target) / str(argv[at + 1])).is_dir() \
-                and "/" not in str(argv[at + 1]):         # ``serve TARGET SLUG`` (course.tools.faults)
+    arguments name (an app.py's path; ``serve TARGET SLUG``), else the bench's COURSE_BENCH_SLUG.
+    Paths are compared resolved (a TMPDIR through a symlink). None: it sees the copy's whole folder."""
+    target = os.path.realpath(config.target)
+
+    def lesson(name) -> str | None:
+        name = str(name)
+        return name if name not in ("", ".", "..") and "/" not in name and os.path.isdir(
+            os.path.join(target, name)) else None
+
+    for at, value in enumerate(argv):
+        real = os.path.realpath(str(value)) if str(value).startswith("/") else ""
+        if real.startswith(target + os.sep) and lesson(real[len(target) + 1:].split(os.sep, 1)[0]):
+            return real[len(target) + 1:].split(os.sep, 1)[0]
+        if real == target and at + 1 < len(argv) and lesson(argv[at + 1]):      # serve TARGET SLUG (faults)
             return str(argv[at + 1])
-    slug = (env or {}).get("COURSE_BENCH_SLUG")
-    return slug if isinstance(slug, str) and "/" not in slug and (Path(config.target) / slug).is_dir() else None
+    return lesson((env or {}).get("COURSE_BENCH_SLUG", ""))
 
 
 def limits(processes: int | None = None) -> list[str]:
